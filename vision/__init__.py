@@ -1,0 +1,1 @@
+"""OpenSteady perception: frames in, typed detections out (faces, hands, bodies, gestures)."""
