@@ -1,0 +1,317 @@
+"""Framing controller: keep the subject at the calibration point.
+
+Pure core: ``update(target, dt_s)`` takes the subject's normalised position
+and the elapsed time and returns a :class:`SetpointCommand`. It never reads a
+clock and does no I/O, so the simulator and the tests drive it with simulated
+time.
+
+The chain, per axis::
+
+    normalised offset -> angle error through the pinhole model (FOV)
+      -> low-pass smoothing -> continuous deadband -> simple-pid (rate out)
+      -> rate limit -> acceleration limit -> yaw/pitch rate setpoints
+
+Sign conventions (the same as the wire protocol's setpoints):
+positive yaw turns the camera towards image +x (right), positive pitch tilts
+it towards image -y (up). Image coordinates are normalised, origin top-left.
+
+Usage::
+
+    ctl = FramingController(FramingConfig(hfov_deg=70.0))
+    cmd = ctl.update(FramingTarget(locked=True, x=0.62, y=0.45), dt_s=1 / 30)
+    flags, yaw, pitch, roll = cmd.to_protocol()
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from simple_pid import PID
+
+from firmware import protocol
+
+LOST_ACTIONS = ("hold", "recentre", "sweep")
+
+# Controller states reported in SetpointCommand.state
+STATE_IDLE = "idle"  # no target has been locked yet
+STATE_TRACKING = "tracking"
+STATE_DEADBAND = "deadband"  # on target, stopped
+STATE_LOST_HOLD = "lost_hold"
+STATE_RECENTRE = "recentre"
+STATE_SWEEP = "sweep"
+STATE_PAUSED = "paused"
+STATE_STALLED = "stalled"  # the frame interval was too long to trust
+
+
+@dataclass
+class FramingConfig:
+    """Framing controller settings; defaults suit a 70 deg webcam at 30 fps."""
+
+    hfov_deg: float = 70.0  # horizontal field of view of the camera the calibration point refers to
+    vfov_deg: float = 55.4  # vertical field of view (70 deg at 4:3 gives 55.4 deg)
+    kp: float = 3.0  # (deg/s) per deg of error
+    ki: float = 0.4
+    kd: float = 0.05
+    deadband_deg: float = 1.0  # errors smaller than this command no motion
+    max_rate_dps: float = 120.0
+    max_accel_dps2: float = 600.0
+    smoothing_s: float = 0.05  # time constant of the error low-pass; 0 disables it
+    roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
+    invert_yaw: bool = False
+    invert_pitch: bool = False
+    lost_hold_s: float = 2.0  # hold still this long after losing the target
+    lost_action: str = "recentre"  # then: hold | recentre | sweep
+    recentre_s: float = 1.5  # how long a recentre command is held
+    sweep_rate_dps: float = 20.0
+    sweep_amplitude_deg: float = 45.0
+    max_dt_s: float = 0.5  # a longer frame interval means the detector stalled
+
+    def validate(self):
+        """Raise ValueError naming the setting, value and reason."""
+        def need(ok, key, reason):
+            if not ok:
+                raise ValueError("framing.%s = %r: %s" % (key, getattr(self, key), reason))
+
+        need(0 < self.hfov_deg < 180, "hfov_deg", "must be between 0 and 180")
+        need(0 < self.vfov_deg < 180, "vfov_deg", "must be between 0 and 180")
+        for key in ("kp", "ki", "kd", "deadband_deg", "smoothing_s", "lost_hold_s", "recentre_s"):
+            need(getattr(self, key) >= 0, key, "must not be negative")
+        for key in ("max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
+            need(getattr(self, key) > 0, key, "must be positive")
+        need(-180 <= self.roll_deg <= 180, "roll_deg", "must be between -180 and 180")
+        need(self.lost_action in LOST_ACTIONS, "lost_action", "must be one of " + ", ".join(LOST_ACTIONS))
+        return self
+
+
+@dataclass(frozen=True)
+class FramingTarget:
+    """What the controller needs to know about the subject this frame.
+
+    ``x``/``y`` are normalised image coordinates of the subject (None when
+    not seen); ``cal_x``/``cal_y`` the calibration point it should sit on.
+    """
+
+    locked: bool
+    x: Optional[float] = None
+    y: Optional[float] = None
+    cal_x: float = 0.5
+    cal_y: float = 0.5
+
+
+@dataclass(frozen=True)
+class SetpointCommand:
+    """One gimbal setpoint. Rates in deg/s, angles in deg.
+
+    Yaw and pitch are rates unless ``yaw_deg``/``pitch_deg`` is set, which
+    makes that axis an absolute angle (used to recentre). Yaw and pitch rates
+    and roll are in the earth frame; a recentring yaw angle is relative to
+    the handle (straight ahead), a recentring pitch angle is earth-level.
+    """
+
+    yaw_rate_dps: float = 0.0
+    pitch_rate_dps: float = 0.0
+    roll_deg: float = 0.0
+    yaw_deg: Optional[float] = None
+    pitch_deg: Optional[float] = None
+    state: str = STATE_IDLE
+    yaw_error_deg: float = 0.0
+    pitch_error_deg: float = 0.0
+
+    @property
+    def is_still(self):
+        """True when the command asks for no motion relative to the earth."""
+        return self.yaw_deg is None and self.pitch_deg is None and self.yaw_rate_dps == 0 and self.pitch_rate_dps == 0
+
+    def to_protocol(self):
+        """The OpenSteady MSG_SETPOINT fields: (flags, yaw, pitch, roll) as ints."""
+        flags = protocol.SP_ROLL_IN_EARTH_FRAME
+        if self.yaw_deg is None:
+            flags |= protocol.SP_YAW_IS_RATE | protocol.SP_YAW_IN_EARTH_FRAME
+            yaw = self.yaw_rate_dps
+        else:
+            yaw = self.yaw_deg
+        if self.pitch_deg is None:
+            flags |= protocol.SP_PITCH_IS_RATE | protocol.SP_PITCH_IN_EARTH_FRAME
+            pitch = self.pitch_rate_dps
+        else:
+            flags |= protocol.SP_PITCH_IN_EARTH_FRAME
+            pitch = self.pitch_deg
+        return (
+            flags,
+            protocol.sat_i16(yaw * 100.0),
+            protocol.sat_i16(pitch * 100.0),
+            protocol.sat_i16(self.roll_deg * 100.0),
+        )
+
+
+def offset_to_angle_deg(pos, cal, fov_deg):
+    """Angle between the rays through normalised image coords ``pos`` and ``cal``.
+
+    Pinhole model: a normalised coordinate u maps to the ray angle
+    atan((2u - 1) * tan(fov / 2)). Exact for an undistorted camera, unlike
+    the linear ``(pos - cal) * fov`` which overstates errors at the edges.
+    """
+    t = math.tan(math.radians(fov_deg) / 2.0)
+    return math.degrees(math.atan((2.0 * pos - 1.0) * t) - math.atan((2.0 * cal - 1.0) * t))
+
+
+class _AxisLoop:
+    """One axis: smoothing, deadband, PID, rate and acceleration limits."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        # time_fn pinned so simple-pid never reads the wall clock; dt is always passed.
+        self.pid = PID(cfg.kp, cfg.ki, cfg.kd, setpoint=0.0, sample_time=None,
+                       output_limits=(-cfg.max_rate_dps, cfg.max_rate_dps), time_fn=lambda: 0.0)
+        self.rate_dps = 0.0
+        self.filtered_deg = None
+
+    def reset(self):
+        self.pid.reset()
+        self.filtered_deg = None
+
+    def track(self, error_deg, dt_s):
+        """Advance with a measured error; returns (rate_dps, in_deadband)."""
+        cfg = self.cfg
+        if self.filtered_deg is None or cfg.smoothing_s <= 0:
+            self.filtered_deg = error_deg
+        else:
+            a = dt_s / (cfg.smoothing_s + dt_s)
+            self.filtered_deg += a * (error_deg - self.filtered_deg)
+        e = self.filtered_deg
+        if abs(e) <= cfg.deadband_deg:
+            # Inside the deadband: no motion, and the integral is cleared so a
+            # small constant offset cannot creep the gimbal over time.
+            self.pid.reset()
+            return self.ramp_to(0.0, dt_s), True
+        # Shrink the error by the deadband so the output is continuous at its edge.
+        e_outside = e - math.copysign(cfg.deadband_deg, e)
+        want = self.pid(-e_outside, dt=dt_s)  # simple-pid's error = setpoint(0) - input
+        return self.ramp_to(want, dt_s), False
+
+    def ramp_to(self, want_dps, dt_s):
+        """Move the rate towards ``want_dps`` within the rate and acceleration limits."""
+        cfg = self.cfg
+        want_dps = max(-cfg.max_rate_dps, min(cfg.max_rate_dps, want_dps))
+        step = cfg.max_accel_dps2 * dt_s
+        self.rate_dps += max(-step, min(step, want_dps - self.rate_dps))
+        return self.rate_dps
+
+    def stop(self):
+        self.rate_dps = 0.0
+        self.reset()
+
+
+class FramingController:
+    """Turns the subject's offset from the calibration point into setpoints.
+
+    ``update()`` once per processed frame. ``pause()``/``resume()`` freeze the
+    gimbal (gesture pause); ``recentre()`` points it straight ahead for
+    ``recentre_s``. When the target is lost it holds for ``lost_hold_s``, then
+    performs ``lost_action``.
+    """
+
+    def __init__(self, config=None):
+        self.config = (config or FramingConfig()).validate()
+        self.yaw = _AxisLoop(self.config)
+        self.pitch = _AxisLoop(self.config)
+        self.paused = False
+        self._ever_locked = False
+        self._lost_s = 0.0
+        self._recentre_left_s = 0.0
+        self._sweep_yaw_deg = 0.0  # integral of our own sweep command
+        self._sweep_dir = 1.0
+
+    # --- commands (from gestures, the HUD or the CLI) -------------------------
+    def pause(self):
+        self.paused = True
+
+    def resume(self):
+        self.paused = False
+        self._lost_s = 0.0
+
+    def recentre(self):
+        self._recentre_left_s = self.config.recentre_s
+
+    # --- the loop ---------------------------------------------------------------
+    def update(self, target, dt_s):
+        """Advance by ``dt_s`` seconds with this frame's ``target``; returns a SetpointCommand."""
+        cfg = self.config
+        if dt_s <= 0:
+            raise ValueError("dt_s must be positive, got %r" % (dt_s,))
+        if dt_s > cfg.max_dt_s:
+            # Stale or stalled input: do not integrate a huge step; stop now.
+            self.yaw.stop()
+            self.pitch.stop()
+            return self._command(STATE_STALLED)
+        if self._recentre_left_s > 0:
+            self._recentre_left_s -= dt_s
+            self._stop_loops()
+            return self._command(STATE_RECENTRE, yaw_deg=0.0, pitch_deg=0.0)
+        if self.paused:
+            return self._coast(STATE_PAUSED, dt_s)
+        seen = target is not None and target.locked and target.x is not None and target.y is not None
+        if seen:
+            self._ever_locked = True
+            self._lost_s = 0.0
+            self._sweep_yaw_deg = 0.0
+            if self.yaw.rate_dps:
+                self._sweep_dir = math.copysign(1.0, self.yaw.rate_dps)  # search where it went
+            yaw_err = offset_to_angle_deg(target.x, target.cal_x, cfg.hfov_deg)
+            pitch_err = -offset_to_angle_deg(target.y, target.cal_y, cfg.vfov_deg)  # image y points down
+            if cfg.invert_yaw:
+                yaw_err = -yaw_err
+            if cfg.invert_pitch:
+                pitch_err = -pitch_err
+            yaw_rate, yaw_db = self.yaw.track(yaw_err, dt_s)
+            pitch_rate, pitch_db = self.pitch.track(pitch_err, dt_s)
+            state = STATE_DEADBAND if (yaw_db and pitch_db) else STATE_TRACKING
+            return self._command(state, yaw_error_deg=yaw_err, pitch_error_deg=pitch_err)
+        if not self._ever_locked:
+            return self._coast(STATE_IDLE, dt_s)
+        self._lost_s += dt_s
+        if self._lost_s <= cfg.lost_hold_s or cfg.lost_action == "hold":
+            return self._coast(STATE_LOST_HOLD, dt_s)
+        if cfg.lost_action == "recentre":
+            self._stop_loops()
+            return self._command(STATE_RECENTRE, yaw_deg=0.0, pitch_deg=0.0)
+        return self._sweep(dt_s)
+
+    def _stop_loops(self):
+        self.yaw.stop()
+        self.pitch.stop()
+
+    def _coast(self, state, dt_s):
+        # Ramp both rates to zero within the acceleration limit, PID cleared.
+        self.yaw.reset()
+        self.pitch.reset()
+        self.yaw.ramp_to(0.0, dt_s)
+        self.pitch.ramp_to(0.0, dt_s)
+        return self._command(state)
+
+    def _sweep(self, dt_s):
+        cfg = self.config
+        # Triangle wave in yaw around where the target was lost, estimated by
+        # integrating our own command (no telemetry needed).
+        if self._sweep_yaw_deg >= cfg.sweep_amplitude_deg:
+            self._sweep_dir = -1.0
+        elif self._sweep_yaw_deg <= -cfg.sweep_amplitude_deg:
+            self._sweep_dir = 1.0
+        self.yaw.reset()
+        self.pitch.reset()
+        rate = self.yaw.ramp_to(self._sweep_dir * cfg.sweep_rate_dps, dt_s)
+        self.pitch.ramp_to(0.0, dt_s)
+        self._sweep_yaw_deg += rate * dt_s
+        return self._command(STATE_SWEEP)
+
+    def _command(self, state, yaw_deg=None, pitch_deg=None, yaw_error_deg=0.0, pitch_error_deg=0.0):
+        return SetpointCommand(
+            yaw_rate_dps=0.0 if yaw_deg is not None else self.yaw.rate_dps,
+            pitch_rate_dps=0.0 if pitch_deg is not None else self.pitch.rate_dps,
+            roll_deg=self.config.roll_deg,
+            yaw_deg=yaw_deg,
+            pitch_deg=pitch_deg,
+            state=state,
+            yaw_error_deg=yaw_error_deg,
+            pitch_error_deg=pitch_error_deg,
+        )

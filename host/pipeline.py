@@ -1,0 +1,257 @@
+"""One tracking step per frame: vision -> target -> gestures -> framing -> setpoint.
+
+:class:`TrackingPipeline` is shared by ``opensteady track`` and the
+simulator's scenario runner. It does no I/O and never reads the wall clock
+for a decision: time comes in as ``t_s`` (camera or simulated time). The
+wall clock is read only to *measure* per-stage latency.
+
+    pipe = TrackingPipeline(PipelineConfig())
+    out = pipe.step(frame_rgb, t_s)
+    driver.send(out.setpoint)
+    for ev in out.events: ...              # ("action", "photo"), ...
+
+Gestures come from the hands vision finds, debounced by
+``vision.gestures.GestureDebouncer``; ``inject_gesture()`` feeds one in
+directly (the simulator has no photos of hands). Photo countdown and record
+toggling are emitted as events; saving files is the application's job.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from host.calibration import CameraMapping
+from host.framing import FramingConfig, FramingController, FramingTarget, SetpointCommand
+
+# Actions a gesture can trigger.
+ACTION_PAUSE_TOGGLE = "pause_toggle"
+ACTION_PHOTO = "photo"  # start the countdown; a "photo_now" event follows
+ACTION_RECORD_TOGGLE = "record_toggle"
+ACTION_RECENTRE = "recentre"
+ACTION_LOCK_ON = "lock_on"  # lock onto the person who made the gesture
+ACTION_NONE = "none"
+ACTIONS = (ACTION_PAUSE_TOGGLE, ACTION_PHOTO, ACTION_RECORD_TOGGLE, ACTION_RECENTRE, ACTION_LOCK_ON, ACTION_NONE)
+
+DEFAULT_GESTURE_ACTIONS = {
+    "open_palm": ACTION_PAUSE_TOGGLE,
+    "victory": ACTION_PHOTO,
+    "fist": ACTION_RECORD_TOGGLE,
+    "pointing": ACTION_RECENTRE,
+    "thumbs_up": ACTION_LOCK_ON,
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a TrackingPipeline needs; the TOML file maps onto this."""
+
+    framing: FramingConfig = field(default_factory=FramingConfig)
+    calibration_point: tuple = (0.5, 0.5)
+    camera_mapping: CameraMapping = field(default_factory=CameraMapping)
+    gesture_actions: dict = field(default_factory=lambda: dict(DEFAULT_GESTURE_ACTIONS))
+    gesture_hold_ms: float = 1000.0
+    photo_countdown_s: float = 3.0
+    nominal_dt_s: float = 1 / 30  # used for the first frame only
+    detect_faces: bool = True
+    detect_hands: bool = True
+    detect_bodies: bool = False
+
+    def validate(self):
+        self.framing.validate()
+        self.camera_mapping.validate()
+        x, y = self.calibration_point
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ValueError("calibration_point = %r: must lie inside the frame (0..1)" % (self.calibration_point,))
+        for gesture, action in self.gesture_actions.items():
+            if action not in ACTIONS:
+                raise ValueError("gestures.%s = %r: unknown action, expected one of %s"
+                                 % (gesture, action, ", ".join(ACTIONS)))
+        if self.gesture_hold_ms < 0:
+            raise ValueError("gesture_hold_ms = %r: must not be negative" % self.gesture_hold_ms)
+        if self.photo_countdown_s < 0:
+            raise ValueError("photo_countdown_s = %r: must not be negative" % self.photo_countdown_s)
+        return self
+
+
+@dataclass(frozen=True)
+class PipelineEvent:
+    t_s: float
+    kind: str  # "gesture", "action", "photo_now", "target_locked", "target_lost"
+    detail: str = ""
+
+
+@dataclass
+class PipelineOutput:
+    t_s: float
+    detections: object
+    target: object  # vision.tracker.TargetState
+    setpoint: SetpointCommand
+    events: list
+    gesture: Optional[str]  # the debounced gesture that fired this frame, if any
+    paused: bool
+    recording: bool
+    photo_countdown_s: Optional[float]  # seconds left, None when no countdown runs
+    calibration_point: tuple
+    telemetry: Optional[dict]
+    latency_ms: dict  # per stage: vision, tracker, gestures, framing, total
+
+
+def _box_centre(box):
+    return (box.x + box.w / 2.0, box.y + box.h / 2.0)
+
+
+class TrackingPipeline:
+    """Per-frame glue between vision, gestures and the framing controller.
+
+    ``perception``, ``tracker`` and ``framing`` may be injected (tests, the
+    simulator); by default they are built from ``config``.
+    """
+
+    def __init__(self, config=None, perception=None, tracker=None, framing=None):
+        self.config = (config or PipelineConfig()).validate()
+        if perception is None:
+            from vision.pipeline import Perception, VisionConfig
+
+            perception = Perception(VisionConfig(faces=self.config.detect_faces, hands=self.config.detect_hands,
+                                                 bodies=self.config.detect_bodies))
+        if tracker is None:
+            from vision.tracker import TargetTracker, TrackerConfig
+
+            tracker = TargetTracker(TrackerConfig())
+        from vision.gestures import GestureDebouncer, classify
+
+        self._classify = classify
+        self.debouncer = GestureDebouncer(self.config.gesture_hold_ms)
+        self.perception = perception
+        self.tracker = tracker
+        self.framing = framing or FramingController(self.config.framing)
+        self.calibration_point = tuple(self.config.calibration_point)
+        self.recording = False
+        self._injected = []
+        self._last_t_s = None
+        self._photo_at_s = None
+        self._was_locked = False
+
+    # --- inputs besides frames ------------------------------------------------
+    def inject_gesture(self, gesture):
+        """Act on ``gesture`` at the next step as if it had been held long enough."""
+        self._injected.append(gesture)
+
+    def set_calibration_point(self, x, y):
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ValueError("calibration point (%r, %r) must lie inside the frame (0..1)" % (x, y))
+        self.calibration_point = (float(x), float(y))
+
+    @property
+    def paused(self):
+        return self.framing.paused
+
+    # --- the step -----------------------------------------------------------------
+    def step(self, frame_rgb, t_s, telemetry=None):
+        """Process one frame taken at ``t_s`` seconds; returns a PipelineOutput."""
+        cfg = self.config
+        dt_s = cfg.nominal_dt_s if self._last_t_s is None else t_s - self._last_t_s
+        if dt_s <= 0:
+            raise ValueError("frame time went backwards or repeated: t_s=%r after %r" % (t_s, self._last_t_s))
+        self._last_t_s = t_s
+        events = []
+        clock = time.perf_counter  # measurement only
+
+        t0 = clock()
+        detections = self.perception.process(frame_rgb, t_s)
+        t1 = clock()
+        target = self.tracker.update(detections, t_s)
+        t2 = clock()
+        fired = self._gestures(detections, t_s, events)
+        if target.locked != self._was_locked:
+            events.append(PipelineEvent(t_s, "target_locked" if target.locked else "target_lost",
+                                        str(getattr(target, "track_id", ""))))
+            self._was_locked = target.locked
+        if self._photo_at_s is not None and t_s >= self._photo_at_s:
+            events.append(PipelineEvent(t_s, "photo_now"))
+            self._photo_at_s = None
+        t3 = clock()
+        setpoint = self.framing.update(self._framing_target(target), dt_s)
+        t4 = clock()
+        return PipelineOutput(
+            t_s=t_s,
+            detections=detections,
+            target=target,
+            setpoint=setpoint,
+            events=events,
+            gesture=fired,
+            paused=self.framing.paused,
+            recording=self.recording,
+            photo_countdown_s=None if self._photo_at_s is None else self._photo_at_s - t_s,
+            calibration_point=self.calibration_point,
+            telemetry=telemetry,
+            latency_ms={
+                "vision": (t1 - t0) * 1e3,
+                "tracker": (t2 - t1) * 1e3,
+                "gestures": (t3 - t2) * 1e3,
+                "framing": (t4 - t3) * 1e3,
+                "total": (t4 - t0) * 1e3,
+            },
+        )
+
+    def _framing_target(self, target):
+        cal_x, cal_y = self.calibration_point
+        if not target.locked or target.x is None:
+            return FramingTarget(locked=False, cal_x=cal_x, cal_y=cal_y)
+        x, y = self.config.camera_mapping.apply(target.x, target.y)
+        return FramingTarget(locked=True, x=x, y=y, cal_x=cal_x, cal_y=cal_y)
+
+    def _gestures(self, detections, t_s, events):
+        """Classify and debounce hand gestures, run their actions; returns the gesture that fired."""
+        seen = None
+        maker = None
+        for hand in detections.hands:
+            name = self._classify(hand)
+            if name and name != "none":
+                seen, maker = name, hand
+                break
+        fired = self.debouncer.update(seen, t_s)
+        if self._injected:
+            fired, maker = self._injected.pop(0), None
+        if fired:
+            events.append(PipelineEvent(t_s, "gesture", fired))
+            action = self.config.gesture_actions.get(fired, ACTION_NONE)
+            if action != ACTION_NONE:
+                self._act(action, maker, detections, t_s, events)
+        return fired
+
+    def _act(self, action, hand, detections, t_s, events):
+        if action == ACTION_PAUSE_TOGGLE:
+            if self.framing.paused:
+                self.framing.resume()
+                detail = "resume"
+            else:
+                self.framing.pause()
+                detail = "pause"
+        elif action == ACTION_PHOTO:
+            self._photo_at_s = t_s + self.config.photo_countdown_s
+            detail = "photo_countdown"
+        elif action == ACTION_RECORD_TOGGLE:
+            self.recording = not self.recording
+            detail = "record_start" if self.recording else "record_stop"
+        elif action == ACTION_RECENTRE:
+            self.framing.recentre()
+            detail = "recentre"
+        else:  # ACTION_LOCK_ON
+            detail = "lock_on"
+            face = self._person_of(hand, detections)
+            if face is not None:
+                self.tracker.lock_on(face, t_s)
+            else:
+                detail = "lock_on_no_person"
+        events.append(PipelineEvent(t_s, "action", detail))
+
+    @staticmethod
+    def _person_of(hand, detections):
+        """The face nearest the hand that made a gesture (the person who made it)."""
+        if not detections.faces:
+            return None
+        if hand is None:
+            return max(detections.faces, key=lambda f: f.box.w * f.box.h)
+        hx, hy = _box_centre(hand.box)
+        return min(detections.faces, key=lambda f: (_box_centre(f.box)[0] - hx) ** 2 + (_box_centre(f.box)[1] - hy) ** 2)
