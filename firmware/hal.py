@@ -1,0 +1,156 @@
+"""The hardware boundary: what a board module (or the simulator) gives the firmware.
+
+The firmware's cores never touch hardware. ``firmware.app.Gimbal`` talks to one
+object with the methods of :class:`HAL` below; ``firmware/boards/rp2.py`` and
+``firmware/boards/esp32.py`` implement it with ``machine``, and the simulator
+implements it on its plant model. Nothing else imports ``machine``.
+
+Usage on a board (``main.py`` does exactly this)::
+
+    from firmware.boards.rp2 import Board
+    from firmware.app import Gimbal
+    Gimbal(Board()).run_forever()
+
+Usage in a simulator, stepped in lockstep on simulated time::
+
+    gimbal = Gimbal(sim_hal)             # loads config via sim_hal.config_load()
+    period_us = gimbal.period_us         # from config key loop_hz (default 1000 Hz)
+    t_us = 0
+    while running:
+        plant.step(period_us)            # update what imu_read() will report
+        gimbal.tick(t_us)                # exactly one control tick
+        t_us += period_us
+
+``Gimbal.tick(now_us)`` reads the IMU once, runs calibration or estimator +
+controller, writes every axis' motor output once, polls the serial link
+without blocking, and sends telemetry when it is due. ``now_us`` is any
+integer microsecond clock: wrapping board ticks (``time.ticks_us``) or an
+unbounded simulated time; the firmware only ever takes differences with
+``app.ticks_diff``, which handles both.
+
+Conventions (the simulator must match them)
+-------------------------------------------
+Axis indices: ``AXIS_YAW = 0``, ``AXIS_PITCH = 1``, ``AXIS_ROLL = 2``.
+
+IMU sensor frame: the MPU-6050 chip frame. With the default mounting
+(config ``imu_mount = 0``) the chip sits component side up on the camera
+plate with its x arrow pointing out of the lens, so the chip frame is
+x forward (lens), y left, z up, right-handed. ``imu_mount = 1`` is the chip
+upside down (x forward, y right, z down).
+
+``imu_read(raw)`` fills ``raw`` (``array('h', 6)``) with signed counts,
+in this order: ``ax, ay, az, gx, gy, gz``
+
+- accelerometer: full scale +-4 g, ``ACCEL_LSB_PER_G = 8192``; it measures
+  specific force, so a still, level camera reads ``az = +8192``;
+- gyro: full scale +-500 deg/s, ``GYRO_LSB_PER_DPS = 65.5`` (131/2);
+  right-hand rule about the chip axes: turning the camera to the left
+  (counter-clockwise seen from above) gives ``gz > 0``.
+
+Camera attitude (what telemetry reports and setpoints command) uses the
+aerospace yaw-pitch-roll (Z-Y-X) convention in a forward-right-down frame:
+
+- yaw   positive = camera pans right (clockwise seen from above);
+- pitch positive = camera tilts up (lens above the horizon);
+- roll  positive = camera rolls right (right side down, clockwise seen from
+  behind the camera).
+
+Joints and motors: a positive joint angle turns the camera in that axis'
+positive direction relative to the handle (after config ``motor_dir``, which
+fixes a motor wired or mounted the other way). A BLDC output is three PWM
+duties (``duty_u16``, 0..65535, 32768 = phase at mid-rail) for the electrical
+field angle ``theta_e``: phase A ~ sin(theta_e), B ~ sin(theta_e - 120 deg),
+C ~ sin(theta_e + 120 deg), plus a common offset (SVPWM) that does not change
+the field. The rotor is pulled toward mechanical angle
+``theta_e / pole_pairs``; ``firmware.motor.field_angle_rad(a, b, c)``
+recovers ``theta_e`` from three duties for a plant model. A servo output is a
+pulse width in microseconds, 1500 us = joint at 0.
+"""
+
+try:
+    import time
+
+    _ticks_us = time.ticks_us  # type: ignore[attr-defined]
+    _sleep_us = time.sleep_us  # type: ignore[attr-defined]
+except AttributeError:  # CPython: only used when someone runs the base class
+    import time
+
+    def _ticks_us():
+        return time.monotonic_ns() // 1000
+
+    def _sleep_us(us):
+        time.sleep(us / 1e6)
+
+
+AXIS_YAW = 0
+AXIS_PITCH = 1
+AXIS_ROLL = 2
+AXIS_NAMES = ("yaw", "pitch", "roll")
+
+ACCEL_LSB_PER_G = 8192
+GYRO_LSB_PER_DPS_X2 = 131  # 65.5 LSB per deg/s, kept integer
+IMU_RAW_LEN = 6  # ax, ay, az, gx, gy, gz
+
+BOARD_UNKNOWN = 0
+BOARD_RP2 = 1
+BOARD_ESP32 = 2
+BOARD_SIM = 3
+
+
+class HAL:
+    """The interface, and a board with nothing attached.
+
+    Every method here is the complete contract; a board or the simulator
+    subclasses it and overrides what it has. The defaults are safe: no IMU
+    (so the firmware raises FAULT imu_read and keeps motors off), outputs
+    that go nowhere, a silent link and no config storage.
+
+    Hot-path methods (``imu_read``, ``bldc_write``, ``servo_write``,
+    ``serial_read_into``) are called every tick and must not allocate.
+    """
+
+    board_id = BOARD_UNKNOWN
+
+    def imu_read(self, raw):
+        """Fill ``raw`` (``array('h', 6)``: ax, ay, az, gx, gy, gz counts) in place.
+
+        Return True on success, False on a bus error (the firmware then turns
+        the motors off and reports FAULT imu_read). Never raises.
+        """
+        return False
+
+    def motors_enable(self, on):
+        """Enable (True) or disable (False) all motor drivers (DRV8313 EN pins)."""
+
+    def bldc_write(self, axis, duty_a_u16, duty_b_u16, duty_c_u16):
+        """Set the three phase PWM duties (0..65535) of one axis' BLDC motor."""
+
+    def servo_write(self, axis, pulse_us):
+        """Set one axis' hobby-servo pulse width in microseconds (0 = no pulses)."""
+
+    def serial_read_into(self, buf):
+        """Copy bytes already received into ``buf``; return the count (0 if none).
+
+        Must never block: return 0 when nothing is waiting.
+        """
+        return 0
+
+    def serial_write(self, data):
+        """Queue all of ``data`` (bytes, bytearray or memoryview) for sending."""
+
+    def config_load(self):
+        """Return the stored config file as bytes, or None if there is none."""
+        return None
+
+    def config_save(self, data):
+        """Store ``data`` (bytes) as the config file; return True on success."""
+        return False
+
+    def ticks_us(self):
+        """Board microsecond ticks for ``run_forever`` (may wrap like time.ticks_us)."""
+        return _ticks_us()
+
+    def sleep_us(self, us):
+        """Wait ``us`` microseconds; ``run_forever`` uses it to pace the loop."""
+        if us > 0:
+            _sleep_us(us)
