@@ -96,10 +96,6 @@ class PipelineOutput:
     latency_ms: dict  # per stage: vision, tracker, gestures, framing, total
 
 
-def _box_centre(box):
-    return (box.x + box.w / 2.0, box.y + box.h / 2.0)
-
-
 class TrackingPipeline:
     """Per-frame glue between vision, gestures and the framing controller.
 
@@ -118,9 +114,8 @@ class TrackingPipeline:
             from vision.tracker import TargetTracker, TrackerConfig
 
             tracker = TargetTracker(TrackerConfig())
-        from vision.gestures import GestureDebouncer, classify
+        from vision.gestures import GestureDebouncer
 
-        self._classify = classify
         self.debouncer = GestureDebouncer(self.config.gesture_hold_ms)
         self.perception = perception
         self.tracker = tracker
@@ -206,7 +201,7 @@ class TrackingPipeline:
         seen = None
         maker = None
         for hand in detections.hands:
-            name = self._classify(hand)
+            name = hand.gesture  # classified by vision from the 21 landmarks
             if name and name != "none":
                 seen, maker = name, hand
                 break
@@ -252,6 +247,6 @@ class TrackingPipeline:
         if not detections.faces:
             return None
         if hand is None:
-            return max(detections.faces, key=lambda f: f.box.w * f.box.h)
-        hx, hy = _box_centre(hand.box)
-        return min(detections.faces, key=lambda f: (_box_centre(f.box)[0] - hx) ** 2 + (_box_centre(f.box)[1] - hy) ** 2)
+            return max(detections.faces, key=lambda f: f.box.area)
+        hx, hy = hand.wrist
+        return min(detections.faces, key=lambda f: (f.box.cx - hx) ** 2 + (f.box.cy - hy) ** 2)
