@@ -1,1 +1,22 @@
-"""OpenSteady perception: frames in, typed detections out (faces, hands, bodies, gestures)."""
+"""OpenSteady perception: frames in, typed detections out (faces, hands, bodies, gestures).
+
+    from vision import Perception, VisionConfig, TargetTracker, TrackerConfig
+
+    with Perception(VisionConfig()) as perception:
+        tracker = TargetTracker(TrackerConfig(select="largest"))
+        state = tracker.update(perception.process(frame_rgb, t_s), t_s)
+
+Modules: ``types`` (results), ``pipeline`` (Perception, VisionConfig),
+``backends`` (MediaPipe, Haar), ``gestures`` (classify, GestureDebouncer),
+``tracker`` (TargetTracker), ``bench`` (``python -m vision.bench``).
+"""
+
+from vision.gestures import GESTURES, GestureDebouncer, classify
+from vision.pipeline import Perception, VisionConfig
+from vision.tracker import TargetState, TargetTracker, TrackerConfig
+from vision.types import Body, Box, Detections, Face, Hand
+
+__all__ = [
+    "GESTURES", "GestureDebouncer", "classify", "Perception", "VisionConfig",
+    "TargetState", "TargetTracker", "TrackerConfig", "Body", "Box", "Detections", "Face", "Hand",
+]
