@@ -54,3 +54,15 @@ def run_micropython_json(code, **kw):
     """Run ``code``, which must print one JSON document as its last line; return it parsed."""
     out = run_micropython(code, **kw).strip().splitlines()
     return json.loads(out[-1])
+
+
+def run_cpython_json(code, timeout_s=120.0):
+    """Run the same ``code`` under this CPython, for comparison with MicroPython."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env, cwd=str(ROOT)
+    )
+    if proc.returncode != 0:
+        raise AssertionError("CPython failed (exit %d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,335 @@
+"""Host side of the OpenSteady serial link: open, handshake, send, poll, reconnect.
+
+Ports are opened with pyserial's ``serial_for_url``, so a device path
+(``/dev/ttyACM0``, ``COM3``), ``loop://``, ``socket://host:port`` and
+``spy:///dev/ttyACM0`` (hexdump of all traffic to stderr) all work.
+
+    from firmware import protocol as p
+    from host.link import Link
+
+    with Link("/dev/ttyACM0") as link:          # opens and handshakes
+        print(link.version)                     # {'fw_major': 0, ...}
+        link.send(p.MSG_MODE, p.MODE_TRACK)
+        link.send_setpoint(p.SP_YAW_IS_RATE | p.SP_PITCH_IS_RATE, 1500, -200, 0)
+        for msg_id, fields in link.poll():      # never blocks
+            ...
+
+``poll()`` and ``send()`` never raise once the link has been opened: when the
+device disappears they mark the link disconnected and reopen it (with a new
+handshake) every ``reconnect_interval_s``. Errors at ``open()`` are typed
+(``LinkError`` and subclasses) and carry a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from typing import Any
+
+import serial
+
+from firmware import protocol as p
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BAUD = 115200
+HEARTBEAT_INTERVAL_S = 0.1  # the firmware's failsafe trips after 250 ms of silence
+
+
+class LinkError(Exception):
+    """Base class of all link errors; ``str()`` is a message for the user."""
+
+
+class PortNotFound(LinkError):
+    pass
+
+
+class PortPermissionDenied(LinkError):
+    pass
+
+
+class PortBusy(LinkError):
+    pass
+
+
+class NoResponse(LinkError):
+    """The port opened but nothing answered the version request."""
+
+
+class WrongFirmware(LinkError):
+    """Something answered, but not OpenSteady firmware."""
+
+
+class ProtocolVersionMismatch(LinkError):
+    pass
+
+
+def open_port(url: str, baud: int = DEFAULT_BAUD) -> serial.SerialBase:
+    """Open ``url`` non-blocking, translating OS errors into typed LinkErrors."""
+    try:
+        return serial.serial_for_url(url, baudrate=baud, timeout=0, write_timeout=0.5)
+    except serial.SerialException as exc:
+        code = exc.errno
+        if code is None and isinstance(exc.__cause__, OSError):
+            code = exc.__cause__.errno
+        text = str(exc)
+        if code == errno.ENOENT or "No such file" in text or "FileNotFoundError" in text:
+            raise PortNotFound(
+                "serial port %r does not exist. Is the board plugged in? "
+                "List ports with `opensteady ping --list` (Linux: ls /dev/ttyACM* /dev/ttyUSB*)." % url
+            ) from exc
+        if code == errno.EACCES or "Permission denied" in text:
+            raise PortPermissionDenied(
+                "no permission to open %r. On Linux add yourself to the dialout group: "
+                "`sudo usermod -aG dialout $USER`, then log out and back in." % url
+            ) from exc
+        if code == errno.EBUSY or "busy" in text.lower():
+            raise PortBusy(
+                "serial port %r is busy: close other programs using it (Thonny, a serial monitor, mpremote)." % url
+            ) from exc
+        raise LinkError("could not open serial port %r: %s" % (url, text)) from exc
+    except ValueError as exc:  # malformed URL or bad baud rate
+        raise LinkError("bad port %r: %s" % (url, exc)) from exc
+
+
+def describe_foreign_bytes(data: bytes) -> str:
+    """Guess what kind of device sent ``data`` (which held no OpenSteady frame)."""
+    if b">>>" in data or b"MicroPython" in data or b"Traceback" in data:
+        return (
+            "the board runs MicroPython but not the OpenSteady firmware (a REPL or a traceback answered). "
+            "Flash it with `opensteady flash --port PORT`."
+        )
+    if _has_simplebgc_frame(data):
+        return "this looks like a SimpleBGC controller: use `--gimbal simplebgc`."
+    if _has_mavlink_frame(data):
+        return "this looks like a MAVLink device: use `--gimbal mavlink`."
+    return (
+        "the device sent %d bytes that are not OpenSteady frames (wrong baud rate, or other firmware). "
+        "First bytes: %s" % (len(data), data[:16].hex(" "))
+    )
+
+
+def _has_simplebgc_frame(data: bytes) -> bool:
+    # '$' CMD SIZE (CMD+SIZE)%256: a header checksum match is a strong hint.
+    for i in range(len(data) - 3):
+        if data[i] == 0x24 and (data[i + 1] + data[i + 2]) & 0xFF == data[i + 3]:
+            return True
+    return False
+
+
+def _has_mavlink_frame(data: bytes) -> bool:
+    # v2: 0xFD LEN INCOMPAT(0 or 1) COMPAT; v1: 0xFE LEN SEQ SYS COMP MSG.
+    for i in range(len(data) - 3):
+        if data[i] == 0xFD and data[i + 2] in (0, 1) and data[i + 3] == 0:
+            return True
+    return False
+
+
+class Link:
+    """One OpenSteady device on one serial port. See the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        baud: int = DEFAULT_BAUD,
+        handshake: bool = True,
+        reconnect: bool = True,
+        handshake_timeout_s: float = 1.5,
+        reconnect_interval_s: float = 1.0,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ):
+        self.url = url
+        self.baud = baud
+        self.handshake_enabled = handshake
+        self.reconnect = reconnect
+        self.handshake_timeout_s = handshake_timeout_s
+        self.reconnect_interval_s = reconnect_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.version: dict[str, int] | None = None
+        self.telemetry: dict[str, int] | None = None
+        self.last_error: LinkError | None = None
+        self.reconnects = 0
+        self._port: serial.SerialBase | None = None
+        self._parser = p.Parser()
+        self._seq = 0
+        self._next_reconnect_s = 0.0
+        self._last_tx_s = 0.0
+        self._foreign = bytearray()  # bytes seen during a handshake, for diagnosis
+        self._echo_only = True
+
+    # -- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> "Link":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._port is not None
+
+    def open(self) -> None:
+        """Open the port and handshake. Raises a LinkError subclass on failure."""
+        self.close()
+        port = open_port(self.url, self.baud)
+        self._port = port
+        self._parser.reset()
+        try:
+            if self.handshake_enabled:
+                self.version = self._handshake()
+        except LinkError:
+            self.close()
+            raise
+        self._last_tx_s = time.monotonic()
+        log.info("link open on %s (%s)", self.url, self.version)
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except (OSError, serial.SerialException):
+                pass
+
+    # -- sending -----------------------------------------------------------------
+    def send(self, msg_id: int, *fields: Any) -> int:
+        """Send one message; returns its sequence number, or -1 if the link is down."""
+        return self.send_raw(p.encode(msg_id, self._seq, p.pack(msg_id, *fields)))
+
+    def send_setpoint(self, flags: int, yaw: int, pitch: int, roll: int) -> int:
+        """Setpoint in protocol units (0.01 deg or 0.01 deg/s per the flags)."""
+        return self.send(p.MSG_SETPOINT, flags, p.sat_i16(yaw), p.sat_i16(pitch), p.sat_i16(roll))
+
+    def send_raw(self, frame: bytes) -> int:
+        if self._port is None and not self._try_reconnect():
+            return -1
+        seq = self._seq
+        try:
+            assert self._port is not None
+            self._port.write(frame)
+        except (OSError, serial.SerialException) as exc:
+            self._lost(exc)
+            return -1
+        self._seq = (self._seq + 1) & 0xFF
+        self._last_tx_s = time.monotonic()
+        return seq
+
+    # -- receiving ---------------------------------------------------------------
+    def poll(self) -> list[tuple[int, dict[str, Any]]]:
+        """Read what has arrived (never blocks); returns decoded messages in order.
+
+        Also keeps the device's failsafe fed with heartbeats when nothing else
+        was sent for ``heartbeat_interval_s``, and reconnects a lost port.
+        """
+        if self._port is None and not self._try_reconnect():
+            return []
+        try:
+            assert self._port is not None
+            waiting = self._port.in_waiting
+            data = self._port.read(waiting) if waiting else b""
+        except (OSError, serial.SerialException) as exc:
+            self._lost(exc)
+            return []
+        out = self._decode(data)
+        if time.monotonic() - self._last_tx_s >= self.heartbeat_interval_s:
+            self.send(p.MSG_HEARTBEAT, p.ROLE_HOST, int(time.monotonic() * 1000) & 0xFFFFFFFF)
+        return out
+
+    def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        parser = self._parser
+        for b in data:
+            msg_id = parser.feed(b)
+            while msg_id >= 0:
+                fields = p.decode(msg_id, parser.payload())
+                if fields is not None:
+                    named = dict(zip(p.FIELDS[msg_id], fields))
+                    if msg_id == p.MSG_TELEMETRY:
+                        self.telemetry = named
+                    out.append((msg_id, named))
+                msg_id = parser.flush()
+        return out
+
+    # -- handshake and reconnection ------------------------------------------------
+    def _handshake(self) -> dict[str, int]:
+        assert self._port is not None
+        port = self._port
+        self._foreign = bytearray()
+        self._parser.frames = 0
+        self._echo_only = True
+        deadline = time.monotonic() + self.handshake_timeout_s
+        next_request = 0.0
+        try:
+            port.reset_input_buffer()
+        except (OSError, serial.SerialException, AttributeError):
+            pass
+        port.timeout = 0.02  # per-read wait while handshaking; the overall limit is the deadline
+        try:
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_request:  # ask again: the first request may hit a booting board
+                    port.write(p.encode(p.MSG_VERSION_REQUEST, self._seq, p.pack(p.MSG_VERSION_REQUEST, p.PROTOCOL_VERSION)))
+                    self._seq = (self._seq + 1) & 0xFF
+                    next_request = time.monotonic() + 0.25
+                try:
+                    chunk = port.read(max(1, port.in_waiting))
+                except (OSError, serial.SerialException) as exc:
+                    raise LinkError("lost %r during the handshake: %s" % (self.url, exc)) from exc
+                if not chunk:
+                    continue
+                self._foreign.extend(chunk)
+                del self._foreign[:-256]
+                for msg_id, fields in self._decode(chunk):
+                    if msg_id != p.MSG_VERSION_REQUEST:
+                        self._echo_only = False
+                    if msg_id != p.MSG_VERSION:
+                        continue
+                    if fields["protocol_version"] != p.PROTOCOL_VERSION:
+                        raise ProtocolVersionMismatch(
+                            "the firmware on %r speaks protocol v%d but this host speaks v%d: "
+                            "update both to the same OpenSteady release (`opensteady flash`)."
+                            % (self.url, fields["protocol_version"], p.PROTOCOL_VERSION)
+                        )
+                    return fields
+        finally:
+            port.timeout = 0
+        if self._parser.frames and self._echo_only:
+            raise WrongFirmware(
+                "the port %r echoes our own bytes back (a loopback, or a terminal echoing input); "
+                "no OpenSteady firmware answered." % self.url
+            )
+        if self._parser.frames:
+            raise WrongFirmware(
+                "the device on %r sends OpenSteady frames but did not answer the version request: "
+                "its firmware is too old or busy; reflash it with `opensteady flash`." % self.url
+            )
+        if self._foreign:
+            raise WrongFirmware("no OpenSteady firmware answered on %r: %s" % (self.url, describe_foreign_bytes(bytes(self._foreign))))
+        raise NoResponse(
+            "nothing answered on %r within %.1f s. Check the baud rate (%d), that the board runs the "
+            "OpenSteady firmware, and that it is powered." % (self.url, self.handshake_timeout_s, self.baud)
+        )
+
+    def _lost(self, exc: Exception) -> None:
+        log.warning("link to %s lost: %s", self.url, exc)
+        self.close()
+        self.telemetry = None
+        if not self.reconnect:
+            self.last_error = LinkError("link to %r lost: %s" % (self.url, exc))
+        self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
+
+    def _try_reconnect(self) -> bool:
+        if not self.reconnect or time.monotonic() < self._next_reconnect_s:
+            return False
+        self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
+        try:
+            self.open()
+        except LinkError as exc:
+            self.last_error = exc
+            log.debug("reconnect to %s failed: %s", self.url, exc)
+            return False
+        self.reconnects += 1
+        self.last_error = None
+        log.info("link to %s re-established", self.url)
+        return True

@@ -1,0 +1,223 @@
+"""host.link over real pyserial transports: pty pairs, loop:// and missing ports."""
+
+import errno
+import os
+import pty
+import select
+import threading
+import tty
+
+import pytest
+import serial
+
+from firmware import protocol as p
+from host import link as link_mod
+from host.link import (
+    Link,
+    NoResponse,
+    PortNotFound,
+    PortPermissionDenied,
+    ProtocolVersionMismatch,
+    WrongFirmware,
+)
+
+
+class PtyDevice:
+    """A device on the master side of a pty, speaking the OpenSteady protocol.
+
+    ``answer`` decides what it does with a VERSION_REQUEST: "version" replies
+    with protocol ``protocol_version``; raw bytes are written as they are;
+    None stays silent.
+    """
+
+    def __init__(self, answer="version", protocol_version=p.PROTOCOL_VERSION):
+        self.master, self._slave = pty.openpty()
+        tty.setraw(self._slave)
+        # Keep our own slave fd open: with no slave open, reads on the master fail (EIO).
+        self.slave_name = os.ttyname(self._slave)
+        self.answer = answer
+        self.protocol_version = protocol_version
+        self.received = []
+        self.parser = p.Parser()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.02)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 256)
+            except OSError:
+                return
+            for b in data:
+                m = self.parser.feed(b)
+                if m < 0:
+                    continue
+                fields = p.decode(m, self.parser.payload())
+                self.received.append((m, fields))
+                if m == p.MSG_VERSION_REQUEST and self.answer is not None:
+                    reply = self.answer
+                    if reply == "version":
+                        reply = p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, self.protocol_version, 0, 1, 0, 1, 3))
+                    os.write(self.master, reply)
+
+    def wait_for(self, predicate, polls=400):
+        """Wait (bounded by a poll count) until predicate(received) holds."""
+        for _ in range(polls):
+            if predicate(self.received):
+                return
+            select.select([], [], [], 0.005)
+        raise AssertionError("device never got it; received %r" % self.received)
+
+    def send(self, msg_id, *fields):
+        os.write(self.master, p.encode(msg_id, 0, p.pack(msg_id, *fields)))
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(1)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+@pytest.fixture
+def device():
+    dev = PtyDevice()
+    yield dev
+    dev.close()
+
+
+def wait_for(predicate, link, polls=400):
+    """Poll the link until predicate() holds; bounded by a poll count, not a clock."""
+    got = []
+    for _ in range(polls):
+        got += link.poll()
+        if predicate(got):
+            return got
+        select.select([], [], [], 0.005)
+    raise AssertionError("condition not met; received %r" % got)
+
+
+def test_handshake_setpoint_and_telemetry_over_a_pty(device):
+    with Link(device.slave_name) as link:
+        assert link.version["protocol_version"] == p.PROTOCOL_VERSION
+        assert link.version["capabilities"] == 3
+        link.send_setpoint(p.SP_YAW_IS_RATE, 1500, -250.4, 1e9)
+        device.send(p.MSG_TELEMETRY, *([4, 3, 0, 1234] + [0] * 11 + [180]))
+        wait_for(lambda got: any(m == p.MSG_TELEMETRY for m, _ in got), link)
+        assert link.telemetry["yaw_cdeg"] == 1234 and link.telemetry["loop_time_us"] == 180
+        device.wait_for(lambda r: any(m == p.MSG_SETPOINT for m, _ in r))
+    setpoints = [f for m, f in device.received if m == p.MSG_SETPOINT]
+    assert setpoints == [(p.SP_YAW_IS_RATE, 1500, -250, 32767)]
+
+
+def test_spy_url_hexdumps_traffic(device, capsys):
+    with Link("spy://%s" % device.slave_name) as link:
+        link.send(p.MSG_MODE, p.MODE_TRACK)
+    err = capsys.readouterr().err
+    assert "TX" in err and "A5 5A 01" in err  # the MODE frame, hexdumped
+
+
+def test_missing_port_names_the_port_and_the_fix():
+    with pytest.raises(PortNotFound, match="/dev/ttyOPENSTEADY0.*plugged in"):
+        Link("/dev/ttyOPENSTEADY0").open()
+
+
+def test_permission_denied_explains_the_dialout_group(monkeypatch):
+    def denied(*a, **k):
+        raise serial.SerialException(errno.EACCES, "could not open port /dev/ttyACM0: [Errno 13] Permission denied")
+
+    monkeypatch.setattr(link_mod.serial, "serial_for_url", denied)
+    with pytest.raises(PortPermissionDenied, match="dialout"):
+        Link("/dev/ttyACM0").open()
+
+
+def test_silent_board_is_no_response():
+    dev = PtyDevice(answer=None)
+    try:
+        with pytest.raises(NoResponse, match="nothing answered"):
+            Link(dev.slave_name, handshake_timeout_s=0.3).open()
+    finally:
+        dev.close()
+
+
+@pytest.mark.parametrize(
+    "answer,hint",
+    [
+        (b"MicroPython v1.29.0 on 2026-08-29; Raspberry Pi Pico with RP2040\r\n>>> ", "opensteady flash"),
+        (b"$\x19\x02\x1b\x01\x02\x03\x04", "simplebgc"),
+        (b"\x00\x17\x42garbage at the wrong baud rate", "wrong baud rate"),
+    ],
+)
+def test_other_firmware_is_diagnosed(answer, hint):
+    dev = PtyDevice(answer=answer)
+    try:
+        with pytest.raises(WrongFirmware, match=hint):
+            Link(dev.slave_name, handshake_timeout_s=0.4).open()
+    finally:
+        dev.close()
+
+
+def test_mavlink_device_is_diagnosed():
+    from pymavlink.dialects.v20 import common as mavlink
+
+    mav = mavlink.MAVLink(None, srcSystem=1, srcComponent=154)
+    heartbeat = mav.heartbeat_encode(26, 0, 0, 0, 0).pack(mav)
+    dev = PtyDevice(answer=heartbeat)
+    try:
+        with pytest.raises(WrongFirmware, match="mavlink"):
+            Link(dev.slave_name, handshake_timeout_s=0.4).open()
+    finally:
+        dev.close()
+
+
+def test_loopback_is_not_mistaken_for_a_device():
+    with pytest.raises(WrongFirmware, match="echoes"):
+        Link("loop://", handshake_timeout_s=0.3).open()
+
+
+def test_protocol_version_mismatch():
+    dev = PtyDevice(protocol_version=p.PROTOCOL_VERSION + 1)
+    try:
+        with pytest.raises(ProtocolVersionMismatch, match="v%d" % (p.PROTOCOL_VERSION + 1)):
+            Link(dev.slave_name).open()
+    finally:
+        dev.close()
+
+
+def test_reconnects_when_the_device_disappears_and_comes_back(tmp_path):
+    path = tmp_path / "ttyGIMBAL"
+    first = PtyDevice()
+    path.symlink_to(first.slave_name)
+    link = Link(str(path), reconnect_interval_s=0.0)
+    link.open()
+    assert link.connected
+    # unplug: the device node vanishes
+    first.close()
+    path.unlink()
+    for _ in range(5):
+        assert link.poll() == []
+        link.send(p.MSG_MODE, p.MODE_TRACK)  # never raises while unplugged
+    assert not link.connected
+    assert isinstance(link.last_error, PortNotFound)
+    # plug back in: a new device node under the same name
+    second = PtyDevice()
+    path.symlink_to(second.slave_name)
+    try:
+        link.poll()
+        assert link.connected and link.reconnects == 1
+        link.send(p.MSG_MODE, p.MODE_TRACK)
+        second.send(p.MSG_HEARTBEAT, p.ROLE_DEVICE, 5)
+        wait_for(lambda got: any(m == p.MSG_HEARTBEAT for m, _ in got), link)
+        second.wait_for(lambda r: (p.MSG_MODE, (p.MODE_TRACK,)) in r)
+    finally:
+        link.close()
+        second.close()
+
+
+def test_heartbeat_is_sent_when_the_host_is_otherwise_quiet(device):
+    with Link(device.slave_name, heartbeat_interval_s=0.0) as link:
+        link.poll()
+        device.wait_for(lambda r: any(m == p.MSG_HEARTBEAT and f[0] == p.ROLE_HOST for m, f in r))
