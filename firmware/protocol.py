@@ -28,11 +28,17 @@ helpers, and encode replies with ``encode_into()`` into a preallocated buffer.
 import struct
 
 try:
+    import micropython
     from micropython import const
-except ImportError:  # CPython
+except ImportError:  # CPython: the compiler directives become no-ops
 
     def const(x):  # type: ignore[no-redef]
         return x
+
+    class micropython:  # type: ignore[no-redef]
+        @staticmethod
+        def native(f):
+            return f
 
 
 PROTOCOL_VERSION = const(1)
@@ -176,6 +182,7 @@ for _i in range(256):
     _CRC_TABLE[_i] = _c & 0xFFFF
 
 
+@micropython.native
 def crc16(data, start=0, end=-1, crc=0xFFFF):
     """CRC-16/CCITT-FALSE of data[start:end] without slicing (no allocation)."""
     if end < 0:
@@ -277,6 +284,7 @@ class Parser:
         self._n = 0
         self._consumed = 0
 
+    @micropython.native
     def feed(self, byte):
         self._discard(self._consumed)
         self._consumed = 0
@@ -295,6 +303,7 @@ class Parser:
         """The last frame's payload as bytes (allocates; host convenience)."""
         return bytes(self.buf[PAYLOAD_OFFSET:PAYLOAD_OFFSET + self.length])
 
+    @micropython.native
     def _discard(self, k):
         if k <= 0:
             return
@@ -304,6 +313,7 @@ class Parser:
             buf[i - k] = buf[i]
         self._n = n - k
 
+    @micropython.native
     def _scan(self):
         # Decide the candidate at buf[0:n]: reject it (drop to the next sync
         # byte and retry), accept it, or wait for more bytes.

@@ -1,0 +1,138 @@
+"""Benchmarks behind docs/benchmarks.md: ``opensteady bench SUITE``.
+
+    opensteady bench protocol          # frame sizes, parser speed, heap per frame, link budget
+    opensteady bench protocol --json   # the same as one JSON object
+
+Each suite prints the figures that docs/benchmarks.md records. Timings are
+medians over repeated runs; the machine may be busy, so compare figures
+taken in the same run.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+SUITES = ("protocol", "firmware", "vision", "sim", "host")
+
+
+def add_arguments(parser):
+    parser.add_argument("suite", choices=SUITES, help="which benchmark suite to run")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions per timing (median is reported)")
+
+
+# --- protocol ----------------------------------------------------------------------
+
+_MPY_THROUGHPUT = """
+import time, gc, json
+from firmware import protocol as p
+data = bytes.fromhex(%r)
+parser = p.Parser()
+n = len(data)
+def run():
+    got = 0
+    j = 0
+    while j < n:
+        if parser.feed(data[j]) >= 0:
+            got += 1
+        j += 1
+    return got
+run()
+times = []
+for _ in range(%d):
+    t0 = time.ticks_us()
+    got = run()
+    times.append(time.ticks_diff(time.ticks_us(), t0))
+times.sort()
+gc.collect()
+before = gc.mem_alloc()
+frames = run()
+heap = gc.mem_alloc() - before
+print(json.dumps({"us": times[len(times) // 2], "frames": frames, "heap_bytes": heap}))
+"""
+
+
+def _setpoint_stream(n_frames):
+    from firmware import protocol as p
+
+    out = bytearray()
+    for i in range(n_frames):
+        out += p.encode(p.MSG_SETPOINT, i & 0xFF, p.pack(p.MSG_SETPOINT, 0x0B, (i * 37) % 30000 - 15000, -250, 0))
+    return bytes(out)
+
+
+def bench_protocol(repeat):
+    from firmware import protocol as p
+    from host.micropython_unix import run_json as micropython_json
+
+    setpoint = p.encode(p.MSG_SETPOINT, 0, p.pack(p.MSG_SETPOINT, 0, 0, 0, 0))
+    telemetry_len = p.SIZES[p.MSG_TELEMETRY] + p.OVERHEAD
+    heartbeat_len = p.SIZES[p.MSG_HEARTBEAT] + p.OVERHEAD
+    stream = _setpoint_stream(2000)
+
+    times = []
+    for _ in range(repeat):
+        parser = p.Parser()
+        t0 = time.perf_counter()
+        frames = 0
+        for b in stream:
+            if parser.feed(b) >= 0:
+                frames += 1
+        times.append(time.perf_counter() - t0)
+    assert frames == 2000
+    cpython_bps = len(stream) / statistics.median(times)
+
+    mpy = micropython_json(_MPY_THROUGHPUT % (stream.hex(), repeat))
+    assert mpy["frames"] == 2000
+    mpy_bps = len(stream) / (mpy["us"] * 1e-6)
+
+    # Link budget at 115200 baud, 8N1: 10 bits on the wire per byte.
+    baud = 115200
+    bytes_per_s = baud / 10
+    telemetry_hz = 50
+    # Host -> device carries setpoints (plus a heartbeat only when idle, so none
+    # while streaming). Device -> host carries 50 Hz telemetry; a UART is full
+    # duplex, so that does not share the setpoint direction, but we also give
+    # the half-duplex figure (RS-485, or a shared radio link) for comparison.
+    full_duplex_hz = bytes_per_s / len(setpoint)
+    half_duplex_hz = (bytes_per_s - telemetry_hz * telemetry_len) / len(setpoint)
+    return {
+        "setpoint_frame_bytes": len(setpoint),
+        "telemetry_frame_bytes": telemetry_len,
+        "heartbeat_frame_bytes": heartbeat_len,
+        "parser_bytes_per_s_cpython": round(cpython_bps),
+        "parser_bytes_per_s_micropython_unix": round(mpy_bps),
+        "parser_heap_bytes_per_frame_micropython": mpy["heap_bytes"] / mpy["frames"],
+        "link_115200_setpoint_hz_full_duplex_with_50hz_telemetry": round(full_duplex_hz),
+        "link_115200_setpoint_hz_half_duplex_with_50hz_telemetry": round(half_duplex_hz),
+        "parser_share_of_1ms_tick_at_200hz_setpoints_us_micropython_unix": round(
+            200 * len(setpoint) / mpy_bps * 1e6 / 1000, 2
+        ),
+    }
+
+
+def run(args):
+    if args.suite == "protocol":
+        figures = bench_protocol(args.repeat)
+    else:
+        module = {
+            "firmware": "firmware.bench",
+            "vision": "vision.bench",
+            "sim": "sim.bench",
+            "host": "host.bench_latency",
+        }[args.suite]
+        import importlib
+
+        try:
+            bench = importlib.import_module(module)
+        except ImportError as exc:
+            print("opensteady bench: suite %r is not available (%s)" % (args.suite, exc), file=sys.stderr)
+            return 1
+        return int(bench.main(["--repeat", str(args.repeat)] + (["--json"] if args.json else [])) or 0)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print("%-65s %s" % (key, value))
+    return 0
