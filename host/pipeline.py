@@ -52,9 +52,8 @@ class PipelineConfig:
     gesture_hold_ms: float = 1000.0
     photo_countdown_s: float = 3.0
     nominal_dt_s: float = 1 / 30  # used for the first frame only
-    detect_faces: bool = True
-    detect_hands: bool = True
-    detect_bodies: bool = False
+    vision: dict = field(default_factory=dict)  # keyword arguments for vision.pipeline.VisionConfig
+    tracker: dict = field(default_factory=dict)  # keyword arguments for vision.tracker.TrackerConfig
 
     def validate(self):
         self.framing.validate()
@@ -105,22 +104,21 @@ class TrackingPipeline:
 
     def __init__(self, config=None, perception=None, tracker=None, framing=None):
         self.config = (config or PipelineConfig()).validate()
+        self.calibration_point = tuple(self.config.calibration_point)
         if perception is None:
             from vision.pipeline import Perception, VisionConfig
 
-            perception = Perception(VisionConfig(faces=self.config.detect_faces, hands=self.config.detect_hands,
-                                                 bodies=self.config.detect_bodies))
+            perception = Perception(VisionConfig(**self.config.vision))
         if tracker is None:
             from vision.tracker import TargetTracker, TrackerConfig
 
-            tracker = TargetTracker(TrackerConfig())
+            tracker = TargetTracker(TrackerConfig(calibration_point=self.calibration_point, **self.config.tracker))
         from vision.gestures import GestureDebouncer
 
         self.debouncer = GestureDebouncer(self.config.gesture_hold_ms)
         self.perception = perception
         self.tracker = tracker
         self.framing = framing or FramingController(self.config.framing)
-        self.calibration_point = tuple(self.config.calibration_point)
         self.recording = False
         self._injected = []
         self._last_t_s = None
@@ -136,6 +134,11 @@ class TrackingPipeline:
         if not (0 <= x <= 1 and 0 <= y <= 1):
             raise ValueError("calibration point (%r, %r) must lie inside the frame (0..1)" % (x, y))
         self.calibration_point = (float(x), float(y))
+
+    def close(self):
+        close = getattr(self.perception, "close", None)
+        if close is not None:
+            close()
 
     @property
     def paused(self):
@@ -191,7 +194,10 @@ class TrackingPipeline:
 
     def _framing_target(self, target):
         cal_x, cal_y = self.calibration_point
-        if not target.locked or target.x is None:
+        # Only a sighting this frame drives the gimbal. A 'predicted' position is
+        # extrapolated in image coordinates as if the camera stood still, so
+        # steering on it while the camera turns would chase a stale point.
+        if not target.locked or target.source not in ("face", "body"):
             return FramingTarget(locked=False, cal_x=cal_x, cal_y=cal_y)
         x, y = self.config.camera_mapping.apply(target.x, target.y)
         return FramingTarget(locked=True, x=x, y=y, cal_x=cal_x, cal_y=cal_y)
@@ -202,7 +208,7 @@ class TrackingPipeline:
         maker = None
         for hand in detections.hands:
             name = hand.gesture  # classified by vision from the 21 landmarks
-            if name and name != "none":
+            if name and name != "unknown":
                 seen, maker = name, hand
                 break
         fired = self.debouncer.update(seen, t_s)
@@ -232,21 +238,7 @@ class TrackingPipeline:
         elif action == ACTION_RECENTRE:
             self.framing.recentre()
             detail = "recentre"
-        else:  # ACTION_LOCK_ON
-            detail = "lock_on"
-            face = self._person_of(hand, detections)
-            if face is not None:
-                self.tracker.lock_on(face, t_s)
-            else:
-                detail = "lock_on_no_person"
+        else:  # ACTION_LOCK_ON: the person whose hand made it, or (injected) the face nearest the calibration point
+            found = self.tracker.lock_on(hand=hand) if hand is not None else self.tracker.lock_on(point=self.calibration_point)
+            detail = "lock_on" if found else "lock_on_no_person"
         events.append(PipelineEvent(t_s, "action", detail))
-
-    @staticmethod
-    def _person_of(hand, detections):
-        """The face nearest the hand that made a gesture (the person who made it)."""
-        if not detections.faces:
-            return None
-        if hand is None:
-            return max(detections.faces, key=lambda f: f.box.area)
-        hx, hy = hand.wrist
-        return min(detections.faces, key=lambda f: (f.box.cx - hx) ** 2 + (f.box.cy - hy) ** 2)

@@ -1,0 +1,128 @@
+"""The interface every gimbal output driver implements (the AP_Mount backend).
+
+A backend turns a :class:`host.framing.SetpointCommand` into its protocol's
+bytes and turns the gimbal's replies into one telemetry dict::
+
+    {"yaw_deg": ..., "pitch_deg": ..., "roll_deg": ...}   # earth frame, protocol-neutral
+
+in the OpenSteady sign convention (yaw positive pans right, pitch positive
+tilts up, roll positive rolls right), plus driver-specific extras.
+
+Backends take the time as an argument (``t_s``, monotonic seconds) and never
+read a clock, so tests drive them with simulated time. They must not raise
+once open: a vanished port marks them disconnected and they reopen it on a
+later call (``reconnect_interval_s``).
+"""
+
+import logging
+
+import serial
+
+log = logging.getLogger(__name__)
+
+
+class MountBackend:
+    """Base class and the ``none`` driver: accepts everything, moves nothing."""
+
+    name = "none"
+    # capability flags, queried by the frontend instead of special-casing drivers
+    supports_rate = True
+    supports_roll = True
+
+    def open(self):
+        """Open the transport; raise host.link.LinkError (or subclass) with a user-facing message."""
+
+    def close(self):
+        """Close the transport. Never raises."""
+
+    @property
+    def connected(self):
+        return True
+
+    def send_setpoint(self, cmd, t_s):
+        """Send one SetpointCommand; returns the number of bytes written (0 if none)."""
+        return 0
+
+    def poll(self, t_s):
+        """Read whatever arrived (never blocks); returns the newest telemetry dict or None."""
+        return None
+
+    def make_safe(self, t_s, motors_off=False):
+        """Stop all motion (hold the current attitude); with ``motors_off`` also de-energise the motors."""
+
+
+class SerialBackend(MountBackend):
+    """Shared plumbing for drivers that own a pyserial port: open, write, read, reconnect."""
+
+    def __init__(self, url, baud, reconnect_interval_s=1.0):
+        self.url = url
+        self.baud = baud
+        self.reconnect_interval_s = reconnect_interval_s
+        self.port = None
+        self.reconnects = 0
+        self._retry_at_s = None  # set when the port was lost
+
+    @property
+    def connected(self):
+        return self.port is not None
+
+    def open(self):
+        from host.link import open_port  # the link's typed, user-facing port errors
+
+        self.port = open_port(self.url, self.baud)
+        self._retry_at_s = None
+        self.on_open()
+
+    def on_open(self):
+        """Hook: reset parsers after (re)opening."""
+
+    def close(self):
+        port, self.port = self.port, None
+        if port is not None:
+            try:
+                port.close()
+            except (OSError, serial.SerialException):
+                pass
+
+    def _lost(self, exc, t_s):
+        log.warning("%s port %s lost: %s; retrying every %.1f s", self.name, self.url, exc, self.reconnect_interval_s)
+        self.close()
+        self._retry_at_s = t_s + self.reconnect_interval_s
+
+    def _ready(self, t_s):
+        """True when the port is open, reopening it if it was lost and the retry time has come."""
+        if self.port is not None:
+            return True
+        if self._retry_at_s is None or t_s < self._retry_at_s:
+            return False
+        from host.link import LinkError
+
+        try:
+            self.open()
+        except LinkError as exc:
+            log.debug("reopen %s failed: %s", self.url, exc)
+            self._retry_at_s = t_s + self.reconnect_interval_s
+            return False
+        self.reconnects += 1
+        log.info("%s port %s re-opened", self.name, self.url)
+        return True
+
+    def write(self, data, t_s):
+        if not self._ready(t_s):
+            return 0
+        try:
+            self.port.write(data)
+        except (OSError, serial.SerialException) as exc:
+            self._lost(exc, t_s)
+            return 0
+        return len(data)
+
+    def read(self, t_s):
+        if not self._ready(t_s):
+            return b""
+        try:
+            waiting = self.port.in_waiting
+            return self.port.read(waiting) if waiting else b""
+        except (OSError, serial.SerialException) as exc:
+            self._lost(exc, t_s)
+            return b""

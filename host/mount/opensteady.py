@@ -1,0 +1,86 @@
+"""OpenSteady firmware driver: the wire protocol through host.link.Link.
+
+On open it handshakes (Link does) and switches the firmware to MODE_TRACK;
+setpoints go out as MSG_SETPOINT with the flags SetpointCommand.to_protocol()
+chooses. Telemetry arrives in 0.01 deg units and is converted to degrees.
+The Link reconnects by itself when the port vanishes and comes back; after a
+reconnect this driver sends MODE_TRACK again.
+"""
+
+from firmware import protocol as p
+from host.mount.backend import MountBackend
+
+
+def telemetry_from_fields(fields):
+    """MSG_TELEMETRY fields (cdeg, cdps) -> the backend telemetry dict in degrees."""
+    out = {
+        "yaw_deg": fields["yaw_cdeg"] / 100.0,
+        "pitch_deg": fields["pitch_cdeg"] / 100.0,
+        "roll_deg": fields["roll_cdeg"] / 100.0,
+        "yaw_rate_dps": fields["yaw_rate_cdps"] / 100.0,
+        "pitch_rate_dps": fields["pitch_rate_cdps"] / 100.0,
+        "yaw_joint_deg": fields["yaw_joint_cdeg"] / 100.0,
+        "pitch_joint_deg": fields["pitch_joint_cdeg"] / 100.0,
+        "roll_joint_deg": fields["roll_joint_cdeg"] / 100.0,
+        "mode": p.MODE_NAMES[fields["mode"]] if fields["mode"] < len(p.MODE_NAMES) else fields["mode"],
+        "state_flags": fields["state_flags"],
+        "fault_flags": fields["fault_flags"],
+        "loop_time_us": fields["loop_time_us"],
+    }
+    return out
+
+
+class OpenSteadyBackend(MountBackend):
+    name = "opensteady"
+    supports_rate = True
+    supports_roll = True
+
+    def __init__(self, url, baud=115200, handshake=True, link=None):
+        if link is None:
+            from host.link import Link
+
+            link = Link(url, baud=baud, handshake=handshake, reconnect=True)
+        self.link = link
+        self.telemetry = None
+        self.faults = []  # FAULT messages received, newest last
+        self._reconnects_seen = 0
+
+    @property
+    def connected(self):
+        return self.link.connected
+
+    def open(self):
+        self.link.open()
+        self.link.send(p.MSG_MODE, p.MODE_TRACK)
+        self._reconnects_seen = self.link.reconnects
+
+    def close(self):
+        self.link.close()
+
+    def _after_reconnect(self):
+        if self.link.reconnects != self._reconnects_seen and self.link.connected:
+            self._reconnects_seen = self.link.reconnects
+            self.link.send(p.MSG_MODE, p.MODE_TRACK)
+
+    def send_setpoint(self, cmd, t_s):
+        flags, yaw, pitch, roll = cmd.to_protocol()
+        seq = self.link.send_setpoint(flags, yaw, pitch, roll)
+        self._after_reconnect()
+        return 0 if seq < 0 else p.OVERHEAD + p.SIZES[p.MSG_SETPOINT]
+
+    def poll(self, t_s):
+        for msg_id, fields in self.link.poll():
+            if msg_id == p.MSG_TELEMETRY:
+                self.telemetry = telemetry_from_fields(fields)
+            elif msg_id == p.MSG_FAULT:
+                self.faults.append(fields)
+        self._after_reconnect()
+        if not self.link.connected:
+            self.telemetry = None
+        return self.telemetry
+
+    def make_safe(self, t_s, motors_off=False):
+        flags = (p.SP_YAW_IS_RATE | p.SP_PITCH_IS_RATE | p.SP_ROLL_IS_RATE
+                 | p.SP_YAW_IN_EARTH_FRAME | p.SP_PITCH_IN_EARTH_FRAME | p.SP_ROLL_IN_EARTH_FRAME)
+        self.link.send_setpoint(flags, 0, 0, 0)  # stop turning; MODE_LOCK then holds the attitude
+        self.link.send(p.MSG_MODE, p.MODE_OFF if motors_off else p.MODE_LOCK)
