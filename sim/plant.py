@@ -1,0 +1,136 @@
+"""The gimbal's rigid-body dynamics in MuJoCo, and attitude conversions.
+
+:class:`GimbalPlant` loads ``sim/models/gimbal.xml`` and exposes what the rest
+of the simulator needs, indexed by the firmware's axis order
+(``AXIS_YAW = 0, AXIS_PITCH = 1, AXIS_ROLL = 2``):
+
+    plant = GimbalPlant()
+    plant.set_hand_pose(pos_m, ypr_deg)          # from a HandleDisturbance
+    plant.step([tau_yaw, tau_pitch, tau_roll])   # one timestep, torques in N*m
+    plant.joint_rad(0), plant.joint_rads(0)      # motor shaft angle and rate
+    plant.imu_gyro_rads(), plant.imu_accel_mps2()  # true values, chip frame
+    plant.camera_ypr_deg(), plant.handle_ypr_deg()
+
+MuJoCo's world is x forward, y left, z up. Attitudes are reported in the
+firmware's aerospace convention (Z-Y-X yaw, pitch, roll of a
+forward-right-down frame: yaw right, pitch up, roll right positive).
+"""
+
+import math
+import os
+
+import mujoco
+import numpy as np
+
+MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "gimbal.xml")
+JOINTS = ("yaw", "pitch", "roll")  # firmware axis order
+HAND_HEIGHT_M = 1.3
+
+# FLU <-> FRD: flip y and z
+_FLIP = np.diag([1.0, -1.0, -1.0])
+
+
+def ypr_deg_from_matrix(rot_flu):
+    """Aerospace yaw, pitch, roll (deg) of a body whose FLU axes are the columns of ``rot_flu``."""
+    r = _FLIP @ np.asarray(rot_flu, dtype=float).reshape(3, 3) @ _FLIP
+    yaw = math.atan2(r[1, 0], r[0, 0])
+    pitch = -math.asin(max(-1.0, min(1.0, r[2, 0])))
+    roll = math.atan2(r[2, 1], r[2, 2])
+    return [math.degrees(yaw), math.degrees(pitch), math.degrees(roll)]
+
+
+def matrix_from_ypr_deg(ypr_deg):
+    """Inverse of :func:`ypr_deg_from_matrix`: the FLU rotation matrix."""
+    y, p, r = (math.radians(v) for v in ypr_deg)
+    cy, sy, cp, sp, cr, sr = math.cos(y), math.sin(y), math.cos(p), math.sin(p), math.cos(r), math.sin(r)
+    frd = np.array([
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ])
+    return _FLIP @ frd @ _FLIP
+
+
+class GimbalPlant:
+    def __init__(self, model_path=MODEL_PATH, timestep_s=None):
+        try:
+            self.model = mujoco.MjModel.from_xml_path(model_path)
+        except ValueError as exc:
+            raise ValueError("cannot load the gimbal model %s: %s" % (model_path, exc)) from None
+        if timestep_s is not None:
+            self.model.opt.timestep = timestep_s
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.timestep_s = float(m.opt.timestep)
+        self._qadr = [int(m.jnt_qposadr[m.joint(n).id]) for n in JOINTS]
+        self._dadr = [int(m.jnt_dofadr[m.joint(n).id]) for n in JOINTS]
+        self._hand_mocap = int(m.body_mocapid[m.body("hand").id])
+        self._handle_body = m.body("handle").id
+        self._payload_body = m.body("payload").id
+        self._cam_site = m.site("camera").id
+        gyro = m.sensor("imu_gyro")
+        accel = m.sensor("imu_accel")
+        self._gyro_adr = int(gyro.adr[0])
+        self._accel_adr = int(accel.adr[0])
+        self._free_qadr = int(m.jnt_qposadr[m.joint("handle_free").id])
+        self._quat = np.zeros(4)
+        self.set_hand_pose([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], teleport=True)
+
+    @property
+    def time_s(self):
+        return float(self.data.time)
+
+    def set_hand_pose(self, pos_m, ypr_deg, teleport=False):
+        """Move the hand (mocap); ``teleport`` also puts the handle there at rest (for the start)."""
+        d = self.data
+        pos = np.array([pos_m[0], pos_m[1], HAND_HEIGHT_M + pos_m[2]])
+        mujoco.mju_mat2Quat(self._quat, matrix_from_ypr_deg(ypr_deg).reshape(-1))
+        d.mocap_pos[self._hand_mocap] = pos
+        d.mocap_quat[self._hand_mocap] = self._quat
+        if teleport:
+            a = self._free_qadr
+            d.qpos[a:a + 3] = pos
+            d.qpos[a + 3:a + 7] = self._quat
+            d.qvel[:] = 0.0
+            mujoco.mj_forward(self.model, d)
+
+    def set_joints_rad(self, angles_rad):
+        for k, a in enumerate(angles_rad):
+            self.data.qpos[self._qadr[k]] = a
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, torques_nm):
+        d = self.data
+        qfrc = d.qfrc_applied
+        for k in range(3):
+            qfrc[self._dadr[k]] = torques_nm[k]
+        mujoco.mj_step(self.model, d)
+
+    def joint_rad(self, axis):
+        return float(self.data.qpos[self._qadr[axis]])
+
+    def joint_rads(self, axis):
+        return float(self.data.qvel[self._dadr[axis]])
+
+    def joint_limits_rad(self, axis):
+        jid = self.model.joint(JOINTS[axis]).id
+        return tuple(float(v) for v in self.model.jnt_range[jid])
+
+    def imu_gyro_rads(self):
+        a = self._gyro_adr
+        return self.data.sensordata[a:a + 3]
+
+    def imu_accel_mps2(self):
+        a = self._accel_adr
+        return self.data.sensordata[a:a + 3]
+
+    def camera_pose(self):
+        """(position_m, rotation FLU 3x3) of the camera site in the world."""
+        s = self._cam_site
+        return self.data.site_xpos[s].copy(), self.data.site_xmat[s].reshape(3, 3).copy()
+
+    def camera_ypr_deg(self):
+        return ypr_deg_from_matrix(self.data.site_xmat[self._cam_site])
+
+    def handle_ypr_deg(self):
+        return ypr_deg_from_matrix(self.data.xmat[self._handle_body])
