@@ -121,6 +121,7 @@ class TrackingPipeline:
         self.framing = framing or FramingController(self.config.framing)
         self.recording = False
         self._injected = []
+        self._requested = []
         self._last_t_s = None
         self._photo_at_s = None
         self._was_locked = False
@@ -129,6 +130,12 @@ class TrackingPipeline:
     def inject_gesture(self, gesture):
         """Act on ``gesture`` at the next step as if it had been held long enough."""
         self._injected.append(gesture)
+
+    def request_action(self, action):
+        """Run ``action`` (one of ACTIONS) at the next step, as a key press or a button would."""
+        if action not in ACTIONS:
+            raise ValueError("unknown action %r, expected one of %s" % (action, ", ".join(ACTIONS)))
+        self._requested.append(action)
 
     def set_calibration_point(self, x, y):
         if not (0 <= x <= 1 and 0 <= y <= 1):
@@ -219,9 +226,13 @@ class TrackingPipeline:
             action = self.config.gesture_actions.get(fired, ACTION_NONE)
             if action != ACTION_NONE:
                 self._act(action, maker, detections, t_s, events)
+        while self._requested:
+            self._act(self._requested.pop(0), None, detections, t_s, events)
         return fired
 
     def _act(self, action, hand, detections, t_s, events):
+        if action == ACTION_NONE:
+            return
         if action == ACTION_PAUSE_TOGGLE:
             if self.framing.paused:
                 self.framing.resume()

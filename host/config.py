@@ -1,0 +1,270 @@
+"""The tracker's settings: defaults, one TOML file, then command-line flags.
+
+Every setting has one default here (``SCHEMA``). A TOML file (see
+docs/config.example.toml) overrides them; ``opensteady track`` flags
+override the file. A bad key or value raises :class:`ConfigError` whose
+message names the file, the line, the key, the value and the reason.
+
+    settings = load_config("opensteady.toml")       # or load_config(None) for defaults
+    settings["framing"]["max_rate_dps"]             # -> 120.0
+    pipeline_config = build_pipeline_config(settings)
+"""
+
+import copy
+import math
+import re
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+from host.calibration import PRESETS, CameraMapping, parse_point
+from host.framing import LOST_ACTIONS, FramingConfig
+from host.pipeline import ACTIONS, PipelineConfig
+
+GIMBAL_CHOICES = ("auto", "opensteady", "simplebgc", "mavlink", "sim", "none")
+ORIENTATIONS = ("landscape", "portrait")
+GESTURE_NAMES = ("open_palm", "victory", "fist", "pointing", "thumbs_up")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _number(lo=None, hi=None, lo_open=False, integer=False):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return "must be %s" % ("an integer" if integer else "a number")
+        if not math.isfinite(v):
+            return "must be finite"
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return "must be %s %s" % (">" if lo_open else ">=", lo)
+        if hi is not None and v > hi:
+            return "must be <= %s" % hi
+        return None
+    return check
+
+
+def _choice(options):
+    def check(v):
+        return None if v in options else "must be one of %s" % ", ".join(repr(o) for o in options)
+    return check
+
+
+def _bool(v):
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _string(v):
+    return None if isinstance(v, str) else "must be a string"
+
+
+def _camera_source(v):
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        return "must be a camera index (0, 1, ...) or a video file path"
+    return None
+
+
+def _point(v):
+    try:
+        parse_point(v)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+_POS = _number(0, lo_open=True)
+_NONNEG = _number(0)
+
+# section -> key -> (default, check). The single place defaults live.
+SCHEMA = {
+    "camera": {
+        "source": (0, _camera_source),
+        "width": (640, _number(16, 7680, integer=True)),
+        "height": (480, _number(16, 4320, integer=True)),
+        "fps": (30, _number(1, 240)),
+        "hfov_deg": (70.0, _number(1, 179)),
+        "vfov_deg": (55.4, _number(1, 179)),
+        "mirror": (False, _bool),
+        "retry_s": (1.0, _POS),
+    },
+    "gimbal": {
+        "driver": ("auto", _choice(GIMBAL_CHOICES)),
+        "port": ("", _string),
+        "baud": (115200, _number(1200, 4000000, integer=True)),
+        "stall_s": (0.5, _POS),
+        "motors_off_on_exit": (False, _bool),
+    },
+    "mavlink": {
+        "message": ("pitchyaw", _choice(("pitchyaw", "attitude"))),
+        "source_system": (1, _number(1, 255, integer=True)),
+        "target_system": (1, _number(0, 255, integer=True)),
+        "target_component": (154, _number(0, 255, integer=True)),
+        "gimbal_device_id": (0, _number(0, 255, integer=True)),
+    },
+    "simplebgc": {
+        "telemetry_interval_s": (0.05, _POS),
+        "motors_on_at_open": (True, _bool),
+    },
+    "framing": {
+        "kp": (3.0, _NONNEG),
+        "ki": (0.4, _NONNEG),
+        "kd": (0.05, _NONNEG),
+        "deadband_deg": (1.0, _NONNEG),
+        "max_rate_dps": (120.0, _POS),
+        "max_accel_dps2": (600.0, _POS),
+        "smoothing_s": (0.05, _NONNEG),
+        "orientation": ("landscape", _choice(ORIENTATIONS)),
+        "invert_yaw": (False, _bool),
+        "invert_pitch": (False, _bool),
+        "lost_hold_s": (2.0, _NONNEG),
+        "lost_action": ("recentre", _choice(LOST_ACTIONS)),
+        "recentre_s": (1.5, _NONNEG),
+        "sweep_rate_dps": (20.0, _POS),
+        "sweep_amplitude_deg": (45.0, _POS),
+        "max_dt_s": (0.5, _POS),
+    },
+    "calibration": {
+        "point": ("centre", _point),
+        "offset_x": (0.0, _number(-1, 1)),
+        "offset_y": (0.0, _number(-1, 1)),
+        "scale_x": (1.0, _number(0, 10, lo_open=True)),
+        "scale_y": (1.0, _number(0, 10, lo_open=True)),
+    },
+    "vision": {
+        "faces": (True, _bool),
+        "hands": (True, _bool),
+        "pose": (False, _bool),
+        "backend": ("mediapipe", _choice(("mediapipe", "haar"))),
+        "face_range": ("auto", _choice(("auto", "short", "full"))),
+        "min_face_score": (0.5, _number(0, 1)),
+        "min_hand_score": (0.5, _number(0, 1)),
+        "max_hands": (2, _number(1, 4, integer=True)),
+        "hand_model_complexity": (1, _choice((0, 1))),
+    },
+    "tracker": {
+        "select": ("largest", _choice(("largest", "nearest", "gesture", "manual"))),
+        "latency_s": (0.0, _NONNEG),
+        "coast_s": (0.5, _POS),
+        "lost_timeout_s": (3.0, _POS),
+    },
+    "gestures": dict(
+        {name: (action, _choice(ACTIONS)) for name, action in (
+            ("open_palm", "pause_toggle"), ("victory", "photo"), ("fist", "record_toggle"),
+            ("pointing", "recentre"), ("thumbs_up", "lock_on"))},
+        hold_ms=(1000.0, _NONNEG),
+        photo_countdown_s=(3.0, _NONNEG),
+    ),
+    "output": {
+        "dir": ("opensteady-output", _string),
+        "session_log": (True, _bool),
+    },
+}
+
+
+def defaults():
+    return {section: {key: copy.deepcopy(spec[0]) for key, spec in keys.items()} for section, keys in SCHEMA.items()}
+
+
+def _line_of(text, section, key=None):
+    """1-based line of ``key`` in ``[section]`` (or of the section header), or None."""
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.-]+)\s*\]$", line)
+        if header:
+            current = header.group(1)
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section and re.match(r"^%s\s*=" % re.escape(key), line):
+            return number
+    return None
+
+
+def _where(path, text, section, key=None):
+    line = _line_of(text, section, key) if text is not None else None
+    return "%s%s" % (path, ":%d" % line if line else "")
+
+
+def load_config(path=None, text=None):
+    """Defaults overridden by the TOML file at ``path`` (or the TOML ``text``); validated."""
+    settings = defaults()
+    if path is None and text is None:
+        return settings
+    label = path or "<config>"
+    if text is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ConfigError("cannot read config file %s: %s" % (path, exc.strerror or exc)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("%s: not valid TOML: %s" % (label, exc)) from None
+    for section, values in data.items():
+        if section not in SCHEMA:
+            raise ConfigError("%s: unknown section [%s]; known sections: %s"
+                              % (_where(label, text, section), section, ", ".join(SCHEMA)))
+        if not isinstance(values, dict):
+            raise ConfigError("%s: %s must be a [section] table" % (label, section))
+        for key, value in values.items():
+            where = _where(label, text, section, key)
+            if key not in SCHEMA[section]:
+                raise ConfigError("%s: unknown key %s.%s; known keys in [%s]: %s"
+                                  % (where, section, key, section, ", ".join(SCHEMA[section])))
+            problem = SCHEMA[section][key][1](value)
+            if problem:
+                raise ConfigError("%s: %s.%s = %r: %s" % (where, section, key, value, problem))
+            settings[section][key] = value
+    try:
+        build_pipeline_config(settings)
+    except ValueError as exc:
+        key = re.search(r"([a-z_]+)\.([a-z_]+) =", str(exc))
+        where = _where(label, text, key.group(1), key.group(2)) if key else label
+        raise ConfigError("%s: %s" % (where, exc)) from None
+    return settings
+
+
+def set_value(settings, section, key, value, source="command line"):
+    """Override one setting (a CLI flag), with the same validation as the file."""
+    problem = SCHEMA[section][key][1](value)
+    if problem:
+        raise ConfigError("%s: %s.%s = %r: %s" % (source, section, key, value, problem))
+    settings[section][key] = value
+
+
+def build_pipeline_config(settings):
+    """The validated PipelineConfig for these settings."""
+    f = settings["framing"]
+    cam = settings["camera"]
+    framing = FramingConfig(
+        hfov_deg=float(cam["hfov_deg"]), vfov_deg=float(cam["vfov_deg"]),
+        kp=f["kp"], ki=f["ki"], kd=f["kd"], deadband_deg=f["deadband_deg"],
+        max_rate_dps=f["max_rate_dps"], max_accel_dps2=f["max_accel_dps2"], smoothing_s=f["smoothing_s"],
+        roll_deg=90.0 if f["orientation"] == "portrait" else 0.0,
+        invert_yaw=f["invert_yaw"], invert_pitch=f["invert_pitch"],
+        lost_hold_s=f["lost_hold_s"], lost_action=f["lost_action"], recentre_s=f["recentre_s"],
+        sweep_rate_dps=f["sweep_rate_dps"], sweep_amplitude_deg=f["sweep_amplitude_deg"], max_dt_s=f["max_dt_s"],
+    )
+    c = settings["calibration"]
+    g = settings["gestures"]
+    vision = dict(settings["vision"])
+    vision["mirrored"] = cam["mirror"]
+    return PipelineConfig(
+        framing=framing,
+        calibration_point=parse_point(c["point"]),
+        camera_mapping=CameraMapping(c["offset_x"], c["offset_y"], c["scale_x"], c["scale_y"]),
+        gesture_actions={name: g[name] for name in GESTURE_NAMES},
+        gesture_hold_ms=g["hold_ms"],
+        photo_countdown_s=g["photo_countdown_s"],
+        nominal_dt_s=1.0 / cam["fps"],
+        vision=vision,
+        tracker=dict(settings["tracker"]),
+    ).validate()
+
+
+def describe_presets():
+    return ", ".join(PRESETS)

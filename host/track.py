@@ -1,0 +1,410 @@
+"""Track a subject with a webcam, a video file or the simulator, and drive a gimbal.
+
+    opensteady track --camera 0 --port /dev/ttyACM0      # OpenSteady firmware on a board
+    opensteady track --camera 0 --gimbal simplebgc --port /dev/ttyUSB0
+    opensteady track --sim                                # simulated camera and gimbal
+    opensteady track --video clip.mp4 --headless --json --gimbal none
+
+Capture (own thread, newest frame wins) -> vision -> target -> gestures ->
+framing controller -> output driver, with a preview window and HUD, a JSON
+lines session log, and a JSON summary. Settings: built-in defaults, then
+``--config FILE.toml`` (docs/config.example.toml), then these flags.
+"""
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser):
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, metavar="INDEX", help="webcam index (default: camera.source, 0)")
+    src.add_argument("--video", metavar="PATH", help="read frames from a video file instead of a camera")
+    src.add_argument("--sim", action="store_true", help="use the simulator's virtual camera and gimbal")
+    parser.add_argument("--config", metavar="FILE.toml", help="settings file (see docs/config.example.toml)")
+    parser.add_argument("--gimbal", choices=("auto", "opensteady", "simplebgc", "mavlink", "sim", "none"),
+                        help="output driver (auto: sim with --sim, opensteady with --port, else none)")
+    parser.add_argument("--port", metavar="URL", help="serial port or pyserial URL (/dev/ttyACM0, COM3, socket://h:p)")
+    parser.add_argument("--baud", type=int, help="serial baud rate (default 115200)")
+    parser.add_argument("--calibration", metavar="PRESET|X,Y",
+                        help="where the subject is held: centre, top-third, left-third, ... or X,Y in 0..1")
+    parser.add_argument("--portrait", action="store_true", help="roll the camera 90 deg (portrait framing)")
+    parser.add_argument("--lost-action", choices=("hold", "recentre", "sweep"), help="after losing the target")
+    parser.add_argument("--no-hands", action="store_true", help="face detection only (no gestures; faster)")
+    parser.add_argument("--pose", action="store_true", help="also run body pose (keeps the target when the face turns)")
+    parser.add_argument("--mirror", action="store_true", help="the camera image is mirrored (selfie view)")
+    parser.add_argument("--headless", action="store_true", help="no preview window")
+    parser.add_argument("--json", action="store_true",
+                        help="stdout: one JSON status line per second and a JSON summary line at exit")
+    parser.add_argument("--log", metavar="FILE.jsonl", help="session log path (default: in the output directory)")
+    parser.add_argument("--no-log", action="store_true", help="do not write a session log")
+    parser.add_argument("--output-dir", metavar="DIR", help="photos, videos and session logs go here")
+    parser.add_argument("--no-pace", action="store_true",
+                        help="video files: process every frame in order instead of playing in real time")
+    parser.add_argument("--scenario", default="track-crossing", help="--sim: scenario name or file")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    parser.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
+    parser.add_argument("--motors-off-on-exit", action="store_true", help="switch the motors off at exit")
+
+
+def _percentile(values, q):
+    if not values:
+        return None
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def apply_flags(settings, args):
+    """CLI flags over the file's settings (each validated like the file)."""
+    from host.config import set_value
+
+    if args.camera is not None:
+        set_value(settings, "camera", "source", args.camera, "--camera")
+    if args.video is not None:
+        set_value(settings, "camera", "source", args.video, "--video")
+    for flag, section, key in (("gimbal", "gimbal", "driver"), ("port", "gimbal", "port"), ("baud", "gimbal", "baud"),
+                               ("calibration", "calibration", "point"), ("lost_action", "framing", "lost_action"),
+                               ("output_dir", "output", "dir")):
+        value = getattr(args, flag)
+        if value is not None:
+            set_value(settings, section, key, value, "--" + flag.replace("_", "-"))
+    if args.portrait:
+        set_value(settings, "framing", "orientation", "portrait", "--portrait")
+    if args.no_hands:
+        set_value(settings, "vision", "hands", False, "--no-hands")
+    if args.pose:
+        set_value(settings, "vision", "pose", True, "--pose")
+    if args.mirror:
+        set_value(settings, "camera", "mirror", True, "--mirror")
+    if args.motors_off_on_exit:
+        set_value(settings, "gimbal", "motors_off_on_exit", True, "--motors-off-on-exit")
+    g = settings["gimbal"]
+    if g["driver"] == "auto":
+        g["driver"] = "sim" if args.sim else ("opensteady" if g["port"] else "none")
+    if args.sim and g["driver"] != "sim":
+        from host.config import ConfigError
+
+        raise ConfigError("--sim drives the simulated gimbal; it cannot be combined with --gimbal %s" % g["driver"])
+    return settings
+
+
+def _backend_options(settings):
+    driver = settings["gimbal"]["driver"]
+    if driver == "mavlink":
+        return dict(settings["mavlink"])
+    if driver == "simplebgc":
+        return dict(settings["simplebgc"])
+    return {}
+
+
+class Stats:
+    """Running counts and latencies for status lines and the summary."""
+
+    def __init__(self):
+        self.frames = 0
+        self.frames_with_target = 0
+        self.pipeline_ms = []
+        self.e2e_ms = []
+        self.stage_ms = {}
+        self.events = []
+        self._window = []  # (wall time, pipeline ms) for the last second
+
+    def add(self, out, e2e_ms, now):
+        self.frames += 1
+        if out.target.locked and out.target.source in ("face", "body"):
+            self.frames_with_target += 1
+        self.pipeline_ms.append(out.latency_ms["total"])
+        for stage, ms in out.latency_ms.items():
+            self.stage_ms.setdefault(stage, []).append(ms)
+        self.e2e_ms.append(e2e_ms)
+        self._window.append(now)
+        while self._window and now - self._window[0] > 1.0:
+            self._window.pop(0)
+        self.events.extend({"t_s": e.t_s, "kind": e.kind, "detail": e.detail} for e in out.events)
+
+    @property
+    def fps(self):
+        return float(len(self._window))
+
+    def summary(self):
+        return {
+            "frames": self.frames,
+            "frames_with_target": self.frames_with_target,
+            "pipeline_ms_p50": _percentile(self.pipeline_ms, 50),
+            "pipeline_ms_p95": _percentile(self.pipeline_ms, 95),
+            "e2e_ms_p50": _percentile(self.e2e_ms, 50),
+            "e2e_ms_p95": _percentile(self.e2e_ms, 95),
+            "stage_ms_p50": {k: _percentile(v, 50) for k, v in self.stage_ms.items()},
+        }
+
+
+class MediaOutput:
+    """Photos (after the countdown) and video recording of the raw camera frames."""
+
+    def __init__(self, directory, fps):
+        self.directory = directory
+        self.fps = fps
+        self.photos = []
+        self.videos = []
+        self._writer = None
+
+    def _path(self, prefix, ext, index):
+        os.makedirs(self.directory, exist_ok=True)
+        return os.path.join(self.directory, "%s-%s-%05d.%s" % (prefix, time.strftime("%Y%m%d-%H%M%S"), index, ext))
+
+    def photo(self, rgb, index):
+        import cv2
+
+        path = self._path("photo", "jpg", index)
+        if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            log.error("could not write the photo %s", path)
+            return None
+        self.photos.append(path)
+        return path
+
+    def record(self, on, rgb, index):
+        import cv2
+
+        if on and self._writer is None:
+            path = self._path("video", "mp4", index)
+            h, w = rgb.shape[:2]
+            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), float(self.fps), (w, h))
+            if not writer.isOpened():
+                log.error("could not start recording to %s", path)
+                return
+            self._writer = writer
+            self.videos.append(path)
+        elif not on and self._writer is not None:
+            self.close()
+        if self._writer is not None:
+            self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def _emit(record):
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _make_source(settings, args):
+    from host.capture import CameraSource, VideoFileSource
+
+    cam = settings["camera"]
+    source = cam["source"]
+    if isinstance(source, str) and not source.isdigit():
+        return VideoFileSource(source, paced=not args.no_pace)
+    return CameraSource(int(source), cam["width"], cam["height"], cam["fps"], cam["retry_s"])
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args):
+    from host.capture import CaptureError
+    from host.config import ConfigError, build_pipeline_config, load_config
+
+    try:
+        settings = apply_flags(load_config(args.config), args)
+        pipeline_config = build_pipeline_config(settings)
+    except ConfigError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    try:
+        if args.sim:
+            from host.mount.sim import SimSession
+
+            sim = SimSession(args.scenario, pipeline_config)
+            source = sim.source()
+        else:
+            sim = None
+            source = _make_source(settings, args)
+    except (CaptureError, ValueError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    return _track(args, settings, pipeline_config, source, sim)
+
+
+def _track(args, settings, pipeline_config, source, sim):
+    from host.capture import FrameGrabber
+    from host.link import LinkError
+    from host.mount import Mount, create_backend
+    from host.pipeline import TrackingPipeline
+    from host.session_log import SessionLog, frame_record
+
+    g = settings["gimbal"]
+    try:
+        backend = sim.backend() if sim is not None else create_backend(
+            g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
+        mount = Mount(backend, stall_s=g["stall_s"])
+        mount.open()
+    except (LinkError, ValueError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+
+    pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
+    out_dir = settings["output"]["dir"]
+    session = None
+    if not args.no_log and (args.log or settings["output"]["session_log"]):
+        path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
+        session = SessionLog(path)
+        session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
+    media = MediaOutput(out_dir, settings["camera"]["fps"])
+    grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"]).start() if sim is None else source
+    window = None
+    if not args.headless:
+        from host.hud import PreviewWindow
+
+        try:
+            window = PreviewWindow()
+        except Exception as exc:  # OpenCV without GUI support, or no display
+            log.warning("no preview window (%s); running headless", exc)
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+    mount.start_watchdog()
+
+    stats = Stats()
+    started = time.monotonic()
+    next_status = started + 1.0
+    exit_reason = "end_of_stream"
+    status = {"gimbal": mount.name, "gesture": None, "message": None}
+    gesture_shown_until = 0.0
+    code = 0
+    try:
+        while True:
+            now = time.monotonic()
+            if args.max_seconds is not None and now - started >= args.max_seconds:
+                exit_reason = "max_seconds"
+                break
+            if args.max_frames is not None and stats.frames >= args.max_frames:
+                exit_reason = "max_frames"
+                break
+            frame = grabber.latest(timeout_s=0.1)
+            if frame is None:
+                mount.poll(time.monotonic())
+                if grabber.ended:
+                    break
+                if args.json and time.monotonic() >= next_status:
+                    next_status += 1.0
+                    _emit(_status_line(stats, mount, grabber, started))
+                continue
+            telemetry = mount.poll(time.monotonic())
+            out = pipeline.step(frame.rgb, frame.t_s, telemetry)
+            mount.send(out.setpoint, time.monotonic())
+            e2e_ms = (time.perf_counter() - frame.grabbed_at) * 1e3
+            now = time.monotonic()
+            stats.add(out, e2e_ms, now)
+            for event in out.events:
+                if event.kind == "photo_now":
+                    path = media.photo(frame.rgb, frame.index)
+                    status["message"] = "photo saved: %s" % path if path else "photo failed"
+                elif event.kind == "gesture":
+                    status["gesture"] = event.detail
+                    gesture_shown_until = now + 2.0
+                elif event.kind == "action":
+                    status["message"] = "action: %s" % event.detail
+                log.info("event %s %s at %.2f s", event.kind, event.detail, event.t_s)
+            if now > gesture_shown_until:
+                status["gesture"] = None
+            media.record(out.recording, frame.rgb, frame.index)
+            if session is not None:
+                session.write(frame_record(out, frame.index, e2e_ms))
+            if window is not None:
+                if _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline) == "quit":
+                    exit_reason = "quit"
+                    break
+            if args.json and now >= next_status:
+                next_status += 1.0
+                _emit(_status_line(stats, mount, grabber, started))
+    except KeyboardInterrupt:
+        exit_reason = "interrupted"
+        code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        mount.close(time.monotonic(), motors_off=g["motors_off_on_exit"])
+        if sim is None:
+            grabber.stop()
+        pipeline.close()
+        media.close()
+        if window is not None:
+            window.close()
+        summary = dict(stats.summary(), type="summary", exit=exit_reason, gimbal=mount.name,
+                       dropped_frames=getattr(grabber, "dropped", 0), setpoints_sent=mount.setpoints_sent,
+                       bytes_written=mount.bytes_written, stall_stops=mount.stall_stops,
+                       camera_errors=getattr(grabber, "errors", 0), events=stats.events,
+                       photos=media.photos, videos=media.videos,
+                       log=session.path if session is not None else None)
+        if sim is not None:
+            summary["sim"] = sim.metrics()
+        if session is not None:
+            session.write(summary)
+            session.close()
+        if args.json:
+            _emit(summary)
+        else:
+            print("%d frames, target seen in %d; pipeline p50 %s ms, p95 %s ms; %s" % (
+                summary["frames"], summary["frames_with_target"], _fmt(summary["pipeline_ms_p50"]),
+                _fmt(summary["pipeline_ms_p95"]), exit_reason))
+            if session is not None:
+                print("session log: %s (plot it with `opensteady replay %s --plot out.png`)" % (session.path, session.path))
+    if stats.frames == 0 and getattr(grabber, "errors", 0) and code == 0:
+        code = 1  # the camera never delivered a frame
+    return code
+
+
+def _fmt(v):
+    return "-" if v is None else "%.1f" % v
+
+
+def _status_line(stats, mount, grabber, started):
+    recent = stats.pipeline_ms[-max(1, int(stats.fps)):]
+    return {
+        "type": "status",
+        "elapsed_s": round(time.monotonic() - started, 2),
+        "frames": stats.frames,
+        "frames_with_target": stats.frames_with_target,
+        "fps": stats.fps,
+        "pipeline_ms_p50": _percentile(recent, 50),
+        "gimbal": mount.name,
+        "gimbal_connected": mount.connected,
+        "telemetry": mount.telemetry,
+        "camera": getattr(grabber, "status", "ok"),
+        "camera_error": str(grabber.error) if getattr(grabber, "error", None) else None,
+        "dropped_frames": getattr(grabber, "dropped", 0),
+    }
+
+
+def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline):
+    import cv2
+
+    from host.calibration import PRESETS
+    from host.hud import THIRDS_CYCLE, draw_hud
+
+    img = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+    draw_hud(img, out, dict(status, fps=stats.fps, e2e_ms=e2e_ms, connected=mount.connected,
+                            camera_error=str(grabber.error) if getattr(grabber, "error", None) else None))
+    action = window.show(img)
+    click = window.take_click()
+    if click is not None:
+        pipeline.set_calibration_point(*click)
+        status["message"] = "calibration point set to (%.2f, %.2f)" % click
+    if action == "calibration_centre":
+        pipeline.set_calibration_point(*PRESETS["centre"])
+    elif action == "calibration_next":
+        names = THIRDS_CYCLE
+        current = next((n for n in names if PRESETS[n] == pipeline.calibration_point), names[-1])
+        name = names[(names.index(current) + 1) % len(names)]
+        pipeline.set_calibration_point(*PRESETS[name])
+        status["message"] = "calibration point: %s" % name
+    elif action in ("pause_toggle", "photo", "record_toggle", "recentre"):
+        pipeline.request_action(action)
+    return action
