@@ -20,8 +20,8 @@ How ``classify`` decides (see docs/vision.md for the full contract):
   right hands are mirror images), whatever the units.
 * A finger (index to pinky) is extended when its tip is well beyond its
   knuckle as seen from the wrist, and its PIP joint is not sharply bent.
-  The thumb is extended when its tip reaches away from the palm centre and
-  stands clear of the other fingers.
+  The thumb is extended when it is roughly straight and its tip stands
+  clear of every bone of the other fingers (a resting thumb touches one).
 * Each finger gets a soft extension score; each gesture is a pattern of
   required finger states, and the best pattern wins only if every required
   finger agrees with margin. Otherwise the answer is ``"unknown"``.
@@ -48,10 +48,10 @@ FINGERS = {  # MCP, PIP, DIP, TIP
 _PALM = (0, 5, 9, 13, 17)
 
 # Gesture patterns over (thumb, index, middle, ring, pinky): True = extended,
-# False = curled, None = either. The thumb is free for pointing and victory
-# because people hold it either way.
+# False = curled, None = either. The thumb is free for an open palm, pointing
+# and victory because people hold it either way; it decides fist vs thumbs-up.
 _PATTERNS: Dict[str, Tuple[Optional[bool], ...]] = {
-    "open_palm": (True, True, True, True, True),
+    "open_palm": (None, True, True, True, True),
     "fist": (False, False, False, False, False),
     "pointing": (None, True, False, False, False),
     "victory": (None, True, True, False, False),
@@ -84,7 +84,8 @@ def _depth_usable(pts: np.ndarray) -> bool:
         return False
     xy_span = float(np.ptp(pts[:, :2], axis=0).max())
     z_span = float(np.ptp(pts[:, 2]))
-    return xy_span > 0.0 and z_span <= 2.0 * xy_span
+    # A hand is at most about 3.5 times deeper than it is wide in the image.
+    return xy_span > 0.0 and z_span <= 4.0 * xy_span
 
 
 def _sigmoid(value: float, threshold: float, softness: float) -> float:
@@ -129,30 +130,44 @@ def finger_extension(landmarks: object) -> Dict[str, float]:
     scores: Dict[str, float] = {}
     for name, (mcp, pip, dip, tip) in FINGERS.items():
         dist = lambda i: float(np.linalg.norm(pts[i] - wrist))  # noqa: E731
-        # How far the tip lies beyond the knuckle, seen from the wrist, in palm
-        # sizes: about +0.7..0.9 for a straight finger, below 0 for a curled one.
-        reach = dist(tip) - dist(mcp)
-        # Bend at the PIP and DIP joints: near 0 straight, 150+ curled.
-        bend = _angle_deg(pts[pip] - pts[mcp], pts[dip] - pts[pip]) + _angle_deg(
-            pts[dip] - pts[pip], pts[tip] - pts[dip]
-        )
-        s_reach = _sigmoid(reach, 0.3, 0.08)
-        s_bend = _sigmoid(-bend, -110.0, 20.0)
-        scores[name] = min(s_reach, max(s_bend, s_reach * 0.9)) if s_reach > 0.5 else s_reach
+        # How far the tip lies beyond the knuckle, seen from the wrist, as a
+        # fraction of the finger's own length: near 1 for a straight finger,
+        # below 0 for a curled one. Dividing by the finger's own length keeps
+        # short fingers (pinky) and squashed views comparable.
+        chain = sum(float(np.linalg.norm(pts[j + 1] - pts[j])) for j in (mcp, pip, dip))
+        reach = (dist(tip) - dist(mcp)) / max(chain, 0.25)
+        # Bend of the finger past its PIP joint, from the proximal phalanx to
+        # the PIP-to-tip line (long vectors, so landmark noise moves it little):
+        # near 0 straight, 150+ curled. Only a veto: a sharply bent finger is
+        # not extended however far its tip reaches.
+        bend = _angle_deg(pts[pip] - pts[mcp], pts[tip] - pts[pip])
+        scores[name] = _sigmoid(reach, 0.4, 0.1) * _sigmoid(-bend, -120.0, 15.0)
     scores["thumb"] = _thumb_extension(pts)
     return scores
 
 
+def _segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    ab = b - a
+    denom = float(np.dot(ab, ab))
+    t = 0.0 if denom == 0.0 else min(1.0, max(0.0, float(np.dot(q - a, ab)) / denom))
+    return float(np.linalg.norm(q - a - t * ab))
+
+
 def _thumb_extension(pts: np.ndarray) -> float:
-    """Thumb score: tip reaches away from the palm centre and stands clear of the fingers."""
-    centre = pts[list(_PALM)].mean(axis=0)
-    tip, mcp = pts[4], pts[2]
-    reach = float(np.linalg.norm(tip - centre) - np.linalg.norm(mcp - centre))
-    others = pts[5:21]
-    clearance = float(np.min(np.linalg.norm(others - tip, axis=1)))
-    s_reach = _sigmoid(reach, 0.2, 0.06)
-    s_clear = _sigmoid(clearance, 0.17, 0.05)
-    return math.sqrt(s_reach * s_clear)
+    """Thumb score: the tip stands clear of the fingers and the thumb is roughly straight.
+
+    A thumb wrapped over a fist, or resting along the index finger, touches a
+    finger: its tip is within a finger's thickness of some finger bone. An
+    extended thumb (open hand, thumbs-up, the "L" of a pointing hand) holds it
+    well away from all of them.
+    """
+    tip = pts[4]
+    clearance = min(
+        _segment_distance(tip, pts[j], pts[j + 1]) for mcp in (5, 9, 13, 17) for j in (mcp, mcp + 1, mcp + 2)
+    )
+    chain = sum(float(np.linalg.norm(pts[i + 1] - pts[i])) for i in (1, 2, 3))
+    straightness = float(np.linalg.norm(tip - pts[1])) / chain if chain > 0.0 else 0.0
+    return math.sqrt(_sigmoid(clearance, 0.22, 0.04) * _sigmoid(straightness, 0.9, 0.03))
 
 
 def classify(landmarks: object) -> str:

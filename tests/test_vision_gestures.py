@@ -1,0 +1,253 @@
+"""Gesture classification on landmark sets built from hand geometry.
+
+No photos or videos of hands ship offline (see docs/vision.md), so these tests
+build MediaPipe-ordered landmarks from a 3D kinematic hand: typical adult bone
+lengths, joint flexion angles drawn from ranges for each gesture (fingers a
+little bent when "straight", thumbs resting in different places on a fist),
+then viewed with in-plane rotation, out-of-plane tilt, mirroring, scale,
+translation and landmark noise, and written in different units.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Dict, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vision.gestures import GESTURES, GestureDebouncer, classify
+
+# Palm frame: wrist at the origin, +Y towards the middle knuckle (length 1),
+# +X towards the thumb side, +Z out of the palm (the palm faces +Z).
+_MCP = {"index": (0.28, 0.93), "middle": (0.04, 1.0), "ring": (-0.17, 0.95), "pinky": (-0.35, 0.84)}
+_BONES = {  # proximal, middle, distal phalanx (palm lengths)
+    "index": (0.42, 0.25, 0.21),
+    "middle": (0.47, 0.30, 0.22),
+    "ring": (0.44, 0.28, 0.22),
+    "pinky": (0.34, 0.20, 0.20),
+}
+_SPLAY_DEG = {"index": 8.0, "middle": 0.0, "ring": -7.0, "pinky": -15.0}
+_THUMB_CMC = (0.24, 0.16)
+_THUMB_BONES = (0.42, 0.32, 0.27)  # metacarpal, proximal, distal
+
+Range = Tuple[float, float]
+_STRAIGHT = ((0, 15), (0, 20), (0, 15))  # MCP, PIP, DIP flexion in degrees: "straight", slightly bent
+_CURLED = ((65, 95), (85, 110), (35, 75))  # fist
+# Thumb: metacarpal abduction from the palm axis towards +X and elevation out of
+# the palm (+Z), then MCP and IP flexion across the palm.
+_THUMB_OUT = {"abduct": (35, 65), "elevate": (5, 25), "flex": ((0, 15), (0, 20))}
+_THUMB_UP = {"abduct": (45, 85), "elevate": (0, 25), "flex": ((0, 12), (0, 15))}  # the "L" of a fist
+_THUMB_WRAPPED = {"abduct": (20, 35), "elevate": (25, 40), "flex": ((30, 50), (40, 60))}  # over the fingers
+_THUMB_SIDE = {"abduct": (8, 20), "elevate": (15, 30), "flex": ((10, 25), (15, 35))}  # along the index
+
+_POSES: Dict[str, Tuple[dict, Tuple[str, ...]]] = {
+    # gesture: (thumb pose choices, extended fingers)
+    "open_palm": ((_THUMB_OUT,), ("index", "middle", "ring", "pinky")),
+    "fist": ((_THUMB_WRAPPED, _THUMB_SIDE), ()),
+    "pointing": ((_THUMB_WRAPPED, _THUMB_SIDE, _THUMB_OUT), ("index",)),
+    "victory": ((_THUMB_WRAPPED, _THUMB_SIDE), ("index", "middle")),
+    "thumbs_up": ((_THUMB_UP,), ()),
+}
+
+
+def _u(rng: np.random.Generator, r: Range) -> float:
+    return math.radians(rng.uniform(*r))
+
+
+def hand_3d(gesture: str, rng: np.random.Generator) -> np.ndarray:
+    """21 landmarks (palm frame) for ``gesture`` with random natural variation."""
+    thumb_choices, extended = _POSES[gesture]
+    pts = np.zeros((21, 3))
+    spread = rng.uniform(0.5, 1.5) if gesture != "victory" else rng.uniform(1.5, 3.0)
+    for f, base in zip(("index", "middle", "ring", "pinky"), (5, 9, 13, 17)):
+        mcp = np.array([*_MCP[f], 0.0])
+        splay = math.radians(_SPLAY_DEG[f] * spread) if f in extended else math.radians(_SPLAY_DEG[f] * 0.3)
+        flex = [_u(rng, r) for r in (_STRAIGHT if f in extended else _CURLED)]
+        along, normal = np.array([-math.sin(splay), math.cos(splay), 0.0]), np.array([0.0, 0.0, 1.0])
+        pts[base], angle, p = mcp, 0.0, mcp
+        for j, (bone, bend) in enumerate(zip(_BONES[f], flex)):
+            angle += bend
+            p = p + bone * (along * math.cos(angle) + normal * math.sin(angle))
+            pts[base + 1 + j] = p
+    thumb = thumb_choices[rng.integers(len(thumb_choices))]
+    a, e = _u(rng, thumb["abduct"]), _u(rng, thumb["elevate"])
+    meta = np.array([math.sin(a) * math.cos(e), math.cos(a) * math.cos(e), math.sin(e)])
+    # The thumb flexes across the palm: towards -X and out of the palm (+Z).
+    across = np.array([-1.0, 0.0, 0.2])
+    across -= meta * np.dot(across, meta)
+    across /= np.linalg.norm(across)
+    pts[1] = [*_THUMB_CMC, 0.0]
+    pts[2] = pts[1] + _THUMB_BONES[0] * meta
+    angle = 0.0
+    for j, (bone, r) in enumerate(zip(_THUMB_BONES[1:], thumb["flex"])):
+        angle += _u(rng, r)
+        pts[3 + j] = pts[2 + j] + bone * (meta * math.cos(angle) + across * math.sin(angle))
+    return pts
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+
+
+def view(
+    pts: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    roll_deg: float,
+    tilt_deg: float = 25.0,
+    twist_deg: float = 40.0,
+    mirror: bool = False,
+    noise: float = 0.02,
+) -> np.ndarray:
+    """Camera view of a palm-frame hand: image (x right, y down, z away), palm length 1.
+
+    ``twist`` turns the hand about its own long axis (palm towards a side),
+    ``tilt`` leans it towards or away from the camera, ``roll`` is in-plane.
+    """
+    r = _rotation(np.array([0.0, 1.0, 0.0]), math.radians(rng.uniform(-twist_deg, twist_deg)))
+    r = _rotation(np.array([1.0, 0.0, 0.0]), math.radians(rng.uniform(-tilt_deg, tilt_deg))) @ r
+    r = _rotation(np.array([0.0, 0.0, 1.0]), math.radians(roll_deg)) @ r
+    p = pts @ r.T
+    img = np.stack([p[:, 0], -p[:, 1], -p[:, 2]], axis=1)  # camera looks along -Z of the palm frame
+    if mirror:
+        img[:, 0] = -img[:, 0]
+    return img + rng.normal(0.0, noise, img.shape)
+
+
+def as_units(img: np.ndarray, rng: np.random.Generator, units: str, dims: int) -> np.ndarray:
+    """Express a palm-length-1 hand in normalised, pixel or wrist-relative coordinates."""
+    if units == "pixels":
+        scale, offset = rng.uniform(40, 300), rng.uniform(200, 900, 3)
+    elif units == "normalised":  # divided by frame width and height: squashed unless the frame is square
+        scale, offset = rng.uniform(0.05, 0.3), np.array([*rng.uniform(0.3, 0.7, 2), 0.0])
+        img = img * np.array([1.0 / rng.choice([1.0, 4 / 3, 16 / 9, 9 / 16]), 1.0, 1.0])
+    else:  # wrist-relative
+        scale, offset = rng.uniform(0.5, 50), np.zeros(3)
+        img = img - img[0]
+    out = img * scale + offset
+    if units != "wrist":
+        out[:, 2] = img[:, 2] * scale  # MediaPipe's z is relative to the wrist
+    return out[:, :dims]
+
+
+LABELS = [g for g in GESTURES if g != "unknown"]
+
+
+@pytest.mark.parametrize("gesture", LABELS)
+def test_canonical_palm_facing_hand(gesture):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        img = view(hand_3d(gesture, rng), rng, roll_deg=0.0, tilt_deg=0.0, twist_deg=0.0, noise=0.0)
+        assert classify(img[:, :2]) == gesture
+        assert classify(img) == gesture
+
+
+@pytest.mark.parametrize("gesture", LABELS)
+@pytest.mark.parametrize("units", ["pixels", "normalised", "wrist"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_varied_views_units_and_noise(gesture, units, dims):
+    rng = np.random.default_rng(zlib.crc32(f"{gesture}/{units}/{dims}".encode()))
+    n, right = 60, 0
+    for i in range(n):
+        img = view(hand_3d(gesture, rng), rng, roll_deg=rng.uniform(-180, 180), mirror=bool(i % 2), noise=0.025)
+        right += classify(as_units(img, rng, units, dims)) == gesture
+    # Random out-of-plane views of up to 25 degrees tilt and 40 degrees twist plus noise: nearly all right.
+    assert right >= 0.9 * n, f"{gesture} in {units}/{dims}D: {right}/{n}"
+
+
+@pytest.mark.parametrize("gesture", LABELS)
+def test_extreme_tilt_is_resolved_with_depth(gesture):
+    # Fingers pointing at the camera: 2D landmarks cannot tell, MediaPipe's z can.
+    rng = np.random.default_rng(11)
+    n = 60
+    right = sum(
+        classify(view(hand_3d(gesture, rng), rng, roll_deg=rng.uniform(-180, 180), tilt_deg=80.0, noise=0.02))
+        == gesture
+        for _ in range(n)
+    )
+    assert right >= 0.9 * n, f"{gesture}: {right}/{n}"
+
+
+@given(
+    seed=st.integers(0, 2**31),
+    gesture=st.sampled_from(LABELS),
+    roll=st.floats(-180, 180),
+    scale=st.floats(0.01, 1e4),
+    dx=st.floats(-1e3, 1e3),
+    dy=st.floats(-1e3, 1e3),
+)
+@settings(max_examples=150, deadline=None)
+def test_invariant_to_rotation_scale_translation_and_mirroring(seed, gesture, roll, scale, dx, dy):
+    rng = np.random.default_rng(seed)
+    img = view(hand_3d(gesture, rng), rng, roll_deg=0.0, noise=0.01)
+    base = classify(img)
+    c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+    moved = img.copy()
+    moved[:, 0], moved[:, 1] = c * img[:, 0] - s * img[:, 1], s * img[:, 0] + c * img[:, 1]
+    moved = moved * scale + np.array([dx, dy, 0.0])
+    mirrored = moved * np.array([-1.0, 1.0, 1.0])
+    assert classify(moved) == base
+    assert classify(mirrored) == base
+
+
+def test_other_hand_shapes_are_unknown():
+    rng = np.random.default_rng(7)
+    # "Rock" (index and pinky out), "three", "call" (thumb and pinky): not in the vocabulary.
+    shapes = [("index", "pinky"), ("index", "middle", "ring"), ("pinky",)]
+    for extended in shapes:
+        for _ in range(10):
+            _POSES["_probe"] = ((_THUMB_WRAPPED,), extended)
+            try:
+                img = view(hand_3d("_probe", rng), rng, roll_deg=rng.uniform(-180, 180), noise=0.01)
+            finally:
+                del _POSES["_probe"]
+            assert classify(img) == "unknown", extended
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((20, 2)), "shape"),
+        (np.zeros((21, 4)), "shape"),
+        ([[0.0, "a"]] * 21, "numeric"),
+        (np.full((21, 2), np.nan), "NaN"),
+        (np.zeros((21, 2)), "degenerate"),
+    ],
+)
+def test_bad_landmarks_raise_a_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        classify(bad)
+
+
+def test_flat_sequences_are_accepted():
+    rng = np.random.default_rng(3)
+    img = view(hand_3d("victory", rng), rng, roll_deg=30.0, noise=0.0)
+    assert classify(img.ravel().tolist()) == classify(img) == "victory"
+
+
+def test_debouncer_fires_once_after_the_hold_time():
+    deb = GestureDebouncer(hold_ms=300)
+    out = [deb.update("fist", i * 0.05) for i in range(12)]  # 0 .. 0.55 s
+    assert out.count("fist") == 1 and out.index("fist") == 6  # first frame at >= 0.3 s
+    assert deb.update("victory", 0.6) is None
+
+
+def test_debouncer_is_reset_by_other_labels_and_gaps():
+    deb = GestureDebouncer(hold_ms=200, max_gap_ms=100)
+    seq = [("fist", 0.0), ("unknown", 0.05), ("fist", 0.1), ("fist", 0.2), ("fist", 0.3)]
+    assert [deb.update(g, t) for g, t in seq] == [None, None, None, None, "fist"]  # held 0.1 .. 0.3
+    # A 0.2 s gap (hand not seen) breaks the hold; it must be held 0.2 s again.
+    assert [deb.update("fist", t) for t in (0.5, 0.6, 0.7)] == [None, None, "fist"]
+
+
+def test_debouncer_rejects_unknown_labels():
+    with pytest.raises(ValueError, match="wave"):
+        GestureDebouncer().update("wave", 0.0)
+    with pytest.raises(ValueError, match="hold_ms"):
+        GestureDebouncer(hold_ms=-1)
