@@ -1,0 +1,624 @@
+"""The gimbal application: wires the cores to a HAL and runs one control tick at a time.
+
+``Gimbal(hal).tick(now_us)`` is the whole firmware for one period: read the
+IMU, calibrate or estimate, run the mode logic and the three axis
+controllers, drive the motors, poll the link without blocking, and send
+telemetry and heartbeats when due. ``run_forever()`` paces ``tick`` with the
+board's ticks at ``loop_hz``; a simulator calls ``tick`` itself on simulated
+time (see firmware/hal.py for the contract and the sign conventions).
+
+    from firmware.app import Gimbal
+    g = Gimbal(hal)              # config from hal.config_load(); corrupt -> defaults, reported
+    g.tick(now_us)               # one tick; allocates nothing in steady state
+
+Behaviour worth knowing:
+
+- Motors stay off until the boot gyro calibration has passed (the gimbal
+  must be still for ``calib_ms``; movement restarts it and raises FAULT
+  calibration_moved), then the ``boot_mode`` is entered.
+- An IMU read error or implausible sample turns the motors off at once and
+  raises FAULT imu_read / imu_implausible. After ``fault_recover_ms`` of good
+  samples the motors come back (bumplessly); with ``fault_recover_ms = 0`` a
+  MODE command is needed.
+- Link failsafe: no valid SETPOINT or HEARTBEAT for ``failsafe_ms`` sets
+  STATE_FAILSAFE; in track mode the camera then holds the earth-frame
+  attitude it had at that moment, until the next valid SETPOINT.
+- Mode changes are bumpless: targets continue from where they are and the
+  controllers keep their state (they are reset only when motors start).
+"""
+
+import struct
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+from firmware import protocol
+from firmware.config import DRIVER_BLDC, DRIVER_SERVO, Config, KEYS
+from firmware.control import AxisController
+from firmware.estimator import AttitudeEstimator
+from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
+from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
+from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
+
+try:
+    from array import array
+except ImportError:  # pragma: no cover - every port has array
+    array = None  # type: ignore[assignment]
+
+FW_VERSION = (0, 1, 0)
+_CAPABILITIES = protocol.CAP_BLDC | protocol.CAP_SERVO | protocol.CAP_CONFIG_STORE
+_RX_CHUNK = 64  # bytes read from the link per tick at most (115200 baud = 12 per ms)
+_TEL_LEN = protocol.SIZES[protocol.MSG_TELEMETRY]
+_HB_LEN = protocol.SIZES[protocol.MSG_HEARTBEAT]
+
+# what a host may send; the device's own messages coming back are ignored
+_DEVICE_TO_HOST = (
+    protocol.MSG_VERSION, protocol.MSG_TELEMETRY, protocol.MSG_CONFIG_VALUE,
+    protocol.MSG_ACK, protocol.MSG_FAULT,
+)
+
+
+@micropython.native
+def _sat16(v):
+    if v > 32767:
+        return 32767
+    if v < -32768:
+        return -32768
+    return v
+
+
+@micropython.native
+def _put16(buf, i, v):
+    buf[i] = v & 0xFF
+    buf[i + 1] = (v >> 8) & 0xFF
+
+
+def _fault_bit(flag):
+    i = 0
+    while flag > 1:
+        flag >>= 1
+        i += 1
+    return i
+
+
+class Gimbal:
+    def __init__(self, hal, config=None):
+        self.hal = hal
+        self.raw = array("h", [0, 0, 0, 0, 0, 0])
+        self.body = [0, 0, 0, 0, 0, 0]
+        self.rx = bytearray(_RX_CHUNK)
+        self.tx = bytearray(protocol.MAX_FRAME)
+        # one view per frame length, so sending a frame slices nothing
+        mv = memoryview(self.tx)
+        self._views = [mv[:n] for n in range(protocol.MAX_FRAME + 1)]
+        self.parser = protocol.Parser()
+        self.est = AttitudeEstimator()
+        self.axes = [AxisController(), AxisController(), AxisController()]
+        self.duty = [0, 0, 0]
+        self.target_udeg = [0, 0, 0]
+        self.ff_mdps = [0, 0, 0]
+        self.track_ndeg = [0, 0, 0]  # integrated rate setpoint: target (earth) or offset from the handle
+        self.sp_flags = 0
+        self.sp_value = [0, 0, 0]  # last SETPOINT, cdeg or cdps
+        self.sp_valid = False  # a SETPOINT arrived since track mode began or the link came back
+        self._track_kind = [0, 0, 0]  # per axis: 0 angle, 1 handle-frame rate, 2 earth-frame rate
+        self.mode = protocol.MODE_OFF
+        self.calibrated = False
+        self.motors_on = False
+        self.failsafe = False
+        self.link_seen = False
+        self.fault_flags = 0
+        self.config_defaulted = False
+        self.loop_time_us = 0
+        self.uptime_us = 0
+        self.tx_seq = 0
+        self.imu_ok = False
+        self._imu_good_us = 0
+        self._last_us = 0
+        self._first = True
+        self._last_link_us = 0
+        self._next_tel_us = 0
+        self._next_hb_us = 0
+        self._pending_fault = 0
+        if config is None:
+            try:
+                data = hal.config_load()
+            except Exception:  # noqa: BLE001 - a broken store must not stop the gimbal
+                data = b"corrupt"
+            config, ok = Config.from_bytes(data)
+            if not ok:
+                self.config_defaulted = True
+                self._raise_fault(protocol.FAULT_CONFIG_CORRUPT)
+        self.calibrator = GyroCalibrator(1, 1)
+        self.cfg = config
+        self._apply_config(config)
+
+    # --- configuration ------------------------------------------------------
+
+    def _apply_config(self, cfg):
+        """Derive the integer parameters the tick uses. Only called with validated configs."""
+        g = cfg.get
+        self.cfg = cfg
+        self.period_us = 1000000 // g("loop_hz")
+        hz = g("telemetry_hz")
+        self.telemetry_period_us = 1000000 // hz if hz > 0 else 0
+        self.heartbeat_period_us = g("heartbeat_ms") * 1000
+        self.failsafe_us = g("failsafe_ms") * 1000
+        self.fault_recover_us = g("fault_recover_ms") * 1000
+        self.follow_tc_us = int(g("follow_tc_s") * 1e6)
+        self.recentre_mdps = int(g("recentre_dps") * 1000)
+        n = (g("calib_ms") * g("loop_hz")) // 1000
+        still = int(g("calib_still_dps") * 65.5)
+        if n != self.calibrator.n_samples or still != self.calibrator.still_counts:
+            self.calibrator = GyroCalibrator(max(1, n), still)
+        self.est.set_gains(g("est_kp"), g("est_ki"), g("accel_reject_g"))
+        self.imu_mount = g("imu_mount")
+        self.accel_off = (g("accel_off_x"), g("accel_off_y"), g("accel_off_z"))
+        self.accel_scale_q12 = int(g("accel_scale") * 4096)
+        self.svpwm = g("commutation") == 1
+        self.driver = [0, 0, 0]
+        self.pole_pairs = [0, 0, 0]
+        self.amp = [0, 0, 0]
+        self.motor_dir = [0, 0, 0]
+        self.servo_q8 = [0, 0, 0]
+        self.deadband_udeg = [0, 0, 0]
+        for i in range(3):
+            a = cfg.axis
+            self.axes[i].configure(
+                a(i, "angle_kp"), a(i, "rate_kp"), a(i, "rate_ki"), a(i, "rate_kd_ms"), a(i, "rate_ff"),
+                a(i, "max_rate_dps"), a(i, "effort_limit_dps"), a(i, "slew_dps2"),
+                a(i, "joint_min_deg"), a(i, "joint_max_deg"),
+            )
+            self.driver[i] = a(i, "driver")
+            self.pole_pairs[i] = a(i, "pole_pairs")
+            self.amp[i] = bldc_amplitude(a(i, "power_permille"), self.svpwm)
+            self.motor_dir[i] = a(i, "motor_dir")
+            self.servo_q8[i] = int(a(i, "servo_us_per_deg") * 256)
+            self.deadband_udeg[i] = int(a(i, "follow_deadband_deg") * 1e6)
+
+    # --- the tick ---------------------------------------------------------------
+
+    @micropython.native
+    def tick(self, now_us):
+        """Run exactly one control tick at time ``now_us`` (integer microseconds)."""
+        if self._first:
+            self._first = False
+            dt = self.period_us
+            self._last_link_us = now_us
+            self._next_tel_us = now_us
+            self._next_hb_us = now_us
+        else:
+            dt = ticks_diff(now_us, self._last_us)
+            # a stalled or jumping clock must not wreck the integrators
+            if dt <= 0:
+                dt = 1
+            elif dt > 4 * self.period_us:
+                dt = 4 * self.period_us
+        self._last_us = now_us
+        self.uptime_us += dt
+        self._control(dt)
+        self._poll_link(now_us)
+        self._check_link(now_us)
+        if self._pending_fault:
+            self._send_fault()
+        if self.telemetry_period_us and ticks_diff(now_us, self._next_tel_us) >= 0:
+            self._next_tel_us = self._next_due(self._next_tel_us, self.telemetry_period_us, now_us)
+            self._send_telemetry()
+        if self.heartbeat_period_us and ticks_diff(now_us, self._next_hb_us) >= 0:
+            self._next_hb_us = self._next_due(self._next_hb_us, self.heartbeat_period_us, now_us)
+            self._send_heartbeat()
+
+    @staticmethod
+    def _next_due(due, period, now_us):
+        due += period
+        if ticks_diff(now_us, due) >= period:  # fell behind: do not burst to catch up
+            due = now_us + period
+        return due % TICKS_PERIOD  # ticks_diff is exact against wrapped or unwrapped clocks
+
+    @micropython.native
+    def _control(self, dt):
+        body = self.body
+        ok = self.hal.imu_read(self.raw)
+        if ok:
+            off = self.accel_off
+            to_body(self.raw, body, self.imu_mount, off[0], off[1], off[2], self.accel_scale_q12)
+            if implausible(body):
+                self._imu_fault(protocol.FAULT_IMU_IMPLAUSIBLE)
+                return
+        else:
+            self._imu_fault(protocol.FAULT_IMU_READ)
+            return
+        self.imu_ok = True
+        if not self.calibrated:
+            status = self.calibrator.add(body)
+            if status == CAL_DONE:
+                self.calibrated = True
+                self.fault_flags &= ~protocol.FAULT_CALIBRATION_MOVED
+                self.est.reset(self.calibrator.accel_mean, self.calibrator.bias_mdps)
+                self.set_mode(self.cfg.get("boot_mode"))
+            elif status == CAL_MOVED:
+                self._raise_fault(protocol.FAULT_CALIBRATION_MOVED)
+            return
+        self.est.update(body, dt)
+        if self.fault_flags & (protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE):
+            self._imu_good_us += dt
+            if self.fault_recover_us and self._imu_good_us >= self.fault_recover_us:
+                self.fault_flags &= ~(protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE)
+                self._start_motors()
+            return
+        if not self.motors_on:
+            return
+        self._targets(dt)
+        ang = self.est.angle_udeg
+        rate = self.est.rate_mdps
+        limit = False
+        for i in range(3):
+            c = self.axes[i]
+            c.step(self.target_udeg[i], self.ff_mdps[i], ang[i], rate[i], dt)
+            limit = limit or c.at_limit
+            self._drive(i, c.joint_ndeg // 1000)
+        if limit:
+            if not self.fault_flags & protocol.FAULT_JOINT_LIMIT:
+                self._raise_fault(protocol.FAULT_JOINT_LIMIT)
+        else:
+            self.fault_flags &= ~protocol.FAULT_JOINT_LIMIT
+
+    @micropython.native
+    def _drive(self, i, joint_udeg):
+        drv = self.driver[i]
+        if drv == DRIVER_BLDC:
+            d = self.duty
+            bldc_duties(joint_udeg, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
+            self.hal.bldc_write(i, d[0], d[1], d[2])
+        elif drv == DRIVER_SERVO:
+            self.hal.servo_write(i, servo_pulse_us(joint_udeg, self.motor_dir[i], self.servo_q8[i]))
+
+    def _imu_fault(self, flag):
+        self.imu_ok = False
+        self._imu_good_us = 0
+        if self.motors_on:
+            self._stop_motors()
+        if not self.fault_flags & flag:
+            self._raise_fault(flag)
+
+    # --- modes -------------------------------------------------------------------
+
+    @micropython.native
+    def handle_udeg(self, i):
+        """The handle's angle about axis i, seen from the camera: camera angle minus joint angle."""
+        return wrap_udeg(self.est.angle_udeg[i] - self.axes[i].joint_ndeg // 1000)
+
+    def set_mode(self, mode):
+        """Switch mode; returns protocol.ACK_OK or a NACK reason. Bumpless."""
+        if not 0 <= mode < len(protocol.MODE_NAMES):
+            return protocol.NACK_BAD_MODE
+        if mode != protocol.MODE_OFF and not self.calibrated:
+            return protocol.NACK_NOT_READY
+        imu_fault = self.fault_flags & (protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE)
+        if mode != protocol.MODE_OFF and imu_fault:
+            if not self.imu_ok:
+                return protocol.NACK_NOT_READY
+            self.fault_flags &= ~imu_fault
+        self.mode = mode
+        self._hold_track()
+        if mode == protocol.MODE_OFF:
+            self._stop_motors()
+        elif not self.motors_on:
+            self._start_motors()
+        return protocol.ACK_OK
+
+    def _hold_track(self):
+        # forget the host's setpoint until a new one arrives
+        self.sp_valid = False
+        for i in range(3):
+            self._track_kind[i] = 0
+
+    def _start_motors(self):
+        if self.mode == protocol.MODE_OFF:
+            return
+        for i in range(3):
+            self.axes[i].reset(self.axes[i].joint_ndeg // 1000, self.est.rate_mdps[i])
+            self.target_udeg[i] = self.est.angle_udeg[i]
+            self.ff_mdps[i] = 0
+        self.motors_on = True
+        self.hal.motors_enable(True)
+
+    def _stop_motors(self):
+        self.motors_on = False
+        for i in range(3):
+            if self.driver[i] == DRIVER_BLDC:
+                self.hal.bldc_write(i, 0, 0, 0)
+            elif self.driver[i] == DRIVER_SERVO:
+                self.hal.servo_write(i, 0)
+        self.hal.motors_enable(False)
+
+    @micropython.native
+    def _targets(self, dt):
+        """Per-mode angle targets and rate feed-forward for the three axes."""
+        mode = self.mode
+        for i in range(3):
+            self.ff_mdps[i] = 0
+        if mode == protocol.MODE_PAN_FOLLOW:
+            self._follow(0, dt)
+        elif mode == protocol.MODE_FOLLOW:
+            self._follow(0, dt)
+            self._follow(1, dt)
+        elif mode == protocol.MODE_TRACK:
+            if not self.failsafe:
+                self._track(dt)
+        elif mode == protocol.MODE_RECENTRE:
+            done = True
+            for i in range(3):
+                if not self._recentre(i, dt):
+                    done = False
+            if done:
+                self.mode = protocol.MODE_LOCK
+
+    @micropython.native
+    def _follow(self, i, dt):
+        # the target trails the handle outside a deadband, smoothed with time constant follow_tc
+        err = wrap_udeg(self.handle_udeg(i) - self.target_udeg[i])
+        db = self.deadband_udeg[i]
+        if err > db:
+            err -= db
+        elif err < -db:
+            err += db
+        else:
+            return
+        tc = self.follow_tc_us
+        self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + (err * dt) // tc)
+        self.ff_mdps[i] = (err * 1000) // tc
+
+    @micropython.native
+    def _recentre(self, i, dt):
+        # move the target to the handle (joint angle 0) at recentre_dps; True when there
+        err = wrap_udeg(self.handle_udeg(i) - self.target_udeg[i])
+        v = self.recentre_mdps
+        step = (v * dt) // 1000
+        if -step <= err <= step:
+            self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + err)
+            joint = self.axes[i].joint_ndeg // 1000
+            return -500000 <= joint <= 500000
+        if err > 0:
+            self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + step)
+            self.ff_mdps[i] = v
+        else:
+            self.target_udeg[i] = wrap_udeg(self.target_udeg[i] - step)
+            self.ff_mdps[i] = -v
+        return False
+
+    @micropython.native
+    def _track(self, dt):
+        # Host setpoints, per axis: an angle (earth frame, or relative to the
+        # handle) is the target; a rate is integrated into the target (earth
+        # frame) or into the offset from the handle, and fed forward.
+        if not self.sp_valid:
+            return
+        flags = self.sp_flags
+        for i in range(3):
+            v = self.sp_value[i]
+            earth = flags & (protocol.SP_YAW_IN_EARTH_FRAME << i)
+            if flags & (protocol.SP_YAW_IS_RATE << i):
+                kind = 2 if earth else 1
+                if self._track_kind[i] != kind:
+                    # start integrating from where the target is now: bumpless
+                    self._track_kind[i] = kind
+                    start = self.target_udeg[i] if earth else wrap_udeg(self.target_udeg[i] - self.handle_udeg(i))
+                    self.track_ndeg[i] = start * 1000
+                rate = v * 10  # cdps -> mdps
+                self.track_ndeg[i] = wrap_ndeg(self.track_ndeg[i] + rate * dt)
+                self.ff_mdps[i] = rate
+                if earth:
+                    self.target_udeg[i] = self.track_ndeg[i] // 1000
+                else:
+                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + self.track_ndeg[i] // 1000)
+            else:
+                self._track_kind[i] = 0
+                if earth:
+                    self.target_udeg[i] = wrap_udeg(v * 10000)  # cdeg -> udeg
+                else:
+                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + v * 10000)
+
+    # --- link --------------------------------------------------------------------
+
+    @micropython.native
+    def _poll_link(self, now_us):
+        n = self.hal.serial_read_into(self.rx)
+        if n <= 0:
+            return
+        if n > _RX_CHUNK:
+            n = _RX_CHUNK
+        p = self.parser
+        rx = self.rx
+        for k in range(n):
+            mid = p.feed(rx[k])
+            while mid >= 0:
+                self._handle(mid, now_us)
+                mid = p.flush()
+
+    @micropython.native
+    def _check_link(self, now_us):
+        lost = ticks_diff(now_us, self._last_link_us) > self.failsafe_us
+        if lost and not self.failsafe:
+            self.failsafe = True
+            if self.link_seen:
+                self._raise_fault(protocol.FAULT_LINK_LOST)
+            # hold the earth-frame attitude the camera has right now
+            if self.mode == protocol.MODE_TRACK and self.calibrated:
+                for i in range(3):
+                    self.target_udeg[i] = self.est.angle_udeg[i]
+                    self.ff_mdps[i] = 0
+            self._hold_track()
+        elif not lost and self.failsafe:
+            self.failsafe = False
+            self.fault_flags &= ~protocol.FAULT_LINK_LOST
+
+    def _handle(self, mid, now_us):
+        p = self.parser
+        buf = p.buf
+        o = protocol.PAYLOAD_OFFSET
+        try:
+            if mid == protocol.MSG_SETPOINT:
+                self.sp_flags = buf[o]
+                self.sp_value[0] = protocol.get_i16(buf, o + 1)
+                self.sp_value[1] = protocol.get_i16(buf, o + 3)
+                self.sp_value[2] = protocol.get_i16(buf, o + 5)
+                self.sp_valid = True
+                self._link_alive(now_us)
+            elif mid == protocol.MSG_HEARTBEAT:
+                if buf[o] == protocol.ROLE_HOST:
+                    self._link_alive(now_us)
+            elif mid == protocol.MSG_VERSION_REQUEST:
+                self._send_version()
+            elif mid == protocol.MSG_MODE:
+                self._send_ack(mid, p.seq, self.set_mode(buf[o]))
+            elif mid == protocol.MSG_CONFIG_GET:
+                key = buf[o]
+                if key in KEYS:
+                    self._send_config_value(key)
+                else:
+                    self._send_ack(mid, p.seq, protocol.NACK_UNKNOWN_KEY)
+            elif mid == protocol.MSG_CONFIG_SET:
+                self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
+            elif mid == protocol.MSG_CONFIG_SAVE:
+                self._config_save(p.seq)
+            elif mid not in _DEVICE_TO_HOST:
+                self._send_ack(mid, p.seq, protocol.NACK_UNKNOWN_MESSAGE)
+        except Exception:  # noqa: BLE001 - bytes from outside must never stop the loop
+            self._send_ack(mid, p.seq, protocol.NACK_BAD_LENGTH)
+
+    def _link_alive(self, now_us):
+        self._last_link_us = now_us
+        self.link_seen = True
+        if self.failsafe:
+            self.failsafe = False
+            self.fault_flags &= ~protocol.FAULT_LINK_LOST
+
+    def _config_set(self, key, value, seq):
+        trial = self.cfg.copy()
+        status = trial.set(key, value)
+        if status != protocol.ACK_OK:
+            self._send_ack(protocol.MSG_CONFIG_SET, seq, status)
+            return
+        self._apply_config(trial)
+        self._send_config_value(key)
+
+    def _config_save(self, seq):
+        try:
+            ok = self.hal.config_save(self.cfg.to_bytes())
+        except Exception:  # noqa: BLE001 - report, do not crash
+            ok = False
+        self._send_ack(protocol.MSG_CONFIG_SAVE, seq, protocol.ACK_OK if ok else protocol.NACK_STORAGE_ERROR)
+
+    # --- sending -------------------------------------------------------------------
+
+    @micropython.native
+    def _send(self, msg_id, payload_len):
+        n = protocol.encode_into(self.tx, msg_id, self.tx_seq, payload_len)
+        self.tx_seq = (self.tx_seq + 1) & 0xFF
+        self.hal.serial_write(self._views[n])
+
+    @micropython.native
+    def state_flags(self):
+        s = 0
+        if self.calibrated:
+            s |= protocol.STATE_CALIBRATED
+        if self.motors_on:
+            s |= protocol.STATE_MOTORS_ON
+        if self.failsafe:
+            s |= protocol.STATE_FAILSAFE
+        if self.config_defaulted:
+            s |= protocol.STATE_CONFIG_DEFAULTED
+        return s
+
+    @micropython.native
+    def _send_telemetry(self):
+        b = self.tx
+        o = protocol.PAYLOAD_OFFSET
+        b[o] = self.mode
+        b[o + 1] = self.state_flags()
+        _put16(b, o + 2, self.fault_flags)
+        ang = self.est.angle_udeg
+        rate = self.est.rate_mdps
+        for i in range(3):
+            _put16(b, o + 4 + 2 * i, _sat16(ang[i] // 10000))
+            _put16(b, o + 10 + 2 * i, _sat16(rate[i] // 10))
+            c = self.axes[i]
+            _put16(b, o + 16 + 2 * i, _sat16(c.joint_ndeg // 10000000))
+            _put16(b, o + 22 + 2 * i, _sat16(c.effort_permille() if self.motors_on else 0))
+        _put16(b, o + 28, self.loop_time_us if self.loop_time_us < 65535 else 65535)
+        self._send(protocol.MSG_TELEMETRY, _TEL_LEN)
+
+    def _send_heartbeat(self):
+        b = self.tx
+        o = protocol.PAYLOAD_OFFSET
+        b[o] = protocol.ROLE_DEVICE
+        ms = (self.uptime_us // 1000) & 0xFFFFFFFF
+        _put16(b, o + 1, ms & 0xFFFF)
+        _put16(b, o + 3, ms >> 16)
+        self._send(protocol.MSG_HEARTBEAT, _HB_LEN)
+
+    def _send_ack(self, msg_id, seq, status):
+        payload = protocol.pack(protocol.MSG_ACK, msg_id & 0xFF, seq & 0xFF, status)
+        self._send_payload(protocol.MSG_ACK, payload)
+
+    def _send_payload(self, msg_id, payload):
+        o = protocol.PAYLOAD_OFFSET
+        self.tx[o:o + len(payload)] = payload
+        self._send(msg_id, len(payload))
+
+    def _send_version(self):
+        major, minor, patch = FW_VERSION
+        board = getattr(self.hal, "board_id", 0)
+        payload = protocol.pack(protocol.MSG_VERSION, protocol.PROTOCOL_VERSION, major, minor, patch,
+                                board, _CAPABILITIES)
+        self._send_payload(protocol.MSG_VERSION, payload)
+
+    def _send_config_value(self, key):
+        self._send_payload(protocol.MSG_CONFIG_VALUE, protocol.pack(protocol.MSG_CONFIG_VALUE, key,
+                                                                    self.cfg.values[key]))
+
+    def _raise_fault(self, flag):
+        self.fault_flags |= flag
+        self._pending_fault |= flag
+
+    def _send_fault(self):
+        pending = self._pending_fault
+        while pending:
+            low = pending & -pending  # one FAULT message per new fault, lowest bit first
+            pending &= ~low
+            detail = 0
+            if low == protocol.FAULT_IMU_READ or low == protocol.FAULT_IMU_IMPLAUSIBLE:
+                detail = self.raw[0]
+            payload = protocol.pack(protocol.MSG_FAULT, self.fault_flags, _fault_bit(low), _sat16(detail))
+            self._send_payload(protocol.MSG_FAULT, payload)
+        self._pending_fault = 0
+
+    # --- the board loop ---------------------------------------------------------------
+
+    def run_forever(self, max_ticks=-1):
+        """Fixed-rate loop for boards: tick, then wait for the next period on the HAL's ticks.
+
+        ``max_ticks >= 0`` stops after that many ticks (tests drive it with a
+        simulated clock). An overrun raises FAULT loop_overrun and restarts
+        the schedule from now instead of bursting to catch up.
+        """
+        hal = self.hal
+        due = hal.ticks_us()
+        count = 0
+        while count != max_ticks:
+            start = hal.ticks_us()
+            self.tick(start)
+            self.loop_time_us = ticks_diff(hal.ticks_us(), start)
+            due = (due + self.period_us) % TICKS_PERIOD
+            wait = ticks_diff(due, hal.ticks_us())
+            if wait > 0:
+                hal.sleep_us(wait)
+            elif wait < -self.period_us:
+                if not self.fault_flags & protocol.FAULT_LOOP_OVERRUN:
+                    self._raise_fault(protocol.FAULT_LOOP_OVERRUN)
+                due = hal.ticks_us()
+            count += 1

@@ -1,0 +1,116 @@
+"""Integer maths for the control loop: angles, trig tables, square root, tick differences.
+
+MicroPython boxes every float on the heap, so the per-tick code works in
+integers only (small ints never allocate) and these helpers are its
+trigonometry. Units: angles in micro-degrees (udeg), rates in milli-degrees
+per second (mdps); note that mdps * us = nano-degrees (ndeg), which is how the
+loop integrates rates without rounding.
+
+    >>> atan2_udeg(1, 1)
+    45000000
+"""
+
+import math
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+
+UDEG_PER_TURN = const(360000000)
+UDEG_HALF_TURN = const(180000000)
+NDEG_HALF_TURN = const(180000000000)
+TICKS_PERIOD = const(1 << 30)  # MicroPython's time.ticks_* wrap here
+_TICKS_HALF = const(1 << 29)
+_TICKS_MASK = const((1 << 30) - 1)
+
+# atan(t) for t in [0, 1] at 256 even steps, in udeg; interpolated linearly
+# (worst error 0.0001 deg). Built with floats once, at import.
+_ATAN_STEPS = const(256)
+_ATAN = [int(round(math.degrees(math.atan(i / _ATAN_STEPS)) * 1e6)) for i in range(_ATAN_STEPS + 1)]
+
+# sin over one electrical turn, Q15 (32767 = 1.0); 1536 steps so that
+# 120 degrees is a whole number of steps (512).
+SIN_STEPS = const(1536)
+SIN_THIRD = const(512)
+SIN_Q15 = [int(round(32767 * math.sin(2 * math.pi * i / SIN_STEPS))) for i in range(SIN_STEPS)]
+
+
+@micropython.native
+def ticks_diff(a, b):
+    """a - b for tick counts that may wrap at 2**30 (board) or never wrap (simulator).
+
+    Exact whenever the true difference is within +-2**29 us (268 s).
+    """
+    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+
+@micropython.native
+def wrap_udeg(a):
+    """Wrap an angle in udeg to [-180 deg, +180 deg)."""
+    return (a + UDEG_HALF_TURN) % UDEG_PER_TURN - UDEG_HALF_TURN
+
+
+@micropython.native
+def wrap_ndeg(a):
+    """Wrap an angle in ndeg to [-180 deg, +180 deg)."""
+    return (a + NDEG_HALF_TURN) % (2 * NDEG_HALF_TURN) - NDEG_HALF_TURN
+
+
+def clamp(x, lo, hi):
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+@micropython.native
+def atan2_udeg(y, x):
+    """atan2 of two integers in udeg, in (-180 deg, +180 deg]; atan2(0, 0) = 0."""
+    ax = -x if x < 0 else x
+    ay = -y if y < 0 else y
+    if ax == 0 and ay == 0:
+        return 0
+    if ay <= ax:
+        r = (ay << 20) // ax  # tan in Q20
+        i = r >> 12
+        a = _ATAN[i]
+        if i < _ATAN_STEPS:
+            a += ((_ATAN[i + 1] - a) * (r & 4095)) >> 12
+    else:
+        r = (ax << 20) // ay
+        i = r >> 12
+        a = _ATAN[i]
+        if i < _ATAN_STEPS:
+            a += ((_ATAN[i + 1] - a) * (r & 4095)) >> 12
+        a = 90000000 - a
+    if x < 0:
+        a = 180000000 - a
+    return -a if y < 0 else a
+
+
+@micropython.native
+def isqrt(n, guess=0):
+    """Integer square root (floor) of n >= 0 by Newton's method.
+
+    A good ``guess`` (last tick's answer) makes it converge in one or two steps.
+    """
+    if n <= 0:
+        return 0
+    # one Newton step from any x > 0 lands at or above the floor root;
+    # from there the iteration decreases until it stops
+    x = guess if guess > 0 else n
+    x = (x + n // x) >> 1
+    while True:
+        y = (x + n // x) >> 1
+        if y >= x:
+            return x
+        x = y
+
+
+def sin_q15(index):
+    """sin of an electrical angle given as a table index (any int; SIN_STEPS per turn)."""
+    return SIN_Q15[index % SIN_STEPS]

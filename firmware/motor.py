@@ -1,0 +1,100 @@
+"""Motor maths: open-loop BLDC commutation (sinusoidal or SVPWM) and hobby-servo pulses.
+
+A gimbal BLDC motor is driven like a stepper with a very fine step: the
+three phase voltages set a magnetic field at electrical angle ``theta_e``
+and the rotor settles at ``theta_e / pole_pairs``. The controller moves the
+joint by moving that field (STorM32, BruGi and EvvGC do the same); the
+amplitude is the power limit (``power_permille`` of half the supply).
+
+    out = [0, 0, 0]
+    bldc_duties(joint_udeg, pole_pairs=7, motor_dir=1, amp_permille=300, svpwm=False, out=out)
+    hal.bldc_write(axis, out[0], out[1], out[2])
+    hal.servo_write(axis, servo_pulse_us(joint_udeg, 1, us_per_deg_q8))
+
+Phase A ~ sin(theta_e), B ~ sin(theta_e - 120 deg), C ~ sin(theta_e + 120 deg).
+SVPWM adds the same offset to all three (min-max injection), which leaves the
+field untouched but lets the amplitude reach 2/sqrt(3) of sinusoidal.
+"""
+
+import math
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+from firmware.fixmath import SIN_Q15, SIN_STEPS, SIN_THIRD, UDEG_PER_TURN
+
+DUTY_MID = 32768
+DUTY_MAX = 65535
+SERVO_CENTRE_US = 1500
+SERVO_MIN_US = 500
+SERVO_MAX_US = 2500
+
+
+def bldc_amplitude(power_permille, svpwm):
+    """Sine amplitude in duty counts for a power limit; SVPWM may reach 2/sqrt(3) further."""
+    full = 37836 if svpwm else 32767  # 32767 * 2 / sqrt(3) for SVPWM
+    return (full * power_permille) // 1000
+
+
+@micropython.native
+def bldc_duties(joint_udeg, pole_pairs, motor_dir, amp, svpwm, out):
+    """Write three duty_u16 values for a joint angle into ``out`` (no allocation)."""
+    e = (joint_udeg * pole_pairs * motor_dir) % UDEG_PER_TURN
+    i = (e * SIN_STEPS) // UDEG_PER_TURN
+    va = SIN_Q15[i]
+    vb = SIN_Q15[(i - SIN_THIRD) % SIN_STEPS]
+    vc = SIN_Q15[(i + SIN_THIRD) % SIN_STEPS]
+    off = 0
+    if svpwm:
+        hi = va
+        lo = va
+        if vb > hi:
+            hi = vb
+        if vb < lo:
+            lo = vb
+        if vc > hi:
+            hi = vc
+        if vc < lo:
+            lo = vc
+        off = -(hi + lo) >> 1
+    a = DUTY_MID + ((amp * (va + off)) >> 15)
+    b = DUTY_MID + ((amp * (vb + off)) >> 15)
+    c = DUTY_MID + ((amp * (vc + off)) >> 15)
+    out[0] = DUTY_MAX if a > DUTY_MAX else (0 if a < 0 else a)
+    out[1] = DUTY_MAX if b > DUTY_MAX else (0 if b < 0 else b)
+    out[2] = DUTY_MAX if c > DUTY_MAX else (0 if c < 0 else c)
+
+
+@micropython.native
+def servo_pulse_us(joint_udeg, motor_dir, us_per_deg_q8):
+    """Servo pulse width for a joint angle; 1500 us at 0, clamped to 500..2500 us."""
+    p = SERVO_CENTRE_US + (joint_udeg * motor_dir * us_per_deg_q8) // 256000000
+    if p < SERVO_MIN_US:
+        return SERVO_MIN_US
+    if p > SERVO_MAX_US:
+        return SERVO_MAX_US
+    return p
+
+
+def _clarke(duty_a, duty_b, duty_c):
+    # the common (SVPWM) offset cancels: for A ~ sin(t), B ~ sin(t - 120),
+    # C ~ sin(t + 120) this is (1.5 sin t, 1.5 cos t)
+    a = duty_a - DUTY_MID
+    b = duty_b - DUTY_MID
+    c = duty_c - DUTY_MID
+    return a - (b + c) / 2.0, (c - b) * (math.sqrt(3.0) / 2.0)
+
+
+def field_angle_rad(duty_a, duty_b, duty_c):
+    """The electrical field angle (rad, -pi..pi) of three duties: for plant models, not the loop."""
+    alpha, beta = _clarke(duty_a, duty_b, duty_c)
+    return math.atan2(alpha, beta)
+
+
+def field_amplitude(duty_a, duty_b, duty_c):
+    """Field amplitude as a fraction of the full sinusoidal swing (0..~1.15)."""
+    alpha, beta = _clarke(duty_a, duty_b, duty_c)
+    return math.sqrt(alpha * alpha + beta * beta) / (1.5 * 32767.0)
