@@ -142,6 +142,7 @@ SCHEMA = {
         "min_hand_score": (0.5, _number(0, 1)),
         "max_hands": (2, _number(1, 4, integer=True)),
         "hand_model_complexity": (1, _choice((0, 1))),
+        "hands_async": (True, _bool),
     },
     "tracker": {
         "select": ("largest", _choice(("largest", "nearest", "gesture", "manual"))),
@@ -252,6 +253,7 @@ def build_pipeline_config(settings):
     c = settings["calibration"]
     g = settings["gestures"]
     vision = dict(settings["vision"])
+    hands_async = vision.pop("hands_async")
     vision["mirrored"] = cam["mirror"]
     return PipelineConfig(
         framing=framing,
@@ -262,6 +264,7 @@ def build_pipeline_config(settings):
         photo_countdown_s=g["photo_countdown_s"],
         nominal_dt_s=1.0 / cam["fps"],
         vision=vision,
+        hands_async=hands_async,
         tracker=dict(settings["tracker"]),
     ).validate()
 

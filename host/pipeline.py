@@ -16,8 +16,9 @@ directly (the simulator has no photos of hands). Photo countdown and record
 toggling are emitted as events; saving files is the application's job.
 """
 
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from host.calibration import CameraMapping
@@ -54,6 +55,11 @@ class PipelineConfig:
     nominal_dt_s: float = 1 / 30  # used for the first frame only
     vision: dict = field(default_factory=dict)  # keyword arguments for vision.pipeline.VisionConfig
     tracker: dict = field(default_factory=dict)  # keyword arguments for vision.tracker.TrackerConfig
+    # Run hand detection on a worker thread, off the frame -> setpoint path. Gestures
+    # then use the newest finished hand result (at most hands_max_age_s old). Not
+    # deterministic in time, so the simulator keeps the default (in line).
+    hands_async: bool = False
+    hands_max_age_s: float = 0.3
 
     def validate(self):
         self.framing.validate()
@@ -95,6 +101,58 @@ class PipelineOutput:
     latency_ms: dict  # per stage: vision, tracker, gestures, framing, total
 
 
+class AsyncHands:
+    """Hand detection on a worker thread: ``submit`` a frame when idle, ``take`` the newest result."""
+
+    def __init__(self, perception):
+        self.perception = perception
+        self.processed = 0
+        self._cond = threading.Condition()
+        self._job = None
+        self._result = None
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="hands", daemon=True)
+        self._thread.start()
+
+    def submit(self, frame_rgb, t_s):
+        """Queue this frame unless the worker is busy; returns True when queued."""
+        with self._cond:
+            if self._busy or self._job is not None:
+                return False
+            self._job = (frame_rgb, t_s)
+            self._cond.notify()
+            return True
+
+    def take(self):
+        with self._cond:
+            result, self._result = self._result, None
+            return result
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while self._job is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                frame_rgb, t_s = self._job
+                self._job = None
+                self._busy = True
+            detections = self.perception.process(frame_rgb, t_s)
+            with self._cond:
+                self._result = detections
+                self._busy = False
+                self.processed += 1
+
+    def close(self):
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=2.0)
+        self.perception.close()
+
+
 class TrackingPipeline:
     """Per-frame glue between vision, gestures and the framing controller.
 
@@ -105,10 +163,16 @@ class TrackingPipeline:
     def __init__(self, config=None, perception=None, tracker=None, framing=None):
         self.config = (config or PipelineConfig()).validate()
         self.calibration_point = tuple(self.config.calibration_point)
+        self.hands_worker = None
+        self._hands = None  # newest Detections from the hands worker
         if perception is None:
             from vision.pipeline import Perception, VisionConfig
 
-            perception = Perception(VisionConfig(**self.config.vision))
+            vision = dict(self.config.vision)
+            if self.config.hands_async and vision.get("hands", True):
+                self.hands_worker = AsyncHands(Perception(VisionConfig(**dict(vision, faces=False, pose=False))))
+                vision["hands"] = False
+            perception = Perception(VisionConfig(**vision))
         if tracker is None:
             from vision.tracker import TargetTracker, TrackerConfig
 
@@ -143,6 +207,8 @@ class TrackingPipeline:
         self.calibration_point = (float(x), float(y))
 
     def close(self):
+        if self.hands_worker is not None:
+            self.hands_worker.close()
         close = getattr(self.perception, "close", None)
         if close is not None:
             close()
@@ -164,6 +230,8 @@ class TrackingPipeline:
 
         t0 = clock()
         detections = self.perception.process(frame_rgb, t_s)
+        if self.hands_worker is not None:
+            detections = self._merge_hands(detections, frame_rgb, t_s)
         t1 = clock()
         target = self.tracker.update(detections, t_s)
         t2 = clock()
@@ -198,6 +266,15 @@ class TrackingPipeline:
                 "total": (t4 - t0) * 1e3,
             },
         )
+
+    def _merge_hands(self, detections, frame_rgb, t_s):
+        self.hands_worker.submit(frame_rgb, t_s)
+        result = self.hands_worker.take()
+        if result is not None:
+            self._hands = result
+        if self._hands is None or t_s - self._hands.t_s > self.config.hands_max_age_s:
+            return detections
+        return replace(detections, hands=self._hands.hands)
 
     def _framing_target(self, target):
         cal_x, cal_y = self.calibration_point

@@ -1,0 +1,189 @@
+"""`opensteady track` end to end on a video built from a real photo, plus its failure paths.
+
+The video is scikit-image's astronaut (a real face) moved across a 640x480
+frame; the real MediaPipe pipeline runs in a real `opensteady` process.
+"""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_FRAMES = 60
+FACE_SIZE = 360  # the astronaut photo is scaled to this many pixels square
+
+
+def face_offset_x(i):
+    """Left edge of the photo in frame i: across the frame and back (a cosine)."""
+    return int(10 + (640 - FACE_SIZE - 20) * (0.5 - 0.5 * np.cos(2 * np.pi * i / N_FRAMES)))
+
+
+def true_face_cx(i):
+    # MediaPipe finds the astronaut's face at x 0.35..0.54 of the photo (FACTS: box 0.35, 0.16, 0.19, 0.19)
+    return (face_offset_x(i) + FACE_SIZE * (0.35 + 0.19 / 2)) / 640.0
+
+
+def write_video(path, n=N_FRAMES):
+    import skimage.data
+
+    photo = cv2.resize(skimage.data.astronaut(), (FACE_SIZE, FACE_SIZE))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    assert writer.isOpened()
+    for i in range(n):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x = face_offset_x(i)
+        frame[60:60 + FACE_SIZE, x:x + FACE_SIZE] = photo
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("video") / "astronaut.avi")
+
+
+def opensteady(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "host.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def tracked(video, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    log = out / "session.jsonl"
+    result = opensteady("track", "--video", str(video), "--no-pace", "--headless", "--json", "--gimbal", "none",
+                        "--log", str(log), "--output-dir", str(out))
+    return result, log, out
+
+
+def test_track_headless_video_follows_the_face_and_prints_a_summary(tracked):
+    result, log, _ = tracked
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = json_lines(result.stdout)
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["exit"] == "end_of_stream"
+    assert summary["frames"] == N_FRAMES
+    assert summary["frames_with_target"] >= N_FRAMES - 3
+    assert 0 < summary["pipeline_ms_p50"] <= summary["pipeline_ms_p95"]
+    assert summary["setpoints_sent"] == N_FRAMES and summary["dropped_frames"] == 0
+    assert all(line["type"] == "status" for line in lines[:-1])
+
+    from host.session_log import read_log
+
+    records, problems = read_log(str(log))
+    assert problems == []
+    assert records[0]["type"] == "start" and records[-1]["type"] == "summary"
+    frames = [r for r in records if r["type"] == "frame"]
+    assert [r["frame"] for r in frames] == list(range(N_FRAMES))
+    errors = []
+    agree = total = 0
+    for r in frames:
+        if r["target"]["source"] != "face":
+            continue
+        truth = true_face_cx(r["frame"])
+        errors.append(abs(r["target"]["x"] - truth))
+        if abs(truth - 0.5) > 0.12:  # clearly off-centre: the gimbal must turn towards the face
+            total += 1
+            agree += (r["setpoint"]["yaw_rate_dps"] > 0) == (truth > 0.5)
+    assert np.median(errors) < 0.03
+    assert total > 20 and agree >= 0.9 * total
+    assert all(r["faces"] for r in frames[:5])
+
+
+def test_replay_plots_the_session(tracked, tmp_path):
+    _, log, _ = tracked
+    png = tmp_path / "replay.png"
+    result = opensteady("replay", str(log), "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert "%d frames" % N_FRAMES in result.stdout
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
+    img = cv2.imread(str(png))
+    assert img.shape[0] > 500 and img.std() > 10
+
+
+def test_replay_reports_a_truncated_line_and_keeps_the_rest(tracked, tmp_path):
+    _, log, _ = tracked
+    damaged = tmp_path / "damaged.jsonl"
+    text = log.read_text()
+    damaged.write_text(text + '{"type": "frame", "t_s": 9')  # a write cut short by a crash
+    result = opensteady("replay", str(damaged))
+    assert result.returncode == 0
+    assert "not a JSON line" in result.stderr and "%d frames" % N_FRAMES in result.stdout
+
+
+def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_path):
+    from host.mount import simplebgc as sbgc
+
+    master, slave = os.openpty()
+    log = tmp_path / "session.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host.cli", "track", "--video", str(video), "--headless", "--json",
+         "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log), "--output-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        received = b""
+        # wait (on I/O) until CMD_CONTROL setpoints stream in, then interrupt
+        while not any(cmd == sbgc.CMD_CONTROL for cmd, _ in sbgc.Parser().feed(received)):
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, "no bytes from the tracker"
+            received += os.read(master, 4096)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        while select.select([master], [], [], 0.2)[0]:
+            received += os.read(master, 4096)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 130, err[-2000:]
+    summary = json_lines(out)[-1]
+    assert summary["type"] == "summary" and summary["exit"] == "interrupted"
+    frames = sbgc.Parser().feed(received)
+    assert frames[0] == (sbgc.CMD_MOTORS_ON, b"")
+    assert any(cmd == sbgc.CMD_CONTROL for cmd, _ in frames[1:-1])
+    assert frames[-1] == (sbgc.CMD_CONTROL, sbgc.no_control_frame()[4:-2])  # last word: stop, board holds
+    last = log.read_text().splitlines()[-1]
+    assert json.loads(last)["type"] == "summary"
+
+
+def test_missing_camera_gives_one_clear_message_and_keeps_retrying(tmp_path):
+    result = opensteady("track", "--camera", "97", "--headless", "--json", "--gimbal", "none", "--no-log",
+                        "--max-seconds", "2.5")
+    assert result.returncode == 1
+    assert result.stderr.count("camera 97 could not be opened") == 1
+    assert "retrying every 1.0 s" in result.stderr
+    lines = json_lines(result.stdout)
+    assert any(line.get("camera") == "retrying" for line in lines if line["type"] == "status")
+    summary = lines[-1]
+    assert summary["frames"] == 0 and summary["camera_errors"] >= 2 and summary["exit"] == "max_seconds"
+
+
+def test_bad_config_file_is_refused_with_its_line(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[framing]\nkp = 2.0\n\n[gimbal]\ndriver = \"dji\"\n")
+    result = opensteady("track", "--config", str(cfg), "--headless", "--video", "nothing.avi")
+    assert result.returncode == 2
+    assert "bad.toml:5" in result.stderr and "gimbal.driver = 'dji'" in result.stderr
+
+
+def test_missing_video_file_and_missing_port_are_clear_errors(tmp_path):
+    result = opensteady("track", "--video", str(tmp_path / "none.avi"), "--headless")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = opensteady("track", "--video", str(tmp_path / "none.avi"), "--headless", "--gimbal", "simplebgc")
+    assert result.returncode == 2
+    result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "ttyNOPE" in result.stderr
