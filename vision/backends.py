@@ -46,6 +46,25 @@ def _clip01(v: float) -> float:
     return min(1.0, max(0.0, v))
 
 
+def _suppress_overlaps(faces: Tuple[Face, ...], max_cover: float = 0.5) -> Tuple[Face, ...]:
+    """Keep the best-scoring face of each group whose boxes overlap or contain one another."""
+    kept: List[Face] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        a = face.box
+        covered = False
+        for k in kept:
+            b = k.box
+            ix = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+            iy = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+            smaller = min(a.area, b.area)
+            if smaller > 0.0 and ix * iy / smaller > max_cover:
+                covered = True
+                break
+        if not covered:
+            kept.append(face)
+    return tuple(kept)
+
+
 class MediaPipeBackend:
     """MediaPipe solutions (0.10.21): face detection (short/full range), hands, pose.
 
@@ -105,8 +124,11 @@ class MediaPipeBackend:
             return self._run_face(next(iter(self._face_models)), frame)
         first = 1 if self._prefer_full else 0
         faces = self._run_face(first, frame)
-        if not faces:
-            faces = self._run_face(1 - first, frame)
+        if not faces or max(f.score for f in faces) < self.config.auto_confirm_score:
+            # Nothing, or nothing sure: ask the other model too. Short range
+            # tends to report a small face as a large, low-score box; full
+            # range finds it at its true size with a higher score.
+            faces = _suppress_overlaps(faces + self._run_face(1 - first, frame))
         if faces:
             # Hysteresis between the two switch widths so the choice does not flicker.
             width = max(f.box.w for f in faces)

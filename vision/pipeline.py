@@ -35,8 +35,9 @@ class VisionConfig:
     frame as unrelated (no tracking between frames in the hand and pose models).
     Face range ``'auto'`` switches to the full-range model once the largest
     face is narrower than ``full_range_below`` (frame widths) and back to short
-    range above ``short_range_above``, and tries the other model on frames
-    where the preferred one finds nothing.
+    range above ``short_range_above``; on frames where the preferred model
+    finds nothing scoring at least ``auto_confirm_score`` it runs the other
+    model too and keeps the better of overlapping boxes.
     """
 
     faces: bool = True
@@ -51,6 +52,7 @@ class VisionConfig:
     hand_model_complexity: int = 1
     full_range_below: float = 0.10
     short_range_above: float = 0.14
+    auto_confirm_score: float = 0.75
     haar_min_face: float = 0.05
     mirrored: bool = False
     static_images: bool = False
@@ -63,7 +65,7 @@ class VisionConfig:
             raise bad("backend", f"must be one of {_BACKENDS}")
         if self.face_range not in _FACE_RANGES:
             raise bad("face_range", f"must be one of {_FACE_RANGES}")
-        for key in ("min_face_score", "min_hand_score", "min_pose_score"):
+        for key in ("min_face_score", "min_hand_score", "min_pose_score", "auto_confirm_score"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise bad(key, "must be a number in [0, 1]")

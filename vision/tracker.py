@@ -61,6 +61,8 @@ class TrackerConfig:
     coast_s: float = 0.5
     lost_timeout_s: float = 3.0
     track_max_age_s: float = 1.0  # forget non-target tracks unseen this long
+    active_gap_s: float = 0.25  # a track unseen longer than this is matched after the visible ones
+    min_hits: int = 2  # automatic selection waits for a face seen in this many frames
     accel_noise: float = 3.0  # Kalman process noise, frame widths per second squared
     face_noise: float = 0.05  # face centre measurement noise, in face widths
     body_noise: float = 0.25  # pose head estimate noise, in face widths
@@ -79,10 +81,12 @@ class TrackerConfig:
         for key in ("latency_s", "gesture_hold_ms"):
             if not getattr(self, key) >= 0.0:
                 raise bad(key, "must be >= 0")
-        for key in ("gate_face_widths", "gate_speed", "max_gate", "coast_s", "lost_timeout_s", "track_max_age_s",
+        for key in ("gate_face_widths", "gate_speed", "max_gate", "coast_s", "active_gap_s", "lost_timeout_s", "track_max_age_s",
                     "accel_noise", "face_noise", "body_noise"):
             if not getattr(self, key) > 0.0:
                 raise bad(key, "must be > 0")
+        if not (isinstance(self.min_hits, int) and self.min_hits >= 1):
+            raise bad("min_hits", "must be an integer >= 1")
         if not self.max_size_ratio > 1.0:
             raise bad("max_size_ratio", "must be > 1")
         if self.lost_timeout_s < self.coast_s:
@@ -157,6 +161,7 @@ class _Track:
     width: float = field(init=False)
     head_offset: Tuple[float, float] = (0.0, 0.0)  # face centre minus pose head estimate
     source: str = "face"
+    hits: int = 1  # frames with a face
 
     def __post_init__(self) -> None:
         self.x, self.y, self.width = _Axis(self.box.cx), _Axis(self.box.cy), self.box.w
@@ -261,20 +266,30 @@ class TargetTracker:
         return dist / max(track.width, 1e-6) + (1.0 - iou) + abs(math.log(ratio))
 
     def _associate(self, faces: Tuple[Face, ...], now: float) -> Dict[int, Face]:
-        pairs: List[Tuple[float, int, int]] = []
-        for tid, track in self._tracks.items():
-            for i, face in enumerate(faces):
-                cost = self._cost(track, face, now)
-                if cost is not None:
-                    pairs.append((cost, tid, i))
-        pairs.sort()
+        """Match faces to tracks: first tracks seen a moment ago, then lost ones (re-acquisition).
+
+        Two stages, so a face that continues a visible track is never taken
+        by a lost track whose gate happens to cover it (someone walking past
+        where the target was hidden keeps their own identity).
+        """
+        active_gap = self.config.active_gap_s
+        active = {tid: t for tid, t in self._tracks.items() if now - t.seen_s <= active_gap}
+        lost = {tid: t for tid, t in self._tracks.items() if tid not in active}
         matched: Dict[int, Face] = {}
-        used = set()
-        for _, tid, i in pairs:  # greedy on sorted costs: optimal enough for a handful of faces
-            if tid in matched or i in used:
-                continue
-            matched[tid] = faces[i]
-            used.add(i)
+        used: set = set()
+        for group in (active, lost):
+            pairs: List[Tuple[float, int, int]] = []
+            for tid, track in group.items():
+                for i, face in enumerate(faces):
+                    cost = None if i in used else self._cost(track, face, now)
+                    if cost is not None:
+                        pairs.append((cost, tid, i))
+            pairs.sort()
+            for _, tid, i in pairs:  # greedy on sorted costs: optimal enough for a handful of faces
+                if tid in matched or i in used:
+                    continue
+                matched[tid] = faces[i]
+                used.add(i)
         for tid, face in matched.items():
             self._observe_face(self._tracks[tid], face, now)
         for i, face in enumerate(faces):
@@ -291,6 +306,7 @@ class TargetTracker:
         else:
             track.correct(face.box.cx, face.box.cy, self.config.face_noise)
         track.box, track.width, track.seen_s, track.source = face.box, face.box.w, now, "face"
+        track.hits += 1
 
     def _update_target_from_body(self, bodies: Tuple[Body, ...], matched: Dict[int, Face], now: float) -> None:
         target = self._tracks.get(self._target) if self._target is not None else None
@@ -346,7 +362,7 @@ class TargetTracker:
         return best
 
     def _auto_select(self, detections: Detections) -> None:
-        visible = self._visible()
+        visible = [t for t in self._visible() if t.hits >= self.config.min_hits]
         cfg = self.config
         chosen: Optional[_Track] = None
         if cfg.select == "largest":
