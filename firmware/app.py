@@ -35,7 +35,18 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-from firmware import protocol
+from firmware.protocol import Parser
+from firmware.protocol import (  # names, not module attributes: faster lookups per tick
+    ACK_OK, CAP_BLDC, CAP_CONFIG_STORE, CAP_SERVO, FAULT_CALIBRATION_MOVED, FAULT_CONFIG_CORRUPT,
+    FAULT_IMU_IMPLAUSIBLE, FAULT_IMU_READ, FAULT_JOINT_LIMIT, FAULT_LINK_LOST, FAULT_LOOP_OVERRUN,
+    MAX_FRAME, MODE_FOLLOW, MODE_LOCK, MODE_NAMES, MODE_OFF, MODE_PAN_FOLLOW, MODE_RECENTRE,
+    MODE_TRACK, MSG_ACK, MSG_CONFIG_GET, MSG_CONFIG_SAVE, MSG_CONFIG_SET, MSG_CONFIG_VALUE,
+    MSG_FAULT, MSG_HEARTBEAT, MSG_MODE, MSG_SETPOINT, MSG_TELEMETRY, MSG_VERSION,
+    MSG_VERSION_REQUEST, NACK_BAD_LENGTH, NACK_BAD_MODE, NACK_NOT_READY, NACK_STORAGE_ERROR,
+    NACK_UNKNOWN_KEY, NACK_UNKNOWN_MESSAGE, PAYLOAD_OFFSET, PROTOCOL_VERSION, ROLE_DEVICE,
+    ROLE_HOST, SIZES, SP_YAW_IN_EARTH_FRAME, SP_YAW_IS_RATE, STATE_CALIBRATED,
+    STATE_CONFIG_DEFAULTED, STATE_FAILSAFE, STATE_MOTORS_ON, encode_into, get_i16, pack,
+)
 from firmware.config import DRIVER_BLDC, DRIVER_SERVO, Config, KEYS
 from firmware.control import AxisController
 from firmware.estimator import AttitudeEstimator
@@ -43,21 +54,18 @@ from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
 from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
 from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
 
-try:
-    from array import array
-except ImportError:  # pragma: no cover - every port has array
-    array = None  # type: ignore[assignment]
+from array import array
 
 FW_VERSION = (0, 1, 0)
-_CAPABILITIES = protocol.CAP_BLDC | protocol.CAP_SERVO | protocol.CAP_CONFIG_STORE
+_CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE
 _RX_CHUNK = 64  # bytes read from the link per tick at most (115200 baud = 12 per ms)
-_TEL_LEN = protocol.SIZES[protocol.MSG_TELEMETRY]
-_HB_LEN = protocol.SIZES[protocol.MSG_HEARTBEAT]
+_TEL_LEN = SIZES[MSG_TELEMETRY]
+_HB_LEN = SIZES[MSG_HEARTBEAT]
 
 # what a host may send; the device's own messages coming back are ignored
 _DEVICE_TO_HOST = (
-    protocol.MSG_VERSION, protocol.MSG_TELEMETRY, protocol.MSG_CONFIG_VALUE,
-    protocol.MSG_ACK, protocol.MSG_FAULT,
+    MSG_VERSION, MSG_TELEMETRY, MSG_CONFIG_VALUE,
+    MSG_ACK, MSG_FAULT,
 )
 
 
@@ -90,11 +98,11 @@ class Gimbal:
         self.raw = array("h", [0, 0, 0, 0, 0, 0])
         self.body = [0, 0, 0, 0, 0, 0]
         self.rx = bytearray(_RX_CHUNK)
-        self.tx = bytearray(protocol.MAX_FRAME)
+        self.tx = bytearray(MAX_FRAME)
         # one view per frame length, so sending a frame slices nothing
         mv = memoryview(self.tx)
-        self._views = [mv[:n] for n in range(protocol.MAX_FRAME + 1)]
-        self.parser = protocol.Parser()
+        self._views = [mv[:n] for n in range(MAX_FRAME + 1)]
+        self.parser = Parser()
         self.est = AttitudeEstimator()
         self.axes = [AxisController(), AxisController(), AxisController()]
         self.duty = [0, 0, 0]
@@ -105,7 +113,7 @@ class Gimbal:
         self.sp_value = [0, 0, 0]  # last SETPOINT, cdeg or cdps
         self.sp_valid = False  # a SETPOINT arrived since track mode began or the link came back
         self._track_kind = [0, 0, 0]  # per axis: 0 angle, 1 handle-frame rate, 2 earth-frame rate
-        self.mode = protocol.MODE_OFF
+        self.mode = MODE_OFF
         self.calibrated = False
         self.motors_on = False
         self.failsafe = False
@@ -123,6 +131,9 @@ class Gimbal:
         self._next_tel_us = 0
         self._next_hb_us = 0
         self._pending_fault = 0
+        # boards whose link is the REPL console set this: see _poll_link
+        self.escape_to_repl = False
+        self._ctrl_c = 0
         if config is None:
             try:
                 data = hal.config_load()
@@ -131,7 +142,7 @@ class Gimbal:
             config, ok = Config.from_bytes(data)
             if not ok:
                 self.config_defaulted = True
-                self._raise_fault(protocol.FAULT_CONFIG_CORRUPT)
+                self._raise_fault(FAULT_CONFIG_CORRUPT)
         self.calibrator = GyroCalibrator(1, 1)
         self.cfg = config
         self._apply_config(config)
@@ -226,27 +237,27 @@ class Gimbal:
             off = self.accel_off
             to_body(self.raw, body, self.imu_mount, off[0], off[1], off[2], self.accel_scale_q12)
             if implausible(body):
-                self._imu_fault(protocol.FAULT_IMU_IMPLAUSIBLE)
+                self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
                 return
         else:
-            self._imu_fault(protocol.FAULT_IMU_READ)
+            self._imu_fault(FAULT_IMU_READ)
             return
         self.imu_ok = True
         if not self.calibrated:
             status = self.calibrator.add(body)
             if status == CAL_DONE:
                 self.calibrated = True
-                self.fault_flags &= ~protocol.FAULT_CALIBRATION_MOVED
+                self.fault_flags &= ~FAULT_CALIBRATION_MOVED
                 self.est.reset(self.calibrator.accel_mean, self.calibrator.bias_mdps)
                 self.set_mode(self.cfg.get("boot_mode"))
             elif status == CAL_MOVED:
-                self._raise_fault(protocol.FAULT_CALIBRATION_MOVED)
+                self._raise_fault(FAULT_CALIBRATION_MOVED)
             return
         self.est.update(body, dt)
-        if self.fault_flags & (protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE):
+        if self.fault_flags & (FAULT_IMU_READ | FAULT_IMU_IMPLAUSIBLE):
             self._imu_good_us += dt
             if self.fault_recover_us and self._imu_good_us >= self.fault_recover_us:
-                self.fault_flags &= ~(protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE)
+                self.fault_flags &= ~(FAULT_IMU_READ | FAULT_IMU_IMPLAUSIBLE)
                 self._start_motors()
             return
         if not self.motors_on:
@@ -261,10 +272,10 @@ class Gimbal:
             limit = limit or c.at_limit
             self._drive(i, c.joint_ndeg // 1000)
         if limit:
-            if not self.fault_flags & protocol.FAULT_JOINT_LIMIT:
-                self._raise_fault(protocol.FAULT_JOINT_LIMIT)
+            if not self.fault_flags & FAULT_JOINT_LIMIT:
+                self._raise_fault(FAULT_JOINT_LIMIT)
         else:
-            self.fault_flags &= ~protocol.FAULT_JOINT_LIMIT
+            self.fault_flags &= ~FAULT_JOINT_LIMIT
 
     @micropython.native
     def _drive(self, i, joint_udeg):
@@ -292,23 +303,23 @@ class Gimbal:
         return wrap_udeg(self.est.angle_udeg[i] - self.axes[i].joint_ndeg // 1000)
 
     def set_mode(self, mode):
-        """Switch mode; returns protocol.ACK_OK or a NACK reason. Bumpless."""
-        if not 0 <= mode < len(protocol.MODE_NAMES):
-            return protocol.NACK_BAD_MODE
-        if mode != protocol.MODE_OFF and not self.calibrated:
-            return protocol.NACK_NOT_READY
-        imu_fault = self.fault_flags & (protocol.FAULT_IMU_READ | protocol.FAULT_IMU_IMPLAUSIBLE)
-        if mode != protocol.MODE_OFF and imu_fault:
+        """Switch mode; returns ACK_OK or a NACK reason. Bumpless."""
+        if not 0 <= mode < len(MODE_NAMES):
+            return NACK_BAD_MODE
+        if mode != MODE_OFF and not self.calibrated:
+            return NACK_NOT_READY
+        imu_fault = self.fault_flags & (FAULT_IMU_READ | FAULT_IMU_IMPLAUSIBLE)
+        if mode != MODE_OFF and imu_fault:
             if not self.imu_ok:
-                return protocol.NACK_NOT_READY
+                return NACK_NOT_READY
             self.fault_flags &= ~imu_fault
         self.mode = mode
         self._hold_track()
-        if mode == protocol.MODE_OFF:
+        if mode == MODE_OFF:
             self._stop_motors()
         elif not self.motors_on:
             self._start_motors()
-        return protocol.ACK_OK
+        return ACK_OK
 
     def _hold_track(self):
         # forget the host's setpoint until a new one arrives
@@ -317,7 +328,7 @@ class Gimbal:
             self._track_kind[i] = 0
 
     def _start_motors(self):
-        if self.mode == protocol.MODE_OFF:
+        if self.mode == MODE_OFF:
             return
         for i in range(3):
             self.axes[i].reset(self.axes[i].joint_ndeg // 1000, self.est.rate_mdps[i])
@@ -341,21 +352,21 @@ class Gimbal:
         mode = self.mode
         for i in range(3):
             self.ff_mdps[i] = 0
-        if mode == protocol.MODE_PAN_FOLLOW:
+        if mode == MODE_PAN_FOLLOW:
             self._follow(0, dt)
-        elif mode == protocol.MODE_FOLLOW:
+        elif mode == MODE_FOLLOW:
             self._follow(0, dt)
             self._follow(1, dt)
-        elif mode == protocol.MODE_TRACK:
+        elif mode == MODE_TRACK:
             if not self.failsafe:
                 self._track(dt)
-        elif mode == protocol.MODE_RECENTRE:
+        elif mode == MODE_RECENTRE:
             done = True
             for i in range(3):
                 if not self._recentre(i, dt):
                     done = False
             if done:
-                self.mode = protocol.MODE_LOCK
+                self.mode = MODE_LOCK
 
     @micropython.native
     def _follow(self, i, dt):
@@ -400,8 +411,8 @@ class Gimbal:
         flags = self.sp_flags
         for i in range(3):
             v = self.sp_value[i]
-            earth = flags & (protocol.SP_YAW_IN_EARTH_FRAME << i)
-            if flags & (protocol.SP_YAW_IS_RATE << i):
+            earth = flags & (SP_YAW_IN_EARTH_FRAME << i)
+            if flags & (SP_YAW_IS_RATE << i):
                 kind = 2 if earth else 1
                 if self._track_kind[i] != kind:
                     # start integrating from where the target is now: bumpless
@@ -434,7 +445,15 @@ class Gimbal:
         p = self.parser
         rx = self.rx
         for k in range(n):
-            mid = p.feed(rx[k])
+            b = rx[k]
+            if b == 3 and self.escape_to_repl and self.failsafe:
+                # Ctrl-C three times while no host is talking: hand the console back
+                self._ctrl_c += 1
+                if self._ctrl_c >= 3:
+                    raise KeyboardInterrupt
+            else:
+                self._ctrl_c = 0
+            mid = p.feed(b)
             while mid >= 0:
                 self._handle(mid, now_us)
                 mid = p.flush()
@@ -445,63 +464,63 @@ class Gimbal:
         if lost and not self.failsafe:
             self.failsafe = True
             if self.link_seen:
-                self._raise_fault(protocol.FAULT_LINK_LOST)
+                self._raise_fault(FAULT_LINK_LOST)
             # hold the earth-frame attitude the camera has right now
-            if self.mode == protocol.MODE_TRACK and self.calibrated:
+            if self.mode == MODE_TRACK and self.calibrated:
                 for i in range(3):
                     self.target_udeg[i] = self.est.angle_udeg[i]
                     self.ff_mdps[i] = 0
             self._hold_track()
         elif not lost and self.failsafe:
             self.failsafe = False
-            self.fault_flags &= ~protocol.FAULT_LINK_LOST
+            self.fault_flags &= ~FAULT_LINK_LOST
 
     def _handle(self, mid, now_us):
         p = self.parser
         buf = p.buf
-        o = protocol.PAYLOAD_OFFSET
+        o = PAYLOAD_OFFSET
         try:
-            if mid == protocol.MSG_SETPOINT:
+            if mid == MSG_SETPOINT:
                 self.sp_flags = buf[o]
-                self.sp_value[0] = protocol.get_i16(buf, o + 1)
-                self.sp_value[1] = protocol.get_i16(buf, o + 3)
-                self.sp_value[2] = protocol.get_i16(buf, o + 5)
+                self.sp_value[0] = get_i16(buf, o + 1)
+                self.sp_value[1] = get_i16(buf, o + 3)
+                self.sp_value[2] = get_i16(buf, o + 5)
                 self.sp_valid = True
                 self._link_alive(now_us)
-            elif mid == protocol.MSG_HEARTBEAT:
-                if buf[o] == protocol.ROLE_HOST:
+            elif mid == MSG_HEARTBEAT:
+                if buf[o] == ROLE_HOST:
                     self._link_alive(now_us)
-            elif mid == protocol.MSG_VERSION_REQUEST:
+            elif mid == MSG_VERSION_REQUEST:
                 self._send_version()
-            elif mid == protocol.MSG_MODE:
+            elif mid == MSG_MODE:
                 self._send_ack(mid, p.seq, self.set_mode(buf[o]))
-            elif mid == protocol.MSG_CONFIG_GET:
+            elif mid == MSG_CONFIG_GET:
                 key = buf[o]
                 if key in KEYS:
                     self._send_config_value(key)
                 else:
-                    self._send_ack(mid, p.seq, protocol.NACK_UNKNOWN_KEY)
-            elif mid == protocol.MSG_CONFIG_SET:
+                    self._send_ack(mid, p.seq, NACK_UNKNOWN_KEY)
+            elif mid == MSG_CONFIG_SET:
                 self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
-            elif mid == protocol.MSG_CONFIG_SAVE:
+            elif mid == MSG_CONFIG_SAVE:
                 self._config_save(p.seq)
             elif mid not in _DEVICE_TO_HOST:
-                self._send_ack(mid, p.seq, protocol.NACK_UNKNOWN_MESSAGE)
+                self._send_ack(mid, p.seq, NACK_UNKNOWN_MESSAGE)
         except Exception:  # noqa: BLE001 - bytes from outside must never stop the loop
-            self._send_ack(mid, p.seq, protocol.NACK_BAD_LENGTH)
+            self._send_ack(mid, p.seq, NACK_BAD_LENGTH)
 
     def _link_alive(self, now_us):
         self._last_link_us = now_us
         self.link_seen = True
         if self.failsafe:
             self.failsafe = False
-            self.fault_flags &= ~protocol.FAULT_LINK_LOST
+            self.fault_flags &= ~FAULT_LINK_LOST
 
     def _config_set(self, key, value, seq):
         trial = self.cfg.copy()
         status = trial.set(key, value)
-        if status != protocol.ACK_OK:
-            self._send_ack(protocol.MSG_CONFIG_SET, seq, status)
+        if status != ACK_OK:
+            self._send_ack(MSG_CONFIG_SET, seq, status)
             return
         self._apply_config(trial)
         self._send_config_value(key)
@@ -511,13 +530,13 @@ class Gimbal:
             ok = self.hal.config_save(self.cfg.to_bytes())
         except Exception:  # noqa: BLE001 - report, do not crash
             ok = False
-        self._send_ack(protocol.MSG_CONFIG_SAVE, seq, protocol.ACK_OK if ok else protocol.NACK_STORAGE_ERROR)
+        self._send_ack(MSG_CONFIG_SAVE, seq, ACK_OK if ok else NACK_STORAGE_ERROR)
 
     # --- sending -------------------------------------------------------------------
 
     @micropython.native
     def _send(self, msg_id, payload_len):
-        n = protocol.encode_into(self.tx, msg_id, self.tx_seq, payload_len)
+        n = encode_into(self.tx, msg_id, self.tx_seq, payload_len)
         self.tx_seq = (self.tx_seq + 1) & 0xFF
         self.hal.serial_write(self._views[n])
 
@@ -525,19 +544,19 @@ class Gimbal:
     def state_flags(self):
         s = 0
         if self.calibrated:
-            s |= protocol.STATE_CALIBRATED
+            s |= STATE_CALIBRATED
         if self.motors_on:
-            s |= protocol.STATE_MOTORS_ON
+            s |= STATE_MOTORS_ON
         if self.failsafe:
-            s |= protocol.STATE_FAILSAFE
+            s |= STATE_FAILSAFE
         if self.config_defaulted:
-            s |= protocol.STATE_CONFIG_DEFAULTED
+            s |= STATE_CONFIG_DEFAULTED
         return s
 
     @micropython.native
     def _send_telemetry(self):
         b = self.tx
-        o = protocol.PAYLOAD_OFFSET
+        o = PAYLOAD_OFFSET
         b[o] = self.mode
         b[o + 1] = self.state_flags()
         _put16(b, o + 2, self.fault_flags)
@@ -550,35 +569,35 @@ class Gimbal:
             _put16(b, o + 16 + 2 * i, _sat16(c.joint_ndeg // 10000000))
             _put16(b, o + 22 + 2 * i, _sat16(c.effort_permille() if self.motors_on else 0))
         _put16(b, o + 28, self.loop_time_us if self.loop_time_us < 65535 else 65535)
-        self._send(protocol.MSG_TELEMETRY, _TEL_LEN)
+        self._send(MSG_TELEMETRY, _TEL_LEN)
 
     def _send_heartbeat(self):
         b = self.tx
-        o = protocol.PAYLOAD_OFFSET
-        b[o] = protocol.ROLE_DEVICE
+        o = PAYLOAD_OFFSET
+        b[o] = ROLE_DEVICE
         ms = (self.uptime_us // 1000) & 0xFFFFFFFF
         _put16(b, o + 1, ms & 0xFFFF)
         _put16(b, o + 3, ms >> 16)
-        self._send(protocol.MSG_HEARTBEAT, _HB_LEN)
+        self._send(MSG_HEARTBEAT, _HB_LEN)
 
     def _send_ack(self, msg_id, seq, status):
-        payload = protocol.pack(protocol.MSG_ACK, msg_id & 0xFF, seq & 0xFF, status)
-        self._send_payload(protocol.MSG_ACK, payload)
+        payload = pack(MSG_ACK, msg_id & 0xFF, seq & 0xFF, status)
+        self._send_payload(MSG_ACK, payload)
 
     def _send_payload(self, msg_id, payload):
-        o = protocol.PAYLOAD_OFFSET
+        o = PAYLOAD_OFFSET
         self.tx[o:o + len(payload)] = payload
         self._send(msg_id, len(payload))
 
     def _send_version(self):
         major, minor, patch = FW_VERSION
         board = getattr(self.hal, "board_id", 0)
-        payload = protocol.pack(protocol.MSG_VERSION, protocol.PROTOCOL_VERSION, major, minor, patch,
+        payload = pack(MSG_VERSION, PROTOCOL_VERSION, major, minor, patch,
                                 board, _CAPABILITIES)
-        self._send_payload(protocol.MSG_VERSION, payload)
+        self._send_payload(MSG_VERSION, payload)
 
     def _send_config_value(self, key):
-        self._send_payload(protocol.MSG_CONFIG_VALUE, protocol.pack(protocol.MSG_CONFIG_VALUE, key,
+        self._send_payload(MSG_CONFIG_VALUE, pack(MSG_CONFIG_VALUE, key,
                                                                     self.cfg.values[key]))
 
     def _raise_fault(self, flag):
@@ -591,10 +610,10 @@ class Gimbal:
             low = pending & -pending  # one FAULT message per new fault, lowest bit first
             pending &= ~low
             detail = 0
-            if low == protocol.FAULT_IMU_READ or low == protocol.FAULT_IMU_IMPLAUSIBLE:
+            if low == FAULT_IMU_READ or low == FAULT_IMU_IMPLAUSIBLE:
                 detail = self.raw[0]
-            payload = protocol.pack(protocol.MSG_FAULT, self.fault_flags, _fault_bit(low), _sat16(detail))
-            self._send_payload(protocol.MSG_FAULT, payload)
+            payload = pack(MSG_FAULT, self.fault_flags, _fault_bit(low), _sat16(detail))
+            self._send_payload(MSG_FAULT, payload)
         self._pending_fault = 0
 
     # --- the board loop ---------------------------------------------------------------
@@ -609,16 +628,21 @@ class Gimbal:
         hal = self.hal
         due = hal.ticks_us()
         count = 0
-        while count != max_ticks:
-            start = hal.ticks_us()
-            self.tick(start)
-            self.loop_time_us = ticks_diff(hal.ticks_us(), start)
-            due = (due + self.period_us) % TICKS_PERIOD
-            wait = ticks_diff(due, hal.ticks_us())
-            if wait > 0:
-                hal.sleep_us(wait)
-            elif wait < -self.period_us:
-                if not self.fault_flags & protocol.FAULT_LOOP_OVERRUN:
-                    self._raise_fault(protocol.FAULT_LOOP_OVERRUN)
-                due = hal.ticks_us()
-            count += 1
+        try:
+            while count != max_ticks:
+                start = hal.ticks_us()
+                self.tick(start)
+                self.loop_time_us = ticks_diff(hal.ticks_us(), start)
+                due = (due + self.period_us) % TICKS_PERIOD
+                wait = ticks_diff(due, hal.ticks_us())
+                if wait > 0:
+                    hal.sleep_us(wait)
+                elif wait < -self.period_us:
+                    if not self.fault_flags & FAULT_LOOP_OVERRUN:
+                        self._raise_fault(FAULT_LOOP_OVERRUN)
+                    due = hal.ticks_us()
+                count += 1
+        finally:
+            # whatever ends the loop (Ctrl-C, an exception), leave the motors unpowered
+            if self.motors_on:
+                self._stop_motors()

@@ -67,19 +67,18 @@ recovers ``theta_e`` from three duties for a plant model. A servo output is a
 pulse width in microseconds, 1500 us = joint at 0.
 """
 
+import time
+
 try:
-    import time
+    from time import sleep_us as _sleep_us  # type: ignore[attr-defined]
+    from time import ticks_us as _ticks_us  # type: ignore[attr-defined]
+except ImportError:  # CPython: only used when someone runs the base class
 
-    _ticks_us = time.ticks_us  # type: ignore[attr-defined]
-    _sleep_us = time.sleep_us  # type: ignore[attr-defined]
-except AttributeError:  # CPython: only used when someone runs the base class
-    import time
+    def _ticks_us():  # type: ignore[misc]
+        return int(time.time() * 1000000) & 0x3FFFFFFF
 
-    def _ticks_us():
-        return time.monotonic_ns() // 1000
-
-    def _sleep_us(us):
-        time.sleep(us / 1e6)
+    def _sleep_us(us):  # type: ignore[misc]
+        time.sleep(us / 1000000)
 
 
 AXIS_YAW = 0

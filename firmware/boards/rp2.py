@@ -1,0 +1,73 @@
+"""Raspberry Pi Pico (RP2040) board: the only place, with esp32.py, that imports ``machine``.
+
+Pin map (GP numbers; see docs/firmware.md for the wiring table):
+
+========  ===========================  ============================
+function  pins                         notes
+========  ===========================  ============================
+I2C0      SDA GP4, SCL GP5             MPU-6050 at 0x68, 400 kHz
+yaw       GP6, GP7, GP8                DRV8313 IN1..IN3 (PWM 3A 3B 4A)
+pitch     GP9, GP10, GP11              DRV8313 IN1..IN3 (PWM 4B 5A 5B)
+roll      GP12, GP13, GP14             DRV8313 IN1..IN3 (PWM 6A 6B 7A)
+enable    GP15                         all three DRV8313 EN1-3 + nSLEEP
+servos    GP16 yaw, GP17 pitch, GP18   50 Hz, own PWM slices 0/1
+link      USB serial (default), or     UART0 TX GP0, RX GP1
+========  ===========================  ============================
+
+The three phase pins of an axis sit on PWM slices that no servo pin shares,
+so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
+
+    from firmware.boards.rp2 import Board
+    from firmware.app import Gimbal
+    Gimbal(Board()).run_forever()
+"""
+
+import time
+
+import machine
+
+from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
+from firmware.hal import BOARD_RP2
+from firmware.imu import MPU6050
+
+I2C_ID = 0
+I2C_SDA = 4
+I2C_SCL = 5
+I2C_HZ = 400000
+PHASE_PINS = ((6, 7, 8), (9, 10, 11), (12, 13, 14))  # yaw, pitch, roll
+ENABLE_PIN = 15
+SERVO_PINS = (16, 17, 18)
+UART_ID = 0
+UART_TX = 0
+UART_RX = 1
+
+
+class Board(PwmBoard):
+    board_id = BOARD_RP2
+
+    def __init__(self, link="usb", baud=115200, imu_addr=0x68):
+        if link not in ("usb", "uart"):
+            raise ValueError("link must be 'usb' or 'uart', got %r" % (link,))
+        i2c = machine.I2C(I2C_ID, sda=machine.Pin(I2C_SDA), scl=machine.Pin(I2C_SCL), freq=I2C_HZ)
+        enable = machine.Pin(ENABLE_PIN, machine.Pin.OUT, value=0)
+        port = StdioLink() if link == "usb" else UartLink(machine.UART(UART_ID, baudrate=baud, tx=machine.Pin(UART_TX),
+                                                           rx=machine.Pin(UART_RX), timeout=0))
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(),
+                         time.ticks_us, time.sleep_us)
+
+
+def _bldc(axis):
+    pwms = []
+    for pin in PHASE_PINS[axis]:
+        p = machine.PWM(machine.Pin(pin))
+        p.freq(BLDC_PWM_HZ)
+        p.duty_u16(0)
+        pwms.append(p)
+    return pwms
+
+
+def _servo(axis):
+    p = machine.PWM(machine.Pin(SERVO_PINS[axis]))
+    p.freq(SERVO_PWM_HZ)
+    p.duty_ns(0)
+    return p
