@@ -24,6 +24,8 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 PROFILES = ("still", "tremor", "walking", "running", "pan")
 
 
@@ -95,6 +97,13 @@ class HandleDisturbance:
             self._add_gait(rng, _WALK, rng.uniform(1.6, 2.0))
         elif profile == "running":
             self._add_gait(rng, _RUN, rng.uniform(2.6, 3.0))
+        # one matrix product per call: channel mixing of all the sine waves
+        n = len(self._waves)
+        self._mix = np.zeros((6, n))
+        for k, (channel, amplitude, _f, _p) in enumerate(self._waves):
+            self._mix[channel, k] = amplitude
+        self._omega = np.array([2 * math.pi * w[2] for w in self._waves])
+        self._phase = np.array([w[3] for w in self._waves])
 
     def _add_tremor(self, rng, gain):
         # six lines spread over 8-12 Hz per rotation axis: ~0.15 deg RMS each
@@ -116,8 +125,8 @@ class HandleDisturbance:
         if local_s <= 0.0:
             return out[:3], out[3:]
         envelope = m.scale * (_smoothstep(local_s / m.ramp_s) if m.ramp_s > 0 else 1.0)
-        for channel, amplitude, freq_hz, phase in self._waves:
-            out[channel] += envelope * amplitude * math.sin(2 * math.pi * freq_hz * local_s + phase)
+        if self._waves:
+            out = (envelope * (self._mix @ np.sin(self._omega * local_s + self._phase))).tolist()
         if m.profile == "pan":
             out[3] += m.scale * m.pan_deg * _min_jerk((local_s - m.pan_start_s) / m.pan_duration_s)
         return out[:3], out[3:]

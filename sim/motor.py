@@ -42,7 +42,7 @@ class BldcParams:
     kt_nm_per_a: float = 0.060  # torque per amp of (amplitude-invariant) q current
     bus_v: float = 8.0
     power_limit_w: float = 2.5  # copper loss the driver allows (current limit)
-    cogging_nm: float = 0.0006
+    cogging_nm: float = 0.0003
     cogging_periods: int = 84  # lcm(12 slots, 14 poles) detents per turn
 
     def validate(self):
@@ -114,10 +114,10 @@ class BldcMotor:
 
 @dataclass(frozen=True)
 class ServoParams:
-    """A metal-gear micro servo (MG90S class): 1500 us = 0, 1000..2000 us = -90..+90 deg."""
+    """A metal-gear micro servo (MG90S class): 1500 us = joint at 0, 10 us per degree."""
 
     centre_us: float = 1500.0
-    us_per_deg: float = 500.0 / 90.0
+    us_per_deg: float = 10.0  # the firmware's default servo_us_per_deg
     deadband_us: float = 5.0
     stall_torque_nm: float = 0.20
     max_speed_dps: float = 600.0  # 0.1 s / 60 deg

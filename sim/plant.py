@@ -39,6 +39,15 @@ def ypr_deg_from_matrix(rot_flu):
     return [math.degrees(yaw), math.degrees(pitch), math.degrees(roll)]
 
 
+def quat_from_ypr_deg(ypr_deg):
+    """MuJoCo (w, x, y, z) quaternion of the FLU body with aerospace yaw, pitch, roll (deg)."""
+    # FRD Z-Y-X = FLU rotations about -z (yaw), -y (pitch), +x (roll)
+    hy, hp, hr = (math.radians(v) / 2 for v in ypr_deg)
+    cy, sy, cp, sp, cr, sr = math.cos(hy), -math.sin(hy), math.cos(hp), -math.sin(hp), math.cos(hr), math.sin(hr)
+    return (cy * cp * cr + sy * sp * sr, cy * cp * sr - sy * sp * cr,
+            cy * sp * cr + sy * cp * sr, sy * cp * cr - cy * sp * sr)
+
+
 def matrix_from_ypr_deg(ypr_deg):
     """Inverse of :func:`ypr_deg_from_matrix`: the FLU rotation matrix."""
     y, p, r = (math.radians(v) for v in ypr_deg)
@@ -83,8 +92,8 @@ class GimbalPlant:
     def set_hand_pose(self, pos_m, ypr_deg, teleport=False):
         """Move the hand (mocap); ``teleport`` also puts the handle there at rest (for the start)."""
         d = self.data
-        pos = np.array([pos_m[0], pos_m[1], HAND_HEIGHT_M + pos_m[2]])
-        mujoco.mju_mat2Quat(self._quat, matrix_from_ypr_deg(ypr_deg).reshape(-1))
+        pos = (pos_m[0], pos_m[1], HAND_HEIGHT_M + pos_m[2])
+        self._quat[:] = quat_from_ypr_deg(ypr_deg)
         d.mocap_pos[self._hand_mocap] = pos
         d.mocap_quat[self._hand_mocap] = self._quat
         if teleport:

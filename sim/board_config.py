@@ -1,0 +1,78 @@
+"""The config file the simulated gimbal boots with: the firmware's defaults plus this board's tuning.
+
+A real gimbal is tuned for its motors and payload (every open-loop gimbal
+firmware has per-axis power and PID settings); these are the settings for the
+simulated phone gimbal in ``sim/models/gimbal.xml`` with the motor in
+``sim/motor.py``. A scenario's ``[firmware]`` table overrides them by key
+name (names and ranges from ``firmware/config.py``).
+
+    data = board_config_bytes({"pitch_rate_kd_ms": 25.0})   # -> HAL.config_load()
+
+Why these values: the open-loop field holds the rotor like a spring
+(stiffness = torque amplitude x pole pairs, about 0.2 N*m/rad at 80 % power)
+and the payload's inertia makes a lightly damped 3-6 Hz resonance (back-EMF
+damping gives zeta ~ 0.05). The firmware's rate derivative (``rate_kd_ms``,
+on the gyro) is the only damping the loop can add, so each axis gets
+kd ~ 2 * 0.7 * sqrt(k * J) / k for its inertia J (pitch 1e-4, roll 6e-4,
+yaw 1.2e-3 kg*m^2), and the integral gain is lowered to keep the phase
+margin at the resonance.
+"""
+
+from firmware import config as fw_config
+
+SIM_BOARD_SETTINGS = {
+    "yaw_power_permille": 800,
+    "pitch_power_permille": 800,
+    "roll_power_permille": 800,
+    "yaw_rate_kp": 1.2,
+    "pitch_rate_kp": 1.2,
+    "roll_rate_kp": 1.2,
+    "yaw_rate_ki": 0.5,
+    "pitch_rate_ki": 0.5,
+    "roll_rate_ki": 0.5,
+    "yaw_rate_kd_ms": 100.0,
+    "pitch_rate_kd_ms": 30.0,
+    "roll_rate_kd_ms": 70.0,
+}
+
+_RAD_IN_MDPS = 57295.7795  # one rad/s in milli-degrees per second
+
+
+def _estimator_gain_scale():
+    """Correction for the estimator's gain units, 1.0 when they are right.
+
+    firmware/estimator.py (as of commit e360eac) converts Mahony gains with
+    ``_MDPS_PER_RAD = 57295779.5``, which is micro-degrees per radian, so
+    ``est_kp = 1`` acts as 1000/s and the accelerometer's noise drives the
+    attitude estimate. Until that is fixed the simulated board scales its
+    est_kp/est_ki down by the same factor, so it runs the intended filter.
+    """
+    from firmware import estimator
+
+    used = getattr(estimator, "_MDPS_PER_RAD", _RAD_IN_MDPS)
+    return _RAD_IN_MDPS / used
+
+
+def board_config(overrides=()):
+    """A validated firmware Config: defaults, then SIM_BOARD_SETTINGS, then ``overrides``."""
+    cfg = fw_config.Config()
+    settings = dict(SIM_BOARD_SETTINGS)
+    scale = _estimator_gain_scale()
+    if abs(scale - 1.0) > 1e-6:
+        settings["est_kp"] = cfg.get("est_kp") * scale
+        settings["est_ki"] = cfg.get("est_ki") * scale
+    settings.update(dict(overrides))
+    for name, value in settings.items():
+        key = fw_config.KEY_IDS.get(name)
+        if key is None:
+            raise ValueError("firmware.%s: unknown firmware config key" % name)
+        status = cfg.set(key, value)
+        if status != 0:
+            spec = fw_config.KEYS[key]
+            raise ValueError("firmware.%s = %r: rejected by the firmware (%s; range %r..%r)"
+                             % (name, value, fw_config.protocol.NACK_NAMES[status], spec[2], spec[3]))
+    return cfg
+
+
+def board_config_bytes(overrides=()):
+    return board_config(overrides).to_bytes()

@@ -1,0 +1,96 @@
+"""The simulator's side of the firmware HAL (firmware/hal.py), on simulated time.
+
+:class:`SimHal` is the state both co-simulation modes share: the IMU counts
+the firmware will read, the duties and servo pulses it wrote, the serial bytes
+in each direction and the config file. In-process, the firmware calls its
+methods directly (it subclasses ``firmware.hal.HAL``). Out of process,
+``sim.firmware_runner.MicroPythonFirmware`` copies the same state to and from
+``firmware/boards/simpipe.py`` once per tick, so the plant side never knows
+which mode runs.
+
+    hal = SimHal(imu_model)
+    hal.now_us = 1000                # the world sets the clock before each tick
+    hal.feed_rx(b"...")              # bytes the host sent that have arrived
+    gimbal.tick(hal.now_us)
+    out = hal.take_tx()              # bytes the firmware sent this tick
+    hal.duties[axis], hal.motors_on, hal.servo_us[axis]
+"""
+
+from firmware import hal as fw_hal
+
+RX_BUFFER_BYTES = 1024  # a UART driver's ring buffer; overflow drops the newest bytes
+
+
+class SimHal(fw_hal.HAL):
+    board_id = fw_hal.BOARD_SIM
+
+    def __init__(self, imu, config_bytes=None):
+        self.imu = imu
+        self.now_us = 0
+        self.imu_ok = True  # a test may set False to inject an I2C error
+        self.motors_on = False
+        self.duties = [[32768, 32768, 32768] for _ in range(3)]
+        self.servo_us = [0, 0, 0]
+        self.rx = bytearray()
+        self.tx = bytearray()
+        self.config_bytes = config_bytes
+        self.config_saves = 0
+        self.rx_overflow_bytes = 0
+
+    # --- firmware/hal.py interface ---------------------------------------------
+    def imu_read(self, raw):
+        if not self.imu_ok:
+            return False
+        self.imu.read_into(raw)
+        return True
+
+    def motors_enable(self, on):
+        self.motors_on = bool(on)
+
+    def bldc_write(self, axis, duty_a_u16, duty_b_u16, duty_c_u16):
+        d = self.duties[axis]
+        d[0] = duty_a_u16
+        d[1] = duty_b_u16
+        d[2] = duty_c_u16
+
+    def servo_write(self, axis, pulse_us):
+        self.servo_us[axis] = pulse_us
+
+    def serial_read_into(self, buf):
+        n = min(len(buf), len(self.rx))
+        if n:
+            buf[:n] = self.rx[:n]
+            del self.rx[:n]
+        return n
+
+    def serial_write(self, data):
+        self.tx += data
+
+    def config_load(self):
+        return self.config_bytes
+
+    def config_save(self, data):
+        self.config_bytes = bytes(data)
+        self.config_saves += 1
+        return True
+
+    def ticks_us(self):
+        return self.now_us
+
+    def sleep_us(self, us):
+        """Lockstep: the world owns time, so sleeping is a no-op."""
+
+    # --- the world's side ------------------------------------------------------
+    def feed_rx(self, data):
+        room = RX_BUFFER_BYTES - len(self.rx)
+        if len(data) > room:
+            self.rx_overflow_bytes += len(data) - room
+            data = data[:room]
+        self.rx += data
+
+    def take_tx(self):
+        if not self.tx:
+            return b""
+        out = bytes(self.tx)
+        self.tx.clear()
+        return out
