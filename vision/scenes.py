@@ -29,8 +29,10 @@ from vision.types import Box
 # Hand-annotated face boxes (x, y, w, h in source pixels: brow to chin, ear to
 # ear) and the head-and-shoulders crop taken around each.
 _SOURCES = {
-    "astronaut": {"loader": "astronaut", "face": (178, 84, 96, 100), "crop": (110, 10, 240, 300)},
-    "cameraman": {"loader": "camera", "face": (186, 118, 76, 84), "crop": (120, 50, 210, 230)},
+    "astronaut": {"loader": "astronaut", "face": (178, 84, 96, 100), "crop": (110, 10, 240, 300),
+                  "hair": (178, 30, 90, 48)},
+    "cameraman": {"loader": "camera", "face": (186, 118, 76, 84), "crop": (120, 50, 210, 230),
+                  "hair": (175, 70, 80, 40)},
 }
 FRAME_SIZE = (640, 480)
 
@@ -44,6 +46,7 @@ class Placement:
     cy: float
     face_w: float
     angle_deg: float = 0.0  # in-plane rotation, counter-clockwise
+    turned_away: bool = False  # cover the face with the person's own hair: the back of the head
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,17 @@ def compose(
         src = _SOURCES[p.who]
         fx, fy, fw, fh = src["face"]
         cx0, cy0, cw, ch = src["crop"]
-        crop = _photo(src["loader"])[cy0 : cy0 + ch, cx0 : cx0 + cw]
+        crop = _photo(src["loader"])[cy0 : cy0 + ch, cx0 : cx0 + cw].copy()
+        if p.turned_away:
+            hx, hy, hw, hh = src["hair"]
+            # The hair's own colour, smoothed flat: texture from the same photo
+            # still looks like a face to detectors, a plain head does not.
+            patch = _photo(src["loader"])[hy : hy + hh, hx : hx + hw]
+            hair = cv2.resize(cv2.blur(patch, (31, 31)), (fw + 16, fh + 16))
+            oval = np.zeros(hair.shape[:2], np.uint8)
+            cv2.ellipse(oval, ((fw + 16) // 2, (fh + 16) // 2), ((fw + 16) // 2, (fh + 16) // 2), 0, 0, 360, 1, -1)
+            region = crop[fy - cy0 - 8 : fy - cy0 + fh + 8, fx - cx0 - 8 : fx - cx0 + fw + 8]
+            region[oval > 0] = hair[oval > 0]
         scale = p.face_w * w / fw
         # Affine map from crop pixels to frame pixels: rotate and scale about the face centre.
         fcx, fcy = fx - cx0 + fw / 2, fy - cy0 + fh / 2

@@ -159,7 +159,9 @@ class _Track:
     x: _Axis = field(init=False)
     y: _Axis = field(init=False)
     width: float = field(init=False)
-    head_offset: Tuple[float, float] = (0.0, 0.0)  # face centre minus pose head estimate
+    # Face centre minus each pose anchor ("shoulders", "head"), in face widths,
+    # learnt while face and pose are seen together.
+    body_offsets: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     source: str = "face"
     hits: int = 1  # frames with a face
 
@@ -310,33 +312,61 @@ class TargetTracker:
 
     def _update_target_from_body(self, bodies: Tuple[Body, ...], matched: Dict[int, Face], now: float) -> None:
         target = self._tracks.get(self._target) if self._target is not None else None
-        heads = [(b, b.head()) for b in bodies]
-        heads = [(b, h) for b, h in heads if h is not None]
-        if target is None or not heads:
+        if target is None or not bodies:
             return
         if self._target in matched:
-            # Learn where the face sits relative to the pose's head estimate.
-            body, head = min(heads, key=lambda bh: math.hypot(bh[1][0] - target.box.cx, bh[1][1] - target.box.cy))
-            if body.box.contains(target.box.cx, target.box.cy) or math.hypot(
-                head[0] - target.box.cx, head[1] - target.box.cy
-            ) < 2 * target.width:
-                ox, oy = target.head_offset
-                target.head_offset = (0.7 * ox + 0.3 * (target.box.cx - head[0]), 0.7 * oy + 0.3 * (target.box.cy - head[1]))
+            self._learn_body_offsets(target, bodies)
             return
-        other_faces = [self._tracks[t].box for t in matched]
+        others = [self._tracks[t].box for t in matched]
         best: Optional[Tuple[float, float]] = None
         best_d = self._gate(target, now)
-        for _, head in heads:
-            hx, hy = head[0] + target.head_offset[0], head[1] + target.head_offset[1]
-            if any(math.hypot(hx - b.cx, hy - b.cy) < b.w for b in other_faces):
-                continue  # this body belongs to another, visible face
-            d = math.hypot(hx - target.x.p, hy - target.y.p)
+        for body in bodies:
+            head = self._head_from_body(target, body)
+            if head is None or any(math.hypot(head[0] - b.cx, head[1] - b.cy) < b.w for b in others):
+                continue  # no usable landmarks, or this body belongs to another, visible face
+            d = math.hypot(head[0] - target.x.p, head[1] - target.y.p)
             if d <= best_d:
-                best, best_d = (hx, hy), d
+                best, best_d = head, d
         if best is not None:
             target.correct(best[0], best[1], self.config.body_noise)
             target.seen_s, target.source = now, "body"
             target.box = Box.from_center(target.x.p, target.y.p, target.box.w, target.box.h)
+
+    @staticmethod
+    def _anchors(body: Body) -> Dict[str, Tuple[float, float]]:
+        anchors = {}
+        shoulders, head = body.shoulders(), body.head()
+        if shoulders is not None:
+            anchors["shoulders"] = shoulders
+        if head is not None:
+            anchors["head"] = head
+        return anchors
+
+    def _learn_body_offsets(self, target: _Track, bodies: Tuple[Body, ...]) -> None:
+        cx, cy, w = target.box.cx, target.box.cy, max(target.width, 1e-6)
+        for body in bodies:
+            head = body.head()
+            if head is None or math.hypot(head[0] - cx, head[1] - cy) > 2.0 * w:
+                continue  # someone else's pose
+            for kind, (ax, ay) in self._anchors(body).items():
+                new = ((cx - ax) / w, (cy - ay) / w)
+                old = target.body_offsets.get(kind, new)
+                target.body_offsets[kind] = (0.7 * old[0] + 0.3 * new[0], 0.7 * old[1] + 0.3 * new[1])
+            return
+
+    @staticmethod
+    def _head_from_body(target: _Track, body: Body) -> Optional[Tuple[float, float]]:
+        """Where the target's face centre should be, from the pose: learnt offsets first.
+
+        The shoulders come first because they stay visible, and keep their
+        relation to the face, when the person turns away.
+        """
+        anchors = TargetTracker._anchors(body)
+        for kind in ("shoulders", "head"):
+            if kind in anchors and kind in target.body_offsets:
+                (ax, ay), (ox, oy) = anchors[kind], target.body_offsets[kind]
+                return (ax + ox * target.width, ay + oy * target.width)
+        return body.head()
 
     def _forget(self, now: float) -> None:
         for tid in list(self._tracks):

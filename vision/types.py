@@ -143,11 +143,20 @@ class Body:
         head = [self.keypoints[i] for i in POSE_HEAD if vis[i] >= min_visibility]
         if len(head) >= 2:
             return (sum(p[0] for p in head) / len(head), sum(p[1] for p in head) / len(head))
-        ls, rs = self.keypoints[POSE_LEFT_SHOULDER], self.keypoints[POSE_RIGHT_SHOULDER]
+        mid = self.shoulders(min_visibility)
+        if mid is None:
+            return None
+        return (mid[0], mid[1] - 0.6 * self.shoulder_width())
+
+    def shoulders(self, min_visibility: float = 0.5) -> Optional[Point2]:
+        """Midpoint of the shoulders, or None when either is not visible."""
+        if len(self.keypoints) <= POSE_RIGHT_SHOULDER:
+            return None
+        vis = self.visibility or (1.0,) * len(self.keypoints)
         if min(vis[POSE_LEFT_SHOULDER], vis[POSE_RIGHT_SHOULDER]) < min_visibility:
             return None
-        width = math.hypot(ls[0] - rs[0], ls[1] - rs[1])
-        return (0.5 * (ls[0] + rs[0]), 0.5 * (ls[1] + rs[1]) - 0.6 * width)
+        ls, rs = self.keypoints[POSE_LEFT_SHOULDER], self.keypoints[POSE_RIGHT_SHOULDER]
+        return (0.5 * (ls[0] + rs[0]), 0.5 * (ls[1] + rs[1]))
 
     def shoulder_width(self) -> float:
         """Distance between the shoulders (normalised), 0.0 when unknown."""
