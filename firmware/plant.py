@@ -21,8 +21,13 @@ firmware), so closed-loop tests run on the real VM.
 
 import math
 
-from firmware.hal import HAL, BOARD_SIM
+from firmware.hal import BOARD_SIM, HAL
 from firmware.motor import field_amplitude, field_angle_rad
+
+try:
+    import micropython
+except ImportError:  # CPython
+    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
 
 G_COUNTS = 8192.0
 GYRO_COUNTS_PER_RAD_S = 65.5 * 180.0 / math.pi
@@ -52,6 +57,7 @@ class PlantHAL(HAL):
         self.sample = [0, 0, 8192, 0, 0, 0]
         self.imu_fail = False
         self.rx = bytearray()
+        self._rx_pos = 0
         self.tx = bytearray()
         self.tx_bytes = 0
         self.capture_tx = True  # False: count only (benchmarks; the copy would allocate)
@@ -60,7 +66,8 @@ class PlantHAL(HAL):
         self._tmp = [0.0, 0.0, 0.0]
         self._synth()
 
-    # --- HAL --------------------------------------------------------------------
+    # --- HAL (native like a board's driver code, so benchmarks time the firmware) ---
+    @micropython.native
     def imu_read(self, raw):
         if self.imu_fail:
             return False
@@ -74,6 +81,7 @@ class PlantHAL(HAL):
 
     # outputs are stored as ints (no allocation inside the measured tick) and
     # turned into torques by step()
+    @micropython.native
     def bldc_write(self, axis, a, b, c):
         d = self.duty[axis]
         d[0] = a
@@ -85,13 +93,25 @@ class PlantHAL(HAL):
         self.servo_us[axis] = pulse_us
 
     def serial_read_into(self, buf):
-        if not self.rx:
+        rx = self.rx
+        pos = self._rx_pos
+        n = len(rx) - pos
+        if n <= 0:
             return 0
-        n = min(len(buf), len(self.rx))
+        if n > len(buf):
+            n = len(buf)
         for i in range(n):
-            buf[i] = self.rx[i]
-        self.rx = self.rx[n:]
+            buf[i] = rx[pos + i]
+        self._rx_pos = pos + n
         return n
+
+    def send_to_firmware(self, data):
+        """Queue bytes for the firmware's next serial_read_into (call between ticks)."""
+        if self._rx_pos >= len(self.rx):
+            self.rx = bytearray(data)
+            self._rx_pos = 0
+        else:
+            self.rx += data
 
     def serial_write(self, data):
         self.tx_bytes += len(data)

@@ -1,0 +1,162 @@
+"""Benchmark: the cost and the heap allocation of one control tick (not flashed).
+
+    .venv/bin/micropython firmware/bench_tick.py [ticks]      # the MicroPython unix port
+    .venv/bin/python firmware/bench_tick.py [ticks]           # CPython, for comparison
+
+The gimbal runs in track mode against the plant in firmware/plant.py with
+the handle moving on all three axes; the host streams a SETPOINT every 20
+ticks (50 Hz) and the firmware sends telemetry at 50 Hz, so link parsing and
+telemetry encoding are inside the measured ticks. Only ``Gimbal.tick`` is
+timed; the plant's step runs between ticks.
+
+Reported: median, 90th percentile and worst tick in us, split into plain
+ticks and telemetry ticks; heap bytes allocated per tick from
+``gc.mem_alloc()`` (and a ``micropython.heap_lock()`` run that would raise
+on any allocation); and the time of a ``gc.collect()`` at a fixed point after
+a tick. The last line is the same as JSON.
+"""
+
+import gc
+import math
+import sys
+
+try:
+    # the repo root: the parent of this file's directory
+    sys.path.insert(0, (__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/..")
+except NameError:  # run with -c: the repo root is already on the path
+    pass
+
+import time
+
+from firmware import protocol
+from firmware.app import Gimbal
+from firmware.plant import PlantHAL
+
+MICROPYTHON = sys.implementation.name == "micropython"
+if MICROPYTHON:
+    import micropython
+
+    _now_us = time.ticks_us  # type: ignore[attr-defined]
+    _diff = time.ticks_diff  # type: ignore[attr-defined]
+else:
+
+    def _now_us():
+        return time.perf_counter_ns() // 1000
+
+    def _diff(a, b):
+        return a - b
+
+
+def _handle_path(t, out):
+    # still for the boot calibration, then the hand wobbles on all three axes
+    t -= 1.2
+    if t < 0:
+        return
+    out[0] = math.radians(10) * math.sin(2 * math.pi * 0.5 * t)
+    out[1] = math.radians(5) * math.sin(2 * math.pi * 1.0 * t)
+    out[2] = math.radians(5) * math.sin(2 * math.pi * 0.7 * t)
+
+
+def _pct(sorted_vals, q):
+    if not sorted_vals:
+        return 0
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+def run(ticks=20000):
+    hal = PlantHAL(handle_path=_handle_path)
+    hal.capture_tx = False
+    g = Gimbal(hal)
+    period = g.period_us
+    # calibrate (1 s) and settle, then switch to track mode as a host would
+    for _ in range(1500):
+        hal.step(period)
+        g.tick(hal.now_us)
+    hal.send_to_firmware(protocol.encode(protocol.MSG_MODE, 0, protocol.pack(protocol.MSG_MODE, protocol.MODE_TRACK)))
+    setpoint = protocol.encode(protocol.MSG_SETPOINT, 1, protocol.pack(
+        protocol.MSG_SETPOINT, protocol.SP_YAW_IS_RATE | protocol.SP_YAW_IN_EARTH_FRAME | protocol.SP_PITCH_IN_EARTH_FRAME,
+        500, -300, 0))
+    for _ in range(100):
+        hal.step(period)
+        g.tick(hal.now_us)
+    plain = []
+    tel = []
+    alloc_ticks = 0
+    alloc_bytes = 0
+    tx_before = hal.tx_bytes
+    for k in range(ticks):
+        hal.step(period)
+        if k % 20 == 0:
+            hal.send_to_firmware(setpoint)
+        sent = hal.tx_bytes
+        m0 = gc.mem_alloc() if MICROPYTHON else 0
+        t0 = _now_us()
+        g.tick(hal.now_us)
+        t1 = _now_us()
+        m1 = gc.mem_alloc() if MICROPYTHON else 0
+        dt = _diff(t1, t0)
+        if m1 != m0:
+            alloc_ticks += 1
+            alloc_bytes += m1 - m0
+        (tel if hal.tx_bytes != sent else plain).append(dt)
+    plain.sort()
+    tel.sort()
+    locked_failures = 0
+    if MICROPYTHON:
+        # any allocation inside tick() raises MemoryError while the heap is locked
+        for k in range(2000):
+            hal.step(period)
+            if k % 20 == 0:
+                hal.send_to_firmware(setpoint)
+            micropython.heap_lock()
+            try:
+                g.tick(hal.now_us)
+            except MemoryError:
+                locked_failures += 1
+            finally:
+                micropython.heap_unlock()
+    gc_us = []
+    for _ in range(200):
+        t0 = _now_us()
+        gc.collect()
+        gc_us.append(_diff(_now_us(), t0))
+    gc_us.sort()
+    everything = plain + tel
+    everything.sort()
+    return {
+        "impl": sys.implementation.name,
+        "ticks": ticks,
+        "tick_us_median": _pct(plain, 0.5),
+        "tick_us_p90": _pct(plain, 0.9),
+        "tick_us_max": plain[-1] if plain else 0,
+        "telemetry_tick_us_median": _pct(tel, 0.5),
+        "telemetry_ticks": len(tel),
+        "all_ticks_us_median": _pct(everything, 0.5),
+        "alloc_ticks": alloc_ticks,
+        "alloc_bytes_per_tick": alloc_bytes / ticks,
+        "heap_locked_failures": locked_failures,
+        "gc_collect_us_median": _pct(gc_us, 0.5),
+        "gc_collect_us_max": gc_us[-1],
+        "worst_tick_plus_gc_us": (everything[-1] if everything else 0) + gc_us[-1],
+        "tx_bytes": hal.tx_bytes - tx_before,
+        "camera_error_deg": [round(math.degrees(c), 3) for c in hal.cam],
+    }
+
+
+def main():
+    ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    r = run(ticks)
+    print("%s: %d ticks, plain tick median %d us (p90 %d, max %d); telemetry tick median %d us (%d ticks)" % (
+        r["impl"], ticks, r["tick_us_median"], r["tick_us_p90"], r["tick_us_max"],
+        r["telemetry_tick_us_median"], r["telemetry_ticks"]))
+    print("heap: %d of %d ticks allocated, %.2f bytes/tick; heap_lock failures %d" % (
+        r["alloc_ticks"], ticks, r["alloc_bytes_per_tick"], r["heap_locked_failures"]))
+    print("gc.collect() after a tick: median %d us, max %d us; worst tick + gc %d us" % (
+        r["gc_collect_us_median"], r["gc_collect_us_max"], r["worst_tick_plus_gc_us"]))
+    import json
+
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
