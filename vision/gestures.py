@@ -94,13 +94,12 @@ def _sigmoid(value: float, threshold: float, softness: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle between two vectors in degrees (0 = same direction); 0 for degenerate vectors."""
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0.0 or nb == 0.0:
-        return 0.0
-    c = float(np.dot(a, b)) / (na * nb)
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise angle between vectors in degrees (0 = same direction); 0 for degenerate rows."""
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    denom = na * nb
+    cos = np.divide(np.sum(a * b, axis=-1), denom, out=np.ones_like(denom), where=denom > 0.0)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def palm_size(pts: np.ndarray) -> float:
@@ -109,8 +108,14 @@ def palm_size(pts: np.ndarray) -> float:
     Each rigid distance is divided by its typical ratio to the wrist-to-middle
     -knuckle length; the largest is the one least shortened by perspective.
     """
-    d = lambda i, j: float(np.linalg.norm(pts[i] - pts[j]))  # noqa: E731
-    return max(d(0, 9), d(0, 5) / 0.98, d(0, 17) / 0.88, d(5, 17) / 0.62)
+    d = np.linalg.norm(pts[[0, 0, 0, 5]] - pts[[9, 5, 17, 17]], axis=1)
+    return float(np.max(d / _PALM_RATIOS))
+
+
+_PALM_RATIOS = np.array([1.0, 0.98, 0.88, 0.62])
+_FINGER_IDX = np.array(list(FINGERS.values()))  # (4 fingers, MCP PIP DIP TIP)
+_SEG_START = _FINGER_IDX[:, :3].ravel()  # the 12 finger bones, start and end joints
+_SEG_END = _FINGER_IDX[:, 1:].ravel()
 
 
 def finger_extension(landmarks: object) -> Dict[str, float]:
@@ -125,32 +130,25 @@ def finger_extension(landmarks: object) -> Dict[str, float]:
     size = palm_size(pts)
     if size <= 0.0:
         raise ValueError("landmarks are degenerate: the palm has zero size")
-    pts = (pts - pts[WRIST]) / size
-    wrist = pts[WRIST]
-    scores: Dict[str, float] = {}
-    for name, (mcp, pip, dip, tip) in FINGERS.items():
-        dist = lambda i: float(np.linalg.norm(pts[i] - wrist))  # noqa: E731
-        # How far the tip lies beyond the knuckle, seen from the wrist, as a
-        # fraction of the finger's own length: near 1 for a straight finger,
-        # below 0 for a curled one. Dividing by the finger's own length keeps
-        # short fingers (pinky) and squashed views comparable.
-        chain = sum(float(np.linalg.norm(pts[j + 1] - pts[j])) for j in (mcp, pip, dip))
-        reach = (dist(tip) - dist(mcp)) / max(chain, 0.25)
-        # Bend of the finger past its PIP joint, from the proximal phalanx to
-        # the PIP-to-tip line (long vectors, so landmark noise moves it little):
-        # near 0 straight, 150+ curled. Only a veto: a sharply bent finger is
-        # not extended however far its tip reaches.
-        bend = _angle_deg(pts[pip] - pts[mcp], pts[tip] - pts[pip])
-        scores[name] = _sigmoid(reach, 0.4, 0.1) * _sigmoid(-bend, -120.0, 15.0)
+    pts = (pts - pts[WRIST]) / size  # wrist at the origin, palm size 1
+    f = pts[_FINGER_IDX]  # (4, 4, dims)
+    # How far the tip lies beyond the knuckle, seen from the wrist, as a
+    # fraction of the finger's own length: near 1 for a straight finger,
+    # below 0 for a curled one. Dividing by the finger's own length keeps
+    # short fingers (pinky) and squashed views comparable.
+    chain = np.linalg.norm(np.diff(f, axis=1), axis=2).sum(axis=1)
+    reach = (np.linalg.norm(f[:, 3], axis=1) - np.linalg.norm(f[:, 0], axis=1)) / np.maximum(chain, 0.25)
+    # Bend past the PIP joint, from the proximal phalanx to the PIP-to-tip
+    # line (long vectors, so landmark noise moves it little): near 0 straight,
+    # 150+ curled. Only a veto: a sharply bent finger is not extended however
+    # far its tip reaches.
+    bend = _angles_deg(f[:, 1] - f[:, 0], f[:, 3] - f[:, 1])
+    scores = {
+        name: _sigmoid(float(r), 0.4, 0.1) * _sigmoid(-float(b), -120.0, 15.0)
+        for name, r, b in zip(FINGERS, reach, bend)
+    }
     scores["thumb"] = _thumb_extension(pts)
     return scores
-
-
-def _segment_distance(q: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    ab = b - a
-    denom = float(np.dot(ab, ab))
-    t = 0.0 if denom == 0.0 else min(1.0, max(0.0, float(np.dot(q - a, ab)) / denom))
-    return float(np.linalg.norm(q - a - t * ab))
 
 
 def _thumb_extension(pts: np.ndarray) -> float:
@@ -162,10 +160,13 @@ def _thumb_extension(pts: np.ndarray) -> float:
     well away from all of them.
     """
     tip = pts[4]
-    clearance = min(
-        _segment_distance(tip, pts[j], pts[j + 1]) for mcp in (5, 9, 13, 17) for j in (mcp, mcp + 1, mcp + 2)
-    )
-    chain = sum(float(np.linalg.norm(pts[i + 1] - pts[i])) for i in (1, 2, 3))
+    a, b = pts[_SEG_START], pts[_SEG_END]
+    ab = b - a
+    length2 = np.sum(ab * ab, axis=1)
+    t = np.divide(np.sum((tip - a) * ab, axis=1), length2, out=np.zeros_like(length2), where=length2 > 0.0)
+    nearest = a + np.clip(t, 0.0, 1.0)[:, None] * ab
+    clearance = float(np.min(np.linalg.norm(nearest - tip, axis=1)))
+    chain = float(np.linalg.norm(np.diff(pts[1:5], axis=0), axis=1).sum())
     straightness = float(np.linalg.norm(tip - pts[1])) / chain if chain > 0.0 else 0.0
     return math.sqrt(_sigmoid(clearance, 0.22, 0.04) * _sigmoid(straightness, 0.9, 0.03))
 

@@ -1,0 +1,201 @@
+"""Benchmark: OpenSteady's perception against the bare library calls it wraps.
+
+    python -m vision.bench                 # all sections, 200 frames each
+    python -m vision.bench --frames 400 --only haar
+
+For each pipeline it runs ``Perception.process`` and the bare MediaPipe (or
+OpenCV) calls with the same settings on the same 640x480 frames, interleaved
+in one loop and alternating which goes first, so load from other processes on
+a shared machine hits both alike. It prints per-frame latency (median, p95)
+and the ratio of medians. It also measures detection rates on the astronaut
+variants of ``vision.scenes`` and the cost of ``classify`` and
+``TargetTracker.update``. Needs scikit-image for the test photos.
+
+The figures go into docs/benchmarks.md (section "Vision").
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, List, Sequence, Tuple
+
+import numpy as np
+
+from vision.gestures import classify
+from vision.pipeline import Perception, VisionConfig
+from vision.scenes import Placement, astronaut_variants, compose, matches
+from vision.tracker import TargetTracker, TrackerConfig
+from vision.types import Box, Detections, Face
+
+FPS = 30.0
+
+
+def _frames(n: int) -> List[np.ndarray]:
+    """A walking astronaut, 640x480: the face drifts across the frame and back."""
+    frames = []
+    for i in range(min(n, 60)):
+        x = 0.3 + 0.4 * abs(((i / 30.0) % 2.0) - 1.0)
+        frame, _ = compose([Placement("astronaut", x, 0.42, 0.16)])
+        frames.append(frame)
+    return [frames[i % len(frames)] for i in range(n)]
+
+
+def _stats(samples_s: Sequence[float]) -> Tuple[float, float]:
+    ms = sorted(s * 1000.0 for s in samples_s)
+    return statistics.median(ms), ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
+
+
+def _interleaved(ours: Callable[[np.ndarray, float], object], bare: Callable[[np.ndarray], object],
+                 frames: List[np.ndarray], warmup: int = 10) -> Tuple[List[float], List[float]]:
+    t_ours: List[float] = []
+    t_bare: List[float] = []
+    clock = time.perf_counter
+    for i, frame in enumerate(frames):
+        pair = [("ours", lambda: ours(frame, i / FPS)), ("bare", lambda: bare(frame))]
+        if i % 2:
+            pair.reverse()
+        for name, call in pair:
+            start = clock()
+            call()
+            elapsed = clock() - start
+            if i >= warmup:
+                (t_ours if name == "ours" else t_bare).append(elapsed)
+    return t_ours, t_bare
+
+
+def _bare_mediapipe(faces: bool, hands: bool, pose: bool) -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
+    """The same MediaPipe solutions ``Perception`` uses, called directly."""
+    import mediapipe as mp
+
+    models = []
+    if faces:
+        models.append(mp.solutions.face_detection.FaceDetection(min_detection_confidence=0.5, model_selection=0))
+    if hands:
+        models.append(mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=1,
+                                               min_detection_confidence=0.5, min_tracking_confidence=0.5))
+    if pose:
+        models.append(mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=True,
+                                             min_detection_confidence=0.5, min_tracking_confidence=0.5))
+
+    def run(frame: np.ndarray) -> None:
+        for m in models:
+            m.process(frame)
+
+    def close() -> None:
+        for m in models:
+            m.close()
+
+    return run, close
+
+
+def _bare_haar() -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
+    import cv2
+
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    min_face = VisionConfig().haar_min_face
+
+    def run(frame: np.ndarray) -> None:
+        gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+        side = max(16, int(min_face * min(frame.shape[:2])))
+        cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+
+    return run, lambda: None
+
+
+def latency_rows(n_frames: int, only: str = "") -> List[str]:
+    frames = _frames(n_frames)
+    setups = [
+        ("face", VisionConfig(faces=True, hands=False, pose=False), (True, False, False)),
+        ("face + hands", VisionConfig(faces=True, hands=True, pose=False), (True, True, False)),
+        ("face + hands + pose", VisionConfig(faces=True, hands=True, pose=True), (True, True, True)),
+        ("Haar face (baseline)", VisionConfig(backend="haar", hands=False), None),
+    ]
+    rows = ["| pipeline | OpenSteady median / p95 (ms) | bare calls median / p95 (ms) | ratio of medians |",
+            "|---|---|---|---|"]
+    for name, config, parts in setups:
+        if only and only not in name.lower():
+            continue
+        bare, close = _bare_haar() if parts is None else _bare_mediapipe(*parts)
+        with Perception(config) as perception:
+            t_ours, t_bare = _interleaved(perception.process, bare, frames)
+        close()
+        (om, op), (bm, bp) = _stats(t_ours), _stats(t_bare)
+        rows.append(f"| {name} | {om:.2f} / {op:.2f} | {bm:.2f} / {bp:.2f} | {om / bm:.3f} |")
+    return rows
+
+
+def detection_rows() -> List[str]:
+    variants = astronaut_variants()
+    setups = [
+        ("MediaPipe, face range auto", VisionConfig(hands=False, static_images=True)),
+        ("MediaPipe, short range", VisionConfig(hands=False, face_range="short", static_images=True)),
+        ("MediaPipe, full range", VisionConfig(hands=False, face_range="full", static_images=True)),
+        ("Haar cascade", VisionConfig(backend="haar", hands=False)),
+    ]
+    rows = ["| detector | astronaut variants found | false detections | missed |", "|---|---|---|---|"]
+    for name, config in setups:
+        found, false, missed = 0, 0, []
+        with Perception(config) as perception:
+            for i, v in enumerate(variants):
+                faces = perception.process(v.frame, float(i)).faces
+                hit = any(matches(f.box, v.face) for f in faces)
+                found += hit
+                false += sum(not matches(f.box, v.face) for f in faces)
+                if not hit:
+                    missed.append(v.name)
+        rows.append(f"| {name} | {found}/{len(variants)} ({100.0 * found / len(variants):.0f} %) | {false} | "
+                    f"{', '.join(missed) or '-'} |")
+    return rows
+
+
+def _time_per_call_us(fn: Callable[[], object], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e6
+
+
+def cpu_rows(n: int = 2000) -> List[str]:
+    rng = np.random.default_rng(0)
+    hand = rng.uniform(100, 300, (21, 3))
+    tracker = TargetTracker(TrackerConfig(select="largest"))
+    frames = [
+        Detections(i / FPS, (640, 480), (Face(Box(0.3 + 0.001 * i, 0.3, 0.15, 0.2), (), 0.9),
+                                          Face(Box(0.7, 0.4, 0.1, 0.13), (), 0.9)))
+        for i in range(n)
+    ]
+    calls = iter(frames)
+
+    def track() -> None:
+        d = next(calls)
+        tracker.update(d, d.t_s)
+
+    return ["| step | median per call |", "|---|---|",
+            f"| `classify` (21 landmarks) | {_time_per_call_us(lambda: classify(hand), n):.0f} µs |",
+            f"| `TargetTracker.update` (2 faces) | {_time_per_call_us(track, n):.0f} µs |"]
+
+
+def main(argv: Sequence[str] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200, help="frames per latency measurement (default 200)")
+    parser.add_argument("--only", default="", choices=["", "face", "hands", "pose", "haar"],
+                        help="run only the latency rows whose name contains this")
+    args = parser.parse_args(argv)
+    if args.frames < 20:
+        parser.error("--frames must be at least 20 (the first 10 are warm-up)")
+    print(f"Latency per 640x480 frame, {args.frames} frames, first 10 dropped as warm-up:\n")
+    print("\n".join(latency_rows(args.frames, args.only)))
+    if not args.only:
+        print("\nFace detection on the 22 astronaut variants (vision.scenes.astronaut_variants):\n")
+        print("\n".join(detection_rows()))
+        print("\nPure-Python steps:\n")
+        print("\n".join(cpu_rows()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
