@@ -117,7 +117,8 @@ def _make_pipeline(scenario, perception):
 
     cam = scenario.camera
     framing = FramingConfig(hfov_deg=cam.hfov_deg, vfov_deg=cam.vfov_deg)
-    config = PipelineConfig(framing=framing, detect_hands=False, nominal_dt_s=1.0 / scenario.vision.fps)
+    # no photos of hands exist offline, so hand detection is off; gestures are injected
+    config = PipelineConfig(framing=framing, vision={"hands": False}, nominal_dt_s=1.0 / scenario.vision.fps)
     return TrackingPipeline(config, perception=perception)
 
 
@@ -187,10 +188,12 @@ def _run(g, scenario, tracker_name, perception, progress, stream):
             next_mode += MODE_RETRY_S
         while gestures and gestures[0].t_s <= t and pipeline is not None:
             pipeline.inject_gesture(gestures.pop(0).gesture)
+        # frames at the camera's rate; the host starts tracking once the gimbal acknowledged the mode
         if frame_dt is not None and t >= next_frame - 1e-9:
             next_frame += frame_dt
-            sp = _frame_step(g, scenario, t, pipeline, baseline, perception, dev, target, calibration_point, frames)
-            if sp is not None:
+            if mode_acked:
+                sp = _frame_step(g, scenario, t, pipeline, baseline, perception, dev, target, calibration_point,
+                                 frames)
                 frame = protocol.encode(protocol.MSG_SETPOINT, seq, protocol.pack(protocol.MSG_SETPOINT, *sp))
                 seq = (seq + 1) & 0xFF
                 pending.append((t + vis.latency_s, frame, sp))
@@ -222,7 +225,8 @@ def _frame_step(g, scenario, t, pipeline, baseline, perception, dev, target, cal
     frame = g.render()
     if pipeline is not None:
         out = pipeline.step(frame, t, telemetry=dev.telemetry)
-        locked = bool(out.target.locked)
+        # a target the tracker only predicts (coasting, holding) is not a target in view
+        locked = bool(out.target.locked) and getattr(out.target, "source", "face") in ("face", "body")
         paused = bool(out.paused)
         sp = out.setpoint.to_protocol()
         tx, ty = (out.target.x, out.target.y) if locked and out.target.x is not None else (None, None)
