@@ -74,6 +74,7 @@ def _point(v):
     return None
 
 
+_F = FramingConfig()  # the framing defaults live in FramingConfig
 _POS = _number(0, lo_open=True)
 _NONNEG = _number(0)
 
@@ -84,8 +85,8 @@ SCHEMA = {
         "width": (640, _number(16, 7680, integer=True)),
         "height": (480, _number(16, 4320, integer=True)),
         "fps": (30, _number(1, 240)),
-        "hfov_deg": (70.0, _number(1, 179)),
-        "vfov_deg": (55.4, _number(1, 179)),
+        "hfov_deg": (_F.hfov_deg, _number(1, 179)),
+        "vfov_deg": (_F.vfov_deg, _number(1, 179)),
         "mirror": (False, _bool),
         "retry_s": (1.0, _POS),
     },
@@ -108,22 +109,23 @@ SCHEMA = {
         "motors_on_at_open": (True, _bool),
     },
     "framing": {
-        "kp": (3.0, _NONNEG),
-        "ki": (0.4, _NONNEG),
-        "kd": (0.05, _NONNEG),
-        "deadband_deg": (1.0, _NONNEG),
-        "max_rate_dps": (120.0, _POS),
-        "max_accel_dps2": (600.0, _POS),
-        "smoothing_s": (0.05, _NONNEG),
+        "kp": (_F.kp, _NONNEG),
+        "ki": (_F.ki, _NONNEG),
+        "kd": (_F.kd, _NONNEG),
+        "deadband_deg": (_F.deadband_deg, _NONNEG),
+        "settle_rate_dps": (_F.settle_rate_dps, _NONNEG),
+        "max_rate_dps": (_F.max_rate_dps, _POS),
+        "max_accel_dps2": (_F.max_accel_dps2, _POS),
+        "smoothing_s": (_F.smoothing_s, _NONNEG),
         "orientation": ("landscape", _choice(ORIENTATIONS)),
-        "invert_yaw": (False, _bool),
-        "invert_pitch": (False, _bool),
-        "lost_hold_s": (2.0, _NONNEG),
-        "lost_action": ("recentre", _choice(LOST_ACTIONS)),
-        "recentre_s": (1.5, _NONNEG),
-        "sweep_rate_dps": (20.0, _POS),
-        "sweep_amplitude_deg": (45.0, _POS),
-        "max_dt_s": (0.5, _POS),
+        "invert_yaw": (_F.invert_yaw, _bool),
+        "invert_pitch": (_F.invert_pitch, _bool),
+        "lost_hold_s": (_F.lost_hold_s, _NONNEG),
+        "lost_action": (_F.lost_action, _choice(LOST_ACTIONS)),
+        "recentre_s": (_F.recentre_s, _NONNEG),
+        "sweep_rate_dps": (_F.sweep_rate_dps, _POS),
+        "sweep_amplitude_deg": (_F.sweep_amplitude_deg, _POS),
+        "max_dt_s": (_F.max_dt_s, _POS),
     },
     "calibration": {
         "point": ("centre", _point),
@@ -243,7 +245,7 @@ def build_pipeline_config(settings):
     cam = settings["camera"]
     framing = FramingConfig(
         hfov_deg=float(cam["hfov_deg"]), vfov_deg=float(cam["vfov_deg"]),
-        kp=f["kp"], ki=f["ki"], kd=f["kd"], deadband_deg=f["deadband_deg"],
+        kp=f["kp"], ki=f["ki"], kd=f["kd"], deadband_deg=f["deadband_deg"], settle_rate_dps=f["settle_rate_dps"],
         max_rate_dps=f["max_rate_dps"], max_accel_dps2=f["max_accel_dps2"], smoothing_s=f["smoothing_s"],
         roll_deg=90.0 if f["orientation"] == "portrait" else 0.0,
         invert_yaw=f["invert_yaw"], invert_pitch=f["invert_pitch"],

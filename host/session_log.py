@@ -36,7 +36,7 @@ class SessionLog:
         os.makedirs(directory, exist_ok=True)
         self.path = path
         self.fsync_interval_s = fsync_interval_s
-        self._f = open(path, "a", encoding="utf-8", buffering=1)
+        self._f = open(path, "w", encoding="utf-8", buffering=1)
         self._last_sync = time.monotonic()
         self.records = 0
 

@@ -47,6 +47,7 @@ def add_arguments(parser):
     parser.add_argument("--no-pace", action="store_true",
                         help="video files: process every frame in order instead of playing in real time")
     parser.add_argument("--scenario", default="track-crossing", help="--sim: scenario name or file")
+    parser.add_argument("--seed", type=int, default=0, help="--sim: random seed (runs are repeatable per seed)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     parser.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--motors-off-on-exit", action="store_true", help="switch the motors off at exit")
@@ -224,7 +225,7 @@ def run(args):
         if args.sim:
             from host.mount.sim import SimSession
 
-            sim = SimSession(args.scenario, pipeline_config)
+            sim = SimSession(args.scenario, pipeline_config, seed=args.seed)
             source = sim.source()
         else:
             sim = None
@@ -270,7 +271,11 @@ def _track(args, settings, pipeline_config, source, sim):
         except Exception as exc:  # OpenCV without GUI support, or no display
             log.warning("no preview window (%s); running headless", exc)
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
-    mount.start_watchdog()
+    if sim is None:
+        clock = time.monotonic
+        mount.start_watchdog()
+    else:
+        clock = sim.clock  # lockstep: the driver runs on simulated time and nothing can stall
 
     stats = Stats()
     started = time.monotonic()
@@ -290,16 +295,16 @@ def _track(args, settings, pipeline_config, source, sim):
                 break
             frame = grabber.latest(timeout_s=0.1)
             if frame is None:
-                mount.poll(time.monotonic())
+                mount.poll(clock())
                 if grabber.ended:
                     break
                 if args.json and time.monotonic() >= next_status:
                     next_status += 1.0
                     _emit(_status_line(stats, mount, grabber, started))
                 continue
-            telemetry = mount.poll(time.monotonic())
+            telemetry = mount.poll(clock())
             out = pipeline.step(frame.rgb, frame.t_s, telemetry)
-            mount.send(out.setpoint, time.monotonic())
+            mount.send(out.setpoint, clock())
             e2e_ms = (time.perf_counter() - frame.grabbed_at) * 1e3
             now = time.monotonic()
             stats.add(out, e2e_ms, now)
@@ -330,10 +335,11 @@ def _track(args, settings, pipeline_config, source, sim):
         code = 130
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-        mount.close(time.monotonic(), motors_off=g["motors_off_on_exit"])
-        if sim is None:
-            grabber.stop()
+        mount.close(clock(), motors_off=g["motors_off_on_exit"])
+        grabber.stop()
         pipeline.close()
+        if sim is not None:
+            sim.close()
         media.close()
         if window is not None:
             window.close()

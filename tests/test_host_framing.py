@@ -53,27 +53,53 @@ def test_closed_loop_brings_subject_to_calibration_point_without_overshoot():
 
 
 def test_deadband_stops_cleanly_with_no_integral_creep():
-    cfg = FramingConfig(deadband_deg=1.0, ki=5.0)
+    # closed loop: the camera turns at the commanded rate until the subject is centred
+    cfg = FramingConfig(deadband_deg=1.0)
     ctl = FramingController(cfg)
-    # first drive hard so the integrator is loaded
-    for _ in range(30):
-        ctl.update(FramingTarget(locked=True, x=0.8, y=0.5), DT)
-    # then a constant error just inside the deadband for a long time
-    x_inside = 0.5 + 0.5 * math.tan(math.radians(0.9)) / math.tan(math.radians(35))
-    rates = [ctl.update(FramingTarget(locked=True, x=x_inside, y=0.5), DT).yaw_rate_dps for _ in range(3000)]
-    assert rates[-1] == 0.0
-    # after the acceleration-limited ramp down it is exactly zero for good
+    cam_yaw, subject_yaw = 0.0, 15.0
+    rates = []
+    for _ in range(int(60 / DT)):  # a minute of simulated time
+        x = project_x(subject_yaw, cam_yaw, cfg.hfov_deg)
+        cmd = ctl.update(FramingTarget(locked=True, x=x, y=0.5), DT)
+        cam_yaw += cmd.yaw_rate_dps * DT
+        rates.append(cmd.yaw_rate_dps)
     first_zero = rates.index(0.0)
-    assert first_zero < 30
-    assert all(r == 0.0 for r in rates[first_zero:])
+    assert first_zero < int(3 / DT)
+    assert all(r == 0.0 for r in rates[first_zero:])  # stopped for good: no creep
     assert ctl.yaw.pid._integral == 0.0
+    assert abs(subject_yaw - cam_yaw) <= cfg.deadband_deg + 0.5
 
 
-def test_output_is_continuous_at_the_deadband_edge():
-    cfg = FramingConfig(deadband_deg=1.0, ki=0.0, kd=0.0, smoothing_s=0.0, max_accel_dps2=1e6)
+def test_constant_offset_inside_the_deadband_never_moves_the_gimbal():
+    ctl = FramingController(FramingConfig(deadband_deg=1.0, ki=10.0))
+    x_inside = 0.5 + 0.5 * math.tan(math.radians(0.9)) / math.tan(math.radians(35))
+    cmds = [ctl.update(FramingTarget(locked=True, x=x_inside, y=0.5), DT) for _ in range(3000)]
+    assert all(c.yaw_rate_dps == 0.0 and c.state == "deadband" for c in cmds)
+
+
+def test_a_moving_subject_is_followed_through_the_deadband():
+    # subject crossing at 20 deg/s: the gimbal keeps turning with it and the lag shrinks
+    cfg = FramingConfig()
+    ctl = FramingController(cfg)
+    cam_yaw = 0.0
+    errors, rates = [], []
+    for i in range(int(6 / DT)):
+        subject_yaw = 20.0 * i * DT
+        x = project_x(subject_yaw, cam_yaw, cfg.hfov_deg)
+        cmd = ctl.update(FramingTarget(locked=True, x=x, y=0.5), DT)
+        cam_yaw += cmd.yaw_rate_dps * DT
+        errors.append(subject_yaw - cam_yaw)
+        rates.append(cmd.yaw_rate_dps)
+    assert max(abs(e) for e in errors[-60:]) < 6.0
+    assert abs(errors[-1]) < abs(errors[60])
+    assert min(rates[30:]) > 10.0  # never stopped while the subject kept moving
+
+
+def test_motion_restarts_smoothly_at_the_deadband_edge():
+    cfg = FramingConfig(deadband_deg=1.0, smoothing_s=0.0, max_accel_dps2=300.0)
     just_outside = 0.5 + 0.5 * math.tan(math.radians(1.05)) / math.tan(math.radians(35))
     cmd = FramingController(cfg).update(FramingTarget(locked=True, x=just_outside, y=0.5), DT)
-    assert 0 < cmd.yaw_rate_dps < cfg.kp * 0.1
+    assert 0 < cmd.yaw_rate_dps <= cfg.max_accel_dps2 * DT
 
 
 @settings(max_examples=40, deadline=None)

@@ -187,3 +187,31 @@ def test_missing_video_file_and_missing_port_are_clear_errors(tmp_path):
     assert result.returncode == 2
     result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"))
     assert result.returncode == 2 and "does not exist" in result.stderr and "ttyNOPE" in result.stderr
+
+
+def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
+    log = tmp_path / "sim.jsonl"
+    args = ("track", "--sim", "--scenario", "gesture-pause", "--headless", "--json", "--no-hands", "--log", str(log))
+    result = opensteady(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json_lines(result.stdout)[-1]
+    assert summary["gimbal"] == "opensteady" and summary["sim"]["scenario"] == "gesture-pause"
+    assert summary["frames"] == 301 and summary["setpoints_sent"] == 301  # 10 s at 30 fps, t = 0 included
+    assert summary["bytes_written"] >= 301 * 14  # every setpoint crossed the simulated UART
+    from host.session_log import read_log
+
+    frames = [r for r in read_log(str(log))[0] if r["type"] == "frame"]
+    # telemetry decoded from the simulated firmware, which is switched to track mode once calibrated
+    modes = [r["telemetry"]["mode"] for r in frames if r["telemetry"]]
+    assert "off" in modes[:10] and modes[-1] == "track"
+    # the scenario injects open_palm at 3.5 s (pause) and 6.5 s (resume)
+    actions = [(e["t_s"], e["detail"]) for e in summary["events"] if e["kind"] == "action"]
+    assert [a for _, a in actions] == ["pause", "resume"]
+    assert 3.5 <= actions[0][0] < 3.5 + 1 / 30 and 6.5 <= actions[1][0] < 6.5 + 1 / 30
+    paused = [r for r in frames if 3.6 <= r["t_s"] < 6.5]
+    assert paused and all(r["paused"] and r["setpoint"]["state"] == "paused" for r in paused)
+    assert all(r["setpoint"]["yaw_rate_dps"] == 0 and r["setpoint"]["pitch_rate_dps"] == 0 for r in paused[10:])
+    assert not any(r["paused"] for r in frames if r["t_s"] > 6.6)
+    # repeatable: the same seed gives the same frames, detections and setpoints
+    again = json_lines(opensteady(*args[:-1], str(tmp_path / "again.jsonl")).stdout)[-1]
+    assert again["frames_with_target"] == summary["frames_with_target"] and again["sim"] == summary["sim"]

@@ -13,7 +13,7 @@ name       protocol                                        module
 opensteady OpenSteady wire protocol via host.link.Link     host.mount.opensteady
 simplebgc  SimpleBGC Serial API v2                         host.mount.simplebgc
 mavlink    MAVLink Gimbal Protocol v2 (pymavlink)          host.mount.mavlink
-sim        the MuJoCo simulator (in-process)               host.mount.sim
+sim        OpenSteady protocol over the simulated UART     host.mount.sim
 none       nothing (dry run)                               host.mount.backend
 ========== =============================================== =========================
 
@@ -56,9 +56,10 @@ def create_backend(kind, port=None, baud=115200, **options):
         from host.mount.mavlink import MavlinkBackend
 
         return MavlinkBackend(port, baud=baud, **options)
-    from host.mount.sim import SimBackend
-
-    return SimBackend(**options)
+    session = options.get("session")
+    if session is None:
+        raise ValueError("--gimbal sim comes with the simulator's camera: use --sim")
+    return session.backend()
 
 
 class Mount:

@@ -3,8 +3,12 @@
 On open it handshakes (Link does) and switches the firmware to MODE_TRACK;
 setpoints go out as MSG_SETPOINT with the flags SetpointCommand.to_protocol()
 chooses. Telemetry arrives in 0.01 deg units and is converted to degrees.
-The Link reconnects by itself when the port vanishes and comes back; after a
-reconnect this driver sends MODE_TRACK again.
+The firmware refuses MODE_TRACK until its gyro calibration is done, and a
+reconnected board boots in another mode, so while telemetry reports any mode
+but track, MODE_TRACK is asked for again every ``mode_retry_s``.
+
+``link`` may be any object with Link's interface (the simulator passes one
+that carries the same bytes over its simulated UART).
 """
 
 from firmware import protocol as p
@@ -35,15 +39,18 @@ class OpenSteadyBackend(MountBackend):
     supports_rate = True
     supports_roll = True
 
-    def __init__(self, url, baud=115200, handshake=True, link=None):
+    def __init__(self, url, baud=115200, handshake=True, link=None, mode_retry_s=0.5):
         if link is None:
             from host.link import Link
 
             link = Link(url, baud=baud, handshake=handshake, reconnect=True)
         self.link = link
+        self.mode_retry_s = mode_retry_s
         self.telemetry = None
         self.faults = []  # FAULT messages received, newest last
         self._reconnects_seen = 0
+        self._mode_retry_at_s = None
+        self._safe = False
 
     @property
     def connected(self):
@@ -77,9 +84,14 @@ class OpenSteadyBackend(MountBackend):
         self._after_reconnect()
         if not self.link.connected:
             self.telemetry = None
+        elif self.telemetry is not None and self.telemetry["mode"] != "track" and not self._safe:
+            if self._mode_retry_at_s is None or t_s >= self._mode_retry_at_s:
+                self.link.send(p.MSG_MODE, p.MODE_TRACK)
+                self._mode_retry_at_s = t_s + self.mode_retry_s
         return self.telemetry
 
     def make_safe(self, t_s, motors_off=False):
+        self._safe = True
         flags = (p.SP_YAW_IS_RATE | p.SP_PITCH_IS_RATE | p.SP_ROLL_IS_RATE
                  | p.SP_YAW_IN_EARTH_FRAME | p.SP_PITCH_IN_EARTH_FRAME | p.SP_ROLL_IN_EARTH_FRAME)
         self.link.send_setpoint(flags, 0, 0, 0)  # stop turning; MODE_LOCK then holds the attitude
