@@ -47,7 +47,7 @@ else:
         return a - b
 
 
-def _handle_path(t, out):
+def handle_wobble(t, out):
     # still for the boot calibration, then the hand wobbles on all three axes
     t -= 1.2
     if t < 0:
@@ -64,7 +64,7 @@ def _pct(sorted_vals, q):
 
 
 def run(ticks=20000):
-    hal = PlantHAL(handle_path=_handle_path)
+    hal = PlantHAL(handle_path=handle_wobble)
     hal.capture_tx = False
     g = Gimbal(hal)
     period = g.period_us

@@ -10,20 +10,11 @@ import math
 
 from firmware import protocol
 from firmware.app import Gimbal
+from firmware.bench_tick import handle_wobble as _wobble  # still for calibration, then 10/5/5 deg
 from firmware.config import KEY_IDS, Config, axis_key
 from firmware.plant import PlantHAL
 
 P = protocol
-
-
-def _wobble(t, out):
-    # still for the 1 s boot calibration, then the hand moves on all three axes
-    t -= 1.2
-    if t < 0:
-        return
-    out[0] = math.radians(10) * math.sin(2 * math.pi * 0.5 * t)
-    out[1] = math.radians(5) * math.sin(2 * math.pi * 1.0 * t)
-    out[2] = math.radians(5) * math.sin(2 * math.pi * 0.7 * t)
 
 
 class Rig:
