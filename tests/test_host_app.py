@@ -1,0 +1,278 @@
+"""The tracker app's parts: config file, gestures to actions, capture slot, HUD.
+
+Real MediaPipe on the real astronaut photo; simulated time everywhere.
+"""
+
+import os
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from host.calibration import CameraMapping
+from host.capture import FrameGrabber, VideoFileSource
+from host.config import ConfigError, build_pipeline_config, load_config, set_value
+from host.pipeline import PipelineConfig, TrackingPipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DT = 1 / 30
+
+
+# --- config ----------------------------------------------------------------------
+
+def test_documented_example_config_loads_and_matches_the_defaults_it_shows():
+    path = os.path.join(ROOT, "docs", "config.example.toml")
+    settings = load_config(path)
+    assert settings == load_config(None)  # the example shows every default, unchanged
+    text = open(path).read()
+    from host.config import SCHEMA
+
+    for section, keys in SCHEMA.items():
+        assert "[%s]" % section in text
+        for key in keys:
+            assert "\n%s = " % key in text or "\n# %s = " % key in text, "%s.%s is not documented" % (section, key)
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ("[framing]\nkp = 2.0\nki = -1\n", 3, ["framing.ki = -1", "must be >= 0"]),
+    ("[camera]\nfps = 30\n\n[gimbal]\ndrive = \"none\"\n", 5, ["unknown key gimbal.drive", "driver"]),
+    ("[framing]\nlost_action = \"spin\"\n", 2, ["framing.lost_action = 'spin'", "'sweep'"]),
+    ("\n[cameras]\nfps = 30\n", 2, ["unknown section [cameras]"]),
+    ("[calibration]\npoint = \"middle\"\n", 2, ["calibration.point", "preset"]),
+    ("[gestures]\nvictory = \"selfie\"\n", 2, ["gestures.victory = 'selfie'", "'photo'"]),
+    ("[gimbal]\nbaud = 115200.5\n", 2, ["gimbal.baud", "integer"]),
+    ("[camera]\nsource = true\n", 2, ["camera.source", "camera index"]),
+])
+def test_config_errors_name_the_line_key_value_and_reason(text, line, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(text=text)
+    message = str(err.value)
+    assert message.startswith("<config>:%d: " % line), message
+    for word in words:
+        assert word in message
+
+
+def test_config_syntax_error_names_the_line():
+    with pytest.raises(ConfigError, match="line 3"):
+        load_config(text="[framing]\nkp = 2.0\nki = = 1\n")
+
+
+def test_file_overrides_defaults_and_flags_override_the_file(tmp_path):
+    settings = load_config(text="[framing]\nmax_rate_dps = 50.0\norientation = \"portrait\"\n"
+                                "[calibration]\npoint = \"top-third\"\noffset_x = -0.1\nscale_x = 0.8\n")
+    cfg = build_pipeline_config(settings)
+    assert cfg.framing.max_rate_dps == 50.0 and cfg.framing.roll_deg == 90.0
+    assert cfg.calibration_point == pytest.approx((0.5, 1 / 3))
+    assert cfg.camera_mapping == CameraMapping(offset_x=-0.1, scale_x=0.8)
+    set_value(settings, "calibration", "point", "0.25,0.4", "--calibration")
+    assert build_pipeline_config(settings).calibration_point == (0.25, 0.4)
+    with pytest.raises(ConfigError, match="--calibration: calibration.point"):
+        set_value(settings, "calibration", "point", "2,2", "--calibration")
+    assert load_config(None)["framing"]["max_rate_dps"] == 120.0  # defaults untouched
+
+
+# --- pipeline: gestures to actions -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def astronaut_frame():
+    import skimage.data
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[:, 80:560] = cv2.resize(skimage.data.astronaut(), (480, 480))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def perception():
+    from vision.pipeline import Perception, VisionConfig
+
+    with Perception(VisionConfig(hands=False)) as p:
+        yield p
+
+
+def make_pipeline(perception, **kw):
+    return TrackingPipeline(PipelineConfig(vision={"hands": False}, **kw), perception=perception)
+
+
+def run_frames(pipe, frame, t0, n):
+    outs = []
+    for i in range(n):
+        outs.append(pipe.step(frame, t0 + i * DT))
+    return outs
+
+
+def test_pipeline_locks_on_the_real_face_and_turns_towards_it(perception, astronaut_frame):
+    pipe = make_pipeline(perception)
+    outs = run_frames(pipe, astronaut_frame, 0.0, 10)
+    last = outs[-1]
+    assert last.target.locked and last.target.source == "face"
+    assert abs(last.target.x - 0.49) < 0.05 and last.target.y < 0.35  # head in the upper half
+    assert last.setpoint.pitch_rate_dps > 0  # face above the centre: tilt up
+    assert [e.kind for o in outs for e in o.events] == ["target_locked"]
+    assert set(last.latency_ms) == {"vision", "tracker", "gestures", "framing", "total"}
+    assert last.latency_ms["total"] >= last.latency_ms["vision"] > 0
+
+
+def test_calibration_point_and_side_camera_mapping_change_the_error(perception, astronaut_frame):
+    pipe = make_pipeline(perception)
+    first = run_frames(pipe, astronaut_frame, 0.0, 3)[-1]
+    assert abs(first.setpoint.yaw_error_deg) + abs(first.setpoint.pitch_error_deg) > 10
+    pipe.set_calibration_point(first.target.x, first.target.y)  # as a click on the face would
+    out = run_frames(pipe, astronaut_frame, 3 * DT, 3)[-1]
+    assert abs(out.setpoint.yaw_error_deg) < 0.5 and abs(out.setpoint.pitch_error_deg) < 0.5
+    shifted = make_pipeline(perception, camera_mapping=CameraMapping(offset_x=0.2))
+    out = run_frames(shifted, astronaut_frame, 0.0, 3)[-1]
+    assert out.setpoint.yaw_error_deg > 10  # the recording camera sees the face further right
+    with pytest.raises(ValueError, match="inside the frame"):
+        pipe.set_calibration_point(1.2, 0.5)
+
+
+def test_gesture_actions_pause_photo_record_recentre_lock(perception, astronaut_frame):
+    pipe = make_pipeline(perception, photo_countdown_s=3.0)
+    t = 0.0
+    run_frames(pipe, astronaut_frame, t, 5)
+    t += 5 * DT
+
+    def gesture(name):
+        nonlocal t
+        pipe.inject_gesture(name)
+        out = pipe.step(astronaut_frame, t)
+        t += DT
+        return out, [(e.kind, e.detail) for e in out.events]
+
+    out, ev = gesture("open_palm")
+    assert ("gesture", "open_palm") in ev and ("action", "pause") in ev and out.paused
+    outs = run_frames(pipe, astronaut_frame, t, 30)
+    t += 30 * DT
+    assert outs[-1].setpoint.state == "paused" and outs[-1].setpoint.is_still
+    out, ev = gesture("open_palm")
+    assert ("action", "resume") in ev and not out.paused
+
+    out, ev = gesture("victory")
+    assert ("action", "photo_countdown") in ev and out.photo_countdown_s == pytest.approx(3.0)
+    photo_at = t - DT + 3.0
+    fired = []
+    for _ in range(100):
+        o = pipe.step(astronaut_frame, t)
+        if any(e.kind == "photo_now" for e in o.events):
+            fired.append(t)
+        t += DT
+    assert len(fired) == 1 and photo_at <= fired[0] < photo_at + DT + 1e-9
+
+    out, ev = gesture("fist")
+    assert ("action", "record_start") in ev and out.recording
+    out, ev = gesture("fist")
+    assert ("action", "record_stop") in ev and not out.recording
+
+    out, ev = gesture("pointing")
+    assert ("action", "recentre") in ev and out.setpoint.state == "recentre" and out.setpoint.yaw_deg == 0.0
+
+    pipe.tracker.release()
+    out, ev = gesture("thumbs_up")
+    assert ("action", "lock_on") in ev
+
+
+def test_gesture_table_is_configurable_and_unknown_actions_refused(perception, astronaut_frame):
+    pipe = make_pipeline(perception, gesture_actions={"open_palm": "none", "fist": "pause_toggle"})
+    pipe.inject_gesture("open_palm")
+    out = pipe.step(astronaut_frame, 0.0)
+    assert not out.paused and [e.kind for e in out.events if e.kind == "action"] == []
+    pipe.inject_gesture("fist")
+    assert pipe.step(astronaut_frame, DT).paused
+    with pytest.raises(ValueError, match="gestures.fist = 'dance'"):
+        PipelineConfig(gesture_actions={"fist": "dance"}).validate()
+    with pytest.raises(ValueError, match="went backwards"):
+        pipe.step(astronaut_frame, 0.0)
+
+
+# --- capture -----------------------------------------------------------------------
+
+class ListSource:
+    """A live source over a list of frames, read as fast as possible (a camera faster than us)."""
+
+    live = True
+    description = "list"
+
+    def __init__(self, n, fail_opens=0):
+        self.n = n
+        self.i = 0
+        self.fail_opens = fail_opens
+        self.opens = 0
+        self.done = threading.Event()
+
+    def open(self):
+        from host.capture import CaptureError
+
+        self.opens += 1
+        if self.opens <= self.fail_opens:
+            raise CaptureError("list source not ready (%d)" % self.opens)
+
+    def read(self):
+        from host.capture import EndOfStream, Frame
+
+        if self.i >= self.n:
+            self.done.set()
+            raise EndOfStream()
+        self.i += 1
+        return Frame(np.zeros((4, 4, 3), np.uint8), self.i * DT, self.i - 1, 0.0)
+
+    def close(self):
+        pass
+
+
+def test_grabber_hands_over_the_newest_frame_and_counts_drops():
+    source = ListSource(50)
+    grabber = FrameGrabber(source).start()
+    source.done.wait(10)
+    grabber._thread.join(10)
+    frame = grabber.latest(timeout_s=0)
+    assert frame.index == 49  # the newest; the 49 before it were overwritten
+    assert grabber.dropped == 49 and grabber.latest(timeout_s=0) is None and grabber.ended
+    grabber.stop()
+
+
+def test_grabber_retries_a_source_that_fails_to_open(caplog):
+    source = ListSource(3, fail_opens=2)
+    grabber = FrameGrabber(source, retry_s=0.01).start()
+    source.done.wait(10)
+    grabber._thread.join(10)
+    assert source.opens == 3 and grabber.errors == 2
+    assert grabber.latest(timeout_s=0).index == 2
+    assert sum("not ready" in r.message for r in caplog.records) == 2
+    grabber.stop()
+
+
+def test_unpaced_video_file_delivers_every_frame_in_order(tmp_path):
+    path = str(tmp_path / "count.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (64, 48))
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+    writer.release()
+    grabber = FrameGrabber(VideoFileSource(path, paced=False)).start()
+    frames = []
+    while not grabber.ended:
+        f = grabber.latest(timeout_s=1.0)
+        if f is not None:
+            frames.append(f)
+    grabber.stop()
+    assert [f.index for f in frames] == list(range(20))
+    assert frames[3].t_s == pytest.approx(3 / 25.0) and grabber.dropped == 0
+    assert abs(int(frames[7].rgb.mean()) - 70) <= 3
+
+
+# --- HUD ---------------------------------------------------------------------------
+
+def test_hud_draws_target_calibration_point_and_status(perception, astronaut_frame):
+    from host.hud import CYAN, draw_hud
+
+    pipe = make_pipeline(perception, calibration_point=(0.25, 0.75))
+    out = run_frames(pipe, astronaut_frame, 0.0, 3)[-1]
+    img = cv2.cvtColor(astronaut_frame, cv2.COLOR_RGB2BGR)
+    before = img.copy()
+    draw_hud(img, out, {"fps": 29.5, "e2e_ms": 12.0, "gimbal": "none", "gesture": "victory"})
+    cx, cy = int(0.25 * 640), int(0.75 * 480)
+    assert tuple(img[cy, cx + 10]) == CYAN  # the ring around the calibration point
+    tx, ty = int(out.target.x * 640), int(out.target.y * 480)
+    assert (img[ty - 5:ty + 5, tx - 5:tx + 5] != before[ty - 5:ty + 5, tx - 5:tx + 5]).any()
+    assert (img[:80, :400] != before[:80, :400]).any()  # status lines
