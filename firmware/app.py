@@ -51,6 +51,9 @@ from firmware.config import DRIVER_BLDC, DRIVER_SERVO, Config, KEYS
 from firmware.control import AxisController
 from firmware.estimator import AttitudeEstimator
 from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
+
+_TICKS_HALF = const(1 << 29)
+_TICKS_MASK = const((1 << 30) - 1)
 from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
 from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
 
@@ -195,6 +198,7 @@ class Gimbal:
     @micropython.native
     def tick(self, now_us):
         """Run exactly one control tick at time ``now_us`` (integer microseconds)."""
+        # tick differences below are fixmath.ticks_diff, inlined (calls cost more than the maths)
         if self._first:
             self._first = False
             dt = self.period_us
@@ -202,7 +206,7 @@ class Gimbal:
             self._next_tel_us = now_us
             self._next_hb_us = now_us
         else:
-            dt = ticks_diff(now_us, self._last_us)
+            dt = ((now_us - self._last_us + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
             # a stalled or jumping clock must not wreck the integrators
             if dt <= 0:
                 dt = 1
@@ -212,13 +216,15 @@ class Gimbal:
         self.uptime_us += dt
         self._control(dt)
         self._poll_link(now_us)
-        self._check_link(now_us)
+        lost = ((now_us - self._last_link_us + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF > self.failsafe_us
+        if lost != self.failsafe:
+            self._link_changed(lost)
         if self._pending_fault:
             self._send_fault()
-        if self.telemetry_period_us and ticks_diff(now_us, self._next_tel_us) >= 0:
+        if self.telemetry_period_us and ((now_us - self._next_tel_us + _TICKS_HALF) & _TICKS_MASK) >= _TICKS_HALF:
             self._next_tel_us = self._next_due(self._next_tel_us, self.telemetry_period_us, now_us)
             self._send_telemetry()
-        if self.heartbeat_period_us and ticks_diff(now_us, self._next_hb_us) >= 0:
+        if self.heartbeat_period_us and ((now_us - self._next_hb_us + _TICKS_HALF) & _TICKS_MASK) >= _TICKS_HALF:
             self._next_hb_us = self._next_due(self._next_hb_us, self.heartbeat_period_us, now_us)
             self._send_heartbeat()
 
@@ -262,30 +268,30 @@ class Gimbal:
             return
         if not self.motors_on:
             return
-        self._targets(dt)
+        if self.mode != MODE_LOCK:
+            self._targets(dt)
         ang = self.est.angle_udeg
         rate = self.est.rate_mdps
         limit = False
+        hal = self.hal
+        driver = self.driver
         for i in range(3):
             c = self.axes[i]
             c.step(self.target_udeg[i], self.ff_mdps[i], ang[i], rate[i], dt)
-            limit = limit or c.at_limit
-            self._drive(i, c.joint_ndeg // 1000)
+            if c.at_limit:
+                limit = True
+            drv = driver[i]
+            if drv == DRIVER_BLDC:
+                d = self.duty
+                bldc_duties(c.joint_ndeg // 1000, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
+                hal.bldc_write(i, d[0], d[1], d[2])
+            elif drv == DRIVER_SERVO:
+                hal.servo_write(i, servo_pulse_us(c.joint_ndeg // 1000, self.motor_dir[i], self.servo_q8[i]))
         if limit:
             if not self.fault_flags & FAULT_JOINT_LIMIT:
                 self._raise_fault(FAULT_JOINT_LIMIT)
         else:
             self.fault_flags &= ~FAULT_JOINT_LIMIT
-
-    @micropython.native
-    def _drive(self, i, joint_udeg):
-        drv = self.driver[i]
-        if drv == DRIVER_BLDC:
-            d = self.duty
-            bldc_duties(joint_udeg, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
-            self.hal.bldc_write(i, d[0], d[1], d[2])
-        elif drv == DRIVER_SERVO:
-            self.hal.servo_write(i, servo_pulse_us(joint_udeg, self.motor_dir[i], self.servo_q8[i]))
 
     def _imu_fault(self, flag):
         self.imu_ok = False
@@ -314,6 +320,8 @@ class Gimbal:
                 return NACK_NOT_READY
             self.fault_flags &= ~imu_fault
         self.mode = mode
+        for i in range(3):
+            self.ff_mdps[i] = 0
         self._hold_track()
         if mode == MODE_OFF:
             self._stop_motors()
@@ -367,6 +375,8 @@ class Gimbal:
                     done = False
             if done:
                 self.mode = MODE_LOCK
+                for i in range(3):
+                    self.ff_mdps[i] = 0
 
     @micropython.native
     def _follow(self, i, dt):
@@ -458,10 +468,8 @@ class Gimbal:
                 self._handle(mid, now_us)
                 mid = p.flush()
 
-    @micropython.native
-    def _check_link(self, now_us):
-        lost = ticks_diff(now_us, self._last_link_us) > self.failsafe_us
-        if lost and not self.failsafe:
+    def _link_changed(self, lost):
+        if lost:
             self.failsafe = True
             if self.link_seen:
                 self._raise_fault(FAULT_LINK_LOST)
@@ -471,7 +479,7 @@ class Gimbal:
                     self.target_udeg[i] = self.est.angle_udeg[i]
                     self.ff_mdps[i] = 0
             self._hold_track()
-        elif not lost and self.failsafe:
+        else:
             self.failsafe = False
             self.fault_flags &= ~FAULT_LINK_LOST
 

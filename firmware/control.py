@@ -27,7 +27,6 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-from firmware.fixmath import wrap_udeg
 
 
 class AxisController:
@@ -89,7 +88,8 @@ class AxisController:
             return
         lim = self.effort_limit_mdps
         # outer loop: angle error -> rate setpoint
-        sp = (self.angle_kp_q10 * wrap_udeg(target_udeg - angle_udeg)) // 1024000
+        # angle error wrapped to +-180 deg (fixmath.wrap_udeg, inlined: a call costs more than the sum)
+        sp = (self.angle_kp_q10 * ((target_udeg - angle_udeg + 180000000) % 360000000 - 180000000)) // 1024000
         mr = self.max_rate_mdps
         if sp > mr:
             sp = mr

@@ -25,7 +25,7 @@ Pure: time comes in as ``dt_us``; nothing here reads a clock.
 
 import math
 
-from firmware.fixmath import atan2_udeg, isqrt, wrap_ndeg
+from firmware.fixmath import atan2_udeg, isqrt
 from firmware.imu import ACCEL_LSB_PER_G
 
 try:
@@ -148,7 +148,8 @@ class AttitudeEstimator:
         rate[0] = yaw_rate
         rate[1] = (q * dz - r * dy) // h
         rate[2] = p + ((-dx * yaw_rate) >> 28)
-        self.yaw_ndeg = wrap_ndeg(self.yaw_ndeg + yaw_rate * dt_us)
+        # fixmath.wrap_ndeg, inlined
+        self.yaw_ndeg = (self.yaw_ndeg + yaw_rate * dt_us + 180000000000) % 360000000000 - 180000000000
         # rotate the down vector: d' = d x (w dt), w in rad Q28
         k = _W_Q28_PER_MDPS_US_Q20
         wx = (p * dt_us * k) >> 20
