@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vision.gestures import GESTURES, GestureDebouncer, classify
+from vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
 
 # Palm frame: wrist at the origin, +Y towards the middle knuckle (length 1),
 # +X towards the thumb side, +Z out of the palm (the palm faces +Z).
@@ -251,3 +251,14 @@ def test_debouncer_rejects_unknown_labels():
         GestureDebouncer().update("wave", 0.0)
     with pytest.raises(ValueError, match="hold_ms"):
         GestureDebouncer(hold_ms=-1)
+
+
+def test_handedness_smoother_follows_the_weighted_majority():
+    smoother = HandednessSmoother(window=5)
+    labels = [smoother.update(h, s) for h, s in [("left", 0.9), ("right", 0.6), ("left", 0.8), ("right", 0.55)]]
+    assert labels == ["left", "left", "left", "left"]  # a flicker to "right" does not flip it
+    for _ in range(4):
+        last = smoother.update("right", 0.9)
+    assert last == "right"  # a sustained change does
+    with pytest.raises(ValueError, match="handedness"):
+        smoother.update("Left", 1.0)

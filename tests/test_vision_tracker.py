@@ -156,6 +156,27 @@ def test_prediction_compensates_latency_for_a_moving_face():
     assert state.y == pytest.approx(0.6 + vy * (t + latency), abs=0.005)
 
 
+def test_camera_shift_keeps_a_still_subject_still_through_a_fast_pan():
+    with_shift = TargetTracker(TrackerConfig(select="largest"))
+    without = TargetTracker(TrackerConfig(select="largest"))
+    x, states, plain = 0.85, [], []
+    for i in range(30):
+        t = i / FPS
+        step = 0.16 if 10 <= i < 14 else 0.0  # the gimbal whips round: 0.16 frame widths per frame
+        x -= step
+        d = dets(t, [face(x, 0.5, 0.1)])
+        states.append(with_shift.update(d, t, camera_shift=(-step, 0.0)))
+        plain.append(without.update(d, t))
+    locked = [s for s in states if s.locked]
+    assert len({s.track_id for s in locked}) == 1 and len(locked) >= 28
+    assert all(abs(s.vx) < 0.05 for s in locked)  # the subject never moved
+    assert states[-1].source == "face" and states[-1].x == pytest.approx(x, abs=0.01)
+    # Without it, the pan outruns the gate and the target is lost.
+    assert plain[-1].source == "predicted"
+    with pytest.raises(ValueError, match="camera_shift"):
+        with_shift.update(dets(2.0), 2.0, camera_shift=(math.nan, 0.0))
+
+
 def test_prediction_handles_irregular_frame_times():
     tracker = TargetTracker(TrackerConfig(select="largest"))
     t, times = 0.0, []

@@ -173,6 +173,11 @@ class _Track:
         self.y.predict(t_s - self.t_s, q)
         self.t_s = max(self.t_s, t_s)
 
+    def shift(self, dx: float, dy: float) -> None:
+        self.x.p += dx
+        self.y.p += dy
+        self.box = Box(self.box.x + dx, self.box.y + dy, self.box.w, self.box.h)
+
     def predicted_box(self) -> Box:
         return Box.from_center(self.x.p, self.y.p, self.box.w, self.box.h)
 
@@ -191,7 +196,6 @@ class TargetTracker:
         self._next_id = 1
         self._target: Optional[int] = None
         self._t_s: Optional[float] = None
-        self._last: Optional[Detections] = None
         self._gestures = GestureDebouncer(hold_ms=self.config.gesture_hold_ms)
 
     # -- public ------------------------------------------------------------
@@ -200,16 +204,29 @@ class TargetTracker:
         now = self._t_s if self._t_s is not None else 0.0
         return tuple(TrackView(t.track_id, t.box, max(0.0, now - t.seen_s)) for t in self._tracks.values())
 
-    def update(self, detections: Detections, t_s: float) -> TargetState:
+    def update(
+        self, detections: Detections, t_s: float, camera_shift: Tuple[float, float] = (0.0, 0.0)
+    ) -> TargetState:
+        """Feed one frame's detections; returns the target predicted ``latency_s`` past ``t_s``.
+
+        ``camera_shift``: how far, in normalised image units, camera motion
+        alone moved a still subject since the previous frame (from gimbal
+        telemetry: angle change over field of view, with the sign of the image
+        motion). Tracks are shifted by it before matching, so a fast pan
+        neither breaks the gate nor shows up as subject velocity.
+        """
         if not isinstance(detections, Detections):
             raise TypeError(f"detections must be vision.types.Detections, got {type(detections).__name__}")
         if not (isinstance(t_s, (int, float)) and math.isfinite(t_s)):
             raise ValueError(f"t_s must be a finite number of seconds, got {t_s!r}")
         if self._t_s is not None and detections.t_s < self._t_s - 1e-9:
             raise ValueError(f"detections.t_s={detections.t_s} is earlier than the previous frame ({self._t_s})")
+        if len(camera_shift) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in camera_shift):
+            raise ValueError(f"camera_shift must be a finite (dx, dy) pair, got {camera_shift!r}")
         now = detections.t_s
-        self._t_s, self._last = now, detections
+        self._t_s = now
         for track in self._tracks.values():
+            track.shift(*camera_shift)
             if now - track.seen_s > self.config.coast_s:
                 track.x.v = track.y.v = 0.0  # coasting is over: hold the last position
             track.predict_to(now, self.config.accel_noise)
