@@ -15,39 +15,20 @@ import cv2
 import numpy as np
 import pytest
 
+from host.track_bench import FACE_SIZE, face_offset_x, write_astronaut_video
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_FRAMES = 60
-FACE_SIZE = 360  # the astronaut photo is scaled to this many pixels square
-
-
-def face_offset_x(i):
-    """Left edge of the photo in frame i: across the frame and back (a cosine)."""
-    return int(10 + (640 - FACE_SIZE - 20) * (0.5 - 0.5 * np.cos(2 * np.pi * i / N_FRAMES)))
 
 
 def true_face_cx(i):
     # MediaPipe finds the astronaut's face at x 0.35..0.54 of the photo (FACTS: box 0.35, 0.16, 0.19, 0.19)
-    return (face_offset_x(i) + FACE_SIZE * (0.35 + 0.19 / 2)) / 640.0
-
-
-def write_video(path, n=N_FRAMES):
-    import skimage.data
-
-    photo = cv2.resize(skimage.data.astronaut(), (FACE_SIZE, FACE_SIZE))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
-    assert writer.isOpened()
-    for i in range(n):
-        frame = np.full((480, 640, 3), 90, np.uint8)
-        x = face_offset_x(i)
-        frame[60:60 + FACE_SIZE, x:x + FACE_SIZE] = photo
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return (face_offset_x(i, N_FRAMES) + FACE_SIZE * (0.35 + 0.19 / 2)) / 640.0
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    return write_video(tmp_path_factory.mktemp("video") / "astronaut.avi")
+    return write_astronaut_video(tmp_path_factory.mktemp("video") / "astronaut.avi", N_FRAMES)
 
 
 def opensteady(*args, **kw):
