@@ -41,7 +41,7 @@ _H_MIN = const(37962506)  # sqrt(1/50) in Q28
 _I_MAX = const(10000000)  # integral term limit: 10 deg/s, in mdps * 1000
 # rad (Q28) per (mdps * us), scaled by 2**20
 _W_Q28_PER_MDPS_US_Q20 = int(round(math.pi / 180e9 * (1 << 28) * (1 << 20)))
-_MDPS_PER_RAD = 57295779.51308232  # only used when gains are set
+_MDPS_PER_RAD = 57295.77951308232  # mdps per rad/s; only used when gains are set
 
 
 class AttitudeEstimator:

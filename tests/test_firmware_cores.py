@@ -283,3 +283,24 @@ def test_config_key_table_is_consistent():
         assert lo <= default <= hi, name
         assert fwconfig.check_value(key, default) == protocol.ACK_OK, name
     assert fwconfig.axis_key(1, "rate_kp") == fwconfig.KEY_IDS["pitch_rate_kp"]
+
+
+def test_estimator_pulls_toward_gravity_and_learns_gyro_bias():
+    th = math.radians(10)
+    f = [int(round(8192 * math.sin(th))), 0, int(round(-8192 * math.cos(th)))]
+    est = AttitudeEstimator()
+    est.set_gains(1.0, 0.0, 0.15)  # proportional only: a clean first-order pull
+    est.reset([0, 0, -8192], [0, 0, 0])  # starts level, the accelerometer says 10 deg up
+    for _ in range(6000):
+        est.update(f + [0, 0, 0], 1000)
+    assert abs(est.angle_udeg[1] - 10000000) < 50000  # 1/s: e^-6 of the error left
+    # an uncalibrated roll-gyro bias of 0.5 deg/s: the integral term learns it
+    est.set_gains(1.0, 0.05, 0.15)
+    est.reset([0, 0, -8192], [0, 0, 0])
+    for _ in range(60000):
+        est.update([0, 0, -8192, 33, 0, 0], 1000)  # 33 counts = 0.504 deg/s
+    assert abs(est.i_corr[0] / 1000 + 503) < 25  # mdps, opposing the bias
+    assert abs(est.angle_udeg[2]) < 100000
+    # a 1.5 g shake is outside the gate: no correction from it
+    est.update([0, 0, -12288, 0, 0, 0], 1000)
+    assert not est.accel_used

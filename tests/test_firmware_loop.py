@@ -428,6 +428,19 @@ def test_joint_limits_hold_and_are_reported():
     assert any(f[1] == 5 for f in rig.of(P.MSG_FAULT))
 
 
+def test_slower_loop_rates_stay_stable():
+    # an RP2040 may not sustain 1 kHz (docs/benchmarks.md): the same gains must hold at 500 and 333 Hz
+    for hz in (500, 333):
+        cfg = Config()
+        cfg.set(KEY_IDS["loop_hz"], hz)
+        rig = Rig(handle_path=_wobble, config=cfg)
+        rig.run(int(1.3 * hz))
+        worst = [0.0]
+        rig.run(2 * hz, lambda r, k: worst.__setitem__(0, max(worst[0], max(abs(c) for c in r.cam_deg()))))
+        assert rig.g.period_us == 1000000 // hz
+        assert worst[0] < 0.6, (hz, worst)
+
+
 def test_servo_axis_stabilises_through_pulse_widths():
     cfg = Config()
     cfg.set(axis_key(1, "driver"), 1)  # pitch on a hobby servo
