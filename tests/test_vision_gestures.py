@@ -2,7 +2,7 @@
 
 No photos or videos of hands ship offline (see docs/vision.md), so these tests
 build MediaPipe-ordered landmarks from a 3D kinematic hand: typical adult bone
-lengths, joint flexion angles drawn from ranges for each gesture (fingers a
+lengths (each varied by +-10 % per hand), joint flexion angles drawn from ranges for each gesture (fingers a
 little bent when "straight", thumbs resting in different places on a fist),
 then viewed with in-plane rotation, out-of-plane tilt, mirroring, scale,
 translation and landmark noise, and written in different units.
@@ -35,8 +35,8 @@ _THUMB_CMC = (0.24, 0.16)
 _THUMB_BONES = (0.42, 0.32, 0.27)  # metacarpal, proximal, distal
 
 Range = Tuple[float, float]
-_STRAIGHT = ((0, 15), (0, 20), (0, 15))  # MCP, PIP, DIP flexion in degrees: "straight", slightly bent
-_CURLED = ((65, 95), (85, 110), (35, 75))  # fist
+_STRAIGHT = ((0, 25), (0, 30), (0, 20))  # MCP, PIP, DIP flexion in degrees: straight to relaxed
+_CURLED = ((45, 95), (70, 110), (25, 75))  # tight fist to loosely curled
 # Thumb: metacarpal abduction from the palm axis towards +X and elevation out of
 # the palm (+Z), then MCP and IP flexion across the palm.
 _THUMB_OUT = {"abduct": (35, 65), "elevate": (5, 25), "flex": ((0, 15), (0, 20))}
@@ -64,12 +64,13 @@ def hand_3d(gesture: str, rng: np.random.Generator) -> np.ndarray:
     pts = np.zeros((21, 3))
     spread = rng.uniform(0.5, 1.5) if gesture != "victory" else rng.uniform(1.5, 3.0)
     for f, base in zip(("index", "middle", "ring", "pinky"), (5, 9, 13, 17)):
-        mcp = np.array([*_MCP[f], 0.0])
+        mcp = np.array([*_MCP[f], 0.0]) + np.array([*rng.normal(0.0, 0.02, 2), 0.0])  # people differ
         splay = math.radians(_SPLAY_DEG[f] * spread) if f in extended else math.radians(_SPLAY_DEG[f] * 0.3)
         flex = [_u(rng, r) for r in (_STRAIGHT if f in extended else _CURLED)]
         along, normal = np.array([-math.sin(splay), math.cos(splay), 0.0]), np.array([0.0, 0.0, 1.0])
         pts[base], angle, p = mcp, 0.0, mcp
         for j, (bone, bend) in enumerate(zip(_BONES[f], flex)):
+            bone *= rng.uniform(0.9, 1.1)
             angle += bend
             p = p + bone * (along * math.cos(angle) + normal * math.sin(angle))
             pts[base + 1 + j] = p
@@ -81,11 +82,11 @@ def hand_3d(gesture: str, rng: np.random.Generator) -> np.ndarray:
     across -= meta * np.dot(across, meta)
     across /= np.linalg.norm(across)
     pts[1] = [*_THUMB_CMC, 0.0]
-    pts[2] = pts[1] + _THUMB_BONES[0] * meta
+    pts[2] = pts[1] + _THUMB_BONES[0] * rng.uniform(0.9, 1.1) * meta
     angle = 0.0
     for j, (bone, r) in enumerate(zip(_THUMB_BONES[1:], thumb["flex"])):
         angle += _u(rng, r)
-        pts[3 + j] = pts[2 + j] + bone * (meta * math.cos(angle) + across * math.sin(angle))
+        pts[3 + j] = pts[2 + j] + bone * rng.uniform(0.9, 1.1) * (meta * math.cos(angle) + across * math.sin(angle))
     return pts
 
 
