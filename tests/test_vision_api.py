@@ -1,7 +1,12 @@
 """Public API contract of vision/: types, config validation, bad input errors."""
 
+import doctest
+
 import numpy as np
 import pytest
+
+import vision.gestures
+import vision.types
 
 from vision import Box, Detections, TargetState, TargetTracker, TrackerConfig, VisionConfig
 from vision.pipeline import check_frame
@@ -66,3 +71,9 @@ def test_tracker_config_names_the_bad_key():
         TrackerConfig(select="loudest")
     with pytest.raises(ValueError, match="TrackerConfig.lock_gesture="):
         TrackerConfig(lock_gesture="wave")
+
+
+@pytest.mark.parametrize("module", [vision.types, vision.gestures])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0

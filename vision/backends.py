@@ -159,7 +159,11 @@ class MediaPipeBackend:
             handedness = smoother.update(label, score)
             self._handedness.append((pts[0][:2], smoother))
             pixels = [(x * w, y * h, z * w) for x, y, z in pts]  # undo the frame's aspect ratio
-            hands.append(Hand(pts, handedness, classify(pixels), score))
+            try:
+                gesture = classify(pixels)
+            except ValueError:  # a degenerate (zero-size) hand: nothing to classify
+                gesture = "unknown"
+            hands.append(Hand(pts, handedness, gesture, score))
         return tuple(hands)
 
     @staticmethod

@@ -7,8 +7,8 @@ of [0, 1] a little when a subject is cut by the frame edge.
     >>> a = Box(0.4, 0.2, 0.2, 0.2)
     >>> (round(a.cx, 2), round(a.cy, 2), round(a.area, 2))
     (0.5, 0.3, 0.04)
-    >>> a.iou(Box(0.5, 0.2, 0.2, 0.2))  # half overlap: 0.02 / 0.06
-    0.3333333333333333
+    >>> round(a.iou(Box(0.5, 0.2, 0.2, 0.2)), 3)  # half overlap: 0.02 / 0.06
+    0.333
     >>> Detections.empty(0.0, (640, 480)).faces
     ()
 """
