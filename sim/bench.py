@@ -1,0 +1,89 @@
+"""Simulator benchmarks (``opensteady bench sim``), the figures in docs/benchmarks.md "## Simulator".
+
+    python -m sim.bench --repeat 3 [--json]
+
+1. realtime factor of physics + in-process firmware at 1 kHz (stabilize-walking, no camera);
+2. the same with the firmware in the MicroPython binary;
+3. realtime factor with vision in the loop at 30 fps (track-crossing);
+4. tracking_rms_frac on track-crossing, OpenSteady and the naive baseline on the same seed;
+5. camera_jitter_rms_deg on stabilize-walking.
+
+Each figure is the median over ``--repeat`` runs (seeds 0, 1, ...); the
+realtime factors count the whole run (model load, firmware start, detector
+start) against the simulated time. The machine's load average is printed
+beside them because the machine is shared.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+GOALS = {
+    "rtf_physics_firmware_inprocess": 50.0,
+    "rtf_vision_30fps": 2.0,
+    "tracking_rms_frac": 0.02,
+    "tracking_rms_vs_baseline": 1 / 3,
+    "camera_jitter_rms_deg_walking": 0.05,
+}
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def measure(repeat=1):
+    from sim.runner import run_scenario
+    from sim.scenario import load_scenario
+
+    walking = load_scenario("stabilize-walking")
+    crossing = load_scenario("track-crossing")
+    rows = {k: [] for k in ("rtf_physics_firmware_inprocess", "rtf_physics_firmware_micropython", "rtf_vision_30fps",
+                            "tracking_rms_frac", "baseline_tracking_rms_frac", "tracking_lost_frac",
+                            "camera_jitter_rms_deg_walking", "handle_motion_rms_deg_walking")}
+    for seed in range(repeat):
+        w = run_scenario(walking, firmware="inprocess", seed=seed).metrics
+        rows["rtf_physics_firmware_inprocess"].append(w["realtime_factor"])
+        rows["camera_jitter_rms_deg_walking"].append(w["camera_jitter_rms_deg"])
+        rows["handle_motion_rms_deg_walking"].append(w["handle_motion_rms_deg"])
+        mp = run_scenario(walking, firmware="micropython", seed=seed).metrics
+        rows["rtf_physics_firmware_micropython"].append(mp["realtime_factor"])
+        c = run_scenario(crossing, firmware="inprocess", seed=seed).metrics
+        rows["rtf_vision_30fps"].append(c["realtime_factor"])
+        rows["tracking_rms_frac"].append(c["tracking_rms_frac"])
+        rows["tracking_lost_frac"].append(c["tracking_lost_frac"])
+        b = run_scenario(crossing, firmware="inprocess", seed=seed, tracker="baseline").metrics
+        rows["baseline_tracking_rms_frac"].append(b["tracking_rms_frac"])
+    out = {k: _median(v) for k, v in rows.items()}
+    mine, base = out["tracking_rms_frac"], out["baseline_tracking_rms_frac"]
+    out["tracking_rms_vs_baseline"] = round(mine / base, 4) if mine is not None and base else None
+    out["repeat"] = repeat
+    out["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    out["goals"] = GOALS
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="opensteady bench sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        print("--repeat must be at least 1", file=sys.stderr)
+        return 2
+    print("load average before: %.2f" % os.getloadavg()[0], file=sys.stderr)
+    out = measure(args.repeat)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            if k != "goals":
+                goal = GOALS.get(k)
+                print("%-36s %-10s %s" % (k, v, "" if goal is None else "(goal %s)" % round(goal, 4)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
