@@ -27,6 +27,7 @@ Behaviour worth knowing:
   controllers keep their state (they are reset only when motors start).
 """
 
+import gc
 import struct
 
 try:
@@ -626,14 +627,19 @@ class Gimbal:
 
     # --- the board loop ---------------------------------------------------------------
 
-    def run_forever(self, max_ticks=-1):
+    def run_forever(self, max_ticks=-1, gc_free_min=32768):
         """Fixed-rate loop for boards: tick, then wait for the next period on the HAL's ticks.
 
         ``max_ticks >= 0`` stops after that many ticks (tests drive it with a
         simulated clock). An overrun raises FAULT loop_overrun and restarts
-        the schedule from now instead of bursting to catch up.
+        the schedule from now instead of bursting to catch up. When free heap
+        drops under ``gc_free_min`` bytes the loop collects garbage in the
+        slack after a tick, a fixed point, instead of letting an allocation
+        trigger it mid-tick (32-bit ports box the loop's large integers:
+        see docs/firmware.md).
         """
         hal = self.hal
+        mem_free = getattr(gc, "mem_free", None)  # MicroPython only
         due = hal.ticks_us()
         count = 0
         try:
@@ -641,6 +647,8 @@ class Gimbal:
                 start = hal.ticks_us()
                 self.tick(start)
                 self.loop_time_us = ticks_diff(hal.ticks_us(), start)
+                if mem_free is not None and mem_free() < gc_free_min:
+                    gc.collect()
                 due = (due + self.period_us) % TICKS_PERIOD
                 wait = ticks_diff(due, hal.ticks_us())
                 if wait > 0:
