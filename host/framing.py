@@ -50,12 +50,12 @@ class FramingConfig:
 
     hfov_deg: float = 70.0  # horizontal field of view of the camera the calibration point refers to
     vfov_deg: float = 55.4  # vertical field of view (70 deg at 4:3 gives 55.4 deg)
-    # Tuned on a 30 fps loop with 70-130 ms of camera-to-motor delay and a 50 ms
-    # gimbal lag: a 20 deg step overshoots < 5 deg; a
-    # subject crossing at 30 deg/s trails by ~6 deg. More ki tracks crossings
-    # tighter but overshoots steps (ki 3: 8-15 deg).
-    kp: float = 3.0  # (deg/s) per deg of error
-    ki: float = 0.4  # (deg/s) per deg*s: learns a moving subject's rate
+    # Tuned in the simulator (opensteady track --sim, 30 fps, 30 ms latency) and on a
+    # model with 70-130 ms of delay: a subject crossing at 30 deg/s trails by ~6 deg;
+    # a 20 deg step overshoots by 5-10 deg. More ki tracks crossings tighter but
+    # overshoots steps more.
+    kp: float = 4.0  # (deg/s) per deg of error
+    ki: float = 1.0  # (deg/s) per deg*s: learns a moving subject's rate
     kd: float = 0.05
     deadband_deg: float = 1.0  # errors smaller than this command no motion (once settled)
     settle_rate_dps: float = 3.0  # inside the deadband, stop only if the learnt follow rate is below this

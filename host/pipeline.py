@@ -16,6 +16,7 @@ directly (the simulator has no photos of hands). Photo countdown and record
 toggling are emitted as events; saving files is the application's job.
 """
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -189,6 +190,7 @@ class TrackingPipeline:
         self._last_t_s = None
         self._photo_at_s = None
         self._was_locked = False
+        self._last_attitude = None  # (yaw_deg, pitch_deg) from the previous frame's telemetry
 
     # --- inputs besides frames ------------------------------------------------
     def inject_gesture(self, gesture):
@@ -233,7 +235,7 @@ class TrackingPipeline:
         if self.hands_worker is not None:
             detections = self._merge_hands(detections, frame_rgb, t_s)
         t1 = clock()
-        target = self.tracker.update(detections, t_s)
+        target = self.tracker.update(detections, t_s, camera_shift=self._camera_shift(telemetry))
         t2 = clock()
         fired = self._gestures(detections, t_s, events)
         if target.locked != self._was_locked:
@@ -266,6 +268,26 @@ class TrackingPipeline:
                 "total": (t4 - t0) * 1e3,
             },
         )
+
+    def _camera_shift(self, telemetry):
+        """Image motion of a still subject caused by the gimbal turning since the last frame.
+
+        From telemetry's earth-frame yaw and pitch: yawing right moves the scene
+        left (-x), pitching up moves it down (+y). (0, 0) without telemetry.
+        """
+        if not telemetry or telemetry.get("yaw_deg") is None or telemetry.get("pitch_deg") is None:
+            self._last_attitude = None
+            return (0.0, 0.0)
+        attitude = (telemetry["yaw_deg"], telemetry["pitch_deg"])
+        last, self._last_attitude = self._last_attitude, attitude
+        if last is None:
+            return (0.0, 0.0)
+        dyaw = (attitude[0] - last[0] + 180.0) % 360.0 - 180.0
+        dpitch = attitude[1] - last[1]
+        f = self.config.framing
+        dx = -math.radians(dyaw) / (2.0 * math.tan(math.radians(f.hfov_deg) / 2.0))
+        dy = math.radians(dpitch) / (2.0 * math.tan(math.radians(f.vfov_deg) / 2.0))
+        return (dx, dy)
 
     def _merge_hands(self, detections, frame_rgb, t_s):
         self.hands_worker.submit(frame_rgb, t_s)
