@@ -8,7 +8,9 @@ pitch up, roll right). Random phases and frequencies come from the seed.
 - ``still``: on a table or tripod, no motion;
 - ``tremor``: physiological hand tremor, 8-12 Hz, about 0.15 deg RMS per axis;
 - ``walking``: 1.6-2.0 Hz step bob, half-rate sway and yaw, plus tremor;
-- ``running``: 2.6-3.0 Hz, larger and richer in harmonics, plus tremor;
+- ``running``: 2.6-3.0 Hz, larger and richer in harmonics, plus tremor; the
+  vertical acceleration peaks near 2.5 g, so in the flight phase of each
+  stride the IMU reads close to 0 g (as on a runner's torso);
 - ``pan``: a deliberate minimum-jerk yaw pan of ``pan_deg`` over
   ``pan_duration_s``, plus tremor.
 
@@ -61,7 +63,7 @@ _WALK = (
     (3, 2.0, 0.5), (3, 0.5, 1.0),
 )
 _RUN = (
-    (2, 0.050, 1.0), (2, 0.020, 2.0), (2, 0.008, 3.0),
+    (2, 0.040, 1.0), (2, 0.008, 2.0), (2, 0.002, 3.0),  # peaks near 2.5 g: flight phases read ~0 g
     (1, 0.030, 0.5), (0, 0.020, 1.0),
     (4, 4.0, 1.0), (4, 1.5, 2.0), (4, 0.6, 3.0),
     (5, 5.0, 0.5), (5, 1.5, 1.5),

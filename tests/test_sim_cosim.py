@@ -125,3 +125,21 @@ def test_simpipe_lockstep_framing_on_cpython():
     assert fields[4:7] == (11, 5000, 7)  # pitch duties: imu ax, now_us, 7
     assert fields[13] == 3
     assert reply.endswith(b"abc" + struct.pack("<H", simpipe.NO_CONFIG))
+
+
+@pytest.mark.parametrize("name", __import__("sim.scenario", fromlist=["scenario_names"]).scenario_names())
+def test_every_scenario_runs_on_the_micropython_firmware(name):
+    sc = load_scenario(name)
+    sc = load_scenario(name, overrides={"seconds": sc.warmup_s + 0.6})
+    m = run_scenario(sc, firmware="micropython").metrics
+    assert m["firmware"] == "micropython"
+    assert m["mode_acked"] and m["telemetry_frames"] > 50
+    if name == "stabilize-running":
+        # Running's flight phases read near 0 g, which the firmware's plausibility
+        # check (|a| < 0.25 g) takes for a dead IMU: reported as a finding, and
+        # the fault must be the only one.
+        assert set(m["faults"]) <= {"imu_implausible", "joint_limit"}
+    else:
+        assert m["faults"] == []
+    if sc.uses_vision:
+        assert m["frames"] >= 15  # tracking ran for the last 0.6 s at 30 fps
