@@ -276,3 +276,12 @@ def test_hud_draws_target_calibration_point_and_status(perception, astronaut_fra
     tx, ty = int(out.target.x * 640), int(out.target.y * 480)
     assert (img[ty - 5:ty + 5, tx - 5:tx + 5] != before[ty - 5:ty + 5, tx - 5:tx + 5]).any()
     assert (img[:80, :400] != before[:80, :400]).any()  # status lines
+
+
+def test_gimbal_telemetry_becomes_the_trackers_camera_shift(perception):
+    pipe = make_pipeline(perception)
+    assert pipe._camera_shift(None) == (0.0, 0.0)
+    assert pipe._camera_shift({"yaw_deg": 179.0, "pitch_deg": 0.0}) == (0.0, 0.0)  # first sample
+    dx, dy = pipe._camera_shift({"yaw_deg": -176.0, "pitch_deg": 2.0})  # +5 deg across the wrap, 2 deg up
+    assert dx == pytest.approx(-np.radians(5.0) / (2 * np.tan(np.radians(35.0))))  # scene moves left
+    assert dy == pytest.approx(np.radians(2.0) / (2 * np.tan(np.radians(55.4 / 2))))  # and down

@@ -196,3 +196,15 @@ def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
     # repeatable: the same seed gives the same frames, detections and setpoints
     again = json_lines(opensteady(*args[:-1], str(tmp_path / "again.jsonl")).stdout)[-1]
     assert again["frames_with_target"] == summary["frames_with_target"] and again["sim"] == summary["sim"]
+
+
+def test_track_sim_crossing_keeps_the_subject_framed():
+    # closed loop through vision, tracker, framing, the wire protocol, the firmware and the plant
+    result = opensteady("track", "--sim", "--scenario", "track-crossing", "--headless", "--json", "--no-hands",
+                        "--no-log")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json_lines(result.stdout)[-1]
+    sim = summary["sim"]
+    assert sim["target_in_view_fraction"] >= 0.95
+    assert sim["target_error_deg_median"] < 10.0 and sim["target_error_deg_p95"] < 20.0
+    assert summary["frames_with_target"] >= 0.9 * summary["frames"]
