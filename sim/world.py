@@ -227,17 +227,21 @@ class SimGimbal:
         peak = self.peak_torque_nm
         effort = [0.0, 0.0, 0.0]
         for k in range(3):
-            motor = self.motors[k]
-            motor.enabled = hal.motors_on
             angle = plant.joint_rad(k)
             rate = plant.joint_rads(k)
-            d = hal.duties[k]
-            tau = motor.torque_nm(d[0], d[1], d[2], angle, rate)
             if hal.servo_us[k]:
-                self.servos[k].write(hal.servo_us[k])
-                tau += self.servos[k].torque_nm(angle, rate, self.dt_s)
+                # a servo axis: the servo's own gearmotor is the actuator
+                servo = self.servos[k]
+                servo.write(hal.servo_us[k])
+                tau = servo.torque_nm(angle, rate, self.dt_s)
+                effort[k] = abs(tau) / servo.params.stall_torque_nm
+            else:
+                motor = self.motors[k]
+                motor.enabled = hal.motors_on
+                d = hal.duties[k]
+                tau = motor.torque_nm(d[0], d[1], d[2], angle, rate)
+                effort[k] = abs(tau) / peak
             torques[k] = tau
-            effort[k] = abs(tau) / peak
         self.max_effort = max(self.max_effort, effort[0], effort[1], effort[2])
         self.tick_count += 1
         pos, ypr = self.handle.pose(self.time_s)

@@ -143,3 +143,14 @@ def test_every_scenario_runs_on_the_micropython_firmware(name):
         assert m["faults"] == []
     if sc.uses_vision:
         assert m["frames"] >= 15  # tracking ran for the last 0.6 s at 30 fps
+
+
+def test_servo_driven_pitch_axis_is_simulated_by_the_servo_model():
+    sc = _short("stabilize-walking", 4.0, firmware=(("pitch_driver", 1),))
+    r = run_scenario(sc)
+    m = r.metrics
+    assert m["faults"] == []
+    assert 0.05 < m["max_motor_effort"] <= 1.0  # servo torque over its stall torque
+    pitch = r.series["camera_ypr_deg"][:, 1]
+    handle_pitch = r.series["handle_ypr_deg"][:, 1]
+    assert pitch[-250:].std() < handle_pitch[-250:].std()  # the servo still steadies the pitch
