@@ -133,6 +133,16 @@ def test_haar_baseline_finds_upright_faces_and_only_faces(haar, variants):
     assert detection_rate(haar, [v for v in variants if "rotate" not in v.name]) >= 0.75
 
 
+def test_haar_on_a_shrunk_frame_still_finds_large_faces(variants):
+    with Perception(VisionConfig(backend="haar", hands=False, haar_scale=0.5)) as p:
+        for v in variants[3:5]:  # faces 0.2 and 0.3 of the frame wide
+            d = p.process(v.frame, 0.0)
+            assert d.frame_size == (640, 480)
+            assert any(matches(f.box, v.face) for f in d.faces), v.name
+    with pytest.raises(ValueError, match="VisionConfig.haar_scale="):
+        VisionConfig(backend="haar", hands=False, haar_scale=2.0)
+
+
 def test_process_rejects_bad_input_and_use_after_close():
     with Perception(VisionConfig(backend="haar", hands=False)) as p:
         with pytest.raises(ValueError, match="dtype uint8"):

@@ -213,7 +213,8 @@ class MediaPipeBackend:
 class HaarBackend:
     """OpenCV's frontal-face Haar cascade: the fallback and the benchmark baseline.
 
-    Faces only, no keypoints. ``score`` maps the cascade's neighbour count n to
+    Faces only, no keypoints. ``haar_scale`` < 1 shrinks the frame first
+    (0.5 is about 4x faster and misses faces under about 50 pixels). ``score`` maps the cascade's neighbour count n to
     n / (n + min_neighbors): it ranks detections but is not a probability.
     """
 
@@ -232,9 +233,12 @@ class HaarBackend:
 
     def detect(self, frame_rgb: np.ndarray, t_s: float) -> Detections:
         cv2 = self._cv2
-        h, w = frame_rgb.shape[:2]
         gray = cv2.equalizeHist(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY))
-        min_side = max(16, int(self.config.haar_min_face * min(w, h)))
+        scale = self.config.haar_scale
+        if scale != 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        gh, gw = gray.shape
+        min_side = max(24, int(self.config.haar_min_face * min(gw, gh)))  # 24: the cascade's window
         rects, neighbours = self._cascade.detectMultiScale2(
             gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
         )
@@ -242,9 +246,9 @@ class HaarBackend:
         for (x, y, fw, fh), n in zip(rects, neighbours):
             score = float(n) / (float(n) + self.min_neighbors)
             if score >= self.config.min_face_score:
-                faces.append(Face(Box(x / w, y / h, fw / w, fh / h), (), score))
+                faces.append(Face(Box(x / gw, y / gh, fw / gw, fh / gh), (), score))
         faces.sort(key=lambda f: -f.score)
-        return Detections(t_s=t_s, frame_size=(w, h), faces=tuple(faces))
+        return Detections(t_s=t_s, frame_size=(frame_rgb.shape[1], frame_rgb.shape[0]), faces=tuple(faces))
 
     def close(self) -> None:
         self._cascade = None

@@ -98,7 +98,7 @@ def _bare_haar() -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
 
     def run(frame: np.ndarray) -> None:
         gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
-        side = max(16, int(min_face * min(frame.shape[:2])))
+        side = max(24, int(min_face * min(frame.shape[:2])))
         cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
 
     return run, lambda: None

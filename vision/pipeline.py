@@ -54,6 +54,7 @@ class VisionConfig:
     short_range_above: float = 0.14
     auto_confirm_score: float = 0.75
     haar_min_face: float = 0.05
+    haar_scale: float = 1.0
     mirrored: bool = False
     static_images: bool = False
 
@@ -77,6 +78,8 @@ class VisionConfig:
             raise bad("full_range_below", f"need 0 < full_range_below <= short_range_above ({self.short_range_above}) < 1")
         if not 0.0 < self.haar_min_face < 1.0:
             raise bad("haar_min_face", "must be a fraction of the frame in (0, 1)")
+        if not 0.1 <= self.haar_scale <= 1.0:
+            raise bad("haar_scale", "must be in [0.1, 1] (the frame is shrunk by it before Haar detection)")
         if not (self.faces or self.hands or self.pose):
             raise bad("faces", "at least one of faces, hands, pose must be enabled")
         if self.backend == "haar":
