@@ -243,23 +243,31 @@ def _track(args, settings, pipeline_config, source, sim):
     from host.pipeline import TrackingPipeline
     from host.session_log import SessionLog, frame_record
 
-    g = settings["gimbal"]
+    # The slow parts first (models, files), so nothing is left half-open if they fail
+    # or Ctrl-C arrives while the models load.
+    pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
+    out_dir = settings["output"]["dir"]
+    session = None
     try:
+        if not args.no_log and (args.log or settings["output"]["session_log"]):
+            path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
+            session = SessionLog(path)
+            session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
+        g = settings["gimbal"]
         backend = sim.backend() if sim is not None else create_backend(
             g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
         mount = Mount(backend, stall_s=g["stall_s"])
         mount.open()
-    except (LinkError, ValueError) as exc:
+    except (LinkError, ValueError, OSError) as exc:
         print("error: %s" % exc, file=sys.stderr)
+        pipeline.close()
+        if sim is not None:
+            sim.close()
+        if session is not None:
+            session.close()
         return 2
 
-    pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
-    out_dir = settings["output"]["dir"]
-    session = None
-    if not args.no_log and (args.log or settings["output"]["session_log"]):
-        path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
-        session = SessionLog(path)
-        session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
+    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     media = MediaOutput(out_dir, settings["camera"]["fps"])
     grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"]).start() if sim is None else source
     window = None
@@ -270,7 +278,6 @@ def _track(args, settings, pipeline_config, source, sim):
             window = PreviewWindow()
         except Exception as exc:  # OpenCV without GUI support, or no display
             log.warning("no preview window (%s); running headless", exc)
-    previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     if sim is None:
         clock = time.monotonic
         mount.start_watchdog()

@@ -46,6 +46,17 @@ def read_master(fd, n_min, timeout_s=2.0):
     return out
 
 
+def poll_until(poll, ready, t0=0.0, tries=50):
+    """Call poll(t) on a simulated clock (10 ms steps) until ready(result); returns the last result."""
+    result = None
+    for i in range(tries):
+        select.select([], [], [], 0.01)  # give the pty a moment to carry the bytes (I/O, not logic)
+        result = poll(t0 + 0.01 * i)
+        if ready(result):
+            break
+    return result
+
+
 def drain(fd):
     out = b""
     while select.select([fd], [], [], 0.05)[0]:
@@ -156,12 +167,7 @@ def test_simplebgc_backend_over_a_pty():
         mount.poll(0.0)
         assert read_master(dev, 6) == sbgc.frame(sbgc.CMD_REALTIME_DATA_4)
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, -455, 2048))))
-        select.select([], [], [], 0.05)
-        telemetry = None
-        for i in range(50):
-            telemetry = mount.poll(0.01 * i)
-            if telemetry:
-                break
+        telemetry = poll_until(mount.poll, bool)
         assert telemetry["yaw_deg"] == pytest.approx(45.0) and telemetry["pitch_deg"] == pytest.approx(10.0, abs=0.01)
         drain(dev)
         # stall watchdog: no setpoint for stall_s -> one stop command, not repeated
@@ -254,12 +260,7 @@ def test_mavlink_heartbeat_and_attitude_status():
             0, 0, 1234, 0, [float(v) for v in q], 0.0, 0.1, -0.2, 0).pack(device)
         frame += device.heartbeat_encode(m.MAV_TYPE_GIMBAL, m.MAV_AUTOPILOT_INVALID, 0, 0, 0).pack(device)
         os.write(dev, frame)
-        select.select([], [], [], 0.05)
-        telemetry = None
-        for i in range(40):
-            telemetry = backend.poll(0.6 + 0.01 * i)
-            if telemetry and backend.gimbal_heartbeat_s is not None:
-                break
+        telemetry = poll_until(backend.poll, lambda t: t and backend.gimbal_heartbeat_s is not None, t0=0.6)
         assert telemetry["roll_deg"] == pytest.approx(2.0, abs=1e-4)
         assert telemetry["pitch_deg"] == pytest.approx(-20.0, abs=1e-4)
         assert telemetry["yaw_deg"] == pytest.approx(35.0, abs=1e-4)
@@ -320,12 +321,7 @@ def test_opensteady_backend_sends_mode_and_setpoints_and_reads_telemetry():
         assert got[1] == (p.MSG_SETPOINT, cmd.to_protocol())
         fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
         os.write(dev, p.encode(p.MSG_TELEMETRY, 6, p.pack(p.MSG_TELEMETRY, *fields)))
-        select.select([], [], [], 0.05)
-        telemetry = None
-        for i in range(40):
-            telemetry = mount.poll(0.01 * i)
-            if telemetry:
-                break
+        telemetry = poll_until(mount.poll, bool)
         assert telemetry["yaw_deg"] == 12.34 and telemetry["pitch_deg"] == -5.67 and telemetry["roll_deg"] == 0.12
         assert telemetry["mode"] == "track" and telemetry["yaw_joint_deg"] == 15.0
         drain(dev)
@@ -356,3 +352,26 @@ def test_create_backend_errors_name_the_problem():
     with pytest.raises(ValueError, match="needs --port"):
         create_backend("simplebgc", None)
     assert create_backend("none").name == "none"
+
+
+def test_opensteady_backend_asks_for_track_mode_until_the_firmware_reports_it():
+    with pty_pair() as (dev, path):
+        backend = OpenSteadyBackend(path, handshake=False, mode_retry_s=0.5)
+        backend.open()
+        assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
+        lock = [p.MODE_LOCK, 3, 0] + [0] * 12 + [100]  # calibrated, motors on, but in lock mode (NACKed before)
+
+        def device_says(fields):
+            os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))
+            return poll_until(backend.poll, lambda t: t is not None and t["mode"] == p.MODE_NAMES[fields[0]])
+
+        assert device_says(lock)["mode"] == "lock"
+        assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
+        backend.poll(0.3)  # within mode_retry_s: no second request
+        assert drain(dev) == b""
+        backend.poll(0.6)
+        assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
+        device_says([p.MODE_TRACK] + lock[1:])
+        backend.poll(5.0)
+        assert drain(dev) == b""  # in track mode: no more requests
+        backend.close()
