@@ -127,11 +127,11 @@ class GimbalPlant:
 
     def imu_gyro_rads(self):
         a = self._gyro_adr
-        return self.data.sensordata[a:a + 3]
+        return self.data.sensordata[a:a + 3].tolist()  # plain floats: cheaper in the per-tick models
 
     def imu_accel_mps2(self):
         a = self._accel_adr
-        return self.data.sensordata[a:a + 3]
+        return self.data.sensordata[a:a + 3].tolist()
 
     def camera_pose(self):
         """(position_m, rotation FLU 3x3) of the camera site in the world."""
