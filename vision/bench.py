@@ -1,7 +1,7 @@
 """Benchmark: OpenSteady's perception against the bare library calls it wraps.
 
     python -m vision.bench                 # all sections, 200 frames each
-    python -m vision.bench --frames 400 --only haar
+    python -m vision.bench --frames 400 --only hands
 
 For each pipeline it runs ``Perception.process`` and the bare MediaPipe (or
 OpenCV) calls with the same settings on the same 640x480 frames, interleaved
@@ -90,7 +90,7 @@ def _bare_mediapipe(faces: bool, hands: bool, pose: bool) -> Tuple[Callable[[np.
     return run, close
 
 
-def _bare_haar() -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
+def _bare_haar(scale: float) -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
     import cv2
 
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -98,7 +98,9 @@ def _bare_haar() -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
 
     def run(frame: np.ndarray) -> None:
         gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
-        side = max(24, int(min_face * min(frame.shape[:2])))
+        if scale != 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        side = max(24, int(min_face * min(gray.shape[:2])))
         cascade.detectMultiScale2(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
 
     return run, lambda: None
@@ -107,17 +109,18 @@ def _bare_haar() -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
 def latency_rows(n_frames: int, only: str = "") -> List[str]:
     frames = _frames(n_frames)
     setups = [
-        ("face", VisionConfig(faces=True, hands=False, pose=False), (True, False, False)),
-        ("face + hands", VisionConfig(faces=True, hands=True, pose=False), (True, True, False)),
-        ("face + hands + pose", VisionConfig(faces=True, hands=True, pose=True), (True, True, True)),
-        ("Haar face (baseline)", VisionConfig(backend="haar", hands=False), None),
+        ("face", "face", VisionConfig(faces=True, hands=False, pose=False), (True, False, False)),
+        ("hands", "face + hands", VisionConfig(faces=True, hands=True, pose=False), (True, True, False)),
+        ("pose", "face + hands + pose", VisionConfig(faces=True, hands=True, pose=True), (True, True, True)),
+        ("haar", "Haar face (baseline)", VisionConfig(backend="haar", hands=False), 1.0),
+        ("haar-half", "Haar face, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5), 0.5),
     ]
     rows = ["| pipeline | OpenSteady median / p95 (ms) | bare calls median / p95 (ms) | ratio of medians |",
             "|---|---|---|---|"]
-    for name, config, parts in setups:
-        if only and only not in name.lower():
+    for key, name, config, parts in setups:
+        if only and only != key:
             continue
-        bare, close = _bare_haar() if parts is None else _bare_mediapipe(*parts)
+        bare, close = _bare_haar(parts) if isinstance(parts, float) else _bare_mediapipe(*parts)
         with Perception(config) as perception:
             t_ours, t_bare = _interleaved(perception.process, bare, frames)
         close()
@@ -133,6 +136,7 @@ def detection_rows() -> List[str]:
         ("MediaPipe, short range", VisionConfig(hands=False, face_range="short", static_images=True)),
         ("MediaPipe, full range", VisionConfig(hands=False, face_range="full", static_images=True)),
         ("Haar cascade", VisionConfig(backend="haar", hands=False)),
+        ("Haar cascade, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5)),
     ]
     rows = ["| detector | astronaut variants found | false detections | missed |", "|---|---|---|---|"]
     for name, config in setups:
@@ -182,14 +186,16 @@ def cpu_rows(n: int = 2000) -> List[str]:
 def main(argv: Sequence[str] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="frames per latency measurement (default 200)")
-    parser.add_argument("--only", default="", choices=["", "face", "hands", "pose", "haar"],
-                        help="run only the latency rows whose name contains this")
+    parser.add_argument("--only", default="", choices=["face", "hands", "pose", "haar", "haar-half", "detection"],
+                        help="run one latency row (face, face+hands, face+hands+pose, Haar, Haar at half "
+                             "scale) or only the detection rates")
     args = parser.parse_args(argv)
     if args.frames < 20:
         parser.error("--frames must be at least 20 (the first 10 are warm-up)")
-    print(f"Latency per 640x480 frame, {args.frames} frames, first 10 dropped as warm-up:\n")
-    print("\n".join(latency_rows(args.frames, args.only)))
-    if not args.only:
+    if args.only != "detection":
+        print(f"Latency per 640x480 frame, {args.frames} frames, first 10 dropped as warm-up:\n", flush=True)
+        print("\n".join(latency_rows(args.frames, args.only)), flush=True)
+    if args.only in ("", "detection"):
         print("\nFace detection on the 22 astronaut variants (vision.scenes.astronaut_variants):\n")
         print("\n".join(detection_rows()))
         print("\nPure-Python steps:\n")
