@@ -67,6 +67,11 @@ def run(args):
     if args.seconds is not None:
         overrides["seconds"] = args.seconds
     try:
+        if args.seconds is not None:
+            warmup_s = load_scenario(args.scenario).warmup_s
+            if not args.seconds > warmup_s:
+                return _fail("--seconds %g: must be longer than the scenario's warm-up of %g s (boot, gyro "
+                             "calibration, lock-on)" % (args.seconds, warmup_s))
         scenario = load_scenario(args.scenario, overrides=overrides)
     except ScenarioError as exc:
         return _fail(str(exc))

@@ -61,9 +61,14 @@ def load_face_image(path):
     """An RGB image from a file, with a clear error if it cannot be read."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        with open(path, "rb") as f:
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError("cannot read face image %r: %s" % (str(path), exc.strerror or exc)) from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if len(data) else None
     if img is None:
-        raise ValueError("cannot read face image %r: missing, unreadable or not an image" % str(path))
+        raise ValueError("cannot read face image %r: not an image OpenCV can decode" % str(path))
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
