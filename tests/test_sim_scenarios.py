@@ -69,13 +69,18 @@ def test_subject_leaving_the_frame_is_survived_calmly():
     assert "imu_read" not in m["faults"] and "loop_overrun" not in m["faults"]
 
 
-def test_track_crossing_in_micropython_firmware():
-    m = run_scenario(_short("track-crossing", 3.5), firmware="micropython").metrics
+def test_track_crossing_in_micropython_firmware_matches_inprocess():
+    sc = _short("track-crossing", 3.5)
+    m = run_scenario(sc, firmware="micropython").metrics
     assert m["firmware"] == "micropython"
     assert m["mode_acked"] and m["faults"] == []
     assert m["frames_in_view"] >= 30
     assert m["tracking_lost_frac"] < 0.2
     assert m["tracking_rms_frac"] < 0.1  # the subject stands still in this part
+    # vision in the loop too: the two co-simulation modes agree (tolerance 1e-6, docs/sim.md)
+    a = run_scenario(sc, firmware="inprocess").metrics
+    for key in ("tracking_rms_frac", "tracking_lost_frac", "camera_jitter_rms_deg", "max_motor_effort", "frames"):
+        assert a[key] == pytest.approx(m[key], abs=1e-6), key
 
 
 def test_baseline_tracker_runs_on_the_same_scenario():
