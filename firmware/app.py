@@ -129,6 +129,7 @@ class Gimbal:
         self.tx_seq = 0
         self.imu_ok = False
         self._imu_good_us = 0
+        self._off_limit_us = 0
         self._last_us = 0
         self._first = True
         self._last_link_us = 0
@@ -289,10 +290,14 @@ class Gimbal:
             elif drv == DRIVER_SERVO:
                 hal.servo_write(i, servo_pulse_us(c.joint_ndeg // 1000, self.motor_dir[i], self.servo_q8[i]))
         if limit:
+            self._off_limit_us = 0
             if not self.fault_flags & FAULT_JOINT_LIMIT:
                 self._raise_fault(FAULT_JOINT_LIMIT)
-        else:
-            self.fault_flags &= ~FAULT_JOINT_LIMIT
+        elif self.fault_flags & FAULT_JOINT_LIMIT:
+            # clear only after 200 ms off the limits: no FAULT chatter at the boundary
+            self._off_limit_us += dt
+            if self._off_limit_us >= 200000:
+                self.fault_flags &= ~FAULT_JOINT_LIMIT
 
     def _imu_fault(self, flag):
         self.imu_ok = False

@@ -79,14 +79,16 @@ def run(ticks=20000):
     for _ in range(100):
         hal.step(period)
         g.tick(hal.now_us)
-    plain = []
-    tel = []
+    plain = []  # no byte in, no frame out
+    tel = []  # telemetry (or heartbeat) sent
+    rx = []  # a SETPOINT frame parsed
     alloc_ticks = 0
     alloc_bytes = 0
     tx_before = hal.tx_bytes
     for k in range(ticks):
         hal.step(period)
-        if k % 20 == 0:
+        got = k % 20 == 10  # out of phase with the 50 Hz telemetry
+        if got:
             hal.send_to_firmware(setpoint)
         sent = hal.tx_bytes
         m0 = gc.mem_alloc() if MICROPYTHON else 0
@@ -98,9 +100,15 @@ def run(ticks=20000):
         if m1 != m0:
             alloc_ticks += 1
             alloc_bytes += m1 - m0
-        (tel if hal.tx_bytes != sent else plain).append(dt)
+        if got:
+            rx.append(dt)
+        elif hal.tx_bytes != sent:
+            tel.append(dt)
+        else:
+            plain.append(dt)
     plain.sort()
     tel.sort()
+    rx.sort()
     locked_failures = 0
     if MICROPYTHON:
         # any allocation inside tick() raises MemoryError while the heap is locked
@@ -121,16 +129,19 @@ def run(ticks=20000):
         gc.collect()
         gc_us.append(_diff(_now_us(), t0))
     gc_us.sort()
-    everything = plain + tel
+    everything = plain + tel + rx
     everything.sort()
     return {
         "impl": sys.implementation.name,
         "ticks": ticks,
+        "tick_us_p10": _pct(plain, 0.1),
         "tick_us_median": _pct(plain, 0.5),
         "tick_us_p90": _pct(plain, 0.9),
         "tick_us_max": plain[-1] if plain else 0,
         "telemetry_tick_us_median": _pct(tel, 0.5),
         "telemetry_ticks": len(tel),
+        "setpoint_tick_us_median": _pct(rx, 0.5),
+        "setpoint_ticks": len(rx),
         "all_ticks_us_median": _pct(everything, 0.5),
         "alloc_ticks": alloc_ticks,
         "alloc_bytes_per_tick": alloc_bytes / ticks,
@@ -146,9 +157,10 @@ def run(ticks=20000):
 def main():
     ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     r = run(ticks)
-    print("%s: %d ticks, plain tick median %d us (p90 %d, max %d); telemetry tick median %d us (%d ticks)" % (
-        r["impl"], ticks, r["tick_us_median"], r["tick_us_p90"], r["tick_us_max"],
-        r["telemetry_tick_us_median"], r["telemetry_ticks"]))
+    print("%s: %d ticks, plain tick median %d us (p10 %d, p90 %d, max %d); telemetry tick median %d us (%d ticks); "
+          "setpoint tick median %d us (%d ticks)" % (
+              r["impl"], ticks, r["tick_us_median"], r["tick_us_p10"], r["tick_us_p90"], r["tick_us_max"],
+              r["telemetry_tick_us_median"], r["telemetry_ticks"], r["setpoint_tick_us_median"], r["setpoint_ticks"]))
     print("heap: %d of %d ticks allocated, %.2f bytes/tick; heap_lock failures %d" % (
         r["alloc_ticks"], ticks, r["alloc_bytes_per_tick"], r["heap_locked_failures"]))
     print("gc.collect() after a tick: median %d us, max %d us; worst tick + gc %d us" % (

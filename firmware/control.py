@@ -129,13 +129,14 @@ class AxisController:
             out = prev - step
         # integrate into the joint command, inside the joint limits
         j = self.joint_ndeg + out * dt_us
+        # at_limit stays set while the joint rests on a limit, not only on the tick it arrives
         self.at_limit = False
-        if j > self.joint_max_ndeg:
+        if j >= self.joint_max_ndeg:
             j = self.joint_max_ndeg
             self.at_limit = True
             if out > 0:
                 out = 0
-        elif j < self.joint_min_ndeg:
+        elif j <= self.joint_min_ndeg:
             j = self.joint_min_ndeg
             self.at_limit = True
             if out < 0:
