@@ -128,6 +128,7 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
     tracker = tracker or scenario.tracker
     stream = progress_stream or sys.stderr
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     perception = None
     if scenario.uses_vision:
         from vision.pipeline import Perception, VisionConfig
@@ -138,11 +139,15 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
     if perception is not None:
         perception.close()
     wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
     if progress:
         stream.write("\n")
     m = result.metrics
     m["wall_seconds"] = round(wall, 3)
     m["realtime_factor"] = round(scenario.seconds / wall, 3) if wall > 0 else None
+    # CPU time of this process (all its threads): less sensitive to other load on a shared machine
+    m["cpu_seconds"] = round(cpu, 3)
+    m["realtime_factor_cpu"] = round(scenario.seconds / cpu, 3) if cpu > 0 else None
     return result
 
 
