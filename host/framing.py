@@ -185,7 +185,7 @@ class _AxisLoop:
             a = dt_s / (cfg.smoothing_s + dt_s)
             self.filtered_deg += a * (error_deg - self.filtered_deg)
         e = self.filtered_deg
-        if abs(e) <= cfg.deadband_deg and abs(self.pid._integral) <= cfg.settle_rate_dps:
+        if abs(e) <= cfg.deadband_deg and abs(self.pid.components[1]) <= cfg.settle_rate_dps:
             # On target and not following a moving subject: stop, and clear the
             # integral so a small constant offset cannot creep the gimbal. Motion
             # restarts only once the error leaves the deadband; the acceleration

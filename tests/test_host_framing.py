@@ -66,7 +66,7 @@ def test_deadband_stops_cleanly_with_no_integral_creep():
     first_zero = rates.index(0.0)
     assert first_zero < int(3 / DT)
     assert all(r == 0.0 for r in rates[first_zero:])  # stopped for good: no creep
-    assert ctl.yaw.pid._integral == 0.0
+    assert ctl.yaw.pid.components[1] == 0.0
     assert abs(subject_yaw - cam_yaw) <= cfg.deadband_deg + 0.5
 
 
@@ -122,7 +122,7 @@ def test_anti_windup_integral_stays_bounded_at_saturation():
     ctl = FramingController(cfg)
     for _ in range(600):  # 20 s of a target the gimbal cannot reach
         ctl.update(FramingTarget(locked=True, x=0.99, y=0.5), DT)
-    assert abs(ctl.yaw.pid._integral) <= cfg.max_rate_dps
+    assert abs(ctl.yaw.pid.components[1]) <= cfg.max_rate_dps
     # once the error flips sign the rate reverses within a fraction of a second
     rates = [ctl.update(FramingTarget(locked=True, x=0.2, y=0.5), DT).yaw_rate_dps for _ in range(30)]
     assert rates[14] < 0
