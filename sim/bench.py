@@ -36,6 +36,34 @@ def _median(values):
     return round(statistics.median(values), 4) if values else None
 
 
+def tick_breakdown(ticks=3000):
+    """CPU microseconds per 1 ms control tick: the whole lockstep tick, the firmware's tick alone, mj_step alone."""
+    import time
+
+    import mujoco
+
+    from sim.scenario import load_scenario
+    from sim.world import SimGimbal
+
+    with SimGimbal(load_scenario("stabilize-walking")) as g:
+        g.step_to(2.0)  # calibrated, motors on, walking
+        t0 = time.process_time()
+        g.step_to(2.0 + ticks / 1000.0)
+        total = (time.process_time() - t0) / ticks * 1e6
+        hal = g.hal
+        t0 = time.process_time()
+        for _ in range(ticks):
+            hal.now_us += g.period_us
+            g.firmware.tick(hal.now_us)
+        firmware = (time.process_time() - t0) / ticks * 1e6
+        t0 = time.process_time()
+        for _ in range(ticks):
+            mujoco.mj_step(g.plant.model, g.plant.data)
+        physics = (time.process_time() - t0) / ticks * 1e6
+    return {"tick_us_total": round(total, 1), "tick_us_firmware_inprocess": round(firmware, 1),
+            "tick_us_mj_step": round(physics, 1), "tick_us_sim_models_and_glue": round(total - firmware - physics, 1)}
+
+
 def measure(repeat=1):
     from sim.runner import run_scenario
     from sim.scenario import load_scenario
@@ -64,6 +92,7 @@ def measure(repeat=1):
     out = {k: _median(v) for k, v in rows.items()}
     mine, base = out["tracking_rms_frac"], out["baseline_tracking_rms_frac"]
     out["tracking_rms_vs_baseline"] = round(mine / base, 4) if mine is not None and base else None
+    out.update(tick_breakdown())
     out["repeat"] = repeat
     out["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     out["goals"] = GOALS

@@ -32,10 +32,11 @@ _FLIP = np.diag([1.0, -1.0, -1.0])
 
 def ypr_deg_from_matrix(rot_flu):
     """Aerospace yaw, pitch, roll (deg) of a body whose FLU axes are the columns of ``rot_flu``."""
-    r = _FLIP @ np.asarray(rot_flu, dtype=float).reshape(3, 3) @ _FLIP
-    yaw = math.atan2(r[1, 0], r[0, 0])
-    pitch = -math.asin(max(-1.0, min(1.0, r[2, 0])))
-    roll = math.atan2(r[2, 1], r[2, 2])
+    # FRD = diag(1, -1, -1) @ R @ diag(1, -1, -1): flip the sign of the entries that mix x with y or z
+    r = np.asarray(rot_flu, dtype=float).reshape(-1).tolist()  # row-major 3x3
+    yaw = math.atan2(-r[3], r[0])
+    pitch = -math.asin(max(-1.0, min(1.0, -r[6])))
+    roll = math.atan2(r[7], r[8])
     return [math.degrees(yaw), math.degrees(pitch), math.degrees(roll)]
 
 
