@@ -285,3 +285,23 @@ def test_gimbal_telemetry_becomes_the_trackers_camera_shift(perception):
     dx, dy = pipe._camera_shift({"yaw_deg": -176.0, "pitch_deg": 2.0})  # +5 deg across the wrap, 2 deg up
     assert dx == pytest.approx(-np.radians(5.0) / (2 * np.tan(np.radians(35.0))))  # scene moves left
     assert dy == pytest.approx(np.radians(2.0) / (2 * np.tan(np.radians(55.4 / 2))))  # and down
+
+
+def test_photo_and_recording_files(tmp_path):
+    from host.track import MediaOutput
+
+    media = MediaOutput(str(tmp_path / "out"), fps=30)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :32] = (255, 0, 0)  # left half red (RGB)
+    path = media.photo(frame, 7)
+    saved = cv2.imread(path)
+    assert path.endswith("-00007.jpg") and saved.shape == (48, 64, 3)
+    assert saved[24, 10, 2] > 200 and saved[24, 10, 0] < 60  # still red after the BGR round trip
+    for i in range(12):
+        media.record(True, frame, i)
+    media.record(False, frame, 12)
+    media.close()
+    assert len(media.videos) == 1
+    cap = cv2.VideoCapture(media.videos[0])
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()

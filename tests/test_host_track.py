@@ -45,7 +45,7 @@ def tracked(video, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     log = out / "session.jsonl"
     result = opensteady("track", "--video", str(video), "--no-pace", "--headless", "--json", "--gimbal", "none",
-                        "--log", str(log), "--output-dir", str(out))
+                        "--log", str(log), "--output-dir", str(out), "--calibration", "top-third")
     return result, log, out
 
 
@@ -80,6 +80,10 @@ def test_track_headless_video_follows_the_face_and_prints_a_summary(tracked):
             agree += (r["setpoint"]["yaw_rate_dps"] > 0) == (truth > 0.5)
     assert np.median(errors) < 0.03
     assert total > 20 and agree >= 0.9 * total
+    # the subject is held on the upper third line: a face at y ~0.3 needs almost no pitch
+    assert all(r["calibration_point"] == pytest.approx([0.5, 1 / 3]) for r in frames)
+    pitch_errors = [abs(r["setpoint"]["pitch_error_deg"]) for r in frames if r["target"]["source"] == "face"]
+    assert np.median(pitch_errors) < 3.0
     assert all(r["faces"] for r in frames[:5])
 
 
@@ -112,7 +116,8 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
     log = tmp_path / "session.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "host.cli", "track", "--video", str(video), "--headless", "--json",
-         "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log), "--output-dir", str(tmp_path)],
+         "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log), "--output-dir", str(tmp_path),
+         "--portrait"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         received = b""
@@ -135,7 +140,9 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
     assert summary["type"] == "summary" and summary["exit"] == "interrupted"
     frames = sbgc.Parser().feed(received)
     assert frames[0] == (sbgc.CMD_MOTORS_ON, b"")
-    assert any(cmd == sbgc.CMD_CONTROL for cmd, _ in frames[1:-1])
+    controls = [payload for cmd, payload in frames[1:-1] if cmd == sbgc.CMD_CONTROL]
+    assert controls and all(c[:1] == bytes([sbgc.MODE_ANGLE]) and c[5:7] == (4096).to_bytes(2, "little")
+                            for c in controls)  # --portrait: roll held at 90 deg
     assert frames[-1] == (sbgc.CMD_CONTROL, sbgc.no_control_frame()[4:-2])  # last word: stop, board holds
     last = log.read_text().splitlines()[-1]
     assert json.loads(last)["type"] == "summary"
