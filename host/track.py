@@ -306,7 +306,7 @@ def _track(args, settings, pipeline_config, source, sim):
                 if grabber.ended:
                     break
                 if args.json and time.monotonic() >= next_status:
-                    next_status += 1.0
+                    next_status = time.monotonic() + 1.0
                     _emit(_status_line(stats, mount, grabber, started))
                 continue
             telemetry = mount.poll(clock())
@@ -335,7 +335,7 @@ def _track(args, settings, pipeline_config, source, sim):
                     exit_reason = "quit"
                     break
             if args.json and now >= next_status:
-                next_status += 1.0
+                next_status = time.monotonic() + 1.0
                 _emit(_status_line(stats, mount, grabber, started))
     except KeyboardInterrupt:
         exit_reason = "interrupted"
