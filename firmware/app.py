@@ -175,6 +175,12 @@ class Gimbal:
         self.accel_off = (g("accel_off_x"), g("accel_off_y"), g("accel_off_z"))
         self.accel_scale_q12 = int(g("accel_scale") * 4096)
         self.svpwm = g("commutation") == 1
+        old_driver = getattr(self, "driver", None)
+        if old_driver is not None and self.motors_on:
+            # an axis switched to another driver at run time: silence the old output
+            for i in range(3):
+                if old_driver[i] != cfg.axis(i, "driver"):
+                    self._silence(i, old_driver[i])
         self.driver = [0, 0, 0]
         self.pole_pairs = [0, 0, 0]
         self.amp = [0, 0, 0]
@@ -354,11 +360,14 @@ class Gimbal:
     def _stop_motors(self):
         self.motors_on = False
         for i in range(3):
-            if self.driver[i] == DRIVER_BLDC:
-                self.hal.bldc_write(i, 0, 0, 0)
-            elif self.driver[i] == DRIVER_SERVO:
-                self.hal.servo_write(i, 0)
+            self._silence(i, self.driver[i])
         self.hal.motors_enable(False)
+
+    def _silence(self, i, driver):
+        if driver == DRIVER_BLDC:
+            self.hal.bldc_write(i, 0, 0, 0)
+        elif driver == DRIVER_SERVO:
+            self.hal.servo_write(i, 0)
 
     @micropython.native
     def _targets(self, dt):

@@ -496,3 +496,41 @@ def test_escape_to_repl_needs_three_ctrl_c_while_no_host_talks():
     with pytest.raises(KeyboardInterrupt):
         rig.run(1)
     assert not rig.g.motors_on
+
+
+def test_switching_an_axis_driver_at_run_time_silences_the_old_output():
+    rig = Rig()
+    rig.run(1100)
+    assert rig.hal.duty[1] != [0, 0, 0]
+    rig.send(P.MSG_CONFIG_SET, axis_key(1, "driver"), 1.0)
+    rig.run(3)
+    assert rig.hal.duty[1] == [0, 0, 0] and rig.hal.servo_us[1] != 0
+
+
+def test_any_frame_with_any_payload_never_raises():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from firmware.config import KEYS, check_value
+
+    ids = sorted(P.FORMATS) + [0x00, 0x7F, 0xFF]
+    frame = st.sampled_from(ids).flatmap(
+        lambda mid: st.binary(min_size=P.SIZES.get(mid, 0), max_size=P.SIZES.get(mid, 8)).map(
+            lambda payload: P.encode(mid, 0, payload)))
+    chunk = st.one_of(frame, st.binary(max_size=40))
+
+    rig = Rig()
+    rig.run(1100)
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(st.lists(chunk, max_size=12))
+    def feed(chunks):
+        for c in chunks:
+            rig.hal.send_to_firmware(c)
+            rig.run(1)
+        # whatever arrived, the running config is still a valid one
+        for key in KEYS:
+            assert check_value(key, rig.g.cfg.values[key]) == P.ACK_OK
+        assert 0 <= rig.g.mode < len(P.MODE_NAMES)
+
+    feed()
