@@ -29,6 +29,68 @@ Behaviour worth knowing:
 
 import gc
 import struct
+from array import array
+
+from firmware.config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
+from firmware.control import AxisController
+from firmware.estimator import AttitudeEstimator
+from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
+from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
+from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
+from firmware.protocol import (  # names, not module attributes: faster lookups per tick
+    ACK_OK,
+    CAP_BLDC,
+    CAP_CONFIG_STORE,
+    CAP_SERVO,
+    FAULT_CALIBRATION_MOVED,
+    FAULT_CONFIG_CORRUPT,
+    FAULT_IMU_IMPLAUSIBLE,
+    FAULT_IMU_READ,
+    FAULT_JOINT_LIMIT,
+    FAULT_LINK_LOST,
+    FAULT_LOOP_OVERRUN,
+    MAX_FRAME,
+    MODE_FOLLOW,
+    MODE_LOCK,
+    MODE_NAMES,
+    MODE_OFF,
+    MODE_PAN_FOLLOW,
+    MODE_RECENTRE,
+    MODE_TRACK,
+    MSG_ACK,
+    MSG_CONFIG_GET,
+    MSG_CONFIG_SAVE,
+    MSG_CONFIG_SET,
+    MSG_CONFIG_VALUE,
+    MSG_FAULT,
+    MSG_HEARTBEAT,
+    MSG_MODE,
+    MSG_SETPOINT,
+    MSG_TELEMETRY,
+    MSG_VERSION,
+    MSG_VERSION_REQUEST,
+    NACK_BAD_LENGTH,
+    NACK_BAD_MODE,
+    NACK_NOT_READY,
+    NACK_STORAGE_ERROR,
+    NACK_UNKNOWN_KEY,
+    NACK_UNKNOWN_MESSAGE,
+    PAYLOAD_OFFSET,
+    PROTOCOL_VERSION,
+    ROLE_DEVICE,
+    ROLE_HOST,
+    SIZES,
+    SP_YAW_IN_EARTH_FRAME,
+    SP_YAW_IS_RATE,
+    STATE_CALIBRATED,
+    STATE_CONFIG_DEFAULTED,
+    STATE_FAILSAFE,
+    STATE_MOTORS_ON,
+    Parser,
+    encode_into,
+    get_i16,
+    pack,
+)
 
 try:
     import micropython
@@ -36,29 +98,8 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-from firmware.protocol import Parser
-from firmware.protocol import (  # names, not module attributes: faster lookups per tick
-    ACK_OK, CAP_BLDC, CAP_CONFIG_STORE, CAP_SERVO, FAULT_CALIBRATION_MOVED, FAULT_CONFIG_CORRUPT,
-    FAULT_IMU_IMPLAUSIBLE, FAULT_IMU_READ, FAULT_JOINT_LIMIT, FAULT_LINK_LOST, FAULT_LOOP_OVERRUN,
-    MAX_FRAME, MODE_FOLLOW, MODE_LOCK, MODE_NAMES, MODE_OFF, MODE_PAN_FOLLOW, MODE_RECENTRE,
-    MODE_TRACK, MSG_ACK, MSG_CONFIG_GET, MSG_CONFIG_SAVE, MSG_CONFIG_SET, MSG_CONFIG_VALUE,
-    MSG_FAULT, MSG_HEARTBEAT, MSG_MODE, MSG_SETPOINT, MSG_TELEMETRY, MSG_VERSION,
-    MSG_VERSION_REQUEST, NACK_BAD_LENGTH, NACK_BAD_MODE, NACK_NOT_READY, NACK_STORAGE_ERROR,
-    NACK_UNKNOWN_KEY, NACK_UNKNOWN_MESSAGE, PAYLOAD_OFFSET, PROTOCOL_VERSION, ROLE_DEVICE,
-    ROLE_HOST, SIZES, SP_YAW_IN_EARTH_FRAME, SP_YAW_IS_RATE, STATE_CALIBRATED,
-    STATE_CONFIG_DEFAULTED, STATE_FAILSAFE, STATE_MOTORS_ON, encode_into, get_i16, pack,
-)
-from firmware.config import DRIVER_BLDC, DRIVER_SERVO, Config, KEYS
-from firmware.control import AxisController
-from firmware.estimator import AttitudeEstimator
-from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
-
-_TICKS_HALF = const(1 << 29)
+_TICKS_HALF = const(1 << 29)  # fixmath.ticks_diff's constants, inlined in tick()
 _TICKS_MASK = const((1 << 30) - 1)
-from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
-from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
-
-from array import array
 
 FW_VERSION = (0, 1, 0)
 _CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE

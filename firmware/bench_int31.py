@@ -105,7 +105,7 @@ def run(ticks=2000):
         "boxed_per_tick": total / ticks,
         "est_bytes_per_tick_32bit": 32 * total / ticks,
         "by_module": _by_module(counter.hits, ticks),
-        "worst_lines": sorted(((n / ticks, "%s.py:%d" % k) for k, n in counter.hits.items()), reverse=True)[:15],
+        "worst_lines": sorted(((n / ticks, "%s.py:%d" % k) for k, n in counter.hits.items()), reverse=True)[:20],
     }
 
 

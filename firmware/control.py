@@ -23,10 +23,8 @@ bumpless starts. Integer maths only; time comes in as ``dt_us``.
 
 try:
     import micropython
-    from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
-
+    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
 
 
 class AxisController:

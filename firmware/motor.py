@@ -20,9 +20,8 @@ import math
 
 try:
     import micropython
-    from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
 
 from firmware.fixmath import SIN_Q15, SIN_STEPS, SIN_THIRD, UDEG_PER_TURN
 

@@ -15,7 +15,15 @@ from firmware import protocol
 from firmware.control import AxisController
 from firmware.estimator import AttitudeEstimator
 from firmware.fixmath import atan2_udeg, isqrt, ticks_diff, wrap_udeg
-from firmware.imu import CAL_DONE, CAL_MOVED, CAL_RUNNING, MPU6050, GyroCalibrator, accel_offset_scale, to_body
+from firmware.imu import (
+    CAL_DONE,
+    CAL_MOVED,
+    CAL_RUNNING,
+    MPU6050,
+    GyroCalibrator,
+    accel_offset_scale,
+    to_body,
+)
 from firmware.motor import bldc_amplitude, bldc_duties, field_amplitude, field_angle_rad, servo_pulse_us
 
 
@@ -219,7 +227,7 @@ def test_gyro_calibration_mean_and_refusal_when_moving():
 def test_estimator_integrates_yaw_and_learns_tilt():
     v = core_vectors()
     last = v["estimator"][-1]
-    yaw_udeg, pitch_udeg, roll_udeg = last[0], last[1], last[2]
+    pitch_udeg, roll_udeg = last[1], last[2]
     # specific force (1400, -700, -8000) FRD: nose up by asin(1400/|a|), right side down
     a = math.sqrt(1400 ** 2 + 700 ** 2 + 8000 ** 2)
     pitch = math.asin(1400 / a)
@@ -246,7 +254,7 @@ def test_estimator_integrates_yaw_and_learns_tilt():
 
 def test_controller_trace_respects_limits():
     v = core_vectors()
-    for joint_ndeg, effort_mdps, i_acc, at_limit, rate_sp in v["controller"]:
+    for joint_ndeg, effort_mdps, i_acc, _at_limit, _rate_sp in v["controller"]:
         assert -30e9 <= joint_ndeg <= 30e9
         assert abs(effort_mdps) <= 400000
         assert abs(i_acc) <= 400000 * 1000000
@@ -278,7 +286,7 @@ def test_config_nacks_and_file_integrity():
 def test_config_key_table_is_consistent():
     names = [spec[0] for spec in fwconfig.KEYS.values()]
     assert len(set(names)) == len(names)
-    for key, (name, default, lo, hi, kind) in fwconfig.KEYS.items():
+    for key, (name, default, lo, hi, _kind) in fwconfig.KEYS.items():
         assert 0 < key < 256
         assert lo <= default <= hi, name
         assert fwconfig.check_value(key, default) == protocol.ACK_OK, name

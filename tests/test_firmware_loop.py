@@ -437,7 +437,11 @@ def test_slower_loop_rates_stay_stable():
         rig = Rig(handle_path=_wobble, config=cfg)
         rig.run(int(1.3 * hz))
         worst = [0.0]
-        rig.run(2 * hz, lambda r, k: worst.__setitem__(0, max(worst[0], max(abs(c) for c in r.cam_deg()))))
+
+        def track_worst(r, k, worst=worst):
+            worst[0] = max(worst[0], max(abs(c) for c in r.cam_deg()))
+
+        rig.run(2 * hz, track_worst)
         assert rig.g.period_us == 1000000 // hz
         assert worst[0] < 0.6, (hz, worst)
 
