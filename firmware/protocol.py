@@ -31,14 +31,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython: the compiler directives become no-ops
-
-    def const(x):  # type: ignore[no-redef]
-        return x
-
-    class micropython:  # type: ignore[no-redef]
-        @staticmethod
-        def native(f):
-            return f
+    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
 PROTOCOL_VERSION = const(1)
@@ -272,6 +265,7 @@ class Parser:
         self.buf = bytearray(MAX_FRAME + 1)
         self._n = 0  # bytes buffered
         self._consumed = 0  # length of the frame returned last call
+        self._need = 0  # total length of a candidate whose header passed, else 0
         self.msg_id = -1
         self.seq = 0
         self.length = 0
@@ -283,14 +277,20 @@ class Parser:
     def reset(self):
         self._n = 0
         self._consumed = 0
+        self._need = 0
 
     @micropython.native
     def feed(self, byte):
-        self._discard(self._consumed)
-        self._consumed = 0
+        if self._consumed:
+            self._discard(self._consumed)
+            self._consumed = 0
         # _n < MAX_FRAME always holds here: a full candidate is decided at once
-        self.buf[self._n] = byte & 0xFF
-        self._n += 1
+        n = self._n
+        self.buf[n] = byte & 0xFF
+        n += 1
+        self._n = n
+        if n < self._need:  # fast path: inside the body of a frame with a good header
+            return -1
         return self._scan()
 
     def flush(self):
@@ -339,7 +339,9 @@ class Parser:
                 return -1
             total = buf[2] + OVERHEAD
             if n < total:
+                self._need = total
                 return -1
+            self._need = 0
             end = total - CRC_LEN
             if crc16(buf, 2, end) != (buf[end] | (buf[end + 1] << 8)):
                 self.crc_errors += 1
@@ -354,6 +356,7 @@ class Parser:
         return -1
 
     def _drop_to_next_sync(self):
+        self._need = 0
         buf = self.buf
         n = self._n
         k = 1

@@ -76,8 +76,6 @@ def test_firmware_type_checks_against_the_micropython_stubs(tmp_path):
         # errors inside the third-party stubs themselves are not ours to fix
         "[mypy-machine,micropython,time,select,math,esp32,rp2,rp2.*,_mpy_shed,_mpy_shed.*]\n"
         "ignore_errors = True\n"
-        # protocol.py belongs to the protocol work; its CPython shim trips a stub signature check
-        "[mypy-firmware.protocol]\nignore_errors = True\n"
     )
     env = {"MYPYPATH": str(_stub_dir(tmp_path)), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
