@@ -1,5 +1,6 @@
 """Public API contract of vision/: types, config validation, bad input errors."""
 
+import dataclasses
 import doctest
 
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 
 import vision.gestures
 import vision.types
-
 from vision import Box, Detections, TargetState, TargetTracker, TrackerConfig, VisionConfig
 from vision.pipeline import check_frame
 
@@ -25,7 +25,7 @@ def test_box_geometry_and_iou():
 def test_results_are_immutable_and_empty_not_none():
     d = Detections.empty(1.5, (640, 480))
     assert d.faces == () and d.hands == () and d.bodies == ()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         d.t_s = 2.0  # type: ignore[misc]
 
 

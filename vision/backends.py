@@ -16,7 +16,7 @@ validates frames and picks the backend from the config.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, FrozenSet, List, Tuple
+from typing import TYPE_CHECKING, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 
@@ -223,8 +223,8 @@ class HaarBackend:
     def __init__(self, config: VisionConfig) -> None:
         import cv2
 
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(path)
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        self._cascade: Optional[cv2.CascadeClassifier] = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"could not load OpenCV's Haar cascade from {path}")
         self._cv2 = cv2
@@ -239,6 +239,8 @@ class HaarBackend:
             gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         gh, gw = gray.shape
         min_side = max(24, int(self.config.haar_min_face * min(gw, gh)))  # 24: the cascade's window
+        if self._cascade is None:
+            raise RuntimeError("HaarBackend.detect() called after close()")
         rects, neighbours = self._cascade.detectMultiScale2(
             gray, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -53,15 +53,15 @@ def _interleaved(ours: Callable[[np.ndarray, float], object], bare: Callable[[np
     t_bare: List[float] = []
     clock = time.perf_counter
     for i, frame in enumerate(frames):
-        pair = [("ours", lambda: ours(frame, i / FPS)), ("bare", lambda: bare(frame))]
-        if i % 2:
-            pair.reverse()
-        for name, call in pair:
+        for ours_now in ((True, False) if i % 2 == 0 else (False, True)):
             start = clock()
-            call()
+            if ours_now:
+                ours(frame, i / FPS)
+            else:
+                bare(frame)
             elapsed = clock() - start
             if i >= warmup:
-                (t_ours if name == "ours" else t_bare).append(elapsed)
+                (t_ours if ours_now else t_bare).append(elapsed)
     return t_ours, t_bare
 
 
@@ -93,7 +93,7 @@ def _bare_mediapipe(faces: bool, hands: bool, pose: bool) -> Tuple[Callable[[np.
 def _bare_haar(scale: float) -> Tuple[Callable[[np.ndarray], None], Callable[[], None]]:
     import cv2
 
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
     min_face = VisionConfig().haar_min_face
 
     def run(frame: np.ndarray) -> None:
@@ -109,18 +109,22 @@ def _bare_haar(scale: float) -> Tuple[Callable[[np.ndarray], None], Callable[[],
 def latency_rows(n_frames: int, only: str = "") -> List[str]:
     frames = _frames(n_frames)
     setups = [
-        ("face", "face", VisionConfig(faces=True, hands=False, pose=False), (True, False, False)),
-        ("hands", "face + hands", VisionConfig(faces=True, hands=True, pose=False), (True, True, False)),
-        ("pose", "face + hands + pose", VisionConfig(faces=True, hands=True, pose=True), (True, True, True)),
-        ("haar", "Haar face (baseline)", VisionConfig(backend="haar", hands=False), 1.0),
-        ("haar-half", "Haar face, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5), 0.5),
+        ("face", "face", VisionConfig(faces=True, hands=False, pose=False),
+         lambda: _bare_mediapipe(True, False, False)),
+        ("hands", "face + hands", VisionConfig(faces=True, hands=True, pose=False),
+         lambda: _bare_mediapipe(True, True, False)),
+        ("pose", "face + hands + pose", VisionConfig(faces=True, hands=True, pose=True),
+         lambda: _bare_mediapipe(True, True, True)),
+        ("haar", "Haar face (baseline)", VisionConfig(backend="haar", hands=False), lambda: _bare_haar(1.0)),
+        ("haar-half", "Haar face, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5),
+         lambda: _bare_haar(0.5)),
     ]
     rows = ["| pipeline | OpenSteady median / p95 (ms) | bare calls median / p95 (ms) | ratio of medians |",
             "|---|---|---|---|"]
-    for key, name, config, parts in setups:
+    for key, name, config, make_bare in setups:
         if only and only != key:
             continue
-        bare, close = _bare_haar(parts) if isinstance(parts, float) else _bare_mediapipe(*parts)
+        bare, close = make_bare()
         with Perception(config) as perception:
             t_ours, t_bare = _interleaved(perception.process, bare, frames)
         close()
@@ -183,7 +187,7 @@ def cpu_rows(n: int = 2000) -> List[str]:
             f"| `TargetTracker.update` (2 faces) | {_time_per_call_us(track, n):.0f} µs |"]
 
 
-def main(argv: Sequence[str] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="frames per latency measurement (default 200)")
     parser.add_argument("--only", default="", choices=["face", "hands", "pose", "haar", "haar-half", "detection"],

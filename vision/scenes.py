@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -28,11 +28,20 @@ from vision.types import Box
 
 # Hand-annotated face boxes (x, y, w, h in source pixels: brow to chin, ear to
 # ear) and the head-and-shoulders crop taken around each.
+Rect = Tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class _Source:
+    loader: str  # function name in skimage.data
+    face: Rect
+    crop: Rect
+    hair: Rect  # a patch of the person's hair, for the back of the head
+
+
 _SOURCES = {
-    "astronaut": {"loader": "astronaut", "face": (178, 84, 96, 100), "crop": (110, 10, 240, 300),
-                  "hair": (178, 30, 90, 48)},
-    "cameraman": {"loader": "camera", "face": (186, 118, 76, 84), "crop": (120, 50, 210, 230),
-                  "hair": (175, 70, 80, 40)},
+    "astronaut": _Source("astronaut", face=(178, 84, 96, 100), crop=(110, 10, 240, 300), hair=(178, 30, 90, 48)),
+    "cameraman": _Source("camera", face=(186, 118, 76, 84), crop=(120, 50, 210, 230), hair=(175, 70, 80, 40)),
 }
 FRAME_SIZE = (640, 480)
 
@@ -75,7 +84,7 @@ def background(size: Tuple[int, int] = FRAME_SIZE) -> np.ndarray:
 
 
 def compose(
-    placements: Iterable[Placement], size: Tuple[int, int] = FRAME_SIZE, base: np.ndarray = None
+    placements: Iterable[Placement], size: Tuple[int, int] = FRAME_SIZE, base: Optional[np.ndarray] = None
 ) -> Tuple[np.ndarray, List[Box]]:
     """Paste heads onto the background; return the frame and each face's true box (normalised)."""
     import cv2
@@ -87,23 +96,23 @@ def compose(
         if p.who not in _SOURCES:
             raise ValueError(f"unknown face source {p.who!r}; choose from {sorted(_SOURCES)}")
         src = _SOURCES[p.who]
-        fx, fy, fw, fh = src["face"]
-        cx0, cy0, cw, ch = src["crop"]
-        crop = _photo(src["loader"])[cy0 : cy0 + ch, cx0 : cx0 + cw].copy()
+        fx, fy, fw, fh = src.face
+        cx0, cy0, cw, ch = src.crop
+        crop = _photo(src.loader)[cy0 : cy0 + ch, cx0 : cx0 + cw].copy()
         if p.turned_away:
-            hx, hy, hw, hh = src["hair"]
+            hx, hy, hw, hh = src.hair
             # The hair's own colour, smoothed flat: texture from the same photo
             # still looks like a face to detectors, a plain head does not.
-            patch = _photo(src["loader"])[hy : hy + hh, hx : hx + hw]
+            patch = _photo(src.loader)[hy : hy + hh, hx : hx + hw]
             hair = cv2.resize(cv2.blur(patch, (31, 31)), (fw + 16, fh + 16))
             oval = np.zeros(hair.shape[:2], np.uint8)
-            cv2.ellipse(oval, ((fw + 16) // 2, (fh + 16) // 2), ((fw + 16) // 2, (fh + 16) // 2), 0, 0, 360, 1, -1)
+            cv2.ellipse(oval, ((fw + 16) // 2, (fh + 16) // 2), ((fw + 16) // 2, (fh + 16) // 2), 0, 0, 360, (1,), -1)
             region = crop[fy - cy0 - 8 : fy - cy0 + fh + 8, fx - cx0 - 8 : fx - cx0 + fw + 8]
             region[oval > 0] = hair[oval > 0]
         scale = p.face_w * w / fw
         # Affine map from crop pixels to frame pixels: rotate and scale about the face centre.
         fcx, fcy = fx - cx0 + fw / 2, fy - cy0 + fh / 2
-        m = cv2.getRotationMatrix2D((fcx, fcy), p.angle_deg, scale)
+        m = np.array(cv2.getRotationMatrix2D((fcx, fcy), p.angle_deg, scale), dtype=float)
         m[:, 2] += (p.cx * w - fcx, p.cy * h - fcy)
         warped = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR)
         mask = cv2.warpAffine(np.full(crop.shape[:2], 255, np.uint8), m, (w, h)) > 127
