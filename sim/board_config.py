@@ -37,32 +37,11 @@ SIM_BOARD_SETTINGS = {
     "roll_rate_kd_ms": 100.0,
 }
 
-_RAD_IN_MDPS = 57295.7795  # one rad/s in milli-degrees per second
-
-
-def _estimator_gain_scale():
-    """Correction for the estimator's gain units, 1.0 when they are right.
-
-    firmware/estimator.py (as of commit e360eac) converts Mahony gains with
-    ``_MDPS_PER_RAD = 57295779.5``, which is micro-degrees per radian, so
-    ``est_kp = 1`` acts as 1000/s and the accelerometer's noise drives the
-    attitude estimate. Until that is fixed the simulated board scales its
-    est_kp/est_ki down by the same factor, so it runs the intended filter.
-    """
-    from firmware import estimator
-
-    used = getattr(estimator, "_MDPS_PER_RAD", _RAD_IN_MDPS)
-    return _RAD_IN_MDPS / used
-
 
 def board_config(overrides=()):
     """A validated firmware Config: defaults, then SIM_BOARD_SETTINGS, then ``overrides``."""
     cfg = fw_config.Config()
     settings = dict(SIM_BOARD_SETTINGS)
-    scale = _estimator_gain_scale()
-    if abs(scale - 1.0) > 1e-6:
-        settings["est_kp"] = cfg.get("est_kp") * scale
-        settings["est_ki"] = cfg.get("est_ki") * scale
     settings.update(dict(overrides))
     for name, value in settings.items():
         key = fw_config.KEY_IDS.get(name)
