@@ -26,8 +26,6 @@ import math
 import random
 from dataclasses import dataclass
 
-import numpy as np
-
 PROFILES = ("still", "tremor", "walking", "running", "pan")
 
 
@@ -99,13 +97,8 @@ class HandleDisturbance:
             self._add_gait(rng, _WALK, rng.uniform(1.6, 2.0))
         elif profile == "running":
             self._add_gait(rng, _RUN, rng.uniform(2.6, 3.0))
-        # one matrix product per call: channel mixing of all the sine waves
-        n = len(self._waves)
-        self._mix = np.zeros((6, n))
-        for k, (channel, amplitude, _f, _p) in enumerate(self._waves):
-            self._mix[channel, k] = amplitude
-        self._omega = np.array([2 * math.pi * w[2] for w in self._waves])
-        self._phase = np.array([w[3] for w in self._waves])
+        # (channel, amplitude, omega_rad_per_s, phase): plain floats are cheaper than numpy at this size
+        self._terms = [(c, a, 2 * math.pi * f, p) for c, a, f, p in self._waves]
 
     def _add_tremor(self, rng, gain):
         # six lines spread over 8-12 Hz per rotation axis: ~0.15 deg RMS each
@@ -127,8 +120,9 @@ class HandleDisturbance:
         if local_s <= 0.0:
             return out[:3], out[3:]
         envelope = m.scale * (_smoothstep(local_s / m.ramp_s) if m.ramp_s > 0 else 1.0)
-        if self._waves:
-            out = (envelope * (self._mix @ np.sin(self._omega * local_s + self._phase))).tolist()
+        sin = math.sin
+        for channel, amplitude, omega, phase in self._terms:
+            out[channel] += envelope * amplitude * sin(omega * local_s + phase)
         if m.profile == "pan":
             out[3] += m.scale * m.pan_deg * _min_jerk((local_s - m.pan_start_s) / m.pan_duration_s)
         return out[:3], out[3:]
