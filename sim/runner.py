@@ -152,7 +152,6 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
 
 
 def _run(g, scenario, tracker_name, perception, progress, stream):
-    cam = scenario.camera
     vis = scenario.vision
     dev = _DeviceReader()
     mode_id = MODE_IDS[scenario.mode]

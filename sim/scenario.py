@@ -42,8 +42,12 @@ below, documented in docs/sim.md)::
 """
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11 (pyproject installs tomli there)
+    import tomli as tomllib
 
 from sim.camera import CameraParams
 from sim.disturbance import HandleMotion
