@@ -162,6 +162,20 @@ def test_varied_views_units_and_noise(gesture, units, dims):
     assert right >= 0.9 * n, f"{gesture} in {units}/{dims}D: {right}/{n}"
 
 
+@pytest.mark.parametrize("z_scale", [0.5, 1.5])
+def test_depth_on_a_different_scale_from_x_and_y(z_scale):
+    # MediaPipe's z is only "roughly" on the scale of x; depth off by half must not matter much.
+    rng = np.random.default_rng(int(z_scale * 10))
+    for gesture in LABELS:
+        n = 40
+        right = sum(
+            classify(view(hand_3d(gesture, rng), rng, roll_deg=rng.uniform(-180, 180), noise=0.02) * [1, 1, z_scale])
+            == gesture
+            for _ in range(n)
+        )
+        assert right >= 0.85 * n, f"{gesture} with z x{z_scale}: {right}/{n}"
+
+
 @pytest.mark.parametrize("gesture", LABELS)
 def test_extreme_tilt_is_resolved_with_depth(gesture):
     # Fingers pointing at the camera: 2D landmarks cannot tell, MediaPipe's z can.
