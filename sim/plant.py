@@ -83,7 +83,14 @@ class GimbalPlant:
         self._gyro_adr = int(gyro.adr[0])
         self._accel_adr = int(accel.adr[0])
         self._free_qadr = int(m.jnt_qposadr[m.joint("handle_free").id])
-        self._quat = np.zeros(4)
+        # views into MjData, made once: each `data.qpos` access builds a new array object
+        d = self.data
+        self._qpos = d.qpos
+        self._qvel = d.qvel
+        self._qfrc = d.qfrc_applied
+        self._sensordata = d.sensordata
+        self._hand_pos = d.mocap_pos[self._hand_mocap]
+        self._hand_quat = d.mocap_quat[self._hand_mocap]
         self.set_hand_pose([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], teleport=True)
 
     @property
@@ -94,13 +101,12 @@ class GimbalPlant:
         """Move the hand (mocap); ``teleport`` also puts the handle there at rest (for the start)."""
         d = self.data
         pos = (pos_m[0], pos_m[1], HAND_HEIGHT_M + pos_m[2])
-        self._quat[:] = quat_from_ypr_deg(ypr_deg)
-        d.mocap_pos[self._hand_mocap] = pos
-        d.mocap_quat[self._hand_mocap] = self._quat
+        self._hand_pos[:] = pos
+        self._hand_quat[:] = quat_from_ypr_deg(ypr_deg)
         if teleport:
             a = self._free_qadr
             d.qpos[a:a + 3] = pos
-            d.qpos[a + 3:a + 7] = self._quat
+            d.qpos[a + 3:a + 7] = self._hand_quat
             d.qvel[:] = 0.0
             mujoco.mj_forward(self.model, d)
 
@@ -110,17 +116,18 @@ class GimbalPlant:
         mujoco.mj_forward(self.model, self.data)
 
     def step(self, torques_nm):
-        d = self.data
-        qfrc = d.qfrc_applied
-        for k in range(3):
-            qfrc[self._dadr[k]] = torques_nm[k]
-        mujoco.mj_step(self.model, d)
+        qfrc = self._qfrc
+        dadr = self._dadr
+        qfrc[dadr[0]] = torques_nm[0]
+        qfrc[dadr[1]] = torques_nm[1]
+        qfrc[dadr[2]] = torques_nm[2]
+        mujoco.mj_step(self.model, self.data)
 
     def joint_rad(self, axis):
-        return float(self.data.qpos[self._qadr[axis]])
+        return float(self._qpos[self._qadr[axis]])
 
     def joint_rads(self, axis):
-        return float(self.data.qvel[self._dadr[axis]])
+        return float(self._qvel[self._dadr[axis]])
 
     def joint_limits_rad(self, axis):
         jid = self.model.joint(JOINTS[axis]).id
@@ -128,11 +135,11 @@ class GimbalPlant:
 
     def imu_gyro_rads(self):
         a = self._gyro_adr
-        return self.data.sensordata[a:a + 3].tolist()  # plain floats: cheaper in the per-tick models
+        return self._sensordata[a:a + 3].tolist()  # plain floats: cheaper in the per-tick models
 
     def imu_accel_mps2(self):
         a = self._accel_adr
-        return self.data.sensordata[a:a + 3].tolist()
+        return self._sensordata[a:a + 3].tolist()
 
     def camera_pose(self):
         """(position_m, rotation FLU 3x3) of the camera site in the world."""
