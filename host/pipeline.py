@@ -246,7 +246,7 @@ class TrackingPipeline:
             events.append(PipelineEvent(t_s, "photo_now"))
             self._photo_at_s = None
         t3 = clock()
-        setpoint = self.framing.update(self._framing_target(target), dt_s)
+        setpoint = self.framing.update(self._framing_target(target, telemetry), dt_s)
         t4 = clock()
         return PipelineOutput(
             t_s=t_s,
@@ -298,15 +298,24 @@ class TrackingPipeline:
             return detections
         return replace(detections, hands=self._hands.hands)
 
-    def _framing_target(self, target):
+    def _framing_target(self, target, telemetry=None):
         cal_x, cal_y = self.calibration_point
         # Only a sighting this frame drives the gimbal. A 'predicted' position is
         # extrapolated in image coordinates as if the camera stood still, so
         # steering on it while the camera turns would chase a stale point.
         if not target.locked or target.source not in ("face", "body"):
             return FramingTarget(locked=False, cal_x=cal_x, cal_y=cal_y)
-        x, y = self.config.camera_mapping.apply(target.x, target.y)
-        return FramingTarget(locked=True, x=x, y=y, cal_x=cal_x, cal_y=cal_y)
+        m = self.config.camera_mapping
+        x, y = m.apply(target.x, target.y)
+        yaw_ff = pitch_ff = 0.0
+        if self._last_attitude is not None:
+            # With telemetry the tracker removed camera motion, so its velocity is the
+            # subject's own; without it the velocity mixes in our own turning: no feed-forward.
+            f = self.config.framing
+            yaw_ff = math.degrees(target.vx * m.scale_x * 2.0 * math.tan(math.radians(f.hfov_deg) / 2.0))
+            pitch_ff = -math.degrees(target.vy * m.scale_y * 2.0 * math.tan(math.radians(f.vfov_deg) / 2.0))
+        return FramingTarget(locked=True, x=x, y=y, cal_x=cal_x, cal_y=cal_y,
+                             yaw_rate_ff_dps=yaw_ff, pitch_rate_ff_dps=pitch_ff)
 
     def _gestures(self, detections, t_s, events):
         """Classify and debounce hand gestures, run their actions; returns the gesture that fired."""

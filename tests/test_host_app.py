@@ -305,3 +305,15 @@ def test_photo_and_recording_files(tmp_path):
     cap = cv2.VideoCapture(media.videos[0])
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     cap.release()
+
+
+def test_feedforward_only_with_telemetry(perception):
+    from vision.tracker import TargetState
+
+    pipe = make_pipeline(perception)
+    moving = TargetState(True, 1, 0.5, 0.5, 0.2, -0.1, "face", None, 0.0, 0.0)
+    assert pipe._framing_target(moving).yaw_rate_ff_dps == 0.0  # no telemetry: velocity includes our own turning
+    pipe._camera_shift({"yaw_deg": 0.0, "pitch_deg": 0.0})
+    ft = pipe._framing_target(moving)
+    assert ft.yaw_rate_ff_dps == pytest.approx(np.degrees(0.2 * 2 * np.tan(np.radians(35.0))))
+    assert ft.pitch_rate_ff_dps > 0  # moving up the image (vy < 0) is pitching up

@@ -230,3 +230,26 @@ def test_fit_mapping_recovers_a_known_side_camera_mapping():
     assert fitted.scale_y == pytest.approx(truth.scale_y)
     with pytest.raises(ValueError, match="differ"):
         fit_mapping([((0.5, 0.2), (0.5, 0.2)), ((0.5, 0.8), (0.5, 0.8))])
+
+
+def test_feedforward_of_the_subjects_rate_cuts_the_trailing_error():
+    def trail(ff_on):
+        cfg = FramingConfig()
+        ctl = FramingController(cfg)
+        cam_yaw = 0.0
+        errors = []
+        for i in range(int(4 / DT)):
+            subject_yaw = 25.0 * i * DT
+            x = project_x(subject_yaw, cam_yaw, cfg.hfov_deg)
+            ff = 25.0 if ff_on else 0.0
+            cmd = ctl.update(FramingTarget(locked=True, x=x, y=0.5, yaw_rate_ff_dps=ff), DT)
+            cam_yaw += cmd.yaw_rate_dps * DT
+            errors.append(abs(subject_yaw - cam_yaw))
+        return max(errors[30:])
+
+    assert trail(True) < 0.6 * trail(False)
+    # a still subject with a little rate noise below settle_rate_dps still stops for good
+    ctl = FramingController(FramingConfig())
+    cmds = [ctl.update(FramingTarget(locked=True, x=0.5, y=0.5, yaw_rate_ff_dps=(-1) ** i * 2.0), DT)
+            for i in range(300)]
+    assert all(c.yaw_rate_dps == 0.0 for c in cmds)

@@ -218,5 +218,5 @@ def test_track_sim_crossing_keeps_the_subject_framed():
     summary = json_lines(result.stdout)[-1]
     sim = summary["sim"]
     assert sim["target_in_view_fraction"] >= 0.95
-    assert sim["target_error_deg_median"] < 10.0 and sim["target_error_deg_p95"] < 20.0
+    assert sim["target_error_deg_median"] < 5.0 and sim["target_error_deg_p95"] < 12.0
     assert summary["frames_with_target"] >= 0.9 * summary["frames"]
