@@ -102,6 +102,21 @@ class PipelineOutput:
     latency_ms: dict  # per stage: vision, tracker, gestures, framing, total
 
 
+def attitude_deg(telemetry):
+    """(yaw_deg, pitch_deg) of the camera from a telemetry dict, or None.
+
+    Accepts the drivers' dict (``yaw_deg``, ``pitch_deg``) and raw OpenSteady
+    MSG_TELEMETRY fields (``yaw_cdeg``, ``pitch_cdeg``).
+    """
+    if not telemetry:
+        return None
+    if telemetry.get("yaw_deg") is not None and telemetry.get("pitch_deg") is not None:
+        return (float(telemetry["yaw_deg"]), float(telemetry["pitch_deg"]))
+    if telemetry.get("yaw_cdeg") is not None and telemetry.get("pitch_cdeg") is not None:
+        return (telemetry["yaw_cdeg"] / 100.0, telemetry["pitch_cdeg"] / 100.0)
+    return None
+
+
 class AsyncHands:
     """Hand detection on a worker thread: ``submit`` a frame when idle, ``take`` the newest result."""
 
@@ -221,7 +236,12 @@ class TrackingPipeline:
 
     # --- the step -----------------------------------------------------------------
     def step(self, frame_rgb, t_s, telemetry=None):
-        """Process one frame taken at ``t_s`` seconds; returns a PipelineOutput."""
+        """Process one frame taken at ``t_s`` seconds; returns a PipelineOutput.
+
+        ``telemetry``: the gimbal's latest telemetry (see :func:`attitude_deg`), or
+        None. With it, the tracker discounts the camera's own turning and the
+        subject's rate is fed forward.
+        """
         cfg = self.config
         dt_s = cfg.nominal_dt_s if self._last_t_s is None else t_s - self._last_t_s
         if dt_s <= 0:
@@ -275,10 +295,10 @@ class TrackingPipeline:
         From telemetry's earth-frame yaw and pitch: yawing right moves the scene
         left (-x), pitching up moves it down (+y). (0, 0) without telemetry.
         """
-        if not telemetry or telemetry.get("yaw_deg") is None or telemetry.get("pitch_deg") is None:
+        attitude = attitude_deg(telemetry)
+        if attitude is None:
             self._last_attitude = None
             return (0.0, 0.0)
-        attitude = (telemetry["yaw_deg"], telemetry["pitch_deg"])
         last, self._last_attitude = self._last_attitude, attitude
         if last is None:
             return (0.0, 0.0)

@@ -285,6 +285,9 @@ def test_gimbal_telemetry_becomes_the_trackers_camera_shift(perception):
     dx, dy = pipe._camera_shift({"yaw_deg": -176.0, "pitch_deg": 2.0})  # +5 deg across the wrap, 2 deg up
     assert dx == pytest.approx(-np.radians(5.0) / (2 * np.tan(np.radians(35.0))))  # scene moves left
     assert dy == pytest.approx(np.radians(2.0) / (2 * np.tan(np.radians(55.4 / 2))))  # and down
+    # raw MSG_TELEMETRY fields (0.01 deg) work too: the simulator's runner passes those
+    dx, _ = pipe._camera_shift({"yaw_cdeg": -17100, "pitch_cdeg": 200})
+    assert dx == pytest.approx(-np.radians(5.0) / (2 * np.tan(np.radians(35.0))))
 
 
 def test_photo_and_recording_files(tmp_path):
