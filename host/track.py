@@ -272,12 +272,16 @@ def _track(args, settings, pipeline_config, source, sim):
     grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"]).start() if sim is None else source
     window = None
     if not args.headless:
-        from host.hud import PreviewWindow
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # OpenCV's Qt backend aborts the whole process without a display; don't let it try.
+            log.warning("no display (DISPLAY is not set): running without the preview window (--headless)")
+        else:
+            from host.hud import PreviewWindow
 
-        try:
-            window = PreviewWindow()
-        except Exception as exc:  # OpenCV without GUI support, or no display
-            log.warning("no preview window (%s); running headless", exc)
+            try:
+                window = PreviewWindow()
+            except Exception as exc:  # OpenCV built without GUI support
+                log.warning("no preview window (%s); running headless", exc)
     if sim is None:
         clock = time.monotonic
         mount.start_watchdog()

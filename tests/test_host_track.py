@@ -220,3 +220,11 @@ def test_track_sim_crossing_keeps_the_subject_framed():
     assert sim["target_in_view_fraction"] >= 0.95
     assert sim["target_error_deg_median"] < 5.0 and sim["target_error_deg_p95"] < 12.0
     assert summary["frames_with_target"] >= 0.9 * summary["frames"]
+
+
+def test_without_a_display_the_preview_is_skipped_not_fatal(video):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = opensteady("track", "--video", str(video), "--no-pace", "--gimbal", "none", "--no-log",
+                        "--max-frames", "5", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no display" in result.stderr and "5 frames" in result.stdout
