@@ -146,7 +146,10 @@ class SimGimbal:
 
     def _build_scene(self, face_image, perception):
         boards = []
-        self.face_uv = []
+        if perception is None:
+            from vision.pipeline import Perception, VisionConfig
+
+            perception = Perception(VisionConfig(hands=False, static_images=True))
         for subj in self.scenario.subjects:
             img = subject_image(subj.image, face_image)
             cx, cy, w = locate_face(img, perception)
