@@ -39,7 +39,8 @@ def _px(x, y, w, h):
     return int(round(x * w)), int(round(y * h))
 
 
-def _text(img, text, org, color=WHITE, scale=0.5, thickness=1):
+def put_text(img, text, org, color=WHITE, scale=0.5, thickness=1):
+    """Outlined text, readable on any background."""
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
 
@@ -50,7 +51,7 @@ def _box(img, box, color, label=None, thickness=1):
     p1 = _px(box.x + box.w, box.y + box.h, w, h)
     cv2.rectangle(img, p0, p1, color, thickness)
     if label:
-        _text(img, label, (p0[0], max(12, p0[1] - 4)), color, 0.45)
+        put_text(img, label, (p0[0], max(12, p0[1] - 4)), color, 0.45)
 
 
 def draw_hud(img, out, status):
@@ -94,15 +95,15 @@ def draw_hud(img, out, status):
     if status.get("message"):
         lines.append(status["message"])
     for i, line in enumerate(lines):
-        _text(img, line, (8, 18 + 18 * i), RED if line.startswith(("CAMERA", "PAUSED")) else WHITE)
+        put_text(img, line, (8, 18 + 18 * i), RED if line.startswith(("CAMERA", "PAUSED")) else WHITE)
     if out.recording:
         cv2.circle(img, (w - 20, 20), 8, RED, -1)
-        _text(img, "REC", (w - 60, 25), RED)
+        put_text(img, "REC", (w - 60, 25), RED)
     if out.photo_countdown_s is not None:
         n = str(int(out.photo_countdown_s) + 1)
-        _text(img, n, (w // 2 - 20, h // 2 + 20), WHITE, 3.0, 4)
+        put_text(img, n, (w // 2 - 20, h // 2 + 20), WHITE, 3.0, 4)
     if status.get("gesture"):
-        _text(img, "gesture: %s" % status["gesture"], (8, h - 12), YELLOW, 0.6)
+        put_text(img, "gesture: %s" % status["gesture"], (8, h - 12), YELLOW, 0.6)
     return img
 
 

@@ -309,6 +309,10 @@ def _track(args, settings, pipeline_config, source, sim):
                 mount.poll(clock())
                 if grabber.ended:
                     break
+                if window is not None and getattr(grabber, "error", None) is not None:
+                    if _waiting_preview(window, grabber, mount) == "quit":
+                        exit_reason = "quit"
+                        break
                 if args.json and time.monotonic() >= next_status:
                     next_status = time.monotonic() + 1.0
                     _emit(_status_line(stats, mount, grabber, started))
@@ -398,6 +402,19 @@ def _status_line(stats, mount, grabber, started):
         "camera_error": str(grabber.error) if getattr(grabber, "error", None) else None,
         "dropped_frames": getattr(grabber, "dropped", 0),
     }
+
+
+def _waiting_preview(window, grabber, mount):
+    """Keep the window alive while the camera is away: say so, and still take keys."""
+    import numpy as np
+
+    from host.hud import RED, WHITE, put_text
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    put_text(img, "CAMERA: %s" % grabber.error, (8, 30), RED)
+    put_text(img, "retrying...  (q to quit)", (8, 54), WHITE)
+    put_text(img, "%s: %s" % (mount.name, "connected" if mount.connected else "DISCONNECTED, retrying"), (8, 78), WHITE)
+    return window.show(img)
 
 
 def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline):
