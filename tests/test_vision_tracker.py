@@ -143,6 +143,21 @@ def test_a_body_that_belongs_to_another_visible_face_is_not_used():
     assert all(s.source == "predicted" and abs(s.x - 0.45) < 0.02 for s in states)
 
 
+def test_a_false_face_on_the_back_of_the_head_does_not_take_the_pose():
+    target_look, hair_look = (0.8, 0.2, 0.0, 0.0), (0.0, 0.1, 0.5, 0.4)  # similarity 0.4
+    tracker = TargetTracker(TrackerConfig(select="largest"))
+    for i in range(15):
+        t = i / FPS
+        f = Face(face(0.5, 0.4, 0.12).box, (), 0.95, target_look)
+        state = tracker.update(dets(t, [f], [body_under(0.5, 0.42, 0.2)]), t)
+    target = state.track_id
+    for i in range(15, 30):  # turned away: the detector reports the hair as a weak face
+        t = i / FPS
+        hair = Face(face(0.5, 0.39, 0.12).box, (), 0.6, hair_look)
+        state = tracker.update(dets(t, [hair], [body_under(0.5, 0.42, 0.2, turned_away=True)]), t)
+        assert state.track_id == target and state.source == "body"
+
+
 def test_prediction_compensates_latency_for_a_moving_face():
     latency = 0.12
     tracker = TargetTracker(TrackerConfig(select="largest", latency_s=latency))
@@ -293,3 +308,33 @@ def test_real_faces_reacquire_astronaut_after_occlusion(faces_only):
     assert all(s.source == "predicted" for s in states[15:30])
     assert all(s.source == "face" for s in states[31:])
     assert states[-1].x == pytest.approx(0.35, abs=0.02)
+
+
+def test_real_faces_someone_else_in_the_targets_place_is_not_reacquired(faces_only):
+    """The astronaut steps out; the cameraman steps into her place; she comes back."""
+
+    def run_with(min_similarity):
+        config = TrackerConfig(select="largest", min_track_similarity=min_similarity,
+                               min_reacquire_similarity=min_similarity)
+        tracker = TargetTracker(config)
+        states = []
+        for i in range(40):
+            t = 10.0 + i / FPS
+            if i < 10:
+                who = [Placement("astronaut", 0.35, 0.4, 0.15)]
+            elif i < 25:
+                who = [Placement("cameraman", 0.37, 0.42, 0.15)]
+            else:
+                who = [Placement("astronaut", 0.36, 0.4, 0.15)]
+            frame, _ = compose(who)
+            states.append(tracker.update(faces_only.process(frame, t), t))
+        return states
+
+    states = run_with(TrackerConfig().min_reacquire_similarity)
+    target = states[5].track_id
+    assert all(s.track_id == target for s in states[5:])
+    assert all(s.source == "predicted" for s in states[10:25])  # not the cameraman
+    assert all(s.source == "face" for s in states[26:])  # she is back
+    # Position and size alone cannot tell: without appearance the cameraman is taken for her.
+    blind = run_with(0.0)
+    assert any(s.source == "face" for s in blind[10:25])

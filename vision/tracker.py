@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from vision.appearance import similarity
 from vision.gestures import GESTURES, GestureDebouncer
 from vision.types import Body, Box, Detections, Face, Hand
 
@@ -63,6 +64,12 @@ class TrackerConfig:
     track_max_age_s: float = 1.0  # forget non-target tracks unseen this long
     active_gap_s: float = 0.25  # a track unseen longer than this is matched after the visible ones
     min_hits: int = 2  # automatic selection waits for a face seen in this many frames
+    # Appearance (vision.appearance.similarity) a face needs to continue a
+    # track, and to re-acquire a lost one; 0 disables the check. The same
+    # face under other exposure, scale or rotation scores 0.93-1.0, another
+    # person about 0.5, the back of a head about 0.45.
+    min_track_similarity: float = 0.6
+    min_reacquire_similarity: float = 0.75
     accel_noise: float = 3.0  # Kalman process noise, frame widths per second squared
     face_noise: float = 0.05  # face centre measurement noise, in face widths
     body_noise: float = 0.25  # pose head estimate noise, in face widths
@@ -85,6 +92,9 @@ class TrackerConfig:
                     "accel_noise", "face_noise", "body_noise"):
             if not getattr(self, key) > 0.0:
                 raise bad(key, "must be > 0")
+        for key in ("min_track_similarity", "min_reacquire_similarity"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise bad(key, "must be in [0, 1]")
         if not (isinstance(self.min_hits, int) and self.min_hits >= 1):
             raise bad("min_hits", "must be an integer >= 1")
         if not self.max_size_ratio > 1.0:
@@ -164,9 +174,13 @@ class _Track:
     body_offsets: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     source: str = "face"
     hits: int = 1  # frames with a face
+    signature: Tuple[float, ...] = ()  # running average of the face's appearance signature
+    born_s: float = field(init=False)
+    face_seen_s: float = field(init=False)  # last sighting of the face itself (not the body)
 
     def __post_init__(self) -> None:
         self.x, self.y, self.width = _Axis(self.box.cx), _Axis(self.box.cy), self.box.w
+        self.born_s = self.face_seen_s = self.t_s
 
     def predict_to(self, t_s: float, q: float) -> None:
         self.x.predict(t_s - self.t_s, q)
@@ -274,15 +288,19 @@ class TargetTracker:
         grown = self.config.gate_face_widths * track.width + self.config.gate_speed * unseen
         return min(grown, max(self.config.max_gate, self.config.gate_face_widths * track.width))
 
-    def _cost(self, track: _Track, face: Face, now: float) -> Optional[float]:
+    def _cost(self, track: _Track, face: Face, now: float, reacquire: bool) -> Optional[float]:
         ratio = max(face.box.w, 1e-6) / max(track.width, 1e-6)
         if not 1.0 / self.config.max_size_ratio <= ratio <= self.config.max_size_ratio:
             return None
         dist = math.hypot(face.box.cx - track.x.p, face.box.cy - track.y.p)
         if dist > self._gate(track, now):
             return None
+        look = similarity(track.signature, face.signature)
+        needed = self.config.min_reacquire_similarity if reacquire else self.config.min_track_similarity
+        if look < needed:
+            return None  # someone else appeared where the track's face was
         iou = face.box.iou(track.predicted_box())
-        return dist / max(track.width, 1e-6) + (1.0 - iou) + abs(math.log(ratio))
+        return dist / max(track.width, 1e-6) + (1.0 - iou) + abs(math.log(ratio)) + (1.0 - look)
 
     def _associate(self, faces: Tuple[Face, ...], now: float) -> Dict[int, Face]:
         """Match faces to tracks: first tracks seen a moment ago, then lost ones (re-acquisition).
@@ -296,11 +314,11 @@ class TargetTracker:
         lost = {tid: t for tid, t in self._tracks.items() if tid not in active}
         matched: Dict[int, Face] = {}
         used: set = set()
-        for group in (active, lost):
+        for group, reacquire in ((active, False), (lost, True)):
             pairs: List[Tuple[float, int, int]] = []
             for tid, track in group.items():
                 for i, face in enumerate(faces):
-                    cost = None if i in used else self._cost(track, face, now)
+                    cost = None if i in used else self._cost(track, face, now, reacquire)
                     if cost is not None:
                         pairs.append((cost, tid, i))
             pairs.sort()
@@ -313,7 +331,7 @@ class TargetTracker:
             self._observe_face(self._tracks[tid], face, now)
         for i, face in enumerate(faces):
             if i not in used:
-                track = _Track(self._next_id, face.box, now, now)
+                track = _Track(self._next_id, face.box, now, now, signature=face.signature)
                 self._tracks[track.track_id] = track
                 self._next_id += 1
         return matched
@@ -325,7 +343,14 @@ class TargetTracker:
         else:
             track.correct(face.box.cx, face.box.cy, self.config.face_noise)
         track.box, track.width, track.seen_s, track.source = face.box, face.box.w, now, "face"
+        track.face_seen_s = now
         track.hits += 1
+        if face.signature:
+            old = track.signature or face.signature
+            if len(old) != len(face.signature):
+                old = face.signature
+            # Slow average: the look of a person, not of one frame.
+            track.signature = tuple(0.9 * a + 0.1 * b for a, b in zip(old, face.signature))
 
     def _update_target_from_body(self, bodies: Tuple[Body, ...], matched: Dict[int, Face], now: float) -> None:
         target = self._tracks.get(self._target) if self._target is not None else None
@@ -334,7 +359,11 @@ class TargetTracker:
         if self._target in matched:
             self._learn_body_offsets(target, bodies)
             return
-        others = [self._tracks[t].box for t in matched]
+        # Faces of people seen while the target was still visible. A face that
+        # only appeared once the target was lost (often the back of the
+        # target's own head, which detectors sometimes report) does not
+        # claim the pose.
+        others = [self._tracks[t].box for t in matched if self._tracks[t].born_s <= target.face_seen_s]
         best: Optional[Tuple[float, float]] = None
         best_d = self._gate(target, now)
         for body in bodies:

