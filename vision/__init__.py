@@ -8,15 +8,17 @@
 
 Modules: ``types`` (results), ``pipeline`` (Perception, VisionConfig),
 ``backends`` (MediaPipe, Haar), ``gestures`` (classify, GestureDebouncer),
-``tracker`` (TargetTracker), ``bench`` (``python -m vision.bench``).
+``appearance`` (face signatures), ``tracker`` (TargetTracker), ``scenes``
+(test frames from real photos), ``bench`` (``python -m vision.bench``).
+See docs/vision.md.
 """
 
-from vision.gestures import GESTURES, GestureDebouncer, classify
+from vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
 from vision.pipeline import Perception, VisionConfig
-from vision.tracker import TargetState, TargetTracker, TrackerConfig
+from vision.tracker import TargetState, TargetTracker, TrackerConfig, TrackView
 from vision.types import Body, Box, Detections, Face, Hand
 
 __all__ = [
-    "GESTURES", "GestureDebouncer", "classify", "Perception", "VisionConfig",
-    "TargetState", "TargetTracker", "TrackerConfig", "Body", "Box", "Detections", "Face", "Hand",
+    "GESTURES", "GestureDebouncer", "HandednessSmoother", "classify", "Perception", "VisionConfig",
+    "TargetState", "TargetTracker", "TrackerConfig", "TrackView", "Body", "Box", "Detections", "Face", "Hand",
 ]

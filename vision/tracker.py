@@ -12,11 +12,12 @@
 
 How identity is kept: every face gets a track with a constant-velocity Kalman
 filter (per axis, on the timestamps passed in). Each frame, faces are matched
-to tracks by one global assignment whose cost combines IoU with the track's
-predicted box, distance from the predicted centre in face widths, and face-size
-consistency; a face outside a track's gate can never feed that track. So a
-second face that comes closer or grows larger keeps its own track, and the
-locked target does not jump to it.
+to tracks (visible tracks first, then lost ones) by a greedy assignment whose
+cost combines IoU with the track's predicted box, distance from the predicted
+centre in face widths, face-size consistency and appearance
+(``vision.appearance``); a face outside a track's gate, or that looks like
+someone else, can never feed that track. So a second face that comes closer or
+grows larger keeps its own track, and the locked target does not jump to it.
 
 When the target's face is missing, the pose's head estimate (shifted by the
 face-to-pose offset learnt while both were seen) keeps the target updated
