@@ -45,7 +45,6 @@ FINGERS = {  # MCP, PIP, DIP, TIP
     "ring": (13, 14, 15, 16),
     "pinky": (17, 18, 19, 20),
 }
-_PALM = (0, 5, 9, 13, 17)
 
 # Gesture patterns over (thumb, index, middle, ring, pinky): True = extended,
 # False = curled, None = either. The thumb is free for an open palm, pointing
