@@ -243,28 +243,29 @@ def _track(args, settings, pipeline_config, source, sim):
     from host.pipeline import TrackingPipeline
     from host.session_log import SessionLog, frame_record
 
-    # The slow parts first (models, files), so nothing is left half-open if they fail
-    # or Ctrl-C arrives while the models load.
+    # Load the models before opening the gimbal port, so nothing is left half-open if
+    # loading fails or Ctrl-C arrives meanwhile.
     pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
     out_dir = settings["output"]["dir"]
+    g = settings["gimbal"]
+    mount = None
     session = None
     try:
-        if not args.no_log and (args.log or settings["output"]["session_log"]):
-            path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
-            session = SessionLog(path)
-            session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
-        g = settings["gimbal"]
         backend = sim.backend() if sim is not None else create_backend(
             g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
         mount = Mount(backend, stall_s=g["stall_s"])
         mount.open()
+        if not args.no_log and (args.log or settings["output"]["session_log"]):
+            path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
+            session = SessionLog(path)
+            session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
     except (LinkError, ValueError, OSError) as exc:
         print("error: %s" % exc, file=sys.stderr)
+        if mount is not None and mount.connected:
+            mount.close(time.monotonic())
         pipeline.close()
         if sim is not None:
             sim.close()
-        if session is not None:
-            session.close()
         return 2
 
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)

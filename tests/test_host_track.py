@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -31,9 +32,12 @@ def video(tmp_path_factory):
     return write_astronaut_video(tmp_path_factory.mktemp("video") / "astronaut.avi", N_FRAMES)
 
 
-def opensteady(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "host.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, **kw)
+def opensteady(*args, cwd=None, env=None, **kw):
+    """Run the real CLI; from a scratch directory so default outputs never land in the repository."""
+    env = dict(os.environ if env is None else env, PYTHONPATH=ROOT)
+    cwd = cwd or tempfile.mkdtemp(prefix="opensteady-cli-")
+    return subprocess.run([sys.executable, "-m", "host.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, **kw)
 
 
 def json_lines(text):
@@ -173,8 +177,9 @@ def test_missing_video_file_and_missing_port_are_clear_errors(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = opensteady("track", "--video", str(tmp_path / "none.avi"), "--headless", "--gimbal", "simplebgc")
     assert result.returncode == 2
-    result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"))
+    result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"), cwd=str(tmp_path))
     assert result.returncode == 2 and "does not exist" in result.stderr and "ttyNOPE" in result.stderr
+    assert not (tmp_path / "opensteady-output").exists()  # no session log for a run that never started
 
 
 def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
