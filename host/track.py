@@ -114,7 +114,9 @@ class Stats:
         self.e2e_ms = []
         self.stage_ms = {}
         self.events = []
-        self._window = []  # (wall time, pipeline ms) for the last second
+        self.state = None  # the framing controller's state on the last frame
+        self.target = None  # the target's source on the last frame: face, body, predicted, none
+        self._window = []  # wall times of the frames in the last second
 
     def add(self, out, e2e_ms, now):
         self.frames += 1
@@ -124,6 +126,8 @@ class Stats:
         for stage, ms in out.latency_ms.items():
             self.stage_ms.setdefault(stage, []).append(ms)
         self.e2e_ms.append(e2e_ms)
+        self.state = out.setpoint.state
+        self.target = out.target.source
         self._window.append(now)
         while self._window and now - self._window[0] > 1.0:
             self._window.pop(0)
@@ -395,6 +399,8 @@ def _status_line(stats, mount, grabber, started):
         "frames": stats.frames,
         "frames_with_target": stats.frames_with_target,
         "fps": stats.fps,
+        "state": stats.state,
+        "target": stats.target,
         "pipeline_ms_p50": _percentile(recent, 50),
         "gimbal": mount.name,
         "gimbal_connected": mount.connected,
