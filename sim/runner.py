@@ -77,7 +77,7 @@ def fault_names(flags):
 
 
 class _Commanded:
-    """The attitude the host is commanding, integrated from the setpoints as they reach the firmware."""
+    """The attitude the host is commanding, integrated from the setpoints as the host sends them."""
 
     def __init__(self):
         self.ypr = None
@@ -172,7 +172,7 @@ def _run(g, scenario, tracker_name, perception, progress, stream):
     gestures = sorted(scenario.gestures, key=lambda e: e.t_s)
     target = scenario.target_index
     commanded = _Commanded()
-    cmd_series, t_series = [], []
+    cmd_series = []  # commanded attitude at each trace sample
     frames = {"t_s": [], "face_px": [], "in_view": [], "locked": [], "paused": [], "wrong_target": [],
               "setpoint": []}
     step_s = g.period_us / 1e6
@@ -213,12 +213,11 @@ def _run(g, scenario, tracker_name, perception, progress, stream):
             if not mode_acked:
                 mode_acked = any(a[0] == protocol.MSG_MODE and a[2] == protocol.ACK_OK for a in dev.acks)
         if g.tick_count % 4 == 0:
-            t_series.append(g.time_s)
             cmd_series.append(list(commanded.advance(4 * step_s, g.traces.camera_ypr_deg[-1],
                                                      g.traces.handle_ypr_deg[-1])))
         if progress and k % progress_every == 0:
             _progress(k / n_steps, t, scenario.seconds, stream)
-    return RunResult(_metrics(g, scenario, dev, frames, t_series, cmd_series, calibration_point, tracker_name,
+    return RunResult(_metrics(g, scenario, dev, frames, cmd_series, calibration_point, tracker_name,
                               mode_acked),
                      _series(g, frames, cmd_series))
 
@@ -262,7 +261,7 @@ def _frame_step(g, scenario, t, pipeline, baseline, perception, dev, target, cal
     return sp
 
 
-def _metrics(g, scenario, dev, frames, t_series, cmd_series, calibration_point, tracker_name, mode_acked):
+def _metrics(g, scenario, dev, frames, cmd_series, calibration_point, tracker_name, mode_acked):
     tr = g.traces
     t = np.array(tr.t_s)
     after = t >= scenario.warmup_s
