@@ -61,6 +61,9 @@ class PipelineConfig:
     # deterministic in time, so the simulator keeps the default (in line).
     hands_async: bool = False
     hands_max_age_s: float = 0.3
+    # With hands_async, start hand detection at most this often: gestures are held
+    # for a second, so 10 Hz is plenty, and the core stays free for faces.
+    hands_interval_s: float = 0.1
 
     def validate(self):
         self.framing.validate()
@@ -140,6 +143,11 @@ class AsyncHands:
             self._cond.notify()
             return True
 
+    def wait_idle(self, timeout_s=5.0):
+        """Block until the queued frame (if any) has been processed; True if idle in time."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout_s)
+
     def take(self):
         with self._cond:
             result, self._result = self._result, None
@@ -160,6 +168,7 @@ class AsyncHands:
                 self._result = detections
                 self._busy = False
                 self.processed += 1
+                self._cond.notify_all()
 
     def close(self):
         with self._cond:
@@ -181,6 +190,7 @@ class TrackingPipeline:
         self.calibration_point = tuple(self.config.calibration_point)
         self.hands_worker = None
         self._hands = None  # newest Detections from the hands worker
+        self._hands_submitted_s = None
         if perception is None:
             from vision.pipeline import Perception, VisionConfig
 
@@ -310,7 +320,9 @@ class TrackingPipeline:
         return (dx, dy)
 
     def _merge_hands(self, detections, frame_rgb, t_s):
-        self.hands_worker.submit(frame_rgb, t_s)
+        if self._hands_submitted_s is None or t_s - self._hands_submitted_s >= self.config.hands_interval_s:
+            if self.hands_worker.submit(frame_rgb, t_s):
+                self._hands_submitted_s = t_s
         result = self.hands_worker.take()
         if result is not None:
             self._hands = result

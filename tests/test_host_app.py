@@ -320,3 +320,19 @@ def test_feedforward_only_with_telemetry(perception):
     ft = pipe._framing_target(moving)
     assert ft.yaw_rate_ff_dps == pytest.approx(np.degrees(0.2 * 2 * np.tan(np.radians(35.0))))
     assert ft.pitch_rate_ff_dps > 0  # moving up the image (vy < 0) is pitching up
+
+
+def test_hands_on_a_worker_thread_at_a_limited_rate(astronaut_frame):
+    pipe = TrackingPipeline(PipelineConfig(hands_async=True, hands_interval_s=0.1))
+    try:
+        worker = pipe.hands_worker
+        assert worker is not None and not pipe.perception.config.hands  # faces in line, hands on the worker
+        outs = []
+        for i in range(12):  # 0.4 s of frames; wait for the worker each time so the count is exact
+            outs.append(pipe.step(astronaut_frame, i * DT))
+            assert worker.wait_idle(10.0)
+        assert worker.processed == 4  # at t = 0, 0.1, 0.2, 0.3 s
+        assert all(o.detections.faces for o in outs[3:]) and all(o.detections.hands == () for o in outs)
+        assert outs[-1].target.locked
+    finally:
+        pipe.close()
