@@ -26,6 +26,8 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 PROFILES = ("still", "tremor", "walking", "running", "pan")
 
 
@@ -99,6 +101,12 @@ class HandleDisturbance:
             self._add_gait(rng, _RUN, rng.uniform(2.6, 3.0))
         # (channel, amplitude, omega_rad_per_s, phase): plain floats are cheaper than numpy at this size
         self._terms = [(c, a, 2 * math.pi * f, p) for c, a, f, p in self._waves]
+        n = len(self._waves)
+        self._mix = np.zeros((n, 6))
+        for k, (channel, amplitude, _f, _p) in enumerate(self._waves):
+            self._mix[k, channel] = amplitude
+        self._omega = np.array([t[2] for t in self._terms])
+        self._phase = np.array([t[3] for t in self._terms])
 
     def _add_tremor(self, rng, gain):
         # six lines spread over 8-12 Hz per rotation axis: ~0.15 deg RMS each
@@ -126,3 +134,20 @@ class HandleDisturbance:
         if m.profile == "pan":
             out[3] += m.scale * m.pan_deg * _min_jerk((local_s - m.pan_start_s) / m.pan_duration_s)
         return out[:3], out[3:]
+
+    def poses(self, t_s):
+        """Vectorised :meth:`pose` for an array of times: an (N, 6) array of x, y, z, yaw, pitch, roll."""
+        m = self.motion
+        local = np.asarray(t_s, dtype=float) - m.start_s
+        active = local > 0.0
+        if m.ramp_s > 0:
+            x = np.clip(local / m.ramp_s, 0.0, 1.0)
+            envelope = m.scale * x * x * (3.0 - 2.0 * x)
+        else:
+            envelope = np.full(local.shape, float(m.scale))
+        envelope = np.where(active, envelope, 0.0)
+        out = (envelope[:, None] * np.sin(np.outer(local, self._omega) + self._phase)) @ self._mix
+        if m.profile == "pan":
+            x = np.clip((local - m.pan_start_s) / m.pan_duration_s, 0.0, 1.0)
+            out[:, 3] += np.where(active, m.scale * m.pan_deg * x * x * x * (10.0 - 15.0 * x + 6.0 * x * x), 0.0)
+        return out

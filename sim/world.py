@@ -39,6 +39,7 @@ from sim.plant import GimbalPlant
 FACE_WIDTH_M = 0.16  # an adult face, ear to ear seen from the front
 SETTLE_S = 0.3  # the plant settles in the hand before the firmware boots
 TRACE_EVERY_TICKS = 4  # traces are kept at 250 Hz
+POSE_BLOCK_TICKS = 1000  # the hand's pose is computed a block of ticks at a time (one numpy call)
 
 
 class Traces:
@@ -125,6 +126,8 @@ class SimGimbal:
             self.dt_s = self.period_us / 1e6
             self.plant.model.opt.timestep = self.dt_s
         self.tick_count = 0
+        self._pose_block = []
+        self._pose_block_start = 0
         self.traces = Traces()
         self.max_effort = 0.0
         self.camera = PinholeCamera(scenario.camera)
@@ -252,8 +255,8 @@ class SimGimbal:
             torques[k] = tau
         self.max_effort = max(self.max_effort, effort[0], effort[1], effort[2])
         self.tick_count += 1
-        pos, ypr = self.handle.pose(self.time_s)
-        plant.set_hand_pose(pos, ypr)
+        pose = self._hand_pose(self.tick_count)
+        plant.set_hand_pose(pose[0:3], pose[3:6])
         plant.step(torques)
         if self.tick_count % TRACE_EVERY_TICKS == 0:
             tr = self.traces
@@ -262,6 +265,16 @@ class SimGimbal:
             tr.handle_ypr_deg.append(plant.handle_ypr_deg())
             tr.joint_deg.append([math.degrees(plant.joint_rad(k)) for k in range(3)])
             tr.effort.append(effort)
+
+    def _hand_pose(self, tick):
+        """The hand's [x, y, z, yaw, pitch, roll] at ``tick``, from the current precomputed block."""
+        i = tick - self._pose_block_start
+        if not 0 <= i < len(self._pose_block):
+            self._pose_block_start = tick
+            ticks = np.arange(tick, tick + POSE_BLOCK_TICKS)
+            self._pose_block = self.handle.poses(ticks * (self.period_us / 1e6)).tolist()
+            i = 0
+        return self._pose_block[i]
 
     def close(self):
         self.firmware.close()
