@@ -107,31 +107,41 @@ def draw_hud(img, out, status):
     return img
 
 
+class ClickToPoint:
+    """Turns mouse events on an image of a known size into normalised click points."""
+
+    def __init__(self):
+        self.size = (1, 1)  # (width, height) of the image shown
+        self.clicked = None  # normalised (x, y) of the last left click, until taken
+
+    def on_mouse(self, event, x, y, flags=0, param=None):
+        if event == cv2.EVENT_LBUTTONDOWN:
+            w, h = self.size
+            self.clicked = (min(1.0, max(0.0, x / w)), min(1.0, max(0.0, y / h)))
+
+    def take(self):
+        click, self.clicked = self.clicked, None
+        return click
+
+
 class PreviewWindow:
     """The OpenCV window: shows frames, reports clicks and key actions."""
 
     def __init__(self, title="OpenSteady"):
         self.title = title
-        self.clicked = None  # normalised (x, y) of the last left click, until taken
-        self._size = (1, 1)
+        self.clicks = ClickToPoint()
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
-        cv2.setMouseCallback(title, self._on_mouse)
-
-    def _on_mouse(self, event, x, y, flags, param):
-        if event == cv2.EVENT_LBUTTONDOWN:
-            w, h = self._size
-            self.clicked = (min(1.0, max(0.0, x / w)), min(1.0, max(0.0, y / h)))
+        cv2.setMouseCallback(title, self.clicks.on_mouse)
 
     def show(self, img):
         """Show ``img`` and return the action of a key pressed, or None."""
-        self._size = (img.shape[1], img.shape[0])
+        self.clicks.size = (img.shape[1], img.shape[0])
         cv2.imshow(self.title, img)
         key = cv2.waitKey(1) & 0xFF
         return KEY_ACTIONS.get(key)
 
     def take_click(self):
-        click, self.clicked = self.clicked, None
-        return click
+        return self.clicks.take()
 
     def close(self):
         cv2.destroyWindow(self.title)

@@ -336,3 +336,17 @@ def test_hands_on_a_worker_thread_at_a_limited_rate(astronaut_frame):
         assert outs[-1].target.locked
     finally:
         pipe.close()
+
+
+def test_click_sets_a_normalised_point_and_keys_map_to_actions():
+    from host.hud import KEY_ACTIONS, ClickToPoint
+
+    clicks = ClickToPoint()
+    clicks.size = (640, 480)
+    clicks.on_mouse(cv2.EVENT_MOUSEMOVE, 10, 10)
+    assert clicks.take() is None
+    clicks.on_mouse(cv2.EVENT_LBUTTONDOWN, 160, 360)
+    assert clicks.take() == (0.25, 0.75) and clicks.take() is None
+    clicks.on_mouse(cv2.EVENT_LBUTTONDOWN, 700, -5)  # dragged outside the window
+    assert clicks.take() == (1.0, 0.0)
+    assert KEY_ACTIONS[ord("q")] == "quit" and KEY_ACTIONS[27] == "quit" and KEY_ACTIONS[ord(" ")] == "pause_toggle"
