@@ -247,3 +247,19 @@ def test_tracking_rms_counts_only_frames_in_view():
     assert rms == pytest.approx(math.sqrt((0 + 0.1 ** 2) / 2))
     assert M.lost_frac([True, True, False], [True, False, False]) == 0.5
     assert M.tracking_rms_frac(face, [False] * 3, (0.5, 0.5), (640, 480)) is None
+
+
+# --- handle disturbance ------------------------------------------------------------------
+@pytest.mark.parametrize("profile", ["still", "tremor", "walking", "running", "pan"])
+def test_handle_profile_vectorised_equals_scalar_and_fades_in(profile):
+    from sim.disturbance import HandleDisturbance, HandleMotion
+
+    h = HandleDisturbance(HandleMotion(profile, start_s=1.0, ramp_s=0.5), seed=3)
+    t = np.arange(0.0, 5.0, 0.004)
+    block = h.poses(t)
+    scalar = np.array([list(h.pose(x)[0]) + list(h.pose(x)[1]) for x in t])
+    assert np.abs(block - scalar).max() < 1e-9
+    assert np.all(block[t <= 1.0] == 0.0)  # still while the firmware calibrates
+    if profile == "walking":
+        yaw_pitch_roll = block[t > 2.0, 3:]
+        assert 0.5 < yaw_pitch_roll.std(axis=0).min() and yaw_pitch_roll.std(axis=0).max() < 4.0
