@@ -3,8 +3,9 @@
     .venv/bin/python -m host.track_bench                 # 300 frames per configuration
     .venv/bin/python -m host.track_bench --frames 600 --markdown
 
-Writes a 640x480 video of scikit-image's astronaut moving across the frame,
-then runs the real app on it for each configuration, playing the video in
+Writes 640x480 videos of scikit-image's astronaut moving across the frame
+(at two sizes: a subject about 1.5 m and about 1 m from a webcam), then runs
+the real app on them for each configuration, playing the video in
 real time at 30 fps like a camera (newest frame wins, drops counted), with
 the SimpleBGC driver writing its frames to pyserial's ``loop://`` port so
 every setpoint really is encoded and written. Latency per frame is measured
@@ -22,36 +23,44 @@ import tempfile
 FACE_SIZE = 360
 
 
-def face_offset_x(i, n):
+def face_offset_x(i, n, size=FACE_SIZE):
     """Left edge of the photo in frame i of n: across the frame and back."""
     import numpy as np
 
-    return int(10 + (640 - FACE_SIZE - 20) * (0.5 - 0.5 * np.cos(2 * np.pi * i / n)))
+    return int(10 + (640 - size - 20) * (0.5 - 0.5 * np.cos(2 * np.pi * i / n)))
 
 
-def write_astronaut_video(path, n, fps=30.0):
-    """A 640x480 MJPG video of the astronaut photo moving across a grey frame; returns path."""
+def write_astronaut_video(path, n, fps=30.0, size=FACE_SIZE):
+    """A 640x480 MJPG video of the astronaut photo (size px square) moving across a grey frame; returns path.
+
+    At the default 360 px the face is 0.11 frame widths (a person about 1.5 m from a
+    webcam); at 480 px it is 0.14 (about 1 m).
+    """
     import cv2
     import numpy as np
     import skimage.data
 
-    photo = cv2.resize(skimage.data.astronaut(), (FACE_SIZE, FACE_SIZE))
+    photo = cv2.resize(skimage.data.astronaut(), (size, size))
+    top = min(60, 480 - size)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     if not writer.isOpened():
         raise RuntimeError("OpenCV cannot write MJPG video to %s" % path)
     for i in range(n):
         frame = np.full((480, 640, 3), 90, np.uint8)
-        x = face_offset_x(i, n)
-        frame[60:60 + FACE_SIZE, x:x + FACE_SIZE] = photo
+        x = face_offset_x(i, n, size)
+        frame[top:top + size, x:x + size] = photo
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
 
 
+# (name, photo size px, extra flags, config file text)
 CONFIGS = (
-    ("face only", ["--no-hands"], None),
-    ("face + hands (hands on a worker thread, the default)", [], None),
-    ("face + hands (hands in line)", [], "[vision]\nhands_async = false\n"),
+    ("subject at ~1.5 m: face only", 360, ["--no-hands"], None),
+    ("subject at ~1.5 m: face + hands (hands on a worker thread, the default)", 360, [], None),
+    ("subject at ~1.5 m: face + hands (hands in line)", 360, [], "[vision]\nhands_async = false\n"),
+    ("subject at ~1 m: face only", 480, ["--no-hands"], None),
+    ("subject at ~1 m: face + hands (hands on a worker thread, the default)", 480, [], None),
 )
 
 
@@ -78,9 +87,11 @@ def main(argv=None):
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_astronaut_video(os.path.join(tmp, "bench.avi"), args.frames)
-        for name, extra, config_text in CONFIGS:
-            s = run_config(video, extra, config_text, tmp)
+        videos = {}
+        for name, size, extra, config_text in CONFIGS:
+            if size not in videos:
+                videos[size] = write_astronaut_video(os.path.join(tmp, "bench-%d.avi" % size), args.frames, size=size)
+            s = run_config(videos[size], extra, config_text, tmp)
             rows.append((name, s))
             if not args.markdown:
                 print(json.dumps({"config": name, **{k: s[k] for k in (
