@@ -34,8 +34,8 @@ from array import array
 from firmware.config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
 from firmware.control import AxisController
 from firmware.estimator import AttitudeEstimator
-from firmware.fixmath import TICKS_PERIOD, ticks_diff, wrap_ndeg, wrap_udeg
-from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
+from firmware.fixmath import TICKS_MASK, ticks_diff, wrap_udeg
+from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator
 from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
 from firmware.protocol import (  # names, not module attributes: faster lookups per tick
     ACK_OK,
@@ -100,6 +100,7 @@ except ImportError:  # CPython
 
 _TICKS_HALF = const(1 << 29)  # fixmath.ticks_diff's constants, inlined in tick()
 _TICKS_MASK = const((1 << 30) - 1)
+_FF_MAX = const(1048575)  # follow feed-forward clamp, mdps
 
 FW_VERSION = (0, 1, 0)
 _CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE
@@ -153,7 +154,8 @@ class Gimbal:
         self.duty = [0, 0, 0]
         self.target_udeg = [0, 0, 0]
         self.ff_mdps = [0, 0, 0]
-        self.track_ndeg = [0, 0, 0]  # integrated rate setpoint: target (earth) or offset from the handle
+        self.track_udeg = [0, 0, 0]  # integrated rate setpoint: target (earth) or offset from the handle
+        self.track_frac = [0, 0, 0]  # ndeg below track_udeg, 0..999
         self.sp_flags = 0
         self.sp_value = [0, 0, 0]  # last SETPOINT, cdeg or cdps
         self.sp_valid = False  # a SETPOINT arrived since track mode began or the link came back
@@ -166,7 +168,9 @@ class Gimbal:
         self.fault_flags = 0
         self.config_defaulted = False
         self.loop_time_us = 0
-        self.uptime_us = 0
+        self.uptime_ms_lo = 0  # uptime in ms, 32 bits as two 16-bit halves (small ints on any port)
+        self.uptime_ms_hi = 0
+        self._uptime_us = 0  # us not yet counted in ms, 0..999
         self.tx_seq = 0
         self.imu_ok = False
         self._imu_good_us = 0
@@ -206,6 +210,7 @@ class Gimbal:
         self.failsafe_us = g("failsafe_ms") * 1000
         self.fault_recover_us = g("fault_recover_ms") * 1000
         self.follow_tc_us = int(g("follow_tc_s") * 1e6)
+        self.follow_q12 = int(4096e6 / self.follow_tc_us)  # mdps per mdeg of error, Q12
         self.recentre_mdps = int(g("recentre_dps") * 1000)
         n = (g("calib_ms") * g("loop_hz")) // 1000
         still = int(g("calib_still_dps") * 65.5)
@@ -247,7 +252,8 @@ class Gimbal:
     @micropython.native
     def tick(self, now_us):
         """Run exactly one control tick at time ``now_us`` (integer microseconds)."""
-        # tick differences below are fixmath.ticks_diff, inlined (calls cost more than the maths)
+        # tick differences below are fixmath.ticks_diff, inlined (calls cost more than the maths);
+        # with board ticks (< 2**30) every intermediate stays a small int
         if self._first:
             self._first = False
             dt = self.period_us
@@ -255,25 +261,37 @@ class Gimbal:
             self._next_tel_us = now_us
             self._next_hb_us = now_us
         else:
-            dt = ((now_us - self._last_us + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+            dt = (now_us - self._last_us) & _TICKS_MASK
+            if dt & _TICKS_HALF:
+                dt = 1  # the clock went backwards
             # a stalled or jumping clock must not wreck the integrators
-            if dt <= 0:
+            elif dt <= 0:
                 dt = 1
             elif dt > 4 * self.period_us:
                 dt = 4 * self.period_us
         self._last_us = now_us
-        self.uptime_us += dt
+        u = self._uptime_us + dt
+        if u >= 1000:
+            ms = u // 1000
+            u -= ms * 1000
+            ms += self.uptime_ms_lo
+            if ms > 65535:
+                self.uptime_ms_hi = (self.uptime_ms_hi + (ms >> 16)) & 0xFFFF
+                ms &= 0xFFFF
+            self.uptime_ms_lo = ms
+        self._uptime_us = u
         self._control(dt)
         self._poll_link(now_us)
-        lost = ((now_us - self._last_link_us + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF > self.failsafe_us
+        x = (now_us - self._last_link_us) & _TICKS_MASK
+        lost = not (x & _TICKS_HALF) and x > self.failsafe_us
         if lost != self.failsafe:
             self._link_changed(lost)
         if self._pending_fault:
             self._send_fault()
-        if self.telemetry_period_us and ((now_us - self._next_tel_us + _TICKS_HALF) & _TICKS_MASK) >= _TICKS_HALF:
+        if self.telemetry_period_us and not ((now_us - self._next_tel_us) & _TICKS_HALF):
             self._next_tel_us = self._next_due(self._next_tel_us, self.telemetry_period_us, now_us)
             self._send_telemetry()
-        if self.heartbeat_period_us and ((now_us - self._next_hb_us + _TICKS_HALF) & _TICKS_MASK) >= _TICKS_HALF:
+        if self.heartbeat_period_us and not ((now_us - self._next_hb_us) & _TICKS_HALF):
             self._next_hb_us = self._next_due(self._next_hb_us, self.heartbeat_period_us, now_us)
             self._send_heartbeat()
 
@@ -282,20 +300,42 @@ class Gimbal:
         due += period
         if ticks_diff(now_us, due) >= period:  # fell behind: do not burst to catch up
             due = now_us + period
-        return due % TICKS_PERIOD  # ticks_diff is exact against wrapped or unwrapped clocks
+        return due & TICKS_MASK  # ticks_diff is exact against wrapped or unwrapped clocks
 
     @micropython.native
     def _control(self, dt):
         body = self.body
-        ok = self.hal.imu_read(self.raw)
-        if ok:
-            off = self.accel_off
-            to_body(self.raw, body, self.imu_mount, off[0], off[1], off[2], self.accel_scale_q12)
-            if implausible(body):
-                self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
-                return
-        else:
+        raw = self.raw
+        if not self.hal.imu_read(raw):
             self._imu_fault(FAULT_IMU_READ)
+            return
+        # imu.to_body, inlined: chip counts -> camera FRD (offset, scale Q12, mount)
+        off = self.accel_off
+        k = self.accel_scale_q12
+        ax = ((raw[0] - off[0]) * k) >> 12
+        ay = ((raw[1] - off[1]) * k) >> 12
+        az = ((raw[2] - off[2]) * k) >> 12
+        if self.imu_mount == 0:
+            ay = -ay
+            az = -az
+            gy = -raw[4]
+            gz = -raw[5]
+        else:
+            gy = raw[4]
+            gz = raw[5]
+        gx = raw[3]
+        body[0] = ax
+        body[1] = ay
+        body[2] = az
+        body[3] = gx
+        body[4] = gy
+        body[5] = gz
+        # imu.implausible, inlined: a stuck bus (six equal words) or |a| < 0.25 g
+        # (only possible with every axis under 2048 counts, so the squares stay small)
+        if ax == ay == az == gx == gy == gz or (
+                -2048 < ax < 2048 and -2048 < ay < 2048 and -2048 < az < 2048
+                and ax * ax + ay * ay + az * az < 4194304):
+            self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
             return
         self.imu_ok = True
         if not self.calibrated:
@@ -308,7 +348,8 @@ class Gimbal:
             elif status == CAL_MOVED:
                 self._raise_fault(FAULT_CALIBRATION_MOVED)
             return
-        self.est.update(body, dt)
+        est = self.est
+        est.update(body, dt)
         if self.fault_flags & (FAULT_IMU_READ | FAULT_IMU_IMPLAUSIBLE):
             self._imu_good_us += dt
             if self.fault_recover_us and self._imu_good_us >= self.fault_recover_us:
@@ -319,23 +360,26 @@ class Gimbal:
             return
         if self.mode != MODE_LOCK:
             self._targets(dt)
-        ang = self.est.angle_udeg
-        rate = self.est.rate_mdps
+        ang = est.angle_udeg
+        rate = est.rate_mdps
         limit = False
         hal = self.hal
         driver = self.driver
+        axes = self.axes
+        target = self.target_udeg
+        ff = self.ff_mdps
+        d = self.duty
         for i in range(3):
-            c = self.axes[i]
-            c.step(self.target_udeg[i], self.ff_mdps[i], ang[i], rate[i], dt)
+            c = axes[i]
+            c.step(target[i], ff[i], ang[i], rate[i], dt)
             if c.at_limit:
                 limit = True
             drv = driver[i]
             if drv == DRIVER_BLDC:
-                d = self.duty
-                bldc_duties(c.joint_ndeg // 1000, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
+                bldc_duties(c.joint_udeg, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
             elif drv == DRIVER_SERVO:
-                hal.servo_write(i, servo_pulse_us(c.joint_ndeg // 1000, self.motor_dir[i], self.servo_q8[i]))
+                hal.servo_write(i, servo_pulse_us(c.joint_udeg, self.motor_dir[i], self.servo_q8[i]))
         if limit:
             self._off_limit_us = 0
             if not self.fault_flags & FAULT_JOINT_LIMIT:
@@ -359,7 +403,7 @@ class Gimbal:
     @micropython.native
     def handle_udeg(self, i):
         """The handle's angle about axis i, seen from the camera: camera angle minus joint angle."""
-        return wrap_udeg(self.est.angle_udeg[i] - self.axes[i].joint_ndeg // 1000)
+        return wrap_udeg(self.est.angle_udeg[i] - self.axes[i].joint_udeg)
 
     def set_mode(self, mode):
         """Switch mode; returns ACK_OK or a NACK reason. Bumpless."""
@@ -392,7 +436,7 @@ class Gimbal:
         if self.mode == MODE_OFF:
             return
         for i in range(3):
-            self.axes[i].reset(self.axes[i].joint_ndeg // 1000, self.est.rate_mdps[i])
+            self.axes[i].reset(self.axes[i].joint_udeg, self.est.rate_mdps[i])
             self.target_udeg[i] = self.est.angle_udeg[i]
             self.ff_mdps[i] = 0
         self.motors_on = True
@@ -445,19 +489,28 @@ class Gimbal:
             err += db
         else:
             return
-        tc = self.follow_tc_us
-        self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + (err * dt) // tc)
-        self.ff_mdps[i] = (err * 1000) // tc
+        # ff = err / follow_tc (mdps), from the error in mdeg split at 2**8; the
+        # target moves ff * dt, split in deg/s and mdps (no product leaves 2**30)
+        err //= 1000
+        g = self.follow_q12
+        ff = ((err >> 8) * g + (((err & 255) * g) >> 8)) >> 4
+        if ff > _FF_MAX:
+            ff = _FF_MAX
+        elif ff < -_FF_MAX:
+            ff = -_FF_MAX
+        x = ff // 1000
+        self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + x * dt + ((ff - x * 1000) * dt) // 1000)
+        self.ff_mdps[i] = ff
 
     @micropython.native
     def _recentre(self, i, dt):
         # move the target to the handle (joint angle 0) at recentre_dps; True when there
         err = wrap_udeg(self.handle_udeg(i) - self.target_udeg[i])
         v = self.recentre_mdps
-        step = (v * dt) // 1000
+        step = (v // 1000) * dt + ((v % 1000) * dt) // 1000  # v * dt // 1000, split
         if -step <= err <= step:
             self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + err)
-            joint = self.axes[i].joint_ndeg // 1000
+            joint = self.axes[i].joint_udeg
             return -500000 <= joint <= 500000
         if err > 0:
             self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + step)
@@ -484,14 +537,20 @@ class Gimbal:
                     # start integrating from where the target is now: bumpless
                     self._track_kind[i] = kind
                     start = self.target_udeg[i] if earth else wrap_udeg(self.target_udeg[i] - self.handle_udeg(i))
-                    self.track_ndeg[i] = start * 1000
+                    self.track_udeg[i] = start
+                    self.track_frac[i] = 0
                 rate = v * 10  # cdps -> mdps
-                self.track_ndeg[i] = wrap_ndeg(self.track_ndeg[i] + rate * dt)
+                # += rate * dt ndeg, as udeg + ndeg remainder (exact, small ints)
+                x = rate // 1000
+                f = self.track_frac[i] + (rate - x * 1000) * dt
+                t = wrap_udeg(self.track_udeg[i] + x * dt + f // 1000)
+                self.track_frac[i] = f % 1000
+                self.track_udeg[i] = t
                 self.ff_mdps[i] = rate
                 if earth:
-                    self.target_udeg[i] = self.track_ndeg[i] // 1000
+                    self.target_udeg[i] = t
                 else:
-                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + self.track_ndeg[i] // 1000)
+                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + t)
             else:
                 self._track_kind[i] = 0
                 if earth:
@@ -630,7 +689,7 @@ class Gimbal:
             _put16(b, o + 4 + 2 * i, _sat16(ang[i] // 10000))
             _put16(b, o + 10 + 2 * i, _sat16(rate[i] // 10))
             c = self.axes[i]
-            _put16(b, o + 16 + 2 * i, _sat16(c.joint_ndeg // 10000000))
+            _put16(b, o + 16 + 2 * i, _sat16(c.joint_udeg // 10000))
             _put16(b, o + 22 + 2 * i, _sat16(c.effort_permille() if self.motors_on else 0))
         _put16(b, o + 28, self.loop_time_us if self.loop_time_us < 65535 else 65535)
         self._send(MSG_TELEMETRY, _TEL_LEN)
@@ -639,9 +698,8 @@ class Gimbal:
         b = self.tx
         o = PAYLOAD_OFFSET
         b[o] = ROLE_DEVICE
-        ms = (self.uptime_us // 1000) & 0xFFFFFFFF
-        _put16(b, o + 1, ms & 0xFFFF)
-        _put16(b, o + 3, ms >> 16)
+        _put16(b, o + 1, self.uptime_ms_lo)
+        _put16(b, o + 3, self.uptime_ms_hi)
         self._send(MSG_HEARTBEAT, _HB_LEN)
 
     def _send_ack(self, msg_id, seq, status):
@@ -704,7 +762,7 @@ class Gimbal:
                 self.loop_time_us = ticks_diff(hal.ticks_us(), start)
                 if mem_free is not None and mem_free() < gc_free_min:
                     gc.collect()
-                due = (due + self.period_us) % TICKS_PERIOD
+                due = (due + self.period_us) & TICKS_MASK
                 wait = ticks_diff(due, hal.ticks_us())
                 if wait > 0:
                     hal.sleep_us(wait)

@@ -18,33 +18,50 @@ bumpless starts. Integer maths only; time comes in as ``dt_us``.
                 max_rate_dps=200, effort_limit_dps=400, slew_dps2=20000,
                 joint_min_deg=-90, joint_max_deg=90)
     c.step(target_udeg, ff_mdps, angle_udeg, rate_mdps, dt_us)
-    c.joint_udeg(), c.effort_mdps, c.at_limit
+    c.joint_udeg, c.effort_mdps, c.at_limit
 """
 
 try:
     import micropython
+    from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+
+_ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
+_DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
+_FF_MAX = const(1048575)  # feed-forward clamp, mdps
 
 
 class AxisController:
+    """One axis. Units and formats (every product stays within +-2**30):
+
+    angle gain ``angle_kp_q18`` = mdps per udeg, Q18; ``rate_kp_q10`` and
+    ``rate_ff_q10`` Q10; ``rate_ki_u`` = 1/s scaled by 2**30 / 1e6; the
+    integral ``i_q4`` in mdps * 16; the commanded joint ``joint_udeg`` plus
+    ``joint_frac`` ndeg (0..999) below it, so the joint integrates
+    mdps * us = ndeg exactly.
+    """
+
     def __init__(self):
-        self.angle_kp_q10 = 0
+        self.angle_kp_q18 = 0
+        self.err_lim_udeg = 0
         self.rate_kp_q10 = 0
-        self.rate_ki_q10 = 0
+        self.rate_ki_u = 0
         self.rate_kd_us = 0
         self.rate_ff_q10 = 0
         self.max_rate_mdps = 0
         self.effort_limit_mdps = 1
-        self.slew_mdps_per_s = 0
-        self.joint_min_ndeg = 0
-        self.joint_max_ndeg = 0
+        self.slew_q12 = 0
+        self.joint_min_udeg = 0
+        self.joint_max_udeg = 0
         # state
-        self.i_acc = 0  # integral term, mdps * 1e6
+        self.i_q4 = 0  # integral term, mdps * 16
         self.prev_rate_mdps = 0
         self.d_mdps = 0
         self.effort_mdps = 0
-        self.joint_ndeg = 0
+        self.joint_udeg = 0
+        self.joint_frac = 0  # ndeg, 0..999
         self.at_limit = False
         self.rate_sp_mdps = 0
         self.configure(8.0, 0.6, 5.0, 0.0, 1.0, 200.0, 400.0, 20000.0, -170.0, 170.0)
@@ -52,95 +69,165 @@ class AxisController:
     def configure(self, angle_kp, rate_kp, rate_ki, rate_kd_ms, rate_ff, max_rate_dps,
                   effort_limit_dps, slew_dps2, joint_min_deg, joint_max_deg):
         """Set gains and limits from config units (floats, once; the tick uses the ints)."""
-        self.angle_kp_q10 = int(angle_kp * 1024)
+        self.angle_kp_q18 = int(angle_kp * 262.144)  # 1/s -> mdps per udeg, Q18
+        self.max_rate_mdps = int(max_rate_dps * 1000)
+        # beyond this angle error the rate setpoint is saturated anyway: clamp it there first
+        lim = 180000000
+        if self.angle_kp_q18 > 0:
+            lim = min(lim, (self.max_rate_mdps << 18) // self.angle_kp_q18 + 2048)
+        self.err_lim_udeg = lim
         self.rate_kp_q10 = int(rate_kp * 1024)
-        self.rate_ki_q10 = int(rate_ki * 1024)
+        self.rate_ki_u = int(rate_ki * 1073.741824)  # 2**30 / 1e6 per (1/s)
         self.rate_kd_us = int(rate_kd_ms * 1000)
         self.rate_ff_q10 = int(rate_ff * 1024)
-        self.max_rate_mdps = int(max_rate_dps * 1000)
         self.effort_limit_mdps = max(1, int(effort_limit_dps * 1000))
-        self.slew_mdps_per_s = int(slew_dps2 * 1000)
-        self.joint_min_ndeg = int(joint_min_deg * 1e6) * 1000
-        self.joint_max_ndeg = int(joint_max_deg * 1e6) * 1000
-        lim = self.effort_limit_mdps * 1000000
-        if self.i_acc > lim:
-            self.i_acc = lim
-        elif self.i_acc < -lim:
-            self.i_acc = -lim
+        self.slew_q12 = int(slew_dps2 * 4.096)  # mdps per us, Q12 (mdps/s * 4096 / 1e6)
+        self.joint_min_udeg = int(joint_min_deg * 1e6)
+        self.joint_max_udeg = int(joint_max_deg * 1e6)
+        lim = self.effort_limit_mdps << 4
+        if self.i_q4 > lim:
+            self.i_q4 = lim
+        elif self.i_q4 < -lim:
+            self.i_q4 = -lim
 
     def reset(self, joint_udeg, rate_mdps):
         """Bumpless start: no stored effort or integral, joint command where the joint is."""
-        self.i_acc = 0
+        self.i_q4 = 0
         self.d_mdps = 0
         self.effort_mdps = 0
         self.prev_rate_mdps = rate_mdps
-        self.joint_ndeg = joint_udeg * 1000
+        self.joint_udeg = joint_udeg
+        self.joint_frac = 0
         self.at_limit = False
-
-    def joint_udeg(self):
-        return self.joint_ndeg // 1000
 
     @micropython.native
     def step(self, target_udeg, ff_mdps, angle_udeg, rate_mdps, dt_us):
         if dt_us <= 0:
             return
+        if dt_us > _DT_MAX:
+            dt_us = _DT_MAX
         lim = self.effort_limit_mdps
-        # outer loop: angle error -> rate setpoint
-        # angle error wrapped to +-180 deg (fixmath.wrap_udeg, inlined: a call costs more than the sum)
-        sp = (self.angle_kp_q10 * ((target_udeg - angle_udeg + 180000000) % 360000000 - 180000000)) // 1024000
-        mr = self.max_rate_mdps
-        if sp > mr:
-            sp = mr
-        elif sp < -mr:
-            sp = -mr
+        # outer loop: angle error (wrapped to +-180 deg, fixmath.wrap_udeg inlined) -> rate setpoint
+        e = (target_udeg - angle_udeg + 180000000) % 360000000 - 180000000
+        x = self.err_lim_udeg
+        if e > x:
+            e = x
+        elif e < -x:
+            e = -x
+        g = self.angle_kp_q18
+        sp = ((e >> 10) * g + (((e & 1023) * g) >> 10)) >> 8  # e * g >> 18, split at 2**10
+        x = self.max_rate_mdps
+        if sp > x:
+            sp = x
+        elif sp < -x:
+            sp = -x
+        if ff_mdps > _FF_MAX:
+            ff_mdps = _FF_MAX
+        elif ff_mdps < -_FF_MAX:
+            ff_mdps = -_FF_MAX
         sp += ff_mdps
         self.rate_sp_mdps = sp
         err = sp - rate_mdps
-        # derivative on measurement, lightly low-passed (gyro noise)
-        d = -(self.rate_kd_us * (rate_mdps - self.prev_rate_mdps)) // dt_us
+        if err > _ERR_MAX:
+            err = _ERR_MAX
+        elif err < -_ERR_MAX:
+            err = -_ERR_MAX
+        # derivative on measurement, lightly low-passed (gyro noise): kd / dt as Q8
+        x = rate_mdps - self.prev_rate_mdps
         self.prev_rate_mdps = rate_mdps
-        self.d_mdps += (d - self.d_mdps) >> 2
-        base = ((self.rate_kp_q10 * err) >> 10) + self.d_mdps + ((self.rate_ff_q10 * ff_mdps) >> 10)
+        kd = self.rate_kd_us
+        dm = self.d_mdps
+        if kd:
+            kd = (kd << 8) // dt_us
+            if kd > 32767:
+                kd = 32767
+            if x > 4194303:
+                x = 4194303
+            elif x < -4194303:
+                x = -4194303
+            x = -(kd * (x >> 8) + ((kd * (x & 255)) >> 8))
+            if x > 134217727:
+                x = 134217727
+            elif x < -134217727:
+                x = -134217727
+            dm += (x - dm) >> 2
+            self.d_mdps = dm
+        elif dm:
+            dm += (-dm) >> 2
+            self.d_mdps = dm
+        # P and feed-forward, each product split at 2**10 (exactly (k * v) >> 10)
+        g = self.rate_kp_q10
+        base = g * (err >> 10) + ((g * (err & 1023)) >> 10) + dm
+        g = self.rate_ff_q10
+        base += g * (ff_mdps >> 10) + ((g * (ff_mdps & 1023)) >> 10)
+        # integral: di = err * ki * dt / 1e6 in mdps * 16; k = ki * dt * 2**20 / 1e6
+        g = self.rate_ki_u
+        k = ((g * (dt_us >> 8)) >> 2) + ((g * (dt_us & 255)) >> 10)
+        if k > 4194303:
+            k = 4194303
+        x = err >> 10
+        g = err & 1023
+        di = ((x * (k >> 12)) << 6) + ((x * (k & 4095)) >> 6) + ((g * (k >> 6)) >> 10)
         # anti-windup: integrate only if that does not push a saturated output further
-        di = (self.rate_ki_q10 * err * dt_us) >> 10
-        out = base + (self.i_acc + di) // 1000000
-        pushing_up = di > 0 and (out > lim or (self.at_limit and self.joint_ndeg >= self.joint_max_ndeg))
-        pushing_down = di < 0 and (out < -lim or (self.at_limit and self.joint_ndeg <= self.joint_min_ndeg))
-        if not (pushing_up or pushing_down):
-            self.i_acc += di
-            ilim = lim * 1000000
-            if self.i_acc > ilim:
-                self.i_acc = ilim
-            elif self.i_acc < -ilim:
-                self.i_acc = -ilim
-        out = base + self.i_acc // 1000000
+        i = self.i_q4
+        out = base + ((i + di) >> 4)
+        if di > 0:
+            hold = out > lim or (self.at_limit and self.joint_udeg >= self.joint_max_udeg)
+        elif di < 0:
+            hold = out < -lim or (self.at_limit and self.joint_udeg <= self.joint_min_udeg)
+        else:
+            hold = True
+        if not hold:
+            i += di
+            x = lim << 4
+            if i > x:
+                i = x
+            elif i < -x:
+                i = -x
+            self.i_q4 = i
+        out = base + (i >> 4)
         if out > lim:
             out = lim
         elif out < -lim:
             out = -lim
-        # slew limit on the effort
-        step = (self.slew_mdps_per_s * dt_us) // 1000000
+        # slew limit on the effort: slew_q12 * dt >> 12, dt split at 2**8
+        g = self.slew_q12
+        x = (g * (dt_us >> 8) + ((g * (dt_us & 255)) >> 8)) >> 4
         prev = self.effort_mdps
-        if out > prev + step:
-            out = prev + step
-        elif out < prev - step:
-            out = prev - step
-        # integrate into the joint command, inside the joint limits
-        j = self.joint_ndeg + out * dt_us
+        if out > prev + x:
+            out = prev + x
+        elif out < prev - x:
+            out = prev - x
+        # integrate into the joint command (udeg + ndeg remainder), inside the joint limits
+        x = out // 1000
+        f = self.joint_frac + (out - x * 1000) * dt_us
+        j = self.joint_udeg + x * dt_us + f // 1000
+        f %= 1000
         # at_limit stays set while the joint rests on a limit, not only on the tick it arrives
-        self.at_limit = False
-        if j >= self.joint_max_ndeg:
-            j = self.joint_max_ndeg
-            self.at_limit = True
+        at = False
+        x = self.joint_max_udeg
+        if j >= x:
+            j = x
+            f = 0
+            at = True
             if out > 0:
                 out = 0
-        elif j <= self.joint_min_ndeg:
-            j = self.joint_min_ndeg
-            self.at_limit = True
-            if out < 0:
-                out = 0
-        self.joint_ndeg = j
+        else:
+            x = self.joint_min_udeg
+            if j < x or (j == x and f == 0):
+                j = x
+                f = 0
+                at = True
+                if out < 0:
+                    out = 0
+        self.at_limit = at
+        self.joint_udeg = j
+        self.joint_frac = f
         self.effort_mdps = out
 
     def effort_permille(self):
-        return (self.effort_mdps * 1000) // self.effort_limit_mdps
+        e = self.effort_mdps
+        lim = self.effort_limit_mdps
+        if lim > 1000000:  # keep e * 1000 under 2**30
+            return ((e >> 2) * 1000) // (lim >> 2)
+        return (e * 1000) // lim

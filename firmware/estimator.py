@@ -23,8 +23,6 @@ tick allocates nothing on MicroPython. Cost and allocation are measured by
 Pure: time comes in as ``dt_us``; nothing here reads a clock.
 """
 
-import math
-
 from firmware.fixmath import atan2_udeg, isqrt
 from firmware.imu import ACCEL_LSB_PER_G
 
@@ -35,25 +33,35 @@ except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-_ONE = const(1 << 28)  # Q28 1.0
-_H2_MIN = const((1 << 28) // 50)  # cos^2(pitch) floor: the Euler rates blow up near +-82 deg
-_H_MIN = const(37962506)  # sqrt(1/50) in Q28
+_ONE = const(1 << 28)  # Q28 1.0 (the down vector's state format)
+_H2_MIN = const((1 << 28) // 50)  # cos^2(pitch) floor, Q28: the Euler rates blow up near +-82 deg
+_H19_MIN = const(74146)  # sqrt(1/50) in Q19
 _I_MAX = const(10000000)  # integral term limit: 10 deg/s, in mdps * 1000
-# rad (Q28) per (mdps * us), scaled by 2**20
-_W_Q28_PER_MDPS_US_Q20 = int(round(math.pi / 180e9 * (1 << 28) * (1 << 20)))
+_W_MAX = const(524287)  # corrected body rates are clamped to +-2**19 mdps (524 deg/s; the gyro ends at 500)
+_RATE_MAX = const(4000000)  # Euler rates clamp, mdps (they grow as 1/cos(pitch))
+_DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
+_KDT = const(19651)  # rad Q28 per (mdps * us), times 2**22: w = omega * ((dt * _KDT) >> 10) >> 12
 _MDPS_PER_RAD = 57295.77951308232  # mdps per rad/s; only used when gains are set
 
 
 class AttitudeEstimator:
+    """Units: ``d`` Q28 (1.0 = 2**28), ``h`` = cos(pitch) Q14, rates mdps, angles udeg.
+
+    Every product in ``update`` keeps within +-2**30 (small ints on 32-bit
+    MicroPython): the state is Q28, but each product takes a Q14 or Q15
+    copy of the vector and splits the other factor where its range needs it.
+    """
+
     def __init__(self):
         self.d = [0, 0, _ONE]  # down vector in the camera frame, Q28
-        self.h = _ONE  # |(dy, dz)| = cos(pitch), Q28, kept for the square root's warm start
+        self.h = 1 << 14  # |(dy, dz)| = cos(pitch), Q14, kept for the square root's warm start
         self.bias_mdps = [0, 0, 0]  # boot calibration, body x y z
         self.i_corr = [0, 0, 0]  # Mahony integral term, mdps * 1000
         self.body_rate_mdps = [0, 0, 0]  # corrected p, q, r
         self.angle_udeg = [0, 0, 0]  # yaw, pitch, roll
         self.rate_mdps = [0, 0, 0]  # yaw, pitch, roll Euler rates
-        self.yaw_ndeg = 0
+        self.yaw_udeg = 0
+        self.yaw_frac = 0  # ndeg below yaw_udeg, 0..999 (yaw integrates mdps * us exactly)
         self.accel_used = False  # last update applied the accelerometer correction
         self._kp = 0
         self._ki = 0
@@ -63,15 +71,19 @@ class AttitudeEstimator:
 
     def set_gains(self, kp_per_s, ki_per_s2, accel_reject_g):
         """Mahony gains, and how far |accel| may stray from 1 g before it is ignored."""
-        self._kp = int(kp_per_s * _MDPS_PER_RAD)  # mdps per rad of error
-        self._ki = int(ki_per_s2 * _MDPS_PER_RAD)  # mdps per s per rad of error
+        # mdps per rad of error, / 64 (so that (error Q14) * gain stays under 2**30)
+        self._kp = int(round(kp_per_s * _MDPS_PER_RAD / 64))
+        self._ki = int(round(ki_per_s2 * _MDPS_PER_RAD / 64))  # mdps per s per rad, / 64
         lo = int((1.0 - accel_reject_g) * ACCEL_LSB_PER_G)
         hi = int((1.0 + accel_reject_g) * ACCEL_LSB_PER_G)
         self._a2_lo = lo * lo if lo > 0 else 0
         self._a2_hi = hi * hi
 
     def reset(self, accel_mean, bias_mdps, yaw_udeg=0):
-        """Start from a still accelerometer reading (FRD counts) and the calibrated gyro bias."""
+        """Start from a still accelerometer reading (FRD counts) and the calibrated gyro bias.
+
+        Runs once when calibration ends (not per tick), so big ints are fine here.
+        """
         ax = -accel_mean[0]
         ay = -accel_mean[1]
         az = -accel_mean[2]
@@ -89,12 +101,18 @@ class AttitudeEstimator:
             self.bias_mdps[i] = bias_mdps[i]
             self.i_corr[i] = 0
         self.h = 0
-        self.yaw_ndeg = yaw_udeg * 1000
+        self.yaw_udeg = yaw_udeg
+        self.yaw_frac = 0
         self._angles()
 
     @micropython.native
     def update(self, body, dt_us):
+        if dt_us > _DT_MAX:
+            dt_us = _DT_MAX
         d = self.d
+        dx = d[0]
+        dy = d[1]
+        dz = d[2]
         # measured down vector = minus the specific force
         ax = -body[0]
         ay = -body[1]
@@ -104,65 +122,124 @@ class AttitudeEstimator:
         p = (body[3] * 2000) // 131 - bias[0]
         q = (body[4] * 2000) // 131 - bias[1]
         r = (body[5] * 2000) // 131 - bias[2]
-        a2 = ax * ax + ay * ay + az * az
         ic = self.i_corr
-        self.accel_used = self._a2_lo <= a2 <= self._a2_hi
-        if self.accel_used:
+        used = False
+        # |a| <= 2 g whenever it can pass the gate, so the squares stay under 3 * 2**28
+        if -16384 <= ax <= 16384 and -16384 <= ay <= 16384 and -16384 <= az <= 16384:
+            a2 = ax * ax + ay * ay + az * az
+            used = self._a2_lo <= a2 <= self._a2_hi
+        self.accel_used = used
+        if used:
             # e = a x d_est: the rotation that would carry the estimate onto the
-            # measurement, in rad (Q28) with |a| taken as 1 g (it is within the gate)
-            ex = (ay * d[2] - az * d[1]) >> 13
-            ey = (az * d[0] - ax * d[2]) >> 13
-            ez = (ax * d[1] - ay * d[0]) >> 13
+            # measurement, rad Q28 with |a| taken as 1 g (it is within the gate);
+            # d as Q15 so each product is < 2**29 (|a| < 2**14)
+            sx = dx >> 13
+            sy = dy >> 13
+            sz = dz >> 13
+            ex = (ay * sz - az * sy) >> 14  # Q14 from here
+            ey = (az * sx - ax * sz) >> 14
+            ez = (ax * sy - ay * sx) >> 14
             kp = self._kp
+            p += (ex * kp) >> 8
+            q += (ey * kp) >> 8
+            r += (ez * kp) >> 8
+            # integral, mdps * 1000 per tick = (mdps/s) * dt / 1000, dt split in ms and us
             ki = self._ki
-            p += (ex * kp) >> 28
-            q += (ey * kp) >> 28
-            r += (ez * kp) >> 28
+            ms = dt_us // 1000
+            us = dt_us - ms * 1000
+            k = (ex * ki) >> 8
+            x = ic[0] + k * ms + (k * us) // 1000
             # a bias correction beyond 10 deg/s is not a bias: stop winding up
-            x = ic[0] + (((ex * ki) >> 28) * dt_us) // 1000
             ic[0] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
-            x = ic[1] + (((ey * ki) >> 28) * dt_us) // 1000
+            k = (ey * ki) >> 8
+            x = ic[1] + k * ms + (k * us) // 1000
             ic[1] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
-            x = ic[2] + (((ez * ki) >> 28) * dt_us) // 1000
+            k = (ez * ki) >> 8
+            x = ic[2] + k * ms + (k * us) // 1000
             ic[2] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
         p += ic[0] // 1000
         q += ic[1] // 1000
         r += ic[2] // 1000
+        p = _W_MAX if p > _W_MAX else (-_W_MAX if p < -_W_MAX else p)
+        q = _W_MAX if q > _W_MAX else (-_W_MAX if q < -_W_MAX else q)
+        r = _W_MAX if r > _W_MAX else (-_W_MAX if r < -_W_MAX else r)
         br = self.body_rate_mdps
         br[0] = p
         br[1] = q
         br[2] = r
         # Euler rates of the current estimate (Z-Y-X): with d = (-sin th,
-        # sin ph cos th, cos ph cos th) no trigonometry is needed
-        dx = d[0]
-        dy = d[1]
-        dz = d[2]
-        h2 = (dy * dy + dz * dz) >> 28
-        if h2 < _H2_MIN:
-            h2 = _H2_MIN
-        h = self.h  # |(dy, dz)| from the last _angles()
-        if h < _H_MIN:
-            h = _H_MIN
-        yaw_rate = (q * dy + r * dz) // h2
+        # sin ph cos th, cos ph cos th) no trigonometry is needed.
+        # yaw = (q dy + r dz) / cos^2, pitch = (q dz - r dy) / cos: d in Q14,
+        # the rates split at 2**5, the division in two steps by a Q19 divisor.
+        xq = dx >> 14
+        yq = dy >> 14
+        zq = dz >> 14
+        qh = q >> 5
+        ql = q & 31
+        rh = r >> 5
+        rl = r & 31
+        h2 = (yq * yq + zq * zq) >> 9  # cos^2(pitch), Q19
+        if h2 < _H2_MIN >> 9:
+            h2 = _H2_MIN >> 9
+        n = qh * yq + rh * zq
+        y1 = n // h2
+        yaw_rate = (y1 << 10) + (((n - y1 * h2) << 10) + ((ql * yq + rl * zq) << 5)) // h2
+        h = self.h << 5  # |(dy, dz)| from the last _angles(), Q19
+        if h < _H19_MIN:
+            h = _H19_MIN
+        n = qh * zq - rh * yq
+        y1 = n // h
+        pitch_rate = (y1 << 10) + (((n - y1 * h) << 10) + ((ql * zq - rl * yq) << 5)) // h
+        if yaw_rate > _RATE_MAX:
+            yaw_rate = _RATE_MAX
+        elif yaw_rate < -_RATE_MAX:
+            yaw_rate = -_RATE_MAX
+        if pitch_rate > _RATE_MAX:
+            pitch_rate = _RATE_MAX
+        elif pitch_rate < -_RATE_MAX:
+            pitch_rate = -_RATE_MAX
         rate = self.rate_mdps
         rate[0] = yaw_rate
-        rate[1] = (q * dz - r * dy) // h
-        rate[2] = p + ((-dx * yaw_rate) >> 28)
-        # fixmath.wrap_ndeg, inlined
-        self.yaw_ndeg = (self.yaw_ndeg + yaw_rate * dt_us + 180000000000) % 360000000000 - 180000000000
-        # rotate the down vector: d' = d x (w dt), w in rad Q28
-        k = _W_Q28_PER_MDPS_US_Q20
-        wx = (p * dt_us * k) >> 20
-        wy = (q * dt_us * k) >> 20
-        wz = (r * dt_us * k) >> 20
-        nx = dx + ((dy * wz - dz * wy) >> 28)
-        ny = dy + ((dz * wx - dx * wz) >> 28)
-        nz = dz + ((dx * wy - dy * wx) >> 28)
-        # first-order renormalisation toward |d| = 1
-        c = _ONE - ((nx * nx + ny * ny + nz * nz) >> 28)
-        d[0] = nx + ((nx * c) >> 29)
-        d[1] = ny + ((ny * c) >> 29)
-        d[2] = nz + ((nz * c) >> 29)
+        rate[1] = pitch_rate
+        # roll = p - sin(th) * yaw_rate: -dx (Q14) times yaw_rate split at 2**10
+        xq = -xq
+        x = p + ((xq * (yaw_rate >> 10) + ((xq * (yaw_rate & 1023)) >> 10)) >> 4)
+        rate[2] = _RATE_MAX if x > _RATE_MAX else (-_RATE_MAX if x < -_RATE_MAX else x)
+        # yaw += yaw_rate * dt (ndeg), kept as udeg + ndeg remainder: exact
+        x = yaw_rate // 1000
+        f = self.yaw_frac + (yaw_rate - x * 1000) * dt_us
+        y = self.yaw_udeg + x * dt_us + f // 1000
+        self.yaw_frac = f % 1000
+        # fixmath.wrap_udeg, inlined
+        self.yaw_udeg = (y + 180000000) % 360000000 - 180000000
+        # rotate the down vector: d' = d + d x w, w = omega * dt in rad Q28
+        # (omega split at 2**10 so each product with kdt < 2**20 stays < 2**30)
+        k = (dt_us * _KDT) >> 10
+        wx = ((p >> 10) * k + (((p & 1023) * k) >> 10)) >> 2
+        wy = ((q >> 10) * k + (((q & 1023) * k) >> 10)) >> 2
+        wz = ((r >> 10) * k + (((r & 1023) * k) >> 10)) >> 2
+        # d (Q14 copy: xq yq zq) x w (split at 2**14), Q28
+        xq = dx >> 14
+        hx = wx >> 14
+        hy = wy >> 14
+        hz = wz >> 14
+        wx &= 16383
+        wy &= 16383
+        wz &= 16383
+        nx = dx + yq * hz - zq * hy + ((yq * wz - zq * wy) >> 14)
+        ny = dy + zq * hx - xq * hz + ((zq * wx - xq * wz) >> 14)
+        nz = dz + xq * hy - yq * hx + ((xq * wy - yq * wx) >> 14)
+        # first-order renormalisation toward |d| = 1: |n|^2 in Q28 from
+        # 14-bit halves, then n += n * (1 - |n|^2) / 2 with the factor split
+        hx = nx >> 14
+        hy = ny >> 14
+        hz = nz >> 14
+        c = _ONE - (hx * hx + hy * hy + hz * hz) - ((hx * (nx & 16383) + hy * (ny & 16383) + hz * (nz & 16383)) >> 13)
+        k = c >> 14
+        c &= 16383
+        d[0] = nx + ((hx * k + ((hx * c) >> 14)) >> 1)
+        d[1] = ny + ((hy * k + ((hy * c) >> 14)) >> 1)
+        d[2] = nz + ((hz * k + ((hz * c) >> 14)) >> 1)
         self._angles()
 
     @micropython.native
@@ -170,9 +247,25 @@ class AttitudeEstimator:
         d = self.d
         dy = d[1]
         dz = d[2]
-        h = isqrt(dy * dy + dz * dz, self.h)
+        yq = dy >> 14
+        zq = dz >> 14
+        # h = cos(pitch) = |(dy, dz)|, Q14: fixmath.isqrt of a Q28 value, inlined, warm started
+        n = yq * yq + zq * zq
+        h = self.h
+        if n <= 0:
+            h = 0
+        else:
+            if h <= 0:
+                h = n
+            h = (h + n // h) >> 1
+            while True:
+                y = (h + n // h) >> 1
+                if y >= h:
+                    break
+                h = y
         self.h = h
         ang = self.angle_udeg
-        ang[0] = self.yaw_ndeg // 1000
-        ang[1] = atan2_udeg(-d[0], h)
-        ang[2] = atan2_udeg(dy, dz)
+        ang[0] = self.yaw_udeg
+        # atan2 is scale-free: Q19 arguments keep its division under 2**30
+        ang[1] = atan2_udeg(-(d[0] >> 9), h << 5)
+        ang[2] = atan2_udeg(dy >> 9, dz >> 9)

@@ -1,10 +1,12 @@
 """Integer maths for the control loop: angles, trig tables, square root, tick differences.
 
 MicroPython boxes every float on the heap, so the per-tick code works in
-integers only (small ints never allocate) and these helpers are its
-trigonometry. Units: angles in micro-degrees (udeg), rates in milli-degrees
-per second (mdps); note that mdps * us = nano-degrees (ndeg), which is how the
-loop integrates rates without rounding.
+integers only, and on 32-bit ports (RP2040, ESP32) only integers within
++-2**30 are "small" (stored inline, no allocation). Every helper here keeps
+its intermediates inside that range for the inputs the loop gives it (see
+docs/firmware.md, "Units and Q formats"). Units: angles in micro-degrees
+(udeg), rates in milli-degrees per second (mdps); mdps * us = nano-degrees,
+which the loop integrates exactly as whole udeg plus a 0..999 ndeg remainder.
 
     >>> atan2_udeg(1, 1)
     45000000
@@ -23,8 +25,9 @@ UDEG_PER_TURN = const(360000000)
 UDEG_HALF_TURN = const(180000000)
 NDEG_HALF_TURN = const(180000000000)
 TICKS_PERIOD = const(1 << 30)  # MicroPython's time.ticks_* wrap here
+TICKS_MASK = const((1 << 30) - 1)
 _TICKS_HALF = const(1 << 29)
-_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_NEG = const(-1073741824)  # -(2**30): the bits above TICKS_MASK, still a small int
 
 # atan(t) for t in [0, 1] at 256 even steps, in udeg; interpolated linearly
 # (worst error 0.0001 deg). Built with floats once, at import.
@@ -42,9 +45,13 @@ SIN_Q15 = [int(round(32767 * math.sin(2 * math.pi * i / SIN_STEPS))) for i in ra
 def ticks_diff(a, b):
     """a - b for tick counts that may wrap at 2**30 (board) or never wrap (simulator).
 
-    Exact whenever the true difference is within +-2**29 us (268 s).
+    Exact whenever the true difference is within +-2**29 us (268 s). With
+    a, b in [0, 2**30) no intermediate leaves +-2**30.
     """
-    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+    d = (a - b) & TICKS_MASK
+    if d & _TICKS_HALF:
+        return d | _TICKS_NEG
+    return d
 
 
 @micropython.native
@@ -69,19 +76,34 @@ def clamp(x, lo, hi):
 
 @micropython.native
 def atan2_udeg(y, x):
-    """atan2 of two integers in udeg, in (-180 deg, +180 deg]; atan2(0, 0) = 0."""
+    """atan2 of two integers in udeg, in (-180 deg, +180 deg]; atan2(0, 0) = 0.
+
+    Arguments below 2**20 in magnitude (the estimator passes Q19) go
+    straight to a two-step division; larger ones are first shifted down
+    together (the angle does not change, the precision stays >= 19 bits).
+    """
     ax = -x if x < 0 else x
     ay = -y if y < 0 else y
     if ax == 0 and ay == 0:
         return 0
+    m = ax if ax > ay else ay
+    while m >= 1048576:
+        ax >>= 1
+        ay >>= 1
+        m >>= 1
     if ay <= ax:
-        r = (ay << 20) // ax  # tan in Q20
+        # r = floor(ay * 2**20 / ax), tan in Q20, in two 10-bit steps (operands < 2**30)
+        n = ay << 10
+        r = n // ax
+        r = (r << 10) + ((n - r * ax) << 10) // ax
         i = r >> 12
         a = _ATAN[i]
         if i < _ATAN_STEPS:
             a += ((_ATAN[i + 1] - a) * (r & 4095)) >> 12
     else:
-        r = (ax << 20) // ay
+        n = ax << 10
+        r = n // ay
+        r = (r << 10) + ((n - r * ay) << 10) // ay
         i = r >> 12
         a = _ATAN[i]
         if i < _ATAN_STEPS:

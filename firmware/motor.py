@@ -23,7 +23,14 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
 
-from firmware.fixmath import SIN_Q15, SIN_STEPS, SIN_THIRD, UDEG_PER_TURN
+from firmware.fixmath import SIN_Q15, SIN_STEPS, SIN_THIRD
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    from firmware.mpcompat import const  # type: ignore[assignment,no-redef]
+
+_UDEG_PER_STEP = const(234375)  # 360 deg / SIN_STEPS
 
 DUTY_MID = 32768
 DUTY_MAX = 65535
@@ -41,8 +48,11 @@ def bldc_amplitude(power_permille, svpwm):
 @micropython.native
 def bldc_duties(joint_udeg, pole_pairs, motor_dir, amp, svpwm, out):
     """Write three duty_u16 values for a joint angle into ``out`` (no allocation)."""
-    e = (joint_udeg * pole_pairs * motor_dir) % UDEG_PER_TURN
-    i = (e * SIN_STEPS) // UDEG_PER_TURN
+    # table index = floor(joint * pole_pairs / 234375) mod 1536 (360 deg = 1536 * 234375 udeg),
+    # with the joint split at 234375 udeg so no product leaves +-2**30
+    j = joint_udeg * motor_dir
+    q = j // _UDEG_PER_STEP
+    i = (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % SIN_STEPS
     va = SIN_Q15[i]
     vb = SIN_Q15[(i - SIN_THIRD) % SIN_STEPS]
     vc = SIN_Q15[(i + SIN_THIRD) % SIN_STEPS]
@@ -70,7 +80,11 @@ def bldc_duties(joint_udeg, pole_pairs, motor_dir, amp, svpwm, out):
 @micropython.native
 def servo_pulse_us(joint_udeg, motor_dir, us_per_deg_q8):
     """Servo pulse width for a joint angle; 1500 us at 0, clamped to 500..2500 us."""
-    p = SERVO_CENTRE_US + (joint_udeg * motor_dir * us_per_deg_q8) // 256000000
+    m = (joint_udeg * motor_dir) // 1000  # mdeg; us_per_deg_q8 <= 12800
+    if -83886 <= m <= 83886:
+        p = SERVO_CENTRE_US + (m * us_per_deg_q8) // 256000
+    else:  # beyond 83 deg: 16 mdeg steps keep the product under 2**30
+        p = SERVO_CENTRE_US + ((m >> 4) * us_per_deg_q8) // 16000
     if p < SERVO_MIN_US:
         return SERVO_MIN_US
     if p > SERVO_MAX_US:

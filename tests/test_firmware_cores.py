@@ -117,7 +117,7 @@ def core_vectors():
         rate = (c.effort_mdps * 9) // 10
         ang += rate  # mdps * 1 ms = udeg
         if k % 30 == 29:
-            ctrace.append([c.joint_ndeg, c.effort_mdps, c.i_acc, c.at_limit, c.rate_sp_mdps])
+            ctrace.append([c.joint_udeg, c.effort_mdps, c.i_q4, c.at_limit, c.rate_sp_mdps])
     out["controller"] = ctrace
     # motor maths
     duties = [0, 0, 0]
@@ -254,10 +254,10 @@ def test_estimator_integrates_yaw_and_learns_tilt():
 
 def test_controller_trace_respects_limits():
     v = core_vectors()
-    for joint_ndeg, effort_mdps, i_acc, _at_limit, _rate_sp in v["controller"]:
-        assert -30e9 <= joint_ndeg <= 30e9
+    for joint_udeg, effort_mdps, i_q4, _at_limit, _rate_sp in v["controller"]:
+        assert -30e6 <= joint_udeg <= 30e6
         assert abs(effort_mdps) <= 400000
-        assert abs(i_acc) <= 400000 * 1000000
+        assert abs(i_q4) <= 400000 * 16  # integral in mdps * 16
 
 
 def test_bldc_duties_make_the_field_the_joint_asks_for():
