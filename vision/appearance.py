@@ -1,7 +1,7 @@
 """Appearance signatures of faces, to tell people apart when position cannot.
 
 A signature is a normalised hue-saturation histogram (12 hues x 4
-saturations) of the central part of a face box, taken from a 24x24 thumbnail.
+saturations) of the central part of a face box, taken from a 32x32 thumbnail.
 Hue and saturation barely change with exposure, so the same face under other
 lighting keeps a similar signature, while another person (other skin tone,
 hair, glasses, a grey-scale camera) usually differs.
@@ -10,8 +10,8 @@ hair, glasses, a grey-scale camera) usually differs.
     similarity(sig, other_sig)   # Bhattacharyya coefficient: 1.0 same, ~0.5 different people
 
 Measured on scikit-image photos: the astronaut against herself scaled,
-rotated 30 degrees, darkened to 15 % or noised: 0.93-1.0; against the
-cameraman: 0.50. Cost: about 0.05-0.15 ms per face.
+rotated 30 degrees or darkened to 15 %: 0.95-1.0, with noise sigma 25:
+0.86; against the cameraman: 0.49, against the back of her head: 0.46. Cost: about 0.03 ms per face.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from vision.types import Box
 
-_THUMB = 24
+_THUMB = 32
 _BINS = (12, 4)  # hue, saturation
 
 
@@ -37,11 +37,13 @@ def face_signature(frame_rgb: np.ndarray, box: Box) -> Tuple[float, ...]:
     y0, y1 = int(max(0.0, box.y + 0.1 * box.h) * h), int(min(1.0, box.y + 0.9 * box.h) * h)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return ()
-    thumb = cv2.resize(frame_rgb[y0:y1, x0:x1], (_THUMB, _THUMB), interpolation=cv2.INTER_AREA)
+    # Linear sampling, not area averaging: six times cheaper, and a histogram
+    # of 1024 samples does not need the smoothing.
+    thumb = cv2.resize(frame_rgb[y0:y1, x0:x1], (_THUMB, _THUMB), interpolation=cv2.INTER_LINEAR)
     hsv = cv2.cvtColor(thumb, cv2.COLOR_RGB2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, list(_BINS), [0, 180, 0, 256]).ravel()
     total = float(hist.sum())
-    return tuple(float(v) / total for v in hist) if total > 0.0 else ()
+    return tuple((hist / total).tolist()) if total > 0.0 else ()
 
 
 def similarity(a: Sequence[float], b: Sequence[float]) -> float:

@@ -40,7 +40,7 @@ class VisionConfig:
     finds nothing scoring at least ``auto_confirm_score`` it runs the other
     model too and keeps the better of overlapping boxes.
     ``face_signatures``: attach an appearance signature to each face (about
-    0.1 ms per face), which the tracker uses to re-identify people.
+    0.05 ms per face), which the tracker uses to re-identify people.
     """
 
     faces: bool = True

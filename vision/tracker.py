@@ -67,8 +67,8 @@ class TrackerConfig:
     min_hits: int = 2  # automatic selection waits for a face seen in this many frames
     # Appearance (vision.appearance.similarity) a face needs to continue a
     # track, and to re-acquire a lost one; 0 disables the check. The same
-    # face under other exposure, scale or rotation scores 0.93-1.0, another
-    # person about 0.5, the back of a head about 0.45.
+    # face under other exposure, scale, rotation or noise scores 0.86-1.0,
+    # another person about 0.5, the back of a head about 0.45.
     min_track_similarity: float = 0.6
     min_reacquire_similarity: float = 0.75
     accel_noise: float = 3.0  # Kalman process noise, frame widths per second squared
