@@ -104,7 +104,7 @@ def test_pose_gives_a_body_whose_head_estimate_is_on_the_face(mediapipe_all):
     assert body.box.cy > truth.cy  # the body extends below the face
 
 
-def test_small_faces_need_the_full_range_model_and_auto_finds_them():
+def test_small_faces_are_found_by_full_range_and_by_auto():
     frame, (truth,) = compose([Placement("astronaut", 0.3, 0.4, 0.08)])
     found = {}
     for face_range in ("full", "auto"):
