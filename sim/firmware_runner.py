@@ -51,9 +51,7 @@ class InProcessFirmware:
         self.hal = hal
         self.gimbal = Gimbal(hal)
         self.period_us = self.gimbal.period_us
-
-    def tick(self, now_us):
-        self.gimbal.tick(now_us)
+        self.tick = self.gimbal.tick  # tick(now_us) without a wrapper call, 1000 times per simulated second
 
     def close(self):
         pass
@@ -83,6 +81,7 @@ class MicroPythonFirmware:
         self._head = struct.Struct(simpipe._TICK_HEAD)
         self._reply = struct.Struct(simpipe._REPLY_HEAD)
         self._raw = [0] * 6
+        self._handle_raw = [0] * 6
 
     def _send(self, data):
         try:
@@ -117,10 +116,14 @@ class MicroPythonFirmware:
         hal = self.hal
         raw = self._raw
         hal.imu.read_into(raw)
+        h = self._handle_raw
+        handle_ok = hal.handle_imu_read(h)
         rx = bytes(hal.rx)
         hal.rx.clear()
         self._send(simpipe.SYNC + b"T" + self._head.pack(now_us & 0xFFFFFFFF, now_us >> 32, 1 if hal.imu_ok else 0,
-                                                         raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], len(rx)) + rx)
+                                                         raw[0], raw[1], raw[2], raw[3], raw[4], raw[5],
+                                                         1 if handle_ok else 0, h[0], h[1], h[2], h[3], h[4], h[5],
+                                                         len(rx)) + rx)
         if self._expect() != b"R":
             raise FirmwareError("micropython firmware broke the lockstep exchange")
         r = self._reply.unpack(self._read(self._reply.size))

@@ -8,7 +8,7 @@ methods directly (it subclasses ``firmware.hal.HAL``). Out of process,
 ``firmware/boards/simpipe.py`` once per tick, so the plant side never knows
 which mode runs.
 
-    hal = SimHal(imu_model)
+    hal = SimHal(imu_model, handle_imu=handle_imu_model)   # handle_imu None: not fitted
     hal.now_us = 1000                # the world sets the clock before each tick
     hal.feed_rx(b"...")              # bytes the host sent that have arrived
     gimbal.tick(hal.now_us)
@@ -24,10 +24,12 @@ RX_BUFFER_BYTES = 1024  # a UART driver's ring buffer; overflow drops the newest
 class SimHal(fw_hal.HAL):
     board_id = fw_hal.BOARD_SIM
 
-    def __init__(self, imu, config_bytes=None):
+    def __init__(self, imu, config_bytes=None, handle_imu=None):
         self.imu = imu
+        self.handle_imu = handle_imu  # None: no second IMU fitted on the handle
         self.now_us = 0
         self.imu_ok = True  # a test may set False to inject an I2C error
+        self.handle_imu_ok = handle_imu is not None
         self.motors_on = False
         self.duties = [[32768, 32768, 32768] for _ in range(3)]
         self.servo_us = [0, 0, 0]
@@ -42,6 +44,12 @@ class SimHal(fw_hal.HAL):
         if not self.imu_ok:
             return False
         self.imu.read_into(raw)
+        return True
+
+    def handle_imu_read(self, raw):
+        if not self.handle_imu_ok:
+            return False
+        self.handle_imu.read_into(raw)
         return True
 
     def motors_enable(self, on):

@@ -24,6 +24,7 @@ Error terms, per axis, all seeded (deterministic for a seed):
 """
 
 import math
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 GRAVITY_MPS2 = 9.80665
 ACCEL_LSB_PER_G = 8192.0
 GYRO_LSB_PER_DPS = 65.5
-_BLOCK = 1024  # samples of noise drawn at once (one numpy call instead of 12 per sample)
+_BLOCK = 1024  # samples of noise and bias drift drawn at once (numpy), not per sample
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ImuParams:
     accel_bias_g: float = 0.010  # 1-sigma turn-on bias per axis
     gyro_bias_walk_dps_per_rts: float = 0.002  # bias random walk, (deg/s)/sqrt(s)
     accel_bias_walk_g_per_rts: float = 0.0002
+    # a second MPU-6050 on the handle (firmware HAL handle_imu_read), same part and noise model,
+    # its own seeded errors; false = not fitted (the HAL reports it missing, as on a plain board)
+    handle_imu: bool = True
 
     def validate(self):
         if not self.sample_hz > 0:
@@ -59,9 +63,10 @@ class ImuParams:
         return self
 
 
-def _to_count(value, lsb_per_unit):
-    c = int(round(value * lsb_per_unit))
-    return 32767 if c > 32767 else (-32768 if c < -32768 else c)
+# true value -> counts: accelerometer m/s^2 -> LSB, gyro rad/s -> LSB
+_ACCEL_COUNTS_PER_MPS2 = ACCEL_LSB_PER_G / GRAVITY_MPS2
+_GYRO_COUNTS_PER_RADS = GYRO_LSB_PER_DPS * 180.0 / math.pi
+_floor = math.floor
 
 
 class ImuModel:
@@ -69,10 +74,10 @@ class ImuModel:
         self.params = (params or ImuParams()).validate()
         p = self.params
         self._rng = np.random.default_rng(seed)
-        self.gyro_bias_dps = [float(v) for v in self._rng.normal(0.0, p.gyro_bias_dps, 3)]
-        self.accel_bias_g = [float(v) for v in self._rng.normal(0.0, p.accel_bias_g, 3)]
-        self._noise = []
-        self._noise_i = _BLOCK
+        self._bias0 = np.concatenate((self._rng.normal(0.0, p.accel_bias_g, 3),
+                                      self._rng.normal(0.0, p.gyro_bias_dps, 3)))  # g, g, g, dps, dps, dps
+        self._errors = []
+        self._error_i = _BLOCK
         self._period_s = 1.0 / p.sample_hz
         if p.dlpf_hz > 0:
             band_hz = math.pi / 2 * p.dlpf_hz
@@ -82,14 +87,33 @@ class ImuModel:
             self._alpha = 1.0
         self._gyro_sigma_dps = p.gyro_noise_dps_per_rthz * math.sqrt(band_hz)
         self._accel_sigma_g = p.accel_noise_g_per_rthz * math.sqrt(band_hz)
-        self._filtered = None  # [ax, ay, az in g, gx, gy, gz in deg/s] after the DLPF
+        self._filtered = None  # [ax, ay, az, gx, gy, gz] after the DLPF, in counts (unrounded)
         self._next_sample_s = 0.0
-        self.counts = [0, 0, int(ACCEL_LSB_PER_G), 0, 0, 0]
+        self.counts = array("h", [0, 0, int(ACCEL_LSB_PER_G), 0, 0, 0])  # int16, as the chip's registers
         self.samples = 0
         walk_s = math.sqrt(self._period_s)
-        # per sample: accel noise, gyro noise, accel bias step, gyro bias step (x, y, z each)
-        self._sigmas = np.repeat([self._accel_sigma_g, self._gyro_sigma_dps,
-                                  p.accel_bias_walk_g_per_rts * walk_s, p.gyro_bias_walk_dps_per_rts * walk_s], 3)
+        lsb = np.repeat([ACCEL_LSB_PER_G, GYRO_LSB_PER_DPS], 3)
+        # per sample: white noise (accel x y z, gyro x y z) and bias random-walk steps, in counts
+        self._noise_sigma = np.repeat([self._accel_sigma_g, self._gyro_sigma_dps], 3) * lsb
+        self._walk_sigma = np.repeat([p.accel_bias_walk_g_per_rts * walk_s,
+                                      p.gyro_bias_walk_dps_per_rts * walk_s], 3) * lsb
+        self._bias_counts = self._bias0 * lsb  # the bias after the last precomputed sample
+
+    @property
+    def accel_bias_g(self):
+        """Current accelerometer bias (g) of each axis, turn-on bias plus drift so far."""
+        return [float(v) for v in self._bias_now()[0:3] / ACCEL_LSB_PER_G]
+
+    @property
+    def gyro_bias_dps(self):
+        """Current gyro bias (deg/s) of each axis, turn-on bias plus drift so far."""
+        return [float(v) for v in self._bias_now()[3:6] / GYRO_LSB_PER_DPS]
+
+    def _bias_now(self):
+        if not self._errors:
+            return self._bias_counts
+        # bias of the last sample taken: the block's bias path up to it
+        return self._bias_path[max(0, self._error_i - 1)]
 
     def update(self, t_s, gyro_rads, accel_mps2):
         """Take every sample due by ``t_s`` from the current true motion."""
@@ -97,38 +121,42 @@ class ImuModel:
             self._sample(gyro_rads, accel_mps2)
             self._next_sample_s += self._period_s
 
-    def _next_noise(self):
-        if self._noise_i >= _BLOCK:
-            self._noise = (self._rng.standard_normal((_BLOCK, 12)) * self._sigmas).tolist()
-            self._noise_i = 0
-        n = self._noise[self._noise_i]
-        self._noise_i += 1
-        return n
+    def _next_errors(self):
+        # The error terms do not depend on the motion, so a block of samples' worth is drawn at
+        # once: bias (turn-on + random walk) plus white noise, per axis, in counts.
+        draws = self._rng.standard_normal((_BLOCK, 12))
+        path = self._bias_counts + np.cumsum(draws[:, 6:12] * self._walk_sigma, axis=0)
+        self._bias_counts = path[-1].copy()
+        self._bias_path = path
+        self._errors = (path + draws[:, 0:6] * self._noise_sigma + 0.5).tolist()  # + 0.5: floor rounds
+        self._error_i = 0
 
     def _sample(self, gyro_rads, accel_mps2):
-        n = self._next_noise()
-        true = [accel_mps2[0] / GRAVITY_MPS2, accel_mps2[1] / GRAVITY_MPS2, accel_mps2[2] / GRAVITY_MPS2,
-                math.degrees(gyro_rads[0]), math.degrees(gyro_rads[1]), math.degrees(gyro_rads[2])]
+        # once per simulated millisecond per IMU: unrolled plain-float maths, no temporaries
+        if self._error_i >= _BLOCK:
+            self._next_errors()
+        e = self._errors[self._error_i]
+        self._error_i += 1
+        ka = _ACCEL_COUNTS_PER_MPS2
+        kg = _GYRO_COUNTS_PER_RADS
         f = self._filtered
         if f is None:
-            f = self._filtered = true
+            f = self._filtered = [accel_mps2[0] * ka, accel_mps2[1] * ka, accel_mps2[2] * ka,
+                                  gyro_rads[0] * kg, gyro_rads[1] * kg, gyro_rads[2] * kg]
         else:
             a = self._alpha
-            for k in range(6):
-                f[k] += a * (true[k] - f[k])
+            f[0] += a * (accel_mps2[0] * ka - f[0])
+            f[1] += a * (accel_mps2[1] * ka - f[1])
+            f[2] += a * (accel_mps2[2] * ka - f[2])
+            f[3] += a * (gyro_rads[0] * kg - f[3])
+            f[4] += a * (gyro_rads[1] * kg - f[4])
+            f[5] += a * (gyro_rads[2] * kg - f[5])
         c = self.counts
-        ab = self.accel_bias_g
-        gb = self.gyro_bias_dps
-        for k in range(3):
-            ab[k] += n[6 + k]
-            gb[k] += n[9 + k]
-            a_g = f[k] + ab[k] + n[k]
-            w_dps = f[3 + k] + gb[k] + n[3 + k]
-            c[k] = _to_count(a_g, ACCEL_LSB_PER_G)
-            c[3 + k] = _to_count(w_dps, GYRO_LSB_PER_DPS)
+        fl = _floor
+        for k in (0, 1, 2, 3, 4, 5):
+            v = fl(f[k] + e[k])
+            c[k] = 32767 if v > 32767 else (-32768 if v < -32768 else v)
         self.samples += 1
 
     def read_into(self, raw):
-        c = self.counts
-        for k in range(6):
-            raw[k] = c[k]
+        raw[0:6] = self.counts

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 _SQRT3 = math.sqrt(3.0)
+_INV_SQRT3 = 1.0 / _SQRT3
 DUTY_FULL = 65535
 
 
@@ -79,37 +80,47 @@ class BldcMotor:
         self.params = (params or BldcParams()).validate()
         p = self.params
         self._i_limit_a = math.sqrt(p.power_limit_w / (1.5 * p.phase_resistance_ohm))
+        self._v_per_count = p.bus_v / DUTY_FULL
+        self._pole_pairs = float(p.pole_pairs)
+        self._inv_r = 1.0 / p.phase_resistance_ohm
+        self._ke = (2.0 / 3.0) * p.kt_nm_per_a
+        self._kt = p.kt_nm_per_a
+        self._cog_nm = p.cogging_nm
+        self._cog_periods = float(p.cogging_periods)
         self.enabled = False
         self.current_a = 0.0  # magnitude of the last current vector
         self.torque_nm_last = 0.0
 
     def torque_nm(self, duty_a, duty_b, duty_c, rotor_rad, rotor_rads):
-        p = self.params
+        # Called three times per simulated millisecond: plain floats, constants
+        # precomputed, and sin(theta_field - theta_rotor) expanded so the field
+        # angle itself (an atan2) is never needed.
+        cog = -self._cog_nm * math.sin(self._cog_periods * rotor_rad)
         if not self.enabled:
             # driver disabled: phases float, no current, only cogging
             self.current_a = 0.0
-            self.torque_nm_last = self._cogging_nm(rotor_rad)
-            return self.torque_nm_last
-        theta_field, v_amp = field_from_duties(duty_a, duty_b, duty_c, p.bus_v)
-        theta_rotor = p.pole_pairs * rotor_rad
-        delta = theta_field - theta_rotor
-        r = p.phase_resistance_ohm
+            self.torque_nm_last = cog
+            return cog
+        mean = (duty_a + duty_b + duty_c) * (1.0 / 3.0)
+        s = self._v_per_count
+        va = (duty_a - mean) * s  # = v_amp * sin(theta_field)
+        vcos = (duty_c - duty_b) * s * _INV_SQRT3  # = v_amp * cos(theta_field)
+        theta_rotor = self._pole_pairs * rotor_rad
+        sr = math.sin(theta_rotor)
+        cr = math.cos(theta_rotor)
+        inv_r = self._inv_r
         # current vector in the rotor (d, q) frame; back-EMF acts on q only. With
         # amplitude-invariant currents, power balance gives ke = 2/3 * kt.
-        i_d = v_amp * math.cos(delta) / r
-        i_q = (v_amp * math.sin(delta) - (2.0 / 3.0) * p.kt_nm_per_a * rotor_rads) / r
-        i_mag = math.hypot(i_d, i_q)
+        i_d = (vcos * cr + va * sr) * inv_r
+        i_q = (va * cr - vcos * sr - self._ke * rotor_rads) * inv_r
+        i_mag = math.sqrt(i_d * i_d + i_q * i_q)
         if i_mag > self._i_limit_a:
-            k = self._i_limit_a / i_mag
-            i_q *= k
+            i_q *= self._i_limit_a / i_mag
             i_mag = self._i_limit_a
         self.current_a = i_mag
-        self.torque_nm_last = p.kt_nm_per_a * i_q + self._cogging_nm(rotor_rad)
-        return self.torque_nm_last
-
-    def _cogging_nm(self, rotor_rad):
-        p = self.params
-        return -p.cogging_nm * math.sin(p.cogging_periods * rotor_rad)
+        tau = self._kt * i_q + cog
+        self.torque_nm_last = tau
+        return tau
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ of the simulator needs, indexed by the firmware's axis order
     plant.step([tau_yaw, tau_pitch, tau_roll])   # one timestep, torques in N*m
     plant.joint_rad(0), plant.joint_rads(0)      # motor shaft angle and rate
     plant.imu_gyro_rads(), plant.imu_accel_mps2()  # true values, chip frame
+    plant.handle_gyro_rads(), plant.handle_accel_mps2()  # the handle IMU's, its chip frame
     plant.camera_ypr_deg(), plant.handle_ypr_deg()
 
 MuJoCo's world is x forward, y left, z up. Attitudes are reported in the
@@ -32,21 +33,36 @@ _FLIP = np.diag([1.0, -1.0, -1.0])
 
 def ypr_deg_from_matrix(rot_flu):
     """Aerospace yaw, pitch, roll (deg) of a body whose FLU axes are the columns of ``rot_flu``."""
-    # FRD = diag(1, -1, -1) @ R @ diag(1, -1, -1): flip the sign of the entries that mix x with y or z
-    r = np.asarray(rot_flu, dtype=float).reshape(-1).tolist()  # row-major 3x3
+    return _ypr_deg_from_rows(np.asarray(rot_flu, dtype=float).reshape(-1).tolist())
+
+
+def _ypr_deg_from_rows(r):
+    # r: the 3x3 matrix row-major as 9 floats. FRD = diag(1, -1, -1) @ R @ diag(1, -1, -1):
+    # flip the sign of the entries that mix x with y or z
     yaw = math.atan2(-r[3], r[0])
     pitch = -math.asin(max(-1.0, min(1.0, -r[6])))
     roll = math.atan2(r[7], r[8])
-    return [math.degrees(yaw), math.degrees(pitch), math.degrees(roll)]
+    return [yaw * _DEG, pitch * _DEG, roll * _DEG]
+
+
+_DEG = 180.0 / math.pi
 
 
 def quat_from_ypr_deg(ypr_deg):
     """MuJoCo (w, x, y, z) quaternion of the FLU body with aerospace yaw, pitch, roll (deg)."""
+    return tuple(quats_from_ypr_deg(np.asarray([ypr_deg], dtype=float))[0].tolist())
+
+
+def quats_from_ypr_deg(ypr_deg):
+    """Vectorised :func:`quat_from_ypr_deg`: (N, 3) yaw, pitch, roll in degrees -> (N, 4) w, x, y, z."""
     # FRD Z-Y-X = FLU rotations about -z (yaw), -y (pitch), +x (roll)
-    hy, hp, hr = (math.radians(v) / 2 for v in ypr_deg)
-    cy, sy, cp, sp, cr, sr = math.cos(hy), -math.sin(hy), math.cos(hp), -math.sin(hp), math.cos(hr), math.sin(hr)
-    return (cy * cp * cr + sy * sp * sr, cy * cp * sr - sy * sp * cr,
-            cy * sp * cr + sy * cp * sr, sy * cp * cr - cy * sp * sr)
+    half = np.radians(ypr_deg) / 2
+    cy, cp, cr = np.cos(half).T
+    sy, sp, sr = np.sin(half).T
+    sy = -sy
+    sp = -sp
+    return np.stack((cy * cp * cr + sy * sp * sr, cy * cp * sr - sy * sp * cr,
+                     cy * sp * cr + sy * cp * sr, sy * cp * cr - cy * sp * sr), axis=1)
 
 
 def matrix_from_ypr_deg(ypr_deg):
@@ -78,10 +94,11 @@ class GimbalPlant:
         self._handle_body = m.body("handle").id
         self._payload_body = m.body("payload").id
         self._cam_site = m.site("camera").id
-        gyro = m.sensor("imu_gyro")
-        accel = m.sensor("imu_accel")
-        self._gyro_adr = int(gyro.adr[0])
-        self._accel_adr = int(accel.adr[0])
+        self._gyro_adr = int(m.sensor("imu_gyro").adr[0])
+        self._accel_adr = int(m.sensor("imu_accel").adr[0])
+        # the second IMU, on the handle (firmware HAL handle_imu_read)
+        self._handle_gyro_adr = int(m.sensor("handle_gyro").adr[0])
+        self._handle_accel_adr = int(m.sensor("handle_accel").adr[0])
         self._free_qadr = int(m.jnt_qposadr[m.joint("handle_free").id])
         # views into MjData, made once: each `data.qpos` access builds a new array object
         d = self.data
@@ -91,6 +108,8 @@ class GimbalPlant:
         self._sensordata = d.sensordata
         self._hand_pos = d.mocap_pos[self._hand_mocap]
         self._hand_quat = d.mocap_quat[self._hand_mocap]
+        self._cam_xmat = d.site_xmat[self._cam_site]
+        self._handle_xmat = d.xmat[self._handle_body]
         self.set_hand_pose([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], teleport=True)
 
     @property
@@ -109,6 +128,25 @@ class GimbalPlant:
             d.qpos[a + 3:a + 7] = self._hand_quat
             d.qvel[:] = 0.0
             mujoco.mj_forward(self.model, d)
+
+    def hand_mocap_block(self, poses):
+        """(N, 7) mocap position and quaternion rows for (N, 6) hand poses [x, y, z, yaw, pitch, roll]."""
+        poses = np.asarray(poses, dtype=float)
+        pos = poses[:, 0:3] + (0.0, 0.0, HAND_HEIGHT_M)
+        return np.ascontiguousarray(np.hstack((pos, quats_from_ypr_deg(poses[:, 3:6]))))
+
+    def set_hand_mocap(self, row):
+        """Move the hand to one row (7 floats) of :meth:`hand_mocap_block` (the per-tick path)."""
+        # element by element from Python floats: cheaper than any numpy slice copy at this size
+        p = self._hand_pos
+        q = self._hand_quat
+        p[0] = row[0]
+        p[1] = row[1]
+        p[2] = row[2]
+        q[0] = row[3]
+        q[1] = row[4]
+        q[2] = row[5]
+        q[3] = row[6]
 
     def set_joints_rad(self, angles_rad):
         for k, a in enumerate(angles_rad):
@@ -133,6 +171,23 @@ class GimbalPlant:
         jid = self.model.joint(JOINTS[axis]).id
         return tuple(float(v) for v in self.model.jnt_range[jid])
 
+    def sensors(self):
+        """All sensor values as one list of floats (one conversion per tick); addresses in ``sensor_adr``."""
+        return self._sensordata.tolist()
+
+    @property
+    def sensor_adr(self):
+        """(camera gyro, camera accel, handle gyro, handle accel) start indices into :meth:`sensors`."""
+        return self._gyro_adr, self._accel_adr, self._handle_gyro_adr, self._handle_accel_adr
+
+    def joint_state(self):
+        """([yaw, pitch, roll] rad, [yaw, pitch, roll] rad/s): one conversion each for the per-tick models."""
+        qp = self._qpos.tolist()
+        qv = self._qvel.tolist()
+        a = self._qadr
+        v = self._dadr
+        return [qp[a[0]], qp[a[1]], qp[a[2]]], [qv[v[0]], qv[v[1]], qv[v[2]]]
+
     def imu_gyro_rads(self):
         a = self._gyro_adr
         return self._sensordata[a:a + 3].tolist()  # plain floats: cheaper in the per-tick models
@@ -141,13 +196,21 @@ class GimbalPlant:
         a = self._accel_adr
         return self._sensordata[a:a + 3].tolist()
 
+    def handle_gyro_rads(self):
+        a = self._handle_gyro_adr
+        return self._sensordata[a:a + 3].tolist()
+
+    def handle_accel_mps2(self):
+        a = self._handle_accel_adr
+        return self._sensordata[a:a + 3].tolist()
+
     def camera_pose(self):
         """(position_m, rotation FLU 3x3) of the camera site in the world."""
         s = self._cam_site
         return self.data.site_xpos[s].copy(), self.data.site_xmat[s].reshape(3, 3).copy()
 
     def camera_ypr_deg(self):
-        return ypr_deg_from_matrix(self.data.site_xmat[self._cam_site])
+        return _ypr_deg_from_rows(self._cam_xmat.tolist())
 
     def handle_ypr_deg(self):
-        return ypr_deg_from_matrix(self.data.xmat[self._handle_body])
+        return _ypr_deg_from_rows(self._handle_xmat.tolist())

@@ -55,7 +55,8 @@ class Traces:
 
 def _seeds(seed):
     # independent, repeatable streams for each random part
-    return {name: seed * 1009 + k for k, name in enumerate(("imu", "handle", "link_up", "link_down"))}
+    return {name: seed * 1009 + k for k, name in enumerate(("imu", "handle", "link_up", "link_down",
+                                                             "handle_imu"))}
 
 
 def load_face_image(path):
@@ -107,9 +108,12 @@ class SimGimbal:
         self.seed = seed
         s = _seeds(seed)
         self.plant = GimbalPlant()
+        self._sensor_adr = self.plant.sensor_adr
         self.dt_s = self.plant.timestep_s
         self.handle = HandleDisturbance(scenario.handle, seed=s["handle"])
         self.imu = ImuModel(scenario.imu, seed=s["imu"])
+        # the optional second IMU on the handle: same part, its own errors
+        self.handle_imu = ImuModel(scenario.imu, seed=s["handle_imu"]) if scenario.imu.handle_imu else None
         self.motors = [BldcMotor(scenario.motor) for _ in range(3)]
         self.servos = [ServoModel() for _ in range(3)]
         self.peak_torque_nm = scenario.motor.peak_torque_nm
@@ -117,7 +121,7 @@ class SimGimbal:
         self.link_down = SerialLink(scenario.link, seed=s["link_down"])  # device -> host
         if config_bytes is None:
             config_bytes = board_config_bytes(scenario.firmware)
-        self.hal = SimHal(self.imu, config_bytes=config_bytes)
+        self.hal = SimHal(self.imu, config_bytes=config_bytes, handle_imu=self.handle_imu)
         self._settle()
         self.firmware = make_firmware(firmware, self.hal)
         self.period_us = self.firmware.period_us
@@ -126,8 +130,10 @@ class SimGimbal:
             self.dt_s = self.period_us / 1e6
             self.plant.model.opt.timestep = self.dt_s
         self.tick_count = 0
-        self._pose_block = []
+        self._pose_block = None  # POSE_BLOCK_TICKS mocap rows of the hand, 7 floats each
         self._pose_block_start = 0
+        self._pose_block_len = 0
+        self._fw_tick = self.firmware.tick
         self.traces = Traces()
         self.max_effort = 0.0
         self.camera = PinholeCamera(scenario.camera)
@@ -142,7 +148,14 @@ class SimGimbal:
         for _ in range(int(SETTLE_S / self.dt_s)):
             self.plant.step(self._cogging_only())
         self.plant.data.time = 0.0
-        self.imu.update(0.0, self.plant.imu_gyro_rads(), self.plant.imu_accel_mps2())
+        self._sample_imus(0.0)
+
+    def _sample_imus(self, t_s):
+        sens = self.plant.sensors()
+        g, a, hg, ha = self._sensor_adr
+        self.imu.update(t_s, sens[g:g + 3], sens[a:a + 3])
+        if self.handle_imu is not None:
+            self.handle_imu.update(t_s, sens[hg:hg + 3], sens[ha:ha + 3])
 
     def _cogging_only(self):
         return [m.torque_nm(0, 0, 0, self.plant.joint_rad(k), 0.0) for k, m in enumerate(self.motors)]
@@ -221,60 +234,73 @@ class SimGimbal:
             self._tick()
 
     def _tick(self):
+        # The lockstep tick, 1000 times per simulated second: plain floats and
+        # lists, one conversion per MuJoCo array, no per-tick objects beyond those.
         plant = self.plant
         hal = self.hal
-        t_s = self.time_s
         now_us = self.tick_count * self.period_us
-        data = self.link_up.read(t_s)
-        if data:
-            hal.feed_rx(data)
-        self.imu.update(t_s, plant.imu_gyro_rads(), plant.imu_accel_mps2())
+        t_s = now_us / 1e6
+        up = self.link_up
+        if up._in_flight:
+            data = up.read(t_s)
+            if data:
+                hal.feed_rx(data)
+        self._sample_imus(t_s)
         hal.now_us = now_us
-        self.firmware.tick(now_us)
-        out = hal.take_tx()
-        if out:
-            self.link_down.write(out, t_s)
+        self._fw_tick(now_us)
+        if hal.tx:
+            self.link_down.write(hal.take_tx(), t_s)
+        angle, rate = plant.joint_state()
+        servo_us = hal.servo_us
+        duties = hal.duties
+        motors = self.motors
+        on = hal.motors_on
         torques = [0.0, 0.0, 0.0]
-        peak = self.peak_torque_nm
-        effort = [0.0, 0.0, 0.0]
-        for k in range(3):
-            angle = plant.joint_rad(k)
-            rate = plant.joint_rads(k)
-            if hal.servo_us[k]:
+        for k in (0, 1, 2):
+            if servo_us[k]:
                 # a servo axis: the servo's own gearmotor is the actuator
                 servo = self.servos[k]
-                servo.write(hal.servo_us[k])
-                tau = servo.torque_nm(angle, rate, self.dt_s)
-                effort[k] = abs(tau) / servo.params.stall_torque_nm
+                servo.write(servo_us[k])
+                torques[k] = servo.torque_nm(angle[k], rate[k], self.dt_s)
             else:
-                motor = self.motors[k]
-                motor.enabled = hal.motors_on
-                d = hal.duties[k]
-                tau = motor.torque_nm(d[0], d[1], d[2], angle, rate)
-                effort[k] = abs(tau) / peak
-            torques[k] = tau
-        self.max_effort = max(self.max_effort, effort[0], effort[1], effort[2])
+                motor = motors[k]
+                motor.enabled = on
+                d = duties[k]
+                torques[k] = motor.torque_nm(d[0], d[1], d[2], angle[k], rate[k])
         self.tick_count += 1
-        pose = self._hand_pose(self.tick_count)
-        plant.set_hand_pose(pose[0:3], pose[3:6])
+        i = self.tick_count - self._pose_block_start
+        if i >= self._pose_block_len:
+            self._next_pose_block()
+            i = 0
+        plant.set_hand_mocap(self._pose_block[i])
         plant.step(torques)
         if self.tick_count % TRACE_EVERY_TICKS == 0:
-            tr = self.traces
-            tr.t_s.append(self.time_s)
-            tr.camera_ypr_deg.append(plant.camera_ypr_deg())
-            tr.handle_ypr_deg.append(plant.handle_ypr_deg())
-            tr.joint_deg.append([math.degrees(plant.joint_rad(k)) for k in range(3)])
-            tr.effort.append(effort)
+            self._trace(torques)
 
-    def _hand_pose(self, tick):
-        """The hand's [x, y, z, yaw, pitch, roll] at ``tick``, from the current precomputed block."""
-        i = tick - self._pose_block_start
-        if not 0 <= i < len(self._pose_block):
-            self._pose_block_start = tick
-            ticks = np.arange(tick, tick + POSE_BLOCK_TICKS)
-            self._pose_block = self.handle.poses(ticks * (self.period_us / 1e6)).tolist()
-            i = 0
-        return self._pose_block[i]
+    def _trace(self, torques):
+        plant = self.plant
+        effort = [0.0, 0.0, 0.0]
+        for k in (0, 1, 2):
+            if self.hal.servo_us[k]:
+                effort[k] = abs(torques[k]) / self.servos[k].params.stall_torque_nm
+            else:
+                effort[k] = abs(torques[k]) / self.peak_torque_nm
+        self.max_effort = max(self.max_effort, effort[0], effort[1], effort[2])
+        tr = self.traces
+        tr.t_s.append(self.time_s)
+        tr.camera_ypr_deg.append(plant.camera_ypr_deg())
+        tr.handle_ypr_deg.append(plant.handle_ypr_deg())
+        angle, _rate = plant.joint_state()
+        tr.joint_deg.append([math.degrees(a) for a in angle])
+        tr.effort.append(effort)
+
+    def _next_pose_block(self):
+        """Precompute the hand's mocap rows for the next POSE_BLOCK_TICKS ticks (one numpy pass)."""
+        tick = self.tick_count
+        ticks = np.arange(tick, tick + POSE_BLOCK_TICKS)
+        self._pose_block = self.plant.hand_mocap_block(self.handle.poses(ticks * (self.period_us / 1e6))).tolist()
+        self._pose_block_start = tick
+        self._pose_block_len = POSE_BLOCK_TICKS
 
     def close(self):
         self.firmware.close()

@@ -16,6 +16,7 @@ type byte, so console text the firmware prints can be told apart)::
     sim -> board  'I' u16 config_len, config bytes     build the Gimbal (len 0xFFFF: no config file)
     board -> sim  'i' u32 period_us
     sim -> board  'T' u32 now_us_lo, u32 now_us_hi, u8 imu_ok, 6 x i16 imu counts,
+                      u8 handle_imu_ok, 6 x i16 handle imu counts (ok 0: not fitted),
                       u16 rx_len, rx bytes              run one tick
     board -> sim  'R' u8 motors_on, 9 x u16 duties (yaw a b c, pitch a b c, roll a b c),
                       3 x u16 servo_us, u16 tx_len, tx bytes, u16 saved_config_len, bytes
@@ -33,7 +34,7 @@ SYNC = b"\xf5\x1a"
 NO_CONFIG = 0xFFFF
 TX_BUFFER_BYTES = 2048
 RX_BUFFER_BYTES = 1024
-_TICK_HEAD = "<IIB6hH"
+_TICK_HEAD = "<IIB6hB6hH"
 _TICK_HEAD_LEN = struct.calcsize(_TICK_HEAD)
 _REPLY_HEAD = "<B9H3HH"
 
@@ -46,6 +47,8 @@ class SimPipeBoard(_hal.HAL):
     def __init__(self, config):
         self.imu_raw = array("h", [0] * 6)
         self.imu_ok = False
+        self.handle_raw = array("h", [0] * 6)
+        self.handle_ok = False
         self.motors_on = 0
         self.duties = array("H", [32768] * 9)
         self.servo_us = array("H", [0] * 3)
@@ -59,12 +62,10 @@ class SimPipeBoard(_hal.HAL):
         self.now_us = 0
 
     def imu_read(self, raw):
-        if not self.imu_ok:
-            return False
-        src = self.imu_raw
-        for i in range(6):
-            raw[i] = src[i]
-        return True
+        return self.imu_ok and _copy_counts(self.imu_raw, raw)
+
+    def handle_imu_read(self, raw):
+        return self.handle_ok and _copy_counts(self.handle_raw, raw)
 
     def motors_enable(self, on):
         self.motors_on = 1 if on else 0
@@ -114,6 +115,12 @@ class SimPipeBoard(_hal.HAL):
         pass
 
 
+def _copy_counts(src, raw):
+    for i in range(6):
+        raw[i] = src[i]
+    return True
+
+
 def _read_exact(stream, n):
     out = b""
     while len(out) < n:
@@ -152,9 +159,11 @@ def serve(stream_in, stream_out, make_gimbal):
             head = struct.unpack(_TICK_HEAD, _read_exact(stream_in, _TICK_HEAD_LEN))
             board.now_us = head[0] | (head[1] << 32)
             board.imu_ok = head[2] != 0
+            board.handle_ok = head[9] != 0
             for i in range(6):
                 board.imu_raw[i] = head[3 + i]
-            n = head[9]
+                board.handle_raw[i] = head[10 + i]
+            n = head[16]
             data = _read_exact(stream_in, n) if n else b""
             board.rx[0:n] = data
             board.rx_len = n
