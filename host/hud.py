@@ -12,7 +12,7 @@ space  pause / resume tracking
 p      photo (with countdown)
 r      start / stop recording
 c      calibration point to the centre
-t      cycle the rule-of-thirds presets
+t      cycle the calibration presets
 0      recentre the gimbal
 ====== =========================================
 """
@@ -32,7 +32,7 @@ KEY_ACTIONS = {
     ord("q"): "quit", 27: "quit", ord(" "): "pause_toggle", ord("p"): "photo", ord("r"): "record_toggle",
     ord("c"): "calibration_centre", ord("t"): "calibration_next", ord("0"): "recentre",
 }
-THIRDS_CYCLE = [name for name in PRESETS]
+PRESET_CYCLE = list(PRESETS)  # the order the t key steps through
 
 
 def _px(x, y, w, h):

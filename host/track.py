@@ -428,7 +428,7 @@ def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline
     import cv2
 
     from host.calibration import PRESETS
-    from host.hud import THIRDS_CYCLE, draw_hud
+    from host.hud import PRESET_CYCLE, draw_hud
 
     img = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
     draw_hud(img, out, dict(status, fps=stats.fps, e2e_ms=e2e_ms, connected=mount.connected,
@@ -441,7 +441,7 @@ def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline
     if action == "calibration_centre":
         pipeline.set_calibration_point(*PRESETS["centre"])
     elif action == "calibration_next":
-        names = THIRDS_CYCLE
+        names = PRESET_CYCLE
         current = next((n for n in names if PRESETS[n] == pipeline.calibration_point), names[-1])
         name = names[(names.index(current) + 1) % len(names)]
         pipeline.set_calibration_point(*PRESETS[name])
