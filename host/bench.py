@@ -2,12 +2,19 @@
 
     opensteady bench protocol          # frame sizes, parser speed, heap per frame, link budget
     opensteady bench protocol --json   # the same as one JSON object
+    opensteady bench firmware 5000     # one control tick on the MicroPython unix port
+    opensteady bench vision            # MediaPipe / Haar latency and detection rates
+    opensteady bench sim --repeat 2    # realtime factors, tracking and jitter vs the baseline
+    opensteady bench host --markdown   # end-to-end capture-to-bytes latency
+
+Arguments after the suite name go to that suite (``opensteady bench vision --help``).
 
 Each suite prints the figures that docs/benchmarks.md records. Timings are
 medians over repeated runs; the machine may be busy, so compare figures
 taken in the same run.
 """
 
+import argparse
 import json
 import statistics
 import sys
@@ -18,8 +25,33 @@ SUITES = ("protocol", "firmware", "vision", "sim", "host")
 
 def add_arguments(parser):
     parser.add_argument("suite", choices=SUITES, help="which benchmark suite to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for that suite")
+
+
+def _protocol_main(argv):
+    parser = argparse.ArgumentParser(prog="opensteady bench protocol")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per timing (median is reported)")
+    args = parser.parse_args(argv)
+    figures = bench_protocol(args.repeat)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print("%-65s %s" % (key, value))
+    return 0
+
+
+def _firmware_main(argv):
+    """Run firmware/bench_tick.py on the MicroPython unix port (argument: ticks)."""
+    import os
+    import subprocess
+
+    from host.micropython_unix import ROOT, binary
+
+    env = dict(os.environ, MICROPYPATH="%s:.frozen" % ROOT)
+    cmd = [binary(), "-X", "heapsize=4M", str(ROOT / "firmware" / "bench_tick.py")] + list(argv or ["5000"])
+    return subprocess.run(cmd, env=env, cwd=str(ROOT)).returncode
 
 
 # --- protocol ----------------------------------------------------------------------
@@ -162,25 +194,10 @@ def bench_protocol(repeat):
 
 def run(args):
     if args.suite == "protocol":
-        figures = bench_protocol(args.repeat)
-    else:
-        module = {
-            "firmware": "firmware.bench",
-            "vision": "vision.bench",
-            "sim": "sim.bench",
-            "host": "host.bench_latency",
-        }[args.suite]
-        import importlib
+        return _protocol_main(args.args)
+    if args.suite == "firmware":
+        return _firmware_main(args.args)
+    import importlib
 
-        try:
-            bench = importlib.import_module(module)
-        except ImportError as exc:
-            print("opensteady bench: suite %r is not available (%s)" % (args.suite, exc), file=sys.stderr)
-            return 1
-        return int(bench.main(["--repeat", str(args.repeat)] + (["--json"] if args.json else [])) or 0)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print("%-65s %s" % (key, value))
-    return 0
+    module = {"vision": "vision.bench", "sim": "sim.bench", "host": "host.track_bench"}[args.suite]
+    return int(importlib.import_module(module).main(args.args) or 0)

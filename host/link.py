@@ -14,10 +14,16 @@ Ports are opened with pyserial's ``serial_for_url``, so a device path
         for msg_id, fields in link.poll():      # never blocks
             ...
 
-``poll()`` and ``send()`` never raise once the link has been opened: when the
-device disappears they mark the link disconnected and reopen it (with a new
-handshake) every ``reconnect_interval_s``. Errors at ``open()`` are typed
+``poll()`` and ``send()`` never raise and never block once the link has been
+opened: when the device disappears they mark the link disconnected, and try
+to reopen it every ``reconnect_interval_s``; the new handshake then advances
+inside later ``poll()`` calls, and ``send()`` returns -1 until it is done.
+``last_error`` tells why the link is down. Errors at ``open()`` are typed
 (``LinkError`` and subclasses) and carry a message a user can act on.
+
+``port_factory`` replaces ``serial_for_url`` with any callable returning an
+object with pyserial's ``read``/``write``/``in_waiting``/``close`` (the
+simulator passes its UART model this way).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import serial
 
@@ -138,6 +144,7 @@ class Link:
         handshake_timeout_s: float = 1.5,
         reconnect_interval_s: float = 1.0,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+        port_factory: Callable[[], Any] | None = None,
     ):
         self.url = url
         self.baud = baud
@@ -157,6 +164,10 @@ class Link:
         self._last_tx_s = 0.0
         self._foreign = bytearray()  # bytes seen during a handshake, for diagnosis
         self._echo_only = True
+        self._port_factory = port_factory
+        self._handshaking = False
+        self._hs_deadline_s = 0.0
+        self._hs_next_request_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> "Link":
@@ -168,25 +179,35 @@ class Link:
 
     @property
     def connected(self) -> bool:
-        return self._port is not None
+        """True once the port is open and the handshake (if enabled) has passed."""
+        return self._port is not None and not self._handshaking
 
     def open(self) -> None:
-        """Open the port and handshake. Raises a LinkError subclass on failure."""
-        self.close()
-        port = open_port(self.url, self.baud)
-        self._port = port
-        self._parser.reset()
+        """Open the port and handshake, blocking up to ``handshake_timeout_s``.
+
+        Raises a LinkError subclass on failure. (Reconnections after a loss
+        happen inside ``poll()``/``send()`` and never block.)
+        """
+        self._start()
+        port = self._port
+        assert port is not None
+        port.timeout = 0.02  # per-read wait while handshaking; the overall limit is the deadline
         try:
-            if self.handshake_enabled:
-                self.version = self._handshake()
+            while self._handshaking:
+                try:
+                    chunk = port.read(max(1, port.in_waiting))
+                except (OSError, serial.SerialException) as exc:
+                    raise LinkError("lost %r during the handshake: %s" % (self.url, exc)) from exc
+                self._handshake_step(chunk)
         except LinkError:
             self.close()
             raise
-        self._last_tx_s = time.monotonic()
-        log.info("link open on %s (%s)", self.url, self.version)
+        finally:
+            port.timeout = 0
 
     def close(self) -> None:
         port, self._port = self._port, None
+        self._handshaking = False
         if port is not None:
             try:
                 port.close()
@@ -204,6 +225,8 @@ class Link:
 
     def send_raw(self, frame: bytes) -> int:
         if self._port is None and not self._try_reconnect():
+            return -1
+        if self._handshaking:  # nothing but version requests until the device answered
             return -1
         seq = self._seq
         try:
@@ -223,8 +246,10 @@ class Link:
         Also keeps the device's failsafe fed with heartbeats when nothing else
         was sent for ``heartbeat_interval_s``, and reconnects a lost port.
         """
-        if self._port is None and not self._try_reconnect():
-            return []
+        if self._port is None:
+            self._try_reconnect()
+            if self._port is None:
+                return []
         try:
             assert self._port is not None
             waiting = self._port.in_waiting
@@ -232,6 +257,17 @@ class Link:
         except (OSError, serial.SerialException) as exc:
             self._lost(exc)
             return []
+        if self._handshaking:  # a reconnection in progress: never block for it
+            try:
+                out = self._handshake_step(data)
+            except LinkError as exc:
+                self.last_error = exc
+                log.debug("reconnect to %s failed: %s", self.url, exc)
+                self.close()
+                return []
+            if not self._handshaking:
+                self._reconnected()
+            return out
         out = self._decode(data)
         if time.monotonic() - self._last_tx_s >= self.heartbeat_interval_s:
             self.send(p.MSG_HEARTBEAT, p.ROLE_HOST, int(time.monotonic() * 1000) & 0xFFFFFFFF)
@@ -253,47 +289,55 @@ class Link:
         return out
 
     # -- handshake and reconnection ------------------------------------------------
-    def _handshake(self) -> dict[str, int]:
-        assert self._port is not None
-        port = self._port
+    def _start(self) -> None:
+        """Open the port and send the first VERSION_REQUEST (does not wait)."""
+        self.close()
+        self._port = self._port_factory() if self._port_factory else open_port(self.url, self.baud)
+        self._parser.reset()
+        self._last_tx_s = time.monotonic()
+        if not self.handshake_enabled:
+            return
+        try:
+            self._port.reset_input_buffer()
+        except (OSError, serial.SerialException, AttributeError):
+            pass
+        self._handshaking = True
         self._foreign = bytearray()
         self._parser.frames = 0
         self._echo_only = True
-        deadline = time.monotonic() + self.handshake_timeout_s
-        next_request = 0.0
-        try:
-            port.reset_input_buffer()
-        except (OSError, serial.SerialException, AttributeError):
-            pass
-        port.timeout = 0.02  # per-read wait while handshaking; the overall limit is the deadline
-        try:
-            while time.monotonic() < deadline:
-                if time.monotonic() >= next_request:  # ask again: the first request may hit a booting board
-                    port.write(p.encode(p.MSG_VERSION_REQUEST, self._seq, p.pack(p.MSG_VERSION_REQUEST, p.PROTOCOL_VERSION)))
-                    self._seq = (self._seq + 1) & 0xFF
-                    next_request = time.monotonic() + 0.25
-                try:
-                    chunk = port.read(max(1, port.in_waiting))
-                except (OSError, serial.SerialException) as exc:
-                    raise LinkError("lost %r during the handshake: %s" % (self.url, exc)) from exc
-                if not chunk:
-                    continue
-                self._foreign.extend(chunk)
-                del self._foreign[:-256]
-                for msg_id, fields in self._decode(chunk):
-                    if msg_id != p.MSG_VERSION_REQUEST:
-                        self._echo_only = False
-                    if msg_id != p.MSG_VERSION:
-                        continue
-                    if fields["protocol_version"] != p.PROTOCOL_VERSION:
-                        raise ProtocolVersionMismatch(
-                            "the firmware on %r speaks protocol v%d but this host speaks v%d: "
-                            "update both to the same OpenSteady release (`opensteady flash`)."
-                            % (self.url, fields["protocol_version"], p.PROTOCOL_VERSION)
-                        )
-                    return fields
-        finally:
-            port.timeout = 0
+        self._hs_deadline_s = time.monotonic() + self.handshake_timeout_s
+        self._hs_next_request_s = 0.0
+        self._handshake_step(b"")
+
+    def _handshake_step(self, chunk: bytes) -> list[tuple[int, dict[str, Any]]]:
+        """Advance the handshake with newly read bytes; raises a LinkError when it fails."""
+        assert self._port is not None
+        now = time.monotonic()
+        if now >= self._hs_next_request_s:  # ask again: the first request may hit a booting board
+            self._port.write(p.encode(p.MSG_VERSION_REQUEST, self._seq, p.pack(p.MSG_VERSION_REQUEST, p.PROTOCOL_VERSION)))
+            self._seq = (self._seq + 1) & 0xFF
+            self._hs_next_request_s = now + 0.25
+        if chunk:
+            self._foreign.extend(chunk)
+            del self._foreign[:-256]
+        messages = self._decode(chunk)
+        for msg_id, fields in messages:
+            if msg_id != p.MSG_VERSION_REQUEST:
+                self._echo_only = False
+            if msg_id != p.MSG_VERSION:
+                continue
+            if fields["protocol_version"] != p.PROTOCOL_VERSION:
+                raise ProtocolVersionMismatch(
+                    "the firmware on %r speaks protocol v%d but this host speaks v%d: "
+                    "update both to the same OpenSteady release (`opensteady flash`)."
+                    % (self.url, fields["protocol_version"], p.PROTOCOL_VERSION)
+                )
+            self.version = fields
+            self._handshaking = False
+            log.info("link open on %s (%s)", self.url, fields)
+            return messages
+        if now < self._hs_deadline_s:
+            return messages
         if self._parser.frames and self._echo_only:
             raise WrongFirmware(
                 "the port %r echoes our own bytes back (a loopback, or a terminal echoing input); "
@@ -320,16 +364,22 @@ class Link:
         self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
 
     def _try_reconnect(self) -> bool:
+        """Start reopening the port if it is time; True only when the link is usable."""
         if not self.reconnect or time.monotonic() < self._next_reconnect_s:
             return False
         self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
         try:
-            self.open()
+            self._start()
         except LinkError as exc:
             self.last_error = exc
             log.debug("reconnect to %s failed: %s", self.url, exc)
             return False
+        if self._handshaking:
+            return False
+        self._reconnected()
+        return True
+
+    def _reconnected(self) -> None:
         self.reconnects += 1
         self.last_error = None
         log.info("link to %s re-established", self.url)
-        return True

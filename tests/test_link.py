@@ -5,6 +5,7 @@ import os
 import pty
 import select
 import threading
+import time
 import tty
 
 import pytest
@@ -206,8 +207,8 @@ def test_reconnects_when_the_device_disappears_and_comes_back(tmp_path):
     second = PtyDevice()
     path.symlink_to(second.slave_name)
     try:
-        link.poll()
-        assert link.connected and link.reconnects == 1
+        wait_for(lambda got: link.connected, link)
+        assert link.reconnects == 1 and link.last_error is None
         link.send(p.MSG_MODE, p.MODE_TRACK)
         second.send(p.MSG_HEARTBEAT, p.ROLE_DEVICE, 5)
         wait_for(lambda got: any(m == p.MSG_HEARTBEAT for m, _ in got), link)
@@ -215,6 +216,40 @@ def test_reconnects_when_the_device_disappears_and_comes_back(tmp_path):
     finally:
         link.close()
         second.close()
+
+
+def test_reconnecting_to_a_silent_device_never_blocks_the_caller(tmp_path):
+    path = tmp_path / "ttyGIMBAL"
+    first = PtyDevice()
+    path.symlink_to(first.slave_name)
+    link = Link(str(path), reconnect_interval_s=0.0, handshake_timeout_s=30.0)
+    link.open()
+    first.close()
+    path.unlink()
+    link.poll()
+    silent = PtyDevice(answer=None)
+    path.symlink_to(silent.slave_name)
+    try:
+        for _ in range(20):
+            assert link.poll() == []
+            assert link.send(p.MSG_MODE, p.MODE_TRACK) == -1  # nothing but version requests yet
+        # twenty polls returned long before the 30 s handshake deadline: none of them waited for it
+        assert not link.connected and time.monotonic() < link._hs_deadline_s
+        silent.wait_for(lambda r: any(m == p.MSG_VERSION_REQUEST for m, _ in r))
+    finally:
+        link.close()
+        silent.close()
+
+
+def test_link_over_a_port_object_from_a_factory():
+    dev = PtyDevice()
+    try:
+        link = Link("pty", port_factory=lambda: serial.Serial(dev.slave_name, timeout=0))
+        link.open()
+        assert link.connected and link.version["fw_minor"] == 1
+        link.close()
+    finally:
+        dev.close()
 
 
 def test_heartbeat_is_sent_when_the_host_is_otherwise_quiet(device):

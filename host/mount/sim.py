@@ -64,13 +64,8 @@ class SimLink(Link):
         # stream (every frame) feeds the firmware's failsafe, so they stay off and the
         # bytes on the simulated wire depend on simulated time only.
         super().__init__("sim://" + session.scenario.name, handshake=False, reconnect=False,
-                         heartbeat_interval_s=float("inf"))
+                         heartbeat_interval_s=float("inf"), port_factory=lambda: SimPort(session))
         self._session = session
-
-    def open(self):
-        self.close()
-        self._port = SimPort(self._session)
-        self._parser.reset()
 
 
 class SimSource:
