@@ -17,7 +17,6 @@ taken in the same run.
 import argparse
 import json
 import statistics
-import sys
 import time
 
 SUITES = ("protocol", "firmware", "vision", "sim", "host")
