@@ -234,6 +234,8 @@ def test_lock_on_by_point_track_id_and_hand():
     assert not tracker.lock_on(track_id=999)
     with pytest.raises(ValueError, match="exactly one"):
         tracker.lock_on(point=(0.5, 0.5), track_id=1)
+    with pytest.raises(ValueError, match="point"):
+        tracker.lock_on(point=(math.nan, 0.5))
     tracker.release()
     assert not tracker.update(dets(0.133, faces), 0.133).locked
 

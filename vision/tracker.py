@@ -265,6 +265,10 @@ class TargetTracker:
         """
         if sum(a is not None for a in (point, track_id, hand)) != 1:
             raise ValueError("lock_on needs exactly one of point, track_id, hand")
+        if point is not None and (len(point) != 2 or not all(math.isfinite(v) for v in point)):
+            raise ValueError(f"lock_on point must be a finite (x, y) pair, normalised; got {point!r}")
+        if hand is not None and not isinstance(hand, Hand):
+            raise TypeError(f"lock_on hand must be a vision.types.Hand, got {type(hand).__name__}")
         visible = self._visible()
         if track_id is not None:
             chosen = self._tracks.get(track_id)
