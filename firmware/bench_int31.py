@@ -9,7 +9,12 @@ show this. This script recompiles the firmware modules with every binary
 operation, augmented assignment and unary minus wrapped in a check, runs the
 same closed loop as firmware/bench_tick.py, and counts per tick how many
 results fall outside +-2**30, and where. Estimated board allocation = count
-x 32 bytes.
+x 32 bytes. ``tour()`` does the same over every mode and output path
+(firmware/bench_tick.tour); tests/test_firmware_build.py asserts both are 0.
+
+This checks values only: a constant that is itself beyond +-2**30, or folded
+through such a value by the compiler, is boxed too and every operation with
+it allocates; firmware/bench_wasm.mjs measures the heap on a real 32-bit VM.
 """
 
 import ast
@@ -109,6 +114,30 @@ def run(ticks=2000):
     }
 
 
+def tour(ticks_per_mode=300):
+    """Results beyond +-2**30 over bench_tick.tour (both variants): {"ticks", "hits", "worst_lines"}."""
+    counter = Counter()
+    instrument(counter)
+    sys.modules.pop("firmware.plant", None)
+    sys.modules.pop("firmware.bench_tick", None)
+    from firmware import bench_tick
+
+    def on():
+        counter.active = True
+
+    def off():
+        counter.active = False
+
+    n = 0
+    for variant in (0, 1):
+        n += bench_tick.tour(ticks_per_mode, variant, on, off)
+    return {
+        "ticks": n,
+        "hits": sum(counter.hits.values()),
+        "worst_lines": sorted(((k, "%s.py:%d" % w) for w, k in counter.hits.items()), reverse=True)[:20],
+    }
+
+
 def _by_module(hits, ticks):
     out = {}
     for (mod, _line), n in hits.items():
@@ -125,6 +154,10 @@ def main():
         print("  %-10s %6.1f" % (mod, n))
     for n, where in r["worst_lines"]:
         print("  %6.2f  %s" % (n, where))
+    t = tour()
+    print("every mode (bench_tick.tour, 2 variants, %d ticks): %d results outside +-2**30" % (t["ticks"], t["hits"]))
+    for n, where in t["worst_lines"]:
+        print("  %6d  %s" % (n, where))
 
 
 if __name__ == "__main__":

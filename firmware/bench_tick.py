@@ -154,6 +154,65 @@ def run(ticks=20000):
     }
 
 
+def tour(ticks_per_mode=300, variant=0, before=None, after=None):
+    """Every mode and output path in turn, for allocation and 31-bit audits.
+
+    Boots (100 ms calibration), then lock, pan-follow, follow, track with
+    earth-frame rate / earth angle / handle-frame angle setpoints, track with
+    handle-frame rates, recentre, and a link loss in track mode (failsafe),
+    ``ticks_per_mode`` ticks each, with the handle wobbling, telemetry at
+    200 Hz and heartbeats at 10 Hz. variant 0: roll on a servo; variant 1:
+    SVPWM, 500 Hz loop, negative motor direction on pitch. ``before()`` and
+    ``after()`` run around each tick after calibration. Returns that tick count.
+    """
+    from firmware.config import KEY_IDS, Config, axis_key
+
+    cfg = Config()
+    for name, value in (("calib_ms", 100), ("telemetry_hz", 200), ("heartbeat_ms", 100)):
+        cfg.set(KEY_IDS[name], value)
+    if variant == 0:
+        cfg.set(axis_key(2, "driver"), 1)
+    else:
+        cfg.set(KEY_IDS["commutation"], 1)
+        cfg.set(KEY_IDS["loop_hz"], 500)
+        cfg.set(axis_key(1, "motor_dir"), -1)
+        cfg.set(axis_key(0, "rate_kd_ms"), 1.0)
+    hal = PlantHAL(handle_path=handle_wobble)
+    hal.capture_tx = False
+    g = Gimbal(hal, cfg)
+    P = protocol
+    period = g.period_us
+    for _ in range(150000 // period):
+        hal.step(period)
+        g.tick(hal.now_us)
+    earth = P.SP_YAW_IN_EARTH_FRAME | P.SP_PITCH_IN_EARTH_FRAME
+    plan = (
+        (P.MODE_LOCK, None),
+        (P.MODE_PAN_FOLLOW, None),
+        (P.MODE_FOLLOW, None),
+        (P.MODE_TRACK, (P.SP_YAW_IS_RATE | earth, 2500, -1000, 300)),
+        (P.MODE_TRACK, (P.SP_YAW_IS_RATE | P.SP_PITCH_IS_RATE | P.SP_ROLL_IS_RATE, -3000, 800, -500)),
+        (P.MODE_RECENTRE, None),
+        (P.MODE_TRACK, (earth, 1500, 500, 0)),
+    )
+    n = 0
+    for step, (mode, sp) in enumerate(plan):
+        hal.send_to_firmware(P.encode(P.MSG_MODE, step, P.pack(P.MSG_MODE, mode)))
+        frame = P.encode(P.MSG_SETPOINT, step, P.pack(P.MSG_SETPOINT, *sp)) if sp else None
+        for k in range(ticks_per_mode):
+            hal.step(period)
+            # the last plan step sends one setpoint only: the link-loss failsafe trips
+            if frame is not None and k % 10 == 0 and (step < len(plan) - 1 or k == 0):
+                hal.send_to_firmware(frame)
+            if before is not None:
+                before()
+            g.tick(hal.now_us)
+            if after is not None:
+                after()
+            n += 1
+    return n
+
+
 def main():
     ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     r = run(ticks)

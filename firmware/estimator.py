@@ -33,8 +33,8 @@ except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-_ONE = const(1 << 28)  # Q28 1.0 (the down vector's state format)
-_H2_MIN = const((1 << 28) // 50)  # cos^2(pitch) floor, Q28: the Euler rates blow up near +-82 deg
+_ONE = const(0x10000000)  # Q28 1.0 (the down vector's state format)
+_H2_MIN = const(5368709)  # 2**28 // 50  # cos^2(pitch) floor, Q28: the Euler rates blow up near +-82 deg
 _H19_MIN = const(74146)  # sqrt(1/50) in Q19
 _I_MAX = const(10000000)  # integral term limit: 10 deg/s, in mdps * 1000
 _W_MAX = const(524287)  # corrected body rates are clamped to +-2**19 mdps (524 deg/s; the gyro ends at 500)

@@ -23,11 +23,12 @@ except ImportError:  # CPython
 
 UDEG_PER_TURN = const(360000000)
 UDEG_HALF_TURN = const(180000000)
-NDEG_HALF_TURN = const(180000000000)
-TICKS_PERIOD = const(1 << 30)  # MicroPython's time.ticks_* wrap here
-TICKS_MASK = const((1 << 30) - 1)
-_TICKS_HALF = const(1 << 29)
-_TICKS_NEG = const(-1073741824)  # -(2**30): the bits above TICKS_MASK, still a small int
+# MicroPython's time.ticks_* wrap at 2**30. Constants are written as plain
+# literals: a folded expression through 2**30 (or -2**30 written as a unary
+# minus) would leave a boxed constant, and every operation with it would
+# allocate on a 32-bit port.
+TICKS_MASK = const(0x3FFFFFFF)
+_TICKS_HALF = const(0x20000000)
 
 # atan(t) for t in [0, 1] at 256 even steps, in udeg; interpolated linearly
 # (worst error 0.0001 deg). Built with floats once, at import.
@@ -50,7 +51,7 @@ def ticks_diff(a, b):
     """
     d = (a - b) & TICKS_MASK
     if d & _TICKS_HALF:
-        return d | _TICKS_NEG
+        return d - _TICKS_HALF - _TICKS_HALF
     return d
 
 
@@ -58,12 +59,6 @@ def ticks_diff(a, b):
 def wrap_udeg(a):
     """Wrap an angle in udeg to [-180 deg, +180 deg)."""
     return (a + UDEG_HALF_TURN) % UDEG_PER_TURN - UDEG_HALF_TURN
-
-
-@micropython.native
-def wrap_ndeg(a):
-    """Wrap an angle in ndeg to [-180 deg, +180 deg)."""
-    return (a + NDEG_HALF_TURN) % (2 * NDEG_HALF_TURN) - NDEG_HALF_TURN
 
 
 def clamp(x, lo, hi):

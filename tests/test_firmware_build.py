@@ -56,6 +56,24 @@ def test_tick_allocates_nothing_on_micropython():
     assert r["telemetry_ticks"] >= 29  # telemetry and setpoint parsing were inside the measured ticks
 
 
+def test_no_integer_leaves_the_32_bit_small_int_range():
+    # RP2040/ESP32 MicroPython keeps only +-2**30 as small ints: anything beyond is
+    # a heap object. firmware/bench_int31.py checks every arithmetic result of the
+    # firmware modules on CPython: the benchmark's track-mode loop and a tour of every
+    # mode, output path and a link loss (firmware/bench_tick.tour) must have none.
+    import subprocess
+
+    code = (
+        "import json; from firmware import bench_int31 as b; r = b.run(1500); t = b.tour(200); "
+        "print(json.dumps([r['boxed_per_tick'], r['worst_lines'], t['ticks'], t['hits'], t['worst_lines']]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    per_tick, worst, tour_ticks, tour_hits, tour_worst = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert per_tick == 0, worst
+    assert tour_ticks == 2 * 7 * 200 and tour_hits == 0, tour_worst
+
+
 def _stub_dir(tmp_path):
     stubs = tmp_path / "stubs"
     stubs.mkdir()
