@@ -32,7 +32,7 @@ import struct
 from array import array
 
 from firmware.config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
-from firmware.control import AxisController
+from firmware.control import AxisController, HandleFeedForward
 from firmware.estimator import AttitudeEstimator
 from firmware.fixmath import TICKS_MASK, ticks_diff, wrap_udeg
 from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator
@@ -142,6 +142,8 @@ class Gimbal:
     def __init__(self, hal, config=None):
         self.hal = hal
         self.raw = array("h", [0, 0, 0, 0, 0, 0])
+        self.handle_raw = array("h", [0, 0, 0, 0, 0, 0])  # the optional handle IMU (HAL.handle_imu_read)
+        self.handle_ff = HandleFeedForward()
         self.body = [0, 0, 0, 0, 0, 0]
         self.rx = bytearray(_RX_CHUNK)
         self.tx = bytearray(MAX_FRAME)
@@ -217,6 +219,7 @@ class Gimbal:
         if n != self.calibrator.n_samples or still != self.calibrator.still_counts:
             self.calibrator = GyroCalibrator(max(1, n), still)
         self.est.set_gains(g("est_kp"), g("est_ki"), g("accel_reject_g"))
+        self.handle_ff.configure(g("handle_ff"))
         self.imu_mount = g("imu_mount")
         self.accel_off = (g("accel_off_x"), g("accel_off_y"), g("accel_off_z"))
         self.accel_scale_q12 = int(g("accel_scale") * 4096)
@@ -338,8 +341,10 @@ class Gimbal:
             self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
             return
         self.imu_ok = True
+        handle_ok = self.hal.handle_imu_read(self.handle_raw)
         if not self.calibrated:
             status = self.calibrator.add(body)
+            self.handle_ff.calib_add(self.handle_raw, handle_ok, status, self.calibrator.n_samples)
             if status == CAL_DONE:
                 self.calibrated = True
                 self.fault_flags &= ~FAULT_CALIBRATION_MOVED
@@ -369,9 +374,14 @@ class Gimbal:
         target = self.target_udeg
         ff = self.ff_mdps
         d = self.duty
+        hff = None
+        if handle_ok and self.handle_ff.ready and self.handle_ff.scale_q10:
+            hff = self.handle_ff.update(self.handle_raw, axes[0].joint_udeg, axes[2].joint_udeg)
         for i in range(3):
             c = axes[i]
             c.step(target[i], ff[i], ang[i], rate[i], dt)
+            if hff is not None:
+                c.add_joint_rate(hff[i], dt)
             if c.at_limit:
                 limit = True
             drv = driver[i]
