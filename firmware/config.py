@@ -57,6 +57,7 @@ _GLOBAL_KEYS = (
     (17, "fault_recover_ms", 500, 0, 10000, K_INT),  # IMU healthy this long -> motors back on
     (18, "heartbeat_ms", 1000, 0, 10000, K_INT),  # device heartbeat period, 0 = none
     (19, "follow_tc_s", 0.5, 0.02, 10.0, K_FLOAT),  # pan/follow smoothing time constant
+    (20, "handle_ff", 1.0, 0.0, 2.0, K_FLOAT),  # handle-IMU gyro fed forward into the joints (0 = off)
 )
 
 # (offset, name, default, min, max, kind) for each axis, names prefixed yaw_/pitch_/roll_

@@ -27,6 +27,8 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
+from firmware.fixmath import SIN_Q15, SIN_STEPS
+from firmware.imu import CAL_DONE, CAL_MOVED
 
 _ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
@@ -231,3 +233,126 @@ class AxisController:
         if lim > 1000000:  # keep e * 1000 under 2**30
             return ((e >> 2) * 1000) // (lim >> 2)
         return (e * 1000) // lim
+
+    @micropython.native
+    def add_joint_rate(self, rate_mdps, dt_us):
+        """Move the commanded joint by a feed-forward joint rate over ``dt_us``, inside the joint limits.
+
+        For motion the feedback loop should not have to see first (the
+        handle's, from :class:`HandleFeedForward`); the rate loop's own state
+        is left alone.
+        """
+        if dt_us > _DT_MAX:
+            dt_us = _DT_MAX
+        if rate_mdps > _FF_MAX:
+            rate_mdps = _FF_MAX
+        elif rate_mdps < -_FF_MAX:
+            rate_mdps = -_FF_MAX
+        whole = rate_mdps // 1000  # udeg per us; the ndeg remainder carries in joint_frac
+        frac = self.joint_frac + (rate_mdps - whole * 1000) * dt_us
+        joint = self.joint_udeg + whole * dt_us + frac // 1000
+        if joint >= self.joint_max_udeg:
+            self.joint_udeg = self.joint_max_udeg
+            self.joint_frac = 0
+            self.at_limit = True
+        elif joint <= self.joint_min_udeg:
+            self.joint_udeg = self.joint_min_udeg
+            self.joint_frac = 0
+            self.at_limit = True
+        else:
+            self.joint_udeg = joint
+            self.joint_frac = frac % 1000
+
+
+# sin table steps (fixmath.SIN_Q15, 1536 per turn) per udeg of joint angle, and a quarter turn
+_UDEG_PER_SIN_STEP = const(234375)
+_SIN_QUARTER = const(384)
+_COS_MIN_Q10 = const(256)  # |roll joint| beyond ~75 deg: the pitch mapping is clamped there
+
+
+class HandleFeedForward:
+    """Joint rates that cancel the handle's own rotation, from a second IMU on the handle.
+
+    STorM32 does the same with its "IMU2": the open-loop motors hold the
+    camera through a soft magnetic spring, so the camera IMU only sees a
+    handle movement after the spring has passed part of it on. Measuring the
+    handle's rate directly and turning the joints against it at once leaves
+    the feedback loop only the residue. The handle rate (gyro, body
+    forward-right-down, bias from the boot calibration) is mapped into the
+    joint axes of the yaw -> roll -> pitch chain at the current joint
+    angles; with (p, q, r) the handle rate turned into the yaw arm's frame::
+
+        roll_rate = -p',  pitch_rate = -q' / cos(roll),  yaw_rate = -r + q' tan(roll)
+
+    and scaled by ``handle_ff`` (1.0 = full cancellation). Integers only,
+    every product within +-2**30 (trig in Q10 from the motor sine table).
+
+        hff = HandleFeedForward()
+        hff.configure(1.0)
+        hff.calib_add(raw, ok, status, n_samples)   # each calibration tick
+        rates = hff.update(raw, yaw_joint_udeg, roll_joint_udeg)   # [yaw, pitch, roll] mdps
+    """
+
+    def __init__(self):
+        self.scale_q10 = 1024
+        self.bias_mdps = [0, 0, 0]  # handle p, q, r (FRD)
+        self.ready = False  # a bias was calibrated: the handle IMU is fitted and working
+        self.rate_mdps = [0, 0, 0]  # joint-rate feed-forward: yaw, pitch, roll
+        self._sum = [0, 0, 0]
+        self._n = 0
+
+    def configure(self, scale):
+        self.scale_q10 = int(scale * 1024)
+
+    def calib_add(self, raw, ok, status, n_samples):
+        """Follow the camera IMU's boot calibration (its ``status`` this tick) with the handle gyro."""
+        s = self._sum
+        if not ok or status == CAL_MOVED:  # or no handle IMU this tick: start again
+            self._n = 0
+            s[0] = s[1] = s[2] = 0
+            return
+        s[0] += raw[3]
+        s[1] -= raw[4]  # chip forward-left-up -> forward-right-down
+        s[2] -= raw[5]
+        self._n += 1
+        if status == CAL_DONE:  # bias from the same samples as the camera's calibration
+            n = self._n
+            if n == n_samples:
+                for i in range(3):
+                    self.bias_mdps[i] = (s[i] * 2000) // (131 * n)
+                self.ready = True
+            self._n = 0
+            s[0] = s[1] = s[2] = 0
+
+    @micropython.native
+    def update(self, raw, yaw_udeg, roll_udeg):
+        """Joint-rate feed-forward (mdps, yaw/pitch/roll) for the handle sample in ``raw``."""
+        b = self.bias_mdps
+        # gyro counts -> mdps (65.5 counts per deg/s), chip -> forward-right-down
+        p = (raw[3] * 2000) // 131 - b[0]
+        q = (-raw[4] * 2000) // 131 - b[1]
+        r = (-raw[5] * 2000) // 131 - b[2]
+        i = (yaw_udeg // _UDEG_PER_SIN_STEP) % SIN_STEPS
+        sy = SIN_Q15[i] >> 5
+        cy = SIN_Q15[(i + _SIN_QUARTER) % SIN_STEPS] >> 5
+        i = (roll_udeg // _UDEG_PER_SIN_STEP) % SIN_STEPS
+        sr = SIN_Q15[i] >> 5
+        cr = SIN_Q15[(i + _SIN_QUARTER) % SIN_STEPS] >> 5
+        if cr < _COS_MIN_Q10:
+            cr = _COS_MIN_Q10
+        # the handle rate in the yaw arm's frame (Q10 trig, each product < 2**30)
+        px = ((cy * p) >> 10) + ((sy * q) >> 10)
+        qy = ((cy * q) >> 10) - ((sy * p) >> 10)
+        g = self.scale_q10
+        out = self.rate_mdps
+        out[0] = -r + (qy * sr) // cr
+        out[1] = -(qy << 10) // cr
+        out[2] = -px
+        for k in range(3):
+            x = out[k]
+            if x > _FF_MAX:
+                x = _FF_MAX
+            elif x < -_FF_MAX:
+                x = -_FF_MAX
+            out[k] = g * (x >> 10) + ((g * (x & 1023)) >> 10)
+        return out

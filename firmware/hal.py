@@ -104,8 +104,9 @@ class HAL:
     (so the firmware raises FAULT imu_read and keeps motors off), outputs
     that go nowhere, a silent link and no config storage.
 
-    Hot-path methods (``imu_read``, ``bldc_write``, ``servo_write``,
-    ``serial_read_into``) are called every tick and must not allocate.
+    Hot-path methods (``imu_read``, ``handle_imu_read``, ``bldc_write``,
+    ``servo_write``, ``serial_read_into``) are called every tick and must not
+    allocate.
     """
 
     board_id = BOARD_UNKNOWN
@@ -115,6 +116,19 @@ class HAL:
 
         Return True on success, False on a bus error (the firmware then turns
         the motors off and reports FAULT imu_read). Never raises.
+        """
+        return False
+
+    def handle_imu_read(self, raw):
+        """Optional: fill ``raw`` from a second MPU-6050 on the handle; False = not fitted or failed.
+
+        Same format and ranges as ``imu_read``; the chip lies on the handle's
+        board component side up with its x arrow forward (along the lens at
+        zero joint angles): x forward, y left, z up, like the camera IMU at
+        ``imu_mount = 0``. On the shared I2C bus it answers at 0x69 (AD0 tied
+        to 3V3). The firmware feeds its gyro forward into the joint rates
+        (config ``handle_ff``); a board without one returns False and
+        behaves exactly as before. Never raises.
         """
         return False
 

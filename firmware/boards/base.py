@@ -15,6 +15,8 @@ from firmware.hal import HAL
 
 BLDC_PWM_HZ = 25000  # above hearing; DRV8313 handles up to 250 kHz
 SERVO_PWM_HZ = 50
+HANDLE_IMU_ADDR = 0x69  # the optional handle MPU-6050, AD0 tied to 3V3 (the camera's is at 0x68)
+HANDLE_IMU_RETRY_TICKS = 1000  # an unanswered handle IMU is probed again after this many reads
 
 
 class StdioLink:
@@ -94,15 +96,22 @@ class PwmBoard(HAL):
 
     Ticks and sleeping come from the base HAL (``time.ticks_us``/``sleep_us``).
 
+    ``handle_imu`` is an optional second MPU6050 on the handle
+    (``HAL.handle_imu_read``); without one the board behaves as before.
+
     ``make_bldc(axis)`` returns three PWM objects (``duty_u16``) for the axis'
     phases and ``make_servo(axis)`` one 50 Hz PWM (``duty_ns``); they are
     called on the first write of each kind, so the config's per-axis driver
     choice decides which pins come alive.
     """
 
-    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store):
+    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None):
         self.imu = imu
         self.imu_ready = False
+        # optional second MPU-6050 on the handle (0x69 on the same bus); None: not wired
+        self.handle_imu = handle_imu
+        self.handle_imu_ready = False
+        self._handle_retry = 0
         self._make_bldc = make_bldc
         self._make_servo = make_servo
         self._bldc = [None, None, None]
@@ -119,6 +128,24 @@ class PwmBoard(HAL):
         ok = self.imu.read_into(raw)
         if not ok:
             self.imu_ready = False  # re-initialise after a bus error (chip may have reset)
+        return ok
+
+    def handle_imu_read(self, raw):
+        imu = self.handle_imu
+        if imu is None:
+            return False
+        if not self.handle_imu_ready:
+            # an absent chip NACKs: probe again only every HANDLE_IMU_RETRY_TICKS calls, not every tick
+            if self._handle_retry > 0:
+                self._handle_retry -= 1
+                return False
+            self.handle_imu_ready = imu.init()
+            if not self.handle_imu_ready:
+                self._handle_retry = HANDLE_IMU_RETRY_TICKS
+                return False
+        ok = imu.read_into(raw)
+        if not ok:
+            self.handle_imu_ready = False
         return ok
 
     def motors_enable(self, on):

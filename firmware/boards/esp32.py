@@ -6,7 +6,8 @@ pins (0, 2, 12, 15) and flash pins (6-11) are avoided for the motor phases.
 ========  ===========================  ============================
 function  pins                         notes
 ========  ===========================  ============================
-I2C       SDA 21, SCL 22               MPU-6050 at 0x68, 400 kHz
+I2C       SDA 21, SCL 22               MPU-6050 at 0x68, 400 kHz; optional
+                                       handle MPU-6050 at 0x69 (AD0 to 3V3)
 yaw       25, 26, 27                   DRV8313 IN1..IN3 (LEDC PWM)
 pitch     32, 33, 14                   DRV8313 IN1..IN3
 roll      16, 17, 4                    DRV8313 IN1..IN3
@@ -26,6 +27,7 @@ and servo outputs use different LEDC timers (25 kHz and 50 Hz).
 
 import machine
 
+from firmware.boards import base
 from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
 from firmware.hal import BOARD_ESP32
 from firmware.imu import MPU6050
@@ -45,14 +47,16 @@ UART_RX = 34  # input-only pin: fine for RX
 class Board(PwmBoard):
     board_id = BOARD_ESP32
 
-    def __init__(self, link="usb", baud=115200, imu_addr=0x68):
+    def __init__(self, link="usb", baud=115200, imu_addr=0x68, handle_imu_addr=base.HANDLE_IMU_ADDR):
         if link not in ("usb", "uart"):
             raise ValueError("link must be 'usb' or 'uart', got %r" % (link,))
         i2c = machine.I2C(I2C_ID, sda=machine.Pin(I2C_SDA), scl=machine.Pin(I2C_SCL), freq=I2C_HZ)
         enable = machine.Pin(ENABLE_PIN, machine.Pin.OUT, value=0)
         port = StdioLink() if link == "usb" else UartLink(
             machine.UART(UART_ID, baudrate=baud, tx=UART_TX, rx=UART_RX, timeout=0))
-        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore())
+        # the optional handle IMU shares the bus; if none answers, handle_imu_read reports it absent
+        handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr is not None else None
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle)
 
 
 def _bldc(axis):

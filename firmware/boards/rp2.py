@@ -5,7 +5,8 @@ Pin map (GP numbers; see docs/firmware.md for the wiring table):
 ========  ===========================  ============================
 function  pins                         notes
 ========  ===========================  ============================
-I2C0      SDA GP4, SCL GP5             MPU-6050 at 0x68, 400 kHz
+I2C0      SDA GP4, SCL GP5             MPU-6050 at 0x68, 400 kHz; optional
+                                       handle MPU-6050 at 0x69 (AD0 to 3V3)
 yaw       GP6, GP7, GP8                DRV8313 IN1..IN3 (PWM 3A 3B 4A)
 pitch     GP9, GP10, GP11              DRV8313 IN1..IN3 (PWM 4B 5A 5B)
 roll      GP12, GP13, GP14             DRV8313 IN1..IN3 (PWM 6A 6B 7A)
@@ -24,6 +25,7 @@ so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
 
 import machine
 
+from firmware.boards import base
 from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
 from firmware.hal import BOARD_RP2
 from firmware.imu import MPU6050
@@ -43,14 +45,16 @@ UART_RX = 1
 class Board(PwmBoard):
     board_id = BOARD_RP2
 
-    def __init__(self, link="usb", baud=115200, imu_addr=0x68):
+    def __init__(self, link="usb", baud=115200, imu_addr=0x68, handle_imu_addr=base.HANDLE_IMU_ADDR):
         if link not in ("usb", "uart"):
             raise ValueError("link must be 'usb' or 'uart', got %r" % (link,))
         i2c = machine.I2C(I2C_ID, sda=machine.Pin(I2C_SDA), scl=machine.Pin(I2C_SCL), freq=I2C_HZ)
         enable = machine.Pin(ENABLE_PIN, machine.Pin.OUT, value=0)
         port = StdioLink() if link == "usb" else UartLink(machine.UART(UART_ID, baudrate=baud, tx=machine.Pin(UART_TX),
                                                            rx=machine.Pin(UART_RX), timeout=0))
-        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore())
+        # the optional handle IMU shares the bus; if none answers, handle_imu_read reports it absent
+        handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr is not None else None
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle)
 
 
 def _bldc(axis):

@@ -1,0 +1,267 @@
+"""The optional handle IMU: HAL contract, board driver, joint-rate feed-forward, closed loop, simulator.
+
+The scenario functions here import nothing from pytest at module level, so the
+real MicroPython VM runs them too and must agree with CPython to the bit.
+"""
+
+import math
+from array import array
+
+from firmware.app import Gimbal
+from firmware.bench_tick import handle_wobble
+from firmware.control import HandleFeedForward
+from firmware.plant import PlantHAL
+
+
+class HandlePlantHAL(PlantHAL):
+    """firmware/plant.py with a second MPU-6050 on the handle (its three axes are decoupled there)."""
+
+    def __init__(self, fitted=True, **kw):
+        PlantHAL.__init__(self, **kw)
+        self.fitted = fitted
+        self.handle_sample = [0, 0, 8192, 9, -4, 6]
+
+    def step(self, dt_us, substeps=4):
+        PlantHAL.step(self, dt_us, substeps)
+        # the handle's gyro, sampled here (outside the tick: this world uses floats)
+        k = 65.5 * 180.0 / math.pi  # counts per rad/s
+        hr = self.handle_rate  # yaw, pitch, roll (rad/s); chip frame x forward, y left, z up
+        h = self.handle_sample
+        h[3] = int(hr[2] * k) + 9  # roll about x, plus a bias the boot calibration removes
+        h[4] = -int(hr[1] * k) - 4  # pitch up turns about -y
+        h[5] = -int(hr[0] * k) + 6  # yaw right turns about -z
+
+    def handle_imu_read(self, raw):
+        if not self.fitted:
+            return False
+        h = self.handle_sample
+        for i in range(6):
+            raw[i] = h[i]
+        return True
+
+
+def ff_vectors():
+    """HandleFeedForward on fixed inputs (calibration, then rates at several joint angles)."""
+    h = HandleFeedForward()
+    h.configure(1.0)
+    raw = array("h", [0, 0, 8192, 30, -20, 10])
+    for _ in range(99):
+        h.calib_add(raw, True, 0, 100)  # imu.CAL_RUNNING
+    h.calib_add(raw, True, 1, 100)  # imu.CAL_DONE
+    out = {"ready": h.ready, "bias": list(h.bias_mdps)}
+    cases = []
+    for gx, gy, gz, yaw_deg, roll_deg in ((655, 0, 0, 0, 0), (0, 655, 0, 0, 0), (0, 0, 655, 0, 0),
+                                          (655, -327, 131, 30, 0), (655, -327, 131, -60, 20),
+                                          (32700, -32700, 32700, 170, 44), (-32700, 32700, -32700, -90, -75)):
+        raw[3] = gx + 30
+        raw[4] = gy - 20
+        raw[5] = gz + 10
+        cases.append(list(h.update(raw, yaw_deg * 1000000, roll_deg * 1000000)))
+    out["rates"] = cases
+    h.configure(0.5)
+    raw[3], raw[4], raw[5] = 655 + 30, -20, 10
+    out["half"] = list(h.update(raw, 0, 0))
+    return out
+
+
+def closed_loop(fitted, ticks=4000):
+    """Lock mode on the plant with the hand wobbling; camera error RMS (deg) per axis after calibration."""
+    hal = HandlePlantHAL(fitted=fitted, handle_path=handle_wobble)
+    g = Gimbal(hal)
+    sq = [0.0, 0.0, 0.0]
+    n = 0
+    for k in range(ticks):
+        hal.step(g.period_us)
+        g.tick(hal.now_us)
+        if k >= 1500:
+            for i in range(3):
+                e = math.degrees(hal.cam[i])
+                sq[i] += e * e
+            n += 1
+    return {"ready": g.handle_ff.ready, "rms_deg": [math.sqrt(s / n) for s in sq]}
+
+
+def heap_per_tick(ticks=1000):
+    """Bytes allocated by Gimbal.tick with the handle IMU fitted (MicroPython: gc.mem_alloc)."""
+    import gc
+
+    hal = HandlePlantHAL(handle_path=handle_wobble)
+    hal.capture_tx = False  # the test world's own buffer would grow; the firmware's does not
+    g = Gimbal(hal)
+    for _ in range(2000):
+        hal.step(g.period_us)
+        g.tick(hal.now_us)
+    total = 0
+    for _ in range(ticks):
+        hal.step(g.period_us)
+        gc.collect()
+        before = gc.mem_alloc()
+        g.tick(hal.now_us)
+        total += gc.mem_alloc() - before
+    return {"ready": g.handle_ff.ready, "bytes": total}
+
+
+# --- tests (CPython side) ------------------------------------------------------------
+
+
+def test_base_hal_reports_no_handle_imu():
+    from firmware.hal import HAL
+
+    assert HAL().handle_imu_read(array("h", [0] * 6)) is False
+
+
+def test_feed_forward_cancels_the_handle_rate_in_joint_axes():
+    import pytest
+
+    v = ff_vectors()
+    assert v["ready"] and v["bias"] == [458, 305, -153]  # (30, 20, -10 counts) FRD, in mdps
+    mdps = 2000 / 131  # per count
+    for (gx, gy, gz, yaw_deg, roll_deg), got in zip(
+            ((655, 0, 0, 0, 0), (0, 655, 0, 0, 0), (0, 0, 655, 0, 0), (655, -327, 131, 30, 0),
+             (655, -327, 131, -60, 20)), v["rates"]):
+        # float reference: solve handle rate + joint rates = 0 for the yaw -> roll -> pitch chain
+        p, q, r = gx * mdps, -gy * mdps, -gz * mdps
+        y, ro = math.radians(yaw_deg), math.radians(roll_deg)
+        px = math.cos(y) * p + math.sin(y) * q
+        qy = -math.sin(y) * p + math.cos(y) * q
+        want = [-r + qy * math.tan(ro), -qy / math.cos(ro), -px]
+        assert got == pytest.approx(want, abs=0.01 * max(abs(w) for w in want) + 20)
+    assert v["rates"][0][0:2] == [0, 0] and v["rates"][0][2] == pytest.approx(-10000, abs=10)  # 10 deg/s roll
+    extreme = v["rates"][5] + v["rates"][6]
+    assert all(abs(x) <= 1048575 for x in extreme)  # clamped at the feed-forward limit
+    assert v["half"][0:2] == [0, 0] and v["half"][2] == pytest.approx(-5000, abs=10)  # handle_ff 0.5
+
+
+def test_feed_forward_core_agrees_on_micropython():
+    from tests.micropython import run_micropython_json
+
+    mp = run_micropython_json("import json; from tests.test_firmware_handle_imu import ff_vectors; "
+                              "print(json.dumps(ff_vectors()))")
+    assert mp == ff_vectors()
+
+
+def test_feed_forward_stays_within_31_bits():
+    import sys
+
+    from firmware import bench_int31
+
+    counter = bench_int31.Counter()
+    saved = {k: v for k, v in sys.modules.items() if k.startswith("firmware")}
+    try:
+        mods = bench_int31.instrument(counter)
+        h = mods["control"].HandleFeedForward()
+        h.configure(2.0)
+        h.ready = True
+        raw = array("h", [0, 0, 8192, 0, 0, 0])
+        c = mods["control"].AxisController()
+        counter.active = True
+        for gx, gy, gz in ((32767, -32768, 32767), (-32768, 32767, -32768), (1000, -500, 250)):
+            raw[3], raw[4], raw[5] = gx, gy, gz
+            for yaw in (-180, -90, 0, 45, 179):
+                for roll in (-80, -45, 0, 30, 80):
+                    h.update(raw, yaw * 1000000, roll * 1000000)
+        for rate in (1048575, -1048575, 3000000):
+            c.add_joint_rate(rate, 40000)
+        counter.active = False
+    finally:
+        sys.modules.update(saved)
+        import firmware
+
+        for k, v in saved.items():
+            if k.count(".") == 1:
+                setattr(firmware, k.split(".")[1], v)
+    assert counter.hits == {}
+
+
+def test_handle_imu_feed_forward_steadies_the_camera_on_cpython_and_micropython():
+    from tests.micropython import run_micropython_json
+
+    with_ff = closed_loop(True)
+    without = closed_loop(False)
+    assert with_ff["ready"] and not without["ready"]
+    for i in range(3):
+        assert with_ff["rms_deg"][i] < 0.5 * without["rms_deg"][i], (i, with_ff, without)
+    mp = run_micropython_json("import json; from tests.test_firmware_handle_imu import closed_loop; "
+                              "print(json.dumps(closed_loop(True)))")
+    assert mp == with_ff
+
+
+def test_handle_imu_tick_allocates_nothing_on_micropython():
+    from tests.micropython import run_micropython_json
+
+    r = run_micropython_json("import json; from tests.test_firmware_handle_imu import heap_per_tick; "
+                             "print(json.dumps(heap_per_tick()))")
+    assert r["ready"] and r["bytes"] == 0
+
+
+def test_handle_ff_config_key_is_validated():
+    from firmware import protocol
+    from firmware.config import KEY_IDS, KEYS, Config
+
+    key = KEY_IDS["handle_ff"]
+    assert KEYS[key][1] == 1.0  # on by default: used whenever the handle IMU answers
+    cfg = Config()
+    assert cfg.set(key, 2.5) == protocol.NACK_OUT_OF_RANGE and cfg.get("handle_ff") == 1.0
+    assert cfg.set(key, 0.0) == protocol.ACK_OK
+    cfg2, ok = Config.from_bytes(cfg.to_bytes())
+    assert ok and cfg2.get("handle_ff") == 0.0
+
+
+def test_handle_ff_zero_is_the_plain_firmware():
+    from firmware.config import KEY_IDS, Config
+
+    cfg = Config()
+    cfg.set(KEY_IDS["handle_ff"], 0.0)
+    a = HandlePlantHAL(handle_path=handle_wobble)
+    b = HandlePlantHAL(fitted=False, handle_path=handle_wobble)
+    ga, gb = Gimbal(a, cfg), Gimbal(b)
+    for _ in range(2500):
+        a.step(ga.period_us)
+        b.step(gb.period_us)
+        ga.tick(a.now_us)
+        gb.tick(b.now_us)
+    assert a.cam == b.cam
+
+
+def test_pwm_board_reads_the_handle_imu_and_probes_a_missing_one_rarely():
+    from firmware.boards.base import HANDLE_IMU_RETRY_TICKS, PwmBoard
+
+    class FakeImu:
+        def __init__(self, answers):
+            self.answers = answers
+            self.inits = 0
+
+        def init(self):
+            self.inits += 1
+            return self.answers
+
+        def read_into(self, raw):
+            raw[5] = 77
+            return True
+
+    raw = array("h", [0] * 6)
+    plain = PwmBoard(FakeImu(True), None, None, None, None, None)
+    assert plain.handle_imu_read(raw) is False
+    absent = FakeImu(False)
+    board = PwmBoard(FakeImu(True), None, None, None, None, None, handle_imu=absent)
+    for _ in range(2 * HANDLE_IMU_RETRY_TICKS):
+        assert board.handle_imu_read(raw) is False
+    assert absent.inits == 2  # not an I2C probe every tick
+    present = FakeImu(True)
+    board = PwmBoard(FakeImu(True), None, None, None, None, None, handle_imu=present)
+    assert board.handle_imu_read(raw) is True and raw[5] == 77 and present.inits == 1
+
+
+def test_sim_walking_jitter_with_and_without_the_handle_imu():
+    import dataclasses
+
+    from sim.runner import run_scenario
+    from sim.scenario import load_scenario
+
+    sc = load_scenario("stabilize-walking", overrides={"seconds": 4.0})
+    with_imu = run_scenario(sc).metrics
+    without = run_scenario(dataclasses.replace(sc, imu=dataclasses.replace(sc.imu, handle_imu=False))).metrics
+    assert with_imu["faults"] == [] and without["faults"] == []
+    # the same walk (the gimbal's reaction on the soft hand differs a little)
+    assert abs(with_imu["handle_motion_rms_deg"] - without["handle_motion_rms_deg"]) < 0.01
+    assert with_imu["camera_jitter_rms_deg"] < 0.6 * without["camera_jitter_rms_deg"]
