@@ -105,31 +105,38 @@ class AttitudeEstimator:
         self.yaw_frac = 0
         self._angles()
 
-    @micropython.native
-    def update(self, body, dt_us):
+    @micropython.viper
+    def update(self, body, dt_us: int):
+        # viper: machine-word integers; every value below stays within +-2**30
+        # (bench_int31 checks it), so a 32-bit board computes exactly what the
+        # 64-bit unix port and CPython compute
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         d = self.d
-        dx = d[0]
-        dy = d[1]
-        dz = d[2]
+        dx = int(d[0])
+        dy = int(d[1])
+        dz = int(d[2])
         # measured down vector = minus the specific force
-        ax = -body[0]
-        ay = -body[1]
-        az = -body[2]
+        ax = 0 - int(body[0])
+        ay = 0 - int(body[1])
+        az = 0 - int(body[2])
         bias = self.bias_mdps
         # gyro counts -> mdps (65.5 counts per deg/s), inlined from imu.gyro_mdps
-        p = (body[3] * 2000) // 131 - bias[0]
-        q = (body[4] * 2000) // 131 - bias[1]
-        r = (body[5] * 2000) // 131 - bias[2]
+        p = (int(body[3]) * 2000) // 131 - int(bias[0])
+        q = (int(body[4]) * 2000) // 131 - int(bias[1])
+        r = (int(body[5]) * 2000) // 131 - int(bias[2])
         ic = self.i_corr
-        used = False
+        ix = int(ic[0])
+        iy = int(ic[1])
+        iz = int(ic[2])
+        used = 0
         # |a| <= 2 g whenever it can pass the gate, so the squares stay under 3 * 2**28
-        if -16384 <= ax <= 16384 and -16384 <= ay <= 16384 and -16384 <= az <= 16384:
+        if -16384 <= ax and ax <= 16384 and -16384 <= ay and ay <= 16384 and -16384 <= az and az <= 16384:
             a2 = ax * ax + ay * ay + az * az
-            used = self._a2_lo <= a2 <= self._a2_hi
-        self.accel_used = used
+            if int(self._a2_lo) <= a2 and a2 <= int(self._a2_hi):
+                used = 1
         if used:
+            self.accel_used = True
             # e = a x d_est: the rotation that would carry the estimate onto the
             # measurement, rad Q28 with |a| taken as 1 g (it is within the gate);
             # d as Q15 so each product is < 2**29 (|a| < 2**14)
@@ -139,27 +146,32 @@ class AttitudeEstimator:
             ex = (ay * sz - az * sy) >> 14  # Q14 from here
             ey = (az * sx - ax * sz) >> 14
             ez = (ax * sy - ay * sx) >> 14
-            kp = self._kp
+            kp = int(self._kp)
             p += (ex * kp) >> 8
             q += (ey * kp) >> 8
             r += (ez * kp) >> 8
             # integral, mdps * 1000 per tick = (mdps/s) * dt / 1000, dt split in ms and us
-            ki = self._ki
+            ki = int(self._ki)
             ms = dt_us // 1000
             us = dt_us - ms * 1000
             k = (ex * ki) >> 8
-            x = ic[0] + k * ms + (k * us) // 1000
-            # a bias correction beyond 10 deg/s is not a bias: stop winding up
-            ic[0] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
+            ix += k * ms + (k * us) // 1000
             k = (ey * ki) >> 8
-            x = ic[1] + k * ms + (k * us) // 1000
-            ic[1] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
+            iy += k * ms + (k * us) // 1000
             k = (ez * ki) >> 8
-            x = ic[2] + k * ms + (k * us) // 1000
-            ic[2] = _I_MAX if x > _I_MAX else (-_I_MAX if x < -_I_MAX else x)
-        p += ic[0] // 1000
-        q += ic[1] // 1000
-        r += ic[2] // 1000
+            iz += k * ms + (k * us) // 1000
+            # a bias correction beyond 10 deg/s is not a bias: stop winding up
+            ix = _I_MAX if ix > _I_MAX else (-_I_MAX if ix < -_I_MAX else ix)
+            iy = _I_MAX if iy > _I_MAX else (-_I_MAX if iy < -_I_MAX else iy)
+            iz = _I_MAX if iz > _I_MAX else (-_I_MAX if iz < -_I_MAX else iz)
+            ic[0] = ix
+            ic[1] = iy
+            ic[2] = iz
+        else:
+            self.accel_used = False
+        p += ix // 1000
+        q += iy // 1000
+        r += iz // 1000
         p = _W_MAX if p > _W_MAX else (-_W_MAX if p < -_W_MAX else p)
         q = _W_MAX if q > _W_MAX else (-_W_MAX if q < -_W_MAX else q)
         r = _W_MAX if r > _W_MAX else (-_W_MAX if r < -_W_MAX else r)
@@ -179,12 +191,12 @@ class AttitudeEstimator:
         rh = r >> 5
         rl = r & 31
         h2 = (yq * yq + zq * zq) >> 9  # cos^2(pitch), Q19
-        if h2 < _H2_MIN >> 9:
+        if h2 < (_H2_MIN >> 9):
             h2 = _H2_MIN >> 9
         n = qh * yq + rh * zq
         y1 = n // h2
         yaw_rate = (y1 << 10) + (((n - y1 * h2) << 10) + ((ql * yq + rl * zq) << 5)) // h2
-        h = self.h << 5  # |(dy, dz)| from the last _angles(), Q19
+        h = int(self.h) << 5  # |(dy, dz)| from the last _angles(), Q19
         if h < _H19_MIN:
             h = _H19_MIN
         n = qh * zq - rh * yq
@@ -202,13 +214,13 @@ class AttitudeEstimator:
         rate[0] = yaw_rate
         rate[1] = pitch_rate
         # roll = p - sin(th) * yaw_rate: -dx (Q14) times yaw_rate split at 2**10
-        xq = -xq
-        x = p + ((xq * (yaw_rate >> 10) + ((xq * (yaw_rate & 1023)) >> 10)) >> 4)
+        n = 0 - xq
+        x = p + ((n * (yaw_rate >> 10) + ((n * (yaw_rate & 1023)) >> 10)) >> 4)
         rate[2] = _RATE_MAX if x > _RATE_MAX else (-_RATE_MAX if x < -_RATE_MAX else x)
         # yaw += yaw_rate * dt (ndeg), kept as udeg + ndeg remainder: exact
         x = yaw_rate // 1000
-        f = self.yaw_frac + (yaw_rate - x * 1000) * dt_us
-        y = self.yaw_udeg + x * dt_us + f // 1000
+        f = int(self.yaw_frac) + (yaw_rate - x * 1000) * dt_us
+        y = int(self.yaw_udeg) + x * dt_us + f // 1000
         self.yaw_frac = f % 1000
         # fixmath.wrap_udeg, inlined
         self.yaw_udeg = (y + 180000000) % 360000000 - 180000000
@@ -219,7 +231,6 @@ class AttitudeEstimator:
         wy = ((q >> 10) * k + (((q & 1023) * k) >> 10)) >> 2
         wz = ((r >> 10) * k + (((r & 1023) * k) >> 10)) >> 2
         # d (Q14 copy: xq yq zq) x w (split at 2**14), Q28
-        xq = dx >> 14
         hx = wx >> 14
         hy = wy >> 14
         hz = wz >> 14
@@ -237,10 +248,35 @@ class AttitudeEstimator:
         c = _ONE - (hx * hx + hy * hy + hz * hz) - ((hx * (nx & 16383) + hy * (ny & 16383) + hz * (nz & 16383)) >> 13)
         k = c >> 14
         c &= 16383
-        d[0] = nx + ((hx * k + ((hx * c) >> 14)) >> 1)
-        d[1] = ny + ((hy * k + ((hy * c) >> 14)) >> 1)
-        d[2] = nz + ((hz * k + ((hz * c) >> 14)) >> 1)
-        self._angles()
+        dx = nx + ((hx * k + ((hx * c) >> 14)) >> 1)
+        dy = ny + ((hy * k + ((hy * c) >> 14)) >> 1)
+        dz = nz + ((hz * k + ((hz * c) >> 14)) >> 1)
+        d[0] = dx
+        d[1] = dy
+        d[2] = dz
+        # angles (the former _angles(), inlined): h = cos(pitch) = |(dy, dz)|, Q14,
+        # fixmath.isqrt of a Q28 value, warm started from the last tick's
+        yq = dy >> 14
+        zq = dz >> 14
+        n = yq * yq + zq * zq
+        h = int(self.h)
+        if n <= 0:
+            h = 0
+        else:
+            if h <= 0:
+                h = n
+            h = (h + n // h) >> 1
+            while True:
+                y = (h + n // h) >> 1
+                if y >= h:
+                    break
+                h = y
+        self.h = h
+        ang = self.angle_udeg
+        ang[0] = self.yaw_udeg
+        # atan2 is scale-free: Q19 arguments keep its division under 2**30
+        ang[1] = atan2_udeg(0 - (dx >> 9), h << 5)
+        ang[2] = atan2_udeg(dy >> 9, dz >> 9)
 
     @micropython.native
     def _angles(self):

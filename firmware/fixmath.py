@@ -69,16 +69,17 @@ def clamp(x, lo, hi):
     return x
 
 
-@micropython.native
-def atan2_udeg(y, x):
+@micropython.viper
+def atan2_udeg(y: int, x: int) -> int:
     """atan2 of two integers in udeg, in (-180 deg, +180 deg]; atan2(0, 0) = 0.
 
     Arguments below 2**20 in magnitude (the estimator passes Q19) go
-    straight to a two-step division; larger ones are first shifted down
-    together (the angle does not change, the precision stays >= 19 bits).
+    straight to a two-step division; larger ones (up to 2**30) are first
+    shifted down together (the angle does not change, the precision stays
+    >= 19 bits). Viper: machine integers, all within +-2**30.
     """
-    ax = -x if x < 0 else x
-    ay = -y if y < 0 else y
+    ax = 0 - x if x < 0 else x
+    ay = 0 - y if y < 0 else y
     if ax == 0 and ay == 0:
         return 0
     m = ax if ax > ay else ay
@@ -86,27 +87,28 @@ def atan2_udeg(y, x):
         ax >>= 1
         ay >>= 1
         m >>= 1
+    tab = _ATAN
     if ay <= ax:
         # r = floor(ay * 2**20 / ax), tan in Q20, in two 10-bit steps (operands < 2**30)
         n = ay << 10
         r = n // ax
         r = (r << 10) + ((n - r * ax) << 10) // ax
         i = r >> 12
-        a = _ATAN[i]
+        a = int(tab[i])
         if i < _ATAN_STEPS:
-            a += ((_ATAN[i + 1] - a) * (r & 4095)) >> 12
+            a += ((int(tab[i + 1]) - a) * (r & 4095)) >> 12
     else:
         n = ax << 10
         r = n // ay
         r = (r << 10) + ((n - r * ay) << 10) // ay
         i = r >> 12
-        a = _ATAN[i]
+        a = int(tab[i])
         if i < _ATAN_STEPS:
-            a += ((_ATAN[i + 1] - a) * (r & 4095)) >> 12
+            a += ((int(tab[i + 1]) - a) * (r & 4095)) >> 12
         a = 90000000 - a
     if x < 0:
         a = 180000000 - a
-    return -a if y < 0 else a
+    return 0 - a if y < 0 else a
 
 
 @micropython.native
