@@ -102,27 +102,29 @@ class AxisController:
         self.joint_frac = 0
         self.at_limit = False
 
-    @micropython.native
-    def step(self, target_udeg, ff_mdps, angle_udeg, rate_mdps, dt_us):
+    @micropython.viper
+    def step(self, target_udeg: int, ff_mdps: int, angle_udeg: int, rate_mdps: int, dt_us: int):
+        # viper: machine-word integers; every value below stays within +-2**30
+        # (bench_int31 checks it), so a 32-bit board computes what CPython does
         if dt_us <= 0:
             return
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
-        lim = self.effort_limit_mdps
+        lim = int(self.effort_limit_mdps)
         # outer loop: angle error (wrapped to +-180 deg, fixmath.wrap_udeg inlined) -> rate setpoint
         e = (target_udeg - angle_udeg + 180000000) % 360000000 - 180000000
-        x = self.err_lim_udeg
+        x = int(self.err_lim_udeg)
         if e > x:
             e = x
-        elif e < -x:
-            e = -x
-        g = self.angle_kp_q18
+        elif e < 0 - x:
+            e = 0 - x
+        g = int(self.angle_kp_q18)
         sp = ((e >> 10) * g + (((e & 1023) * g) >> 10)) >> 8  # e * g >> 18, split at 2**10
-        x = self.max_rate_mdps
+        x = int(self.max_rate_mdps)
         if sp > x:
             sp = x
-        elif sp < -x:
-            sp = -x
+        elif sp < 0 - x:
+            sp = 0 - x
         if ff_mdps > _FF_MAX:
             ff_mdps = _FF_MAX
         elif ff_mdps < -_FF_MAX:
@@ -135,10 +137,10 @@ class AxisController:
         elif err < -_ERR_MAX:
             err = -_ERR_MAX
         # derivative on measurement, lightly low-passed (gyro noise): kd / dt as Q8
-        x = rate_mdps - self.prev_rate_mdps
+        x = rate_mdps - int(self.prev_rate_mdps)
         self.prev_rate_mdps = rate_mdps
-        kd = self.rate_kd_us
-        dm = self.d_mdps
+        kd = int(self.rate_kd_us)
+        dm = int(self.d_mdps)
         if kd:
             kd = (kd << 8) // dt_us
             if kd > 32767:
@@ -147,7 +149,7 @@ class AxisController:
                 x = 4194303
             elif x < -4194303:
                 x = -4194303
-            x = -(kd * (x >> 8) + ((kd * (x & 255)) >> 8))
+            x = 0 - (kd * (x >> 8) + ((kd * (x & 255)) >> 8))
             if x > 134217727:
                 x = 134217727
             elif x < -134217727:
@@ -155,15 +157,15 @@ class AxisController:
             dm += (x - dm) >> 2
             self.d_mdps = dm
         elif dm:
-            dm += (-dm) >> 2
+            dm += (0 - dm) >> 2
             self.d_mdps = dm
         # P and feed-forward, each product split at 2**10 (exactly (k * v) >> 10)
-        g = self.rate_kp_q10
+        g = int(self.rate_kp_q10)
         base = g * (err >> 10) + ((g * (err & 1023)) >> 10) + dm
-        g = self.rate_ff_q10
+        g = int(self.rate_ff_q10)
         base += g * (ff_mdps >> 10) + ((g * (ff_mdps & 1023)) >> 10)
         # integral: di = err * ki * dt / 1e6 in mdps * 16; k = ki * dt * 2**20 / 1e6
-        g = self.rate_ki_u
+        g = int(self.rate_ki_u)
         k = ((g * (dt_us >> 8)) >> 2) + ((g * (dt_us & 255)) >> 10)
         if k > 4194303:
             k = 4194303
@@ -171,58 +173,68 @@ class AxisController:
         g = err & 1023
         di = ((x * (k >> 12)) << 6) + ((x * (k & 4095)) >> 6) + ((g * (k >> 6)) >> 10)
         # anti-windup: integrate only if that does not push a saturated output further
-        i = self.i_q4
+        i = int(self.i_q4)
         out = base + ((i + di) >> 4)
+        hold = 1
         if di > 0:
-            hold = out > lim or (self.at_limit and self.joint_udeg >= self.joint_max_udeg)
+            hold = 0
+            if out > lim:
+                hold = 1
+            elif self.at_limit and int(self.joint_udeg) >= int(self.joint_max_udeg):
+                hold = 1
         elif di < 0:
-            hold = out < -lim or (self.at_limit and self.joint_udeg <= self.joint_min_udeg)
-        else:
-            hold = True
+            hold = 0
+            if out < 0 - lim:
+                hold = 1
+            elif self.at_limit and int(self.joint_udeg) <= int(self.joint_min_udeg):
+                hold = 1
         if not hold:
             i += di
             x = lim << 4
             if i > x:
                 i = x
-            elif i < -x:
-                i = -x
+            elif i < 0 - x:
+                i = 0 - x
             self.i_q4 = i
         out = base + (i >> 4)
         if out > lim:
             out = lim
-        elif out < -lim:
-            out = -lim
+        elif out < 0 - lim:
+            out = 0 - lim
         # slew limit on the effort: slew_q12 * dt >> 12, dt split at 2**8
-        g = self.slew_q12
+        g = int(self.slew_q12)
         x = (g * (dt_us >> 8) + ((g * (dt_us & 255)) >> 8)) >> 4
-        prev = self.effort_mdps
+        prev = int(self.effort_mdps)
         if out > prev + x:
             out = prev + x
         elif out < prev - x:
             out = prev - x
         # integrate into the joint command (udeg + ndeg remainder), inside the joint limits
         x = out // 1000
-        f = self.joint_frac + (out - x * 1000) * dt_us
-        j = self.joint_udeg + x * dt_us + f // 1000
+        f = int(self.joint_frac) + (out - x * 1000) * dt_us
+        j = int(self.joint_udeg) + x * dt_us + f // 1000
         f %= 1000
         # at_limit stays set while the joint rests on a limit, not only on the tick it arrives
-        at = False
-        x = self.joint_max_udeg
+        at = 0
+        x = int(self.joint_max_udeg)
         if j >= x:
             j = x
             f = 0
-            at = True
+            at = 1
             if out > 0:
                 out = 0
         else:
-            x = self.joint_min_udeg
+            x = int(self.joint_min_udeg)
             if j < x or (j == x and f == 0):
                 j = x
                 f = 0
-                at = True
+                at = 1
                 if out < 0:
                     out = 0
-        self.at_limit = at
+        if at:
+            self.at_limit = True
+        else:
+            self.at_limit = False
         self.joint_udeg = j
         self.joint_frac = f
         self.effort_mdps = out
