@@ -23,17 +23,19 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
 
-from firmware.fixmath import SIN_Q15, SIN_STEPS, SIN_THIRD
+from firmware.fixmath import SIN_Q15
 
 try:
     from micropython import const
 except ImportError:  # CPython
     from firmware.mpcompat import const  # type: ignore[assignment,no-redef]
 
-_UDEG_PER_STEP = const(234375)  # 360 deg / SIN_STEPS
+_UDEG_PER_STEP = const(234375)  # 360 deg / fixmath.SIN_STEPS
+_STEPS = const(1536)  # fixmath.SIN_STEPS: imported names are not constants to viper
+_THIRD = const(512)  # fixmath.SIN_THIRD, 120 deg
 
-DUTY_MID = 32768
-DUTY_MAX = 65535
+DUTY_MID = const(32768)
+DUTY_MAX = const(65535)
 SERVO_CENTRE_US = 1500
 SERVO_MIN_US = 500
 SERVO_MAX_US = 2500
@@ -45,17 +47,22 @@ def bldc_amplitude(power_permille, svpwm):
     return (full * power_permille) // 1000
 
 
-@micropython.native
-def bldc_duties(joint_udeg, pole_pairs, motor_dir, amp, svpwm, out):
-    """Write three duty_u16 values for a joint angle into ``out`` (no allocation)."""
+@micropython.viper
+def bldc_duties(joint_udeg: int, pole_pairs: int, motor_dir: int, amp: int, svpwm: int, out):
+    """Write three duty_u16 values for a joint angle into ``out`` (no allocation).
+
+    Viper (machine integers): |joint| <= 2**28, pole_pairs <= 64, amp <= 37836
+    keep every value within +-2**30 (amp * 28378 at most, for SVPWM).
+    """
     # table index = floor(joint * pole_pairs / 234375) mod 1536 (360 deg = 1536 * 234375 udeg),
     # with the joint split at 234375 udeg so no product leaves +-2**30
     j = joint_udeg * motor_dir
     q = j // _UDEG_PER_STEP
-    i = (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % SIN_STEPS
-    va = SIN_Q15[i]
-    vb = SIN_Q15[(i - SIN_THIRD) % SIN_STEPS]
-    vc = SIN_Q15[(i + SIN_THIRD) % SIN_STEPS]
+    i = (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % _STEPS
+    tab = SIN_Q15
+    va = int(tab[i])
+    vb = int(tab[(i - _THIRD) % _STEPS])
+    vc = int(tab[(i + _THIRD) % _STEPS])
     off = 0
     if svpwm:
         hi = va
@@ -68,7 +75,7 @@ def bldc_duties(joint_udeg, pole_pairs, motor_dir, amp, svpwm, out):
             hi = vc
         if vc < lo:
             lo = vc
-        off = -(hi + lo) >> 1
+        off = (0 - (hi + lo)) >> 1
     a = DUTY_MID + ((amp * (va + off)) >> 15)
     b = DUTY_MID + ((amp * (vb + off)) >> 15)
     c = DUTY_MID + ((amp * (vc + off)) >> 15)
