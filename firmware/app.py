@@ -80,8 +80,6 @@ from firmware.protocol import (  # names, not module attributes: faster lookups 
     ROLE_DEVICE,
     ROLE_HOST,
     SIZES,
-    SP_YAW_IN_EARTH_FRAME,
-    SP_YAW_IS_RATE,
     STATE_CALIBRATED,
     STATE_CONFIG_DEFAULTED,
     STATE_FAILSAFE,
@@ -101,6 +99,8 @@ except ImportError:  # CPython
 _TICKS_HALF = const(1 << 29)  # fixmath.ticks_diff's constants, inlined in tick()
 _TICKS_MASK = const((1 << 30) - 1)
 _FF_MAX = const(1048575)  # follow feed-forward clamp, mdps
+_SP_RATE = const(0x01)  # protocol.SP_YAW_IS_RATE (imported names are not constants to viper)
+_SP_EARTH = const(0x08)  # protocol.SP_YAW_IN_EARTH_FRAME
 
 FW_VERSION = (0, 1, 0)
 _CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE
@@ -530,43 +530,56 @@ class Gimbal:
             self.ff_mdps[i] = -v
         return False
 
-    @micropython.native
-    def _track(self, dt):
+    @micropython.viper
+    def _track(self, dt: int):
         # Host setpoints, per axis: an angle (earth frame, or relative to the
         # handle) is the target; a rate is integrated into the target (earth
         # frame) or into the offset from the handle, and fed forward.
+        # Viper, wrap_udeg and handle_udeg inlined; every value within +-2**30.
         if not self.sp_valid:
             return
-        flags = self.sp_flags
+        flags = int(self.sp_flags)
+        spv = self.sp_value
+        kinds = self._track_kind
+        tu = self.track_udeg
+        tf = self.track_frac
+        tgt = self.target_udeg
+        ff = self.ff_mdps
+        ang = self.est.angle_udeg
+        axes = self.axes
         for i in range(3):
-            v = self.sp_value[i]
-            earth = flags & (SP_YAW_IN_EARTH_FRAME << i)
-            if flags & (SP_YAW_IS_RATE << i):
+            v = int(spv[i])
+            earth = flags & (_SP_EARTH << i)
+            # the handle's angle seen from the camera: camera angle minus joint angle
+            handle = (int(ang[i]) - int(axes[i].joint_udeg) + 180000000) % 360000000 - 180000000
+            if flags & (_SP_RATE << i):
                 kind = 2 if earth else 1
-                if self._track_kind[i] != kind:
+                if int(kinds[i]) != kind:
                     # start integrating from where the target is now: bumpless
-                    self._track_kind[i] = kind
-                    start = self.target_udeg[i] if earth else wrap_udeg(self.target_udeg[i] - self.handle_udeg(i))
-                    self.track_udeg[i] = start
-                    self.track_frac[i] = 0
+                    kinds[i] = kind
+                    start = int(tgt[i])
+                    if not earth:
+                        start = (start - handle + 180000000) % 360000000 - 180000000
+                    tu[i] = start
+                    tf[i] = 0
                 rate = v * 10  # cdps -> mdps
                 # += rate * dt ndeg, as udeg + ndeg remainder (exact, small ints)
                 x = rate // 1000
-                f = self.track_frac[i] + (rate - x * 1000) * dt
-                t = wrap_udeg(self.track_udeg[i] + x * dt + f // 1000)
-                self.track_frac[i] = f % 1000
-                self.track_udeg[i] = t
-                self.ff_mdps[i] = rate
+                f = int(tf[i]) + (rate - x * 1000) * dt
+                t = (int(tu[i]) + x * dt + f // 1000 + 180000000) % 360000000 - 180000000
+                tf[i] = f % 1000
+                tu[i] = t
+                ff[i] = rate
                 if earth:
-                    self.target_udeg[i] = t
+                    tgt[i] = t
                 else:
-                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + t)
+                    tgt[i] = (handle + t + 180000000) % 360000000 - 180000000
             else:
-                self._track_kind[i] = 0
+                kinds[i] = 0
                 if earth:
-                    self.target_udeg[i] = wrap_udeg(v * 10000)  # cdeg -> udeg
+                    tgt[i] = (v * 10000 + 180000000) % 360000000 - 180000000  # cdeg -> udeg
                 else:
-                    self.target_udeg[i] = wrap_udeg(self.handle_udeg(i) + v * 10000)
+                    tgt[i] = (handle + v * 10000 + 180000000) % 360000000 - 180000000
 
     # --- link --------------------------------------------------------------------
 
