@@ -6,7 +6,8 @@
 2. the same with the firmware in the MicroPython binary;
 3. realtime factor with vision in the loop at 30 fps (track-crossing);
 4. tracking_rms_frac on track-crossing, OpenSteady and the naive baseline on the same seed;
-5. camera_jitter_rms_deg on stabilize-walking.
+5. camera_jitter_rms_deg on stabilize-walking, with the handle IMU's feed-forward (the simulated
+   board has one) and without it (``[imu] handle_imu = false``), in the same run.
 
 Each figure is the median over ``--repeat`` runs (seeds 0, 1, ...); the
 realtime factors count the whole run (model load, firmware start, detector
@@ -17,6 +18,7 @@ beside them because the machine is shared.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -73,13 +75,17 @@ def measure(repeat=1):
     rows = {k: [] for k in ("rtf_physics_firmware_inprocess", "rtf_physics_firmware_micropython", "rtf_vision_30fps",
                             "rtf_cpu_physics_firmware_inprocess", "rtf_cpu_vision_30fps",
                             "tracking_rms_frac", "baseline_tracking_rms_frac", "tracking_lost_frac",
-                            "camera_jitter_rms_deg_walking", "handle_motion_rms_deg_walking")}
+                            "camera_jitter_rms_deg_walking", "handle_motion_rms_deg_walking",
+                            "camera_jitter_rms_deg_walking_no_handle_imu")}
+    walking_plain = dataclasses.replace(walking, imu=dataclasses.replace(walking.imu, handle_imu=False))
     for seed in range(repeat):
         w = run_scenario(walking, firmware="inprocess", seed=seed).metrics
         rows["rtf_physics_firmware_inprocess"].append(w["realtime_factor"])
         rows["rtf_cpu_physics_firmware_inprocess"].append(w["realtime_factor_cpu"])
         rows["camera_jitter_rms_deg_walking"].append(w["camera_jitter_rms_deg"])
         rows["handle_motion_rms_deg_walking"].append(w["handle_motion_rms_deg"])
+        w0 = run_scenario(walking_plain, firmware="inprocess", seed=seed).metrics
+        rows["camera_jitter_rms_deg_walking_no_handle_imu"].append(w0["camera_jitter_rms_deg"])
         mp = run_scenario(walking, firmware="micropython", seed=seed).metrics
         rows["rtf_physics_firmware_micropython"].append(mp["realtime_factor"])
         c = run_scenario(crossing, firmware="inprocess", seed=seed).metrics
