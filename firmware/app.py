@@ -96,8 +96,8 @@ try:
 except ImportError:  # CPython
     from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-_TICKS_HALF = const(1 << 29)  # fixmath.ticks_diff's constants, inlined in tick()
-_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_HALF = const(0x20000000)  # fixmath.ticks_diff's constants, inlined in tick()
+_TICKS_MASK = const(0x3FFFFFFF)
 _FF_MAX = const(1048575)  # follow feed-forward clamp, mdps
 _SP_RATE = const(0x01)  # protocol.SP_YAW_IS_RATE (imported names are not constants to viper)
 _SP_EARTH = const(0x08)  # protocol.SP_YAW_IN_EARTH_FRAME
@@ -726,8 +726,13 @@ class Gimbal:
         self._send(MSG_HEARTBEAT, _HB_LEN)
 
     def _send_ack(self, msg_id, seq, status):
-        payload = pack(MSG_ACK, msg_id & 0xFF, seq & 0xFF, status)
-        self._send_payload(MSG_ACK, payload)
+        # "<BBB" written in place: no payload object (an ACK may answer a MODE inside a tick)
+        b = self.tx
+        o = PAYLOAD_OFFSET
+        b[o] = msg_id & 0xFF
+        b[o + 1] = seq & 0xFF
+        b[o + 2] = status
+        self._send(MSG_ACK, 3)
 
     def _send_payload(self, msg_id, payload):
         o = PAYLOAD_OFFSET
@@ -757,8 +762,13 @@ class Gimbal:
             detail = 0
             if low == FAULT_IMU_READ or low == FAULT_IMU_IMPLAUSIBLE:
                 detail = self.raw[0]
-            payload = pack(MSG_FAULT, self.fault_flags, _fault_bit(low), _sat16(detail))
-            self._send_payload(MSG_FAULT, payload)
+            # "<HBh" written in place, like _send_ack
+            b = self.tx
+            o = PAYLOAD_OFFSET
+            _put16(b, o, self.fault_flags)
+            b[o + 2] = _fault_bit(low)
+            _put16(b, o + 3, _sat16(detail))
+            self._send(MSG_FAULT, 5)
         self._pending_fault = 0
 
     # --- the board loop ---------------------------------------------------------------
