@@ -265,3 +265,48 @@ def test_sim_walking_jitter_with_and_without_the_handle_imu():
     # the same walk (the gimbal's reaction on the soft hand differs a little)
     assert abs(with_imu["handle_motion_rms_deg"] - without["handle_motion_rms_deg"]) < 0.01
     assert with_imu["camera_jitter_rms_deg"] < 0.6 * without["camera_jitter_rms_deg"]
+
+
+def _board_with_fake_bus(board, monkeypatch, **kw):
+    import importlib
+    import sys
+    import types
+
+    class Pin:
+        OUT = 1
+
+        def __init__(self, n, mode=None, value=None):
+            self.n = n
+
+        def value(self, v=None):
+            return 0
+
+    class I2C:
+        def __init__(self, bus_id, sda=None, scl=None, freq=None):
+            self.seen = []
+
+        def readfrom_mem_into(self, addr, reg, buf):
+            self.seen.append(addr)
+            for i in range(len(buf)):
+                buf[i] = 0x68 if reg + i == 0x75 else 0
+
+        def writeto_mem(self, addr, reg, buf):
+            pass
+
+    m = types.ModuleType("machine")
+    m.Pin, m.I2C, m.PWM = Pin, I2C, object
+    m.UART = lambda *a, **k: None
+    monkeypatch.setitem(sys.modules, "machine", m)
+    monkeypatch.delitem(sys.modules, "firmware.boards." + board, raising=False)
+    return importlib.import_module("firmware.boards." + board).Board(link="uart", **kw)
+
+
+def test_boards_read_the_handle_imu_at_0x69_on_the_same_bus(monkeypatch):
+    for board in ("rp2", "esp32"):
+        b = _board_with_fake_bus(board, monkeypatch)
+        assert b.handle_imu.addr == 0x69 and b.handle_imu.i2c is b.imu.i2c
+        assert b.handle_imu_read(array("h", [0] * 6)) is True
+        assert 0x69 in b.imu.i2c.seen
+        # no handle IMU wanted, or asked for at the camera IMU's own address: none
+        assert _board_with_fake_bus(board, monkeypatch, handle_imu_addr=None).handle_imu is None
+        assert _board_with_fake_bus(board, monkeypatch, imu_addr=0x69).handle_imu is None

@@ -53,7 +53,8 @@ class Board(PwmBoard):
         port = StdioLink() if link == "usb" else UartLink(machine.UART(UART_ID, baudrate=baud, tx=machine.Pin(UART_TX),
                                                            rx=machine.Pin(UART_RX), timeout=0))
         # the optional handle IMU shares the bus; if none answers, handle_imu_read reports it absent
-        handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr is not None else None
+        # (never the camera's own chip: with both at one address the "handle" would be the camera)
+        handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr not in (None, imu_addr) else None
         super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle)
 
 
