@@ -374,6 +374,10 @@ class Gimbal:
         target = self.target_udeg
         ff = self.ff_mdps
         d = self.duty
+        pole_pairs = self.pole_pairs
+        motor_dir = self.motor_dir
+        amp = self.amp
+        svpwm = self.svpwm
         hff = None
         if handle_ok and self.handle_ff.ready and self.handle_ff.scale_q10:
             hff = self.handle_ff.update(self.handle_raw, axes[0].joint_udeg, axes[2].joint_udeg)
@@ -386,10 +390,10 @@ class Gimbal:
                 limit = True
             drv = driver[i]
             if drv == DRIVER_BLDC:
-                bldc_duties(c.joint_udeg, self.pole_pairs[i], self.motor_dir[i], self.amp[i], self.svpwm, d)
+                bldc_duties(c.joint_udeg, pole_pairs[i], motor_dir[i], amp[i], svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
             elif drv == DRIVER_SERVO:
-                hal.servo_write(i, servo_pulse_us(c.joint_udeg, self.motor_dir[i], self.servo_q8[i]))
+                hal.servo_write(i, servo_pulse_us(c.joint_udeg, motor_dir[i], self.servo_q8[i]))
         if limit:
             self._off_limit_us = 0
             if not self.fault_flags & FAULT_JOINT_LIMIT:
