@@ -98,8 +98,9 @@ FIELDS = {
     MSG_FAULT: ("fault_flags", "code", "detail"),
 }
 
-# Every known message has a fixed payload size; a frame whose LEN disagrees
-# is rejected at the header, before waiting for its (possibly huge) body.
+# Every message has a fixed payload size; a frame whose LEN disagrees, or
+# whose id is unknown, is rejected at the header, before waiting for its
+# (possibly huge) body. A peer that adds messages must bump PROTOCOL_VERSION.
 SIZES = {}
 for _mid in FORMATS:
     SIZES[_mid] = struct.calcsize(FORMATS[_mid])
@@ -327,10 +328,8 @@ class Parser:
                 bad = True
             elif n >= 3 and buf[2] > MAX_PAYLOAD:
                 bad = True
-            elif n >= HEADER_LEN:
-                size = SIZES.get(buf[4], -1)
-                if size >= 0 and size != buf[2]:
-                    bad = True
+            elif n >= HEADER_LEN and SIZES.get(buf[4], -1) != buf[2]:
+                bad = True  # unknown id, or a LEN that is not that message's size
             if bad:
                 self.header_errors += 1
                 self._drop_to_next_sync()

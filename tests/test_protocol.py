@@ -87,10 +87,17 @@ def test_wrong_length_for_known_id_is_a_header_error():
 
 
 def test_frame_hidden_inside_a_damaged_frame_is_recovered():
-    # A fake header with an unknown id claims 40 bytes; two real frames hide inside.
+    # A truncated telemetry header claims 30 payload bytes; two real frames hide inside.
     a, b = GOLDEN[1][3], GOLDEN[0][3]
-    stream = bytes([p.SYNC0, p.SYNC1, 40, 0, 0x7E]) + a + b + bytes(40)
+    stream = bytes([p.SYNC0, p.SYNC1, 30, 0, p.MSG_TELEMETRY]) + a + b + bytes(40)
     assert [frame for frame, _ in parse_all(stream)] == [a, b]
+
+
+def test_unknown_message_id_is_rejected_at_the_header():
+    parser = p.Parser()
+    frame = p.encode(0x7E, 0, b"\x01")  # a valid CRC, but no such message
+    assert [parser.feed(b) for b in frame + GOLDEN[1][3]][-1] == p.MSG_MODE
+    assert parser.frames == 1 and parser.header_errors >= 1
 
 
 # --- property tests -------------------------------------------------------------
@@ -155,6 +162,8 @@ def test_damaged_streams_no_false_accepts_and_every_intact_frame_recovered(items
         if damage == "none":
             intact.append(bytes(frame))
         stream += garbage + frame
+    # the link goes on after the last frame: idle bytes at least one maximal frame long
+    stream += bytes(p.MAX_FRAME)
     got = [f for f, _ in parse_all(bytes(stream))]
     originals = {p.encode(m, i & 0xFF, p.pack(m, *f)) for i, ((m, f), *_ ) in enumerate(items)}
     # zero false accepts: everything accepted is a frame that was really sent intact
