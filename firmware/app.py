@@ -74,7 +74,6 @@ from firmware.protocol import (  # names, not module attributes: faster lookups 
     NACK_NOT_READY,
     NACK_STORAGE_ERROR,
     NACK_UNKNOWN_KEY,
-    NACK_UNKNOWN_MESSAGE,
     PAYLOAD_OFFSET,
     PROTOCOL_VERSION,
     ROLE_DEVICE,
@@ -107,13 +106,6 @@ _CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE
 _RX_CHUNK = 64  # bytes read from the link per tick at most (115200 baud = 12 per ms)
 _TEL_LEN = SIZES[MSG_TELEMETRY]
 _HB_LEN = SIZES[MSG_HEARTBEAT]
-
-# what a host may send; the device's own messages coming back are ignored
-_DEVICE_TO_HOST = (
-    MSG_VERSION, MSG_TELEMETRY, MSG_CONFIG_VALUE,
-    MSG_ACK, MSG_FAULT,
-)
-
 
 @micropython.native
 def _sat16(v):
@@ -654,8 +646,8 @@ class Gimbal:
                 self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
             elif mid == MSG_CONFIG_SAVE:
                 self._config_save(p.seq)
-            elif mid not in _DEVICE_TO_HOST:
-                self._send_ack(mid, p.seq, NACK_UNKNOWN_MESSAGE)
+            # The parser drops ids this protocol version does not define, and the
+            # device's own messages echoed back need no answer.
         except Exception:  # noqa: BLE001 - bytes from outside must never stop the loop
             self._send_ack(mid, p.seq, NACK_BAD_LENGTH)
 

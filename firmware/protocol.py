@@ -155,7 +155,7 @@ NACK_OUT_OF_RANGE = const(2)
 NACK_BAD_LENGTH = const(3)
 NACK_BAD_MODE = const(4)
 NACK_STORAGE_ERROR = const(5)
-NACK_UNKNOWN_MESSAGE = const(6)
+NACK_UNKNOWN_MESSAGE = const(6)  # reserved: the parser already drops unknown ids
 NACK_NOT_READY = const(7)  # e.g. motors requested before IMU calibration
 NACK_NAMES = (
     "ok", "unknown_key", "out_of_range", "bad_length", "bad_mode",
