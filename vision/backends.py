@@ -15,7 +15,10 @@ validates frames and picks the backend from the config.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from typing import TYPE_CHECKING, FrozenSet, List, Optional, Tuple
 
 import numpy as np
@@ -65,6 +68,31 @@ def _suppress_overlaps(faces: Tuple[Face, ...], max_cover: float = 0.5) -> Tuple
     return tuple(kept)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for a moment.
+
+    MediaPipe's C++ graphs print start-up notices (the XNNPACK delegate, absl's
+    pre-init warning, "feedback tensors" disabled) straight to fd 2 on their
+    first inference; users can do nothing about them. Used only for the
+    warm-up inference at construction, before any frame of ours is processed.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class MediaPipeBackend:
     """MediaPipe solutions (0.10.21): face detection (short/full range), hands, pose.
 
@@ -81,32 +109,40 @@ class MediaPipeBackend:
         self.config = config
         self._face_models: dict = {}
         self._prefer_full = config.face_range == "full"
-        if config.faces:
-            ranges = {"short": (0,), "full": (1,), "auto": (0, 1)}[config.face_range]
-            for selection in ranges:
-                self._face_models[selection] = mp.solutions.face_detection.FaceDetection(
-                    min_detection_confidence=config.min_face_score, model_selection=selection
+        # The graphs are built and run once on a blank frame with fd 2 silenced:
+        # their C++ start-up notices are noise to users, and the first real
+        # frame then does not pay the lazy initialisation.
+        with _native_stderr_silenced():
+            if config.faces:
+                ranges = {"short": (0,), "full": (1,), "auto": (0, 1)}[config.face_range]
+                for selection in ranges:
+                    self._face_models[selection] = mp.solutions.face_detection.FaceDetection(
+                        min_detection_confidence=config.min_face_score, model_selection=selection
+                    )
+            self._hands = None
+            if config.hands:
+                self._hands = mp.solutions.hands.Hands(
+                    static_image_mode=config.static_images,
+                    max_num_hands=config.max_hands,
+                    model_complexity=config.hand_model_complexity,
+                    min_detection_confidence=config.min_hand_score,
+                    min_tracking_confidence=config.min_hand_score,
                 )
-        self._hands = None
-        if config.hands:
-            self._hands = mp.solutions.hands.Hands(
-                static_image_mode=config.static_images,
-                max_num_hands=config.max_hands,
-                model_complexity=config.hand_model_complexity,
-                min_detection_confidence=config.min_hand_score,
-                min_tracking_confidence=config.min_hand_score,
-            )
-        self._pose = None
-        if config.pose:
-            # Only the "full" pose landmark model (complexity 1) ships in the wheel;
-            # lite and heavy would be downloaded, which we never do.
-            self._pose = mp.solutions.pose.Pose(
-                static_image_mode=config.static_images,
-                model_complexity=1,
-                smooth_landmarks=not config.static_images,
-                min_detection_confidence=config.min_pose_score,
-                min_tracking_confidence=config.min_pose_score,
-            )
+            self._pose = None
+            if config.pose:
+                # Only the "full" pose landmark model (complexity 1) ships in the wheel;
+                # lite and heavy would be downloaded, which we never do.
+                self._pose = mp.solutions.pose.Pose(
+                    static_image_mode=config.static_images,
+                    model_complexity=1,
+                    smooth_landmarks=not config.static_images,
+                    min_detection_confidence=config.min_pose_score,
+                    min_tracking_confidence=config.min_pose_score,
+                )
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for model in [*self._face_models.values(), self._hands, self._pose]:
+                if model is not None:
+                    model.process(blank)
         self._handedness: List[Tuple[Tuple[float, float], HandednessSmoother]] = []
 
     # -- faces -------------------------------------------------------------
