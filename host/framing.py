@@ -9,8 +9,8 @@ The chain, per axis::
 
     normalised offset -> angle error through the pinhole model (FOV)
       -> low-pass smoothing -> deadband (stop and clear the integral when on
-      target and not following) -> simple-pid (rate out)
-      -> rate limit -> acceleration limit -> yaw/pitch rate setpoints
+      target and not following) -> simple-pid (rate out) + the subject's own rate
+      (feed-forward, low-passed) -> rate limit -> acceleration limit -> yaw/pitch rate setpoints
 
 Sign conventions (the same as the wire protocol's setpoints):
 positive yaw turns the camera towards image +x (right), positive pitch tilts
@@ -51,21 +51,26 @@ class FramingConfig:
     hfov_deg: float = 70.0  # horizontal field of view of the camera the calibration point refers to
     vfov_deg: float = 55.4  # vertical field of view (70 deg at 4:3 gives 55.4 deg)
     # Tuned in the simulator (opensteady track --sim, 30 fps, 30 ms latency) and on a
-    # model with 70-130 ms of delay: a subject crossing at 30 deg/s trails by ~6 deg;
-    # a 20 deg step overshoots by 5-10 deg. More ki tracks crossings tighter but
-    # overshoots steps more.
+    # model with 70-130 ms of delay: a 20 deg step overshoots by 5-10 deg. With the
+    # feed-forward carrying a moving subject's rate, the PID only removes what the rate
+    # estimate misses. kp 6 / ki 2 track a crossing a little tighter, but together with
+    # the feed-forward they ring (+-5 deg at 1.6 Hz) after a 14 deg step (gesture-pause).
     kp: float = 4.0  # (deg/s) per deg of error
-    ki: float = 1.0  # (deg/s) per deg*s: learns a moving subject's rate
+    ki: float = 1.0  # (deg/s) per deg*s: learns what the feed-forward misses of a moving subject's rate
     kd: float = 0.05
     deadband_deg: float = 1.0  # errors smaller than this command no motion (once settled)
     settle_rate_dps: float = 3.0  # inside the deadband, stop only if the learnt follow rate is below this
     max_rate_dps: float = 120.0
     max_accel_dps2: float = 600.0
     smoothing_s: float = 0.05  # time constant of the error low-pass; 0 disables it
-    # Gain on the subject's own angular rate (FramingTarget.*_rate_ff_dps); 0 disables. In the
-    # simulator 0.6-0.8 cut the trailing error on a 30 deg/s crossing from ~5.5 to 1.2-2.4 deg;
-    # 1.0 oscillates (the rate estimate lags), so the default keeps a margin.
-    feedforward: float = 0.6
+    # Gain on the subject's own angular rate (FramingTarget.*_rate_ff_dps); 0 disables. The rate is
+    # the earth-frame one (image velocity with the camera's own turning removed), so 1.0 follows it
+    # exactly and leaves the PID only what the estimate misses. The low-pass keeps frame-to-frame
+    # noise in the estimate (detection jitter, telemetry a little older than the frame) from closing
+    # a fast loop through the camera's own motion: unfiltered, 0.8 already oscillated in the
+    # simulator's track-crossing; filtered over 50 ms, 1.0 is stable there and in the other scenarios.
+    feedforward: float = 1.0
+    feedforward_smoothing_s: float = 0.05  # time constant of the feed-forward low-pass; 0 disables it
     roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
     invert_yaw: bool = False
     invert_pitch: bool = False
@@ -84,8 +89,8 @@ class FramingConfig:
 
         need(0 < self.hfov_deg < 180, "hfov_deg", "must be between 0 and 180")
         need(0 < self.vfov_deg < 180, "vfov_deg", "must be between 0 and 180")
-        for key in ("kp", "ki", "kd", "deadband_deg", "settle_rate_dps", "smoothing_s", "feedforward", "lost_hold_s",
-                    "recentre_s"):
+        for key in ("kp", "ki", "kd", "deadband_deg", "settle_rate_dps", "smoothing_s", "feedforward",
+                    "feedforward_smoothing_s", "lost_hold_s", "recentre_s"):
             need(getattr(self, key) >= 0, key, "must not be negative")
         for key in ("max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
             need(getattr(self, key) > 0, key, "must be positive")
@@ -181,10 +186,12 @@ class _AxisLoop:
                        output_limits=(-cfg.max_rate_dps, cfg.max_rate_dps), time_fn=lambda: 0.0)
         self.rate_dps = 0.0
         self.filtered_deg = None
+        self.ff_dps = None  # low-passed feed-forward rate
 
     def reset(self):
         self.pid.reset()
         self.filtered_deg = None
+        self.ff_dps = None
 
     def track(self, error_deg, dt_s, ff_dps=0.0):
         """Advance with a measured error and feed-forward rate; returns (rate_dps, in_deadband)."""
@@ -195,7 +202,11 @@ class _AxisLoop:
             a = dt_s / (cfg.smoothing_s + dt_s)
             self.filtered_deg += a * (error_deg - self.filtered_deg)
         e = self.filtered_deg
-        ff_dps *= cfg.feedforward
+        if self.ff_dps is None or cfg.feedforward_smoothing_s <= 0:
+            self.ff_dps = ff_dps
+        else:
+            self.ff_dps += dt_s / (cfg.feedforward_smoothing_s + dt_s) * (ff_dps - self.ff_dps)
+        ff_dps = self.ff_dps * cfg.feedforward
         if (abs(e) <= cfg.deadband_deg and abs(self.pid.components[1]) <= cfg.settle_rate_dps
                 and abs(ff_dps) <= cfg.settle_rate_dps):
             # On target and not following a moving subject: stop, and clear the
