@@ -160,15 +160,20 @@ class MediaPipeBackend:
             return self._run_face(next(iter(self._face_models)), frame)
         first = 1 if self._prefer_full else 0
         faces = self._run_face(first, frame)
-        if not faces or max(f.score for f in faces) < self.config.auto_confirm_score:
-            # Nothing, or nothing sure: ask the other model too. Short range
-            # tends to report a small face as a large, low-score box; full
-            # range finds it at its true size with a higher score.
+        short_missed = first == 0 and not faces
+        unsure = first == 0 and max((f.score for f in faces), default=0.0) < self.config.auto_confirm_score
+        if not faces or unsure:
+            # Nothing found, or short range unsure: ask the other model too.
+            # Short range tends to report a small face as a large, low-score
+            # box; full range finds it at its true size. The reverse never
+            # helps (short range cannot see the small faces full range is
+            # used for), so a face from full range is kept at any score.
             faces = _suppress_overlaps(faces + self._run_face(1 - first, frame))
         if faces:
             # Hysteresis between the two switch widths so the choice does not flicker.
             width = max(f.box.w for f in faces)
-            if width < self.config.full_range_below:
+            if width < self.config.full_range_below or (short_missed and width <= self.config.short_range_above):
+                # too small for short range, or short range just missed it
                 self._prefer_full = True
             elif width > self.config.short_range_above:
                 self._prefer_full = False

@@ -35,10 +35,12 @@ class VisionConfig:
     affects which hand is called left or right. ``static_images``: treat every
     frame as unrelated (no tracking between frames in the hand and pose models).
     Face range ``'auto'`` switches to the full-range model once the largest
-    face is narrower than ``full_range_below`` (frame widths) and back to short
-    range above ``short_range_above``; on frames where the preferred model
-    finds nothing scoring at least ``auto_confirm_score`` it runs the other
-    model too and keeps the better of overlapping boxes.
+    face is narrower than ``full_range_below`` (frame widths), or as soon as
+    short range misses a face that full range then finds, and back to short
+    range above ``short_range_above``. On frames where the preferred model
+    finds nothing, or short range finds nothing scoring at least
+    ``auto_confirm_score``, it runs the other model too and keeps the better
+    of overlapping boxes.
     ``face_signatures``: attach an appearance signature to each face (about
     0.05 ms per face), which the tracker uses to re-identify people.
     """
