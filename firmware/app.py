@@ -31,13 +31,13 @@ import gc
 import struct
 from array import array
 
-from firmware.config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
-from firmware.control import AxisController, HandleFeedForward
-from firmware.estimator import AttitudeEstimator
-from firmware.fixmath import TICKS_MASK, ticks_diff, wrap_udeg
-from firmware.imu import CAL_DONE, CAL_MOVED, GyroCalibrator
-from firmware.motor import bldc_amplitude, bldc_duties, servo_pulse_us
-from firmware.protocol import (  # names, not module attributes: faster lookups per tick
+from .config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
+from .control import AxisController, HandleFeedForward
+from .estimator import AttitudeEstimator
+from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
+from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator
+from .motor import bldc_amplitude, bldc_duties, servo_pulse_us
+from .protocol import (  # names, not module attributes: faster lookups per tick
     ACK_OK,
     CAP_BLDC,
     CAP_CONFIG_STORE,
@@ -93,7 +93,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 _TICKS_HALF = const(0x20000000)  # fixmath.ticks_diff's constants, inlined in tick()
 _TICKS_MASK = const(0x3FFFFFFF)

@@ -21,7 +21,7 @@ that passes replaces the current one: a rejected SET changes nothing.
 
 import struct
 
-from firmware import protocol
+from . import protocol
 
 K_FLOAT = 0
 K_INT = 1

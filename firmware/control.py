@@ -25,10 +25,10 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-from firmware.fixmath import SIN_Q15, SIN_STEPS
-from firmware.imu import CAL_DONE, CAL_MOVED
+from .fixmath import SIN_Q15, SIN_STEPS
+from .imu import CAL_DONE, CAL_MOVED
 
 _ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms

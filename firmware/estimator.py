@@ -11,7 +11,7 @@ calibration). Yaw is the integral of the exact Z-Y-X yaw rate. This is the
 structure BruGi and EvvGC use for the same reason, and it needs only
 multiplications: no quaternion renormalisation with division, no floats, so a
 tick allocates nothing on MicroPython. Cost and allocation are measured by
-``firmware/bench_tick.py`` (see docs/benchmarks.md).
+``firmware/offboard/bench_tick.py`` (see docs/benchmarks.md).
 
     est = AttitudeEstimator()
     est.set_gains(kp_per_s=1.0, ki_per_s2=0.05, accel_reject_g=0.15)
@@ -23,14 +23,14 @@ tick allocates nothing on MicroPython. Cost and allocation are measured by
 Pure: time comes in as ``dt_us``; nothing here reads a clock.
 """
 
-from firmware.fixmath import atan2_udeg, isqrt
-from firmware.imu import ACCEL_LSB_PER_G
+from .fixmath import atan2_udeg, isqrt
+from .imu import ACCEL_LSB_PER_G
 
 try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
 _ONE = const(0x10000000)  # Q28 1.0 (the down vector's state format)

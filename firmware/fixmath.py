@@ -18,7 +18,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
 UDEG_PER_TURN = const(360000000)

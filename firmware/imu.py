@@ -15,7 +15,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
 _ADDR_DEFAULT = const(0x68)

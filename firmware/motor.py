@@ -21,14 +21,14 @@ import math
 try:
     import micropython
 except ImportError:  # CPython
-    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import micropython  # type: ignore[assignment,no-redef]
 
-from firmware.fixmath import SIN_Q15
+from .fixmath import SIN_Q15
 
 try:
     from micropython import const
 except ImportError:  # CPython
-    from firmware.mpcompat import const  # type: ignore[assignment,no-redef]
+    from .mpcompat import const  # type: ignore[assignment,no-redef]
 
 _UDEG_PER_STEP = const(234375)  # 360 deg / fixmath.SIN_STEPS
 _STEPS = const(1536)  # fixmath.SIN_STEPS: imported names are not constants to viper

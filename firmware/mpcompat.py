@@ -8,7 +8,7 @@ in the simulator and the tests with identical integer results::
         import micropython
         from micropython import const
     except ImportError:  # CPython
-        from firmware.mpcompat import const, micropython
+        from .mpcompat import const, micropython
 """
 
 

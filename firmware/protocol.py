@@ -31,7 +31,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython: the compiler directives become no-ops
-    from firmware.mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
 PROTOCOL_VERSION = const(1)

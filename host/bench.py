@@ -42,22 +42,24 @@ def _protocol_main(argv):
 
 
 def _firmware_main(argv):
-    """Run firmware/bench_tick.py on the MicroPython unix port (argument: ticks)."""
+    """Run firmware/offboard/bench_tick.py on the MicroPython unix port (argument: ticks)."""
     import os
     import subprocess
 
-    from host.micropython_unix import ROOT, binary
+    from opensteady.sim.micropython_vm import VM_PATH, binary
 
-    env = dict(os.environ, MICROPYPATH="%s:.frozen" % ROOT)
-    cmd = [binary(), "-X", "heapsize=4M", str(ROOT / "firmware" / "bench_tick.py")] + list(argv or ["5000"])
-    return subprocess.run(cmd, env=env, cwd=str(ROOT)).returncode
+    ticks = int((argv or ["5000"])[0])
+    env = dict(os.environ, MICROPYPATH="%s:.frozen" % VM_PATH)
+    code = "from firmware.offboard import bench_tick; bench_tick.main(%d)" % ticks
+    cmd = [binary(), "-X", "heapsize=4M", "-c", code]
+    return subprocess.run(cmd, env=env, cwd=str(VM_PATH)).returncode
 
 
 # --- protocol ----------------------------------------------------------------------
 
 _MPY_THROUGHPUT = """
 import time, gc, json
-from firmware import protocol as p
+from opensteady.firmware import protocol as p
 data = bytes.fromhex(%r)
 parser = p.Parser()
 n = len(data)
@@ -85,7 +87,7 @@ print(json.dumps({"us": times[len(times) // 2], "frames": frames, "heap_bytes": 
 
 
 def _setpoint_stream(n_frames):
-    from firmware import protocol as p
+    from opensteady.firmware import protocol as p
 
     out = bytearray()
     for i in range(n_frames):
@@ -98,8 +100,8 @@ def simulate_link(setpoint_hz, seconds=5.0, baud=115200, telemetry_hz=50, drop_r
     line each way, 8N1, 1 ms bridge latency) and parse both ends with the real
     Parser, polled every 1 ms as the firmware does. Returns delivered rates and
     the worst setpoint latency."""
-    from firmware import protocol as p
-    from sim.link import LinkParams, SerialLink
+    from opensteady.firmware import protocol as p
+    from opensteady.sim.link import LinkParams, SerialLink
 
     down = SerialLink(LinkParams(baud=baud, drop_rate=drop_rate), seed=1)  # host -> device
     up = SerialLink(LinkParams(baud=baud, drop_rate=drop_rate), seed=2)  # device -> host
@@ -141,8 +143,8 @@ def simulate_link(setpoint_hz, seconds=5.0, baud=115200, telemetry_hz=50, drop_r
 
 
 def bench_protocol(repeat):
-    from firmware import protocol as p
-    from host.micropython_unix import run_json as micropython_json
+    from opensteady.firmware import protocol as p
+    from opensteady.sim.micropython_vm import run_json as micropython_json
 
     setpoint = p.encode(p.MSG_SETPOINT, 0, p.pack(p.MSG_SETPOINT, 0, 0, 0, 0))
     telemetry_len = p.SIZES[p.MSG_TELEMETRY] + p.OVERHEAD
@@ -198,5 +200,5 @@ def run(args):
         return _firmware_main(args.args)
     import importlib
 
-    module = {"vision": "vision.bench", "sim": "sim.bench", "host": "host.track_bench"}[args.suite]
+    module = {"vision": "opensteady.vision.bench", "sim": "opensteady.sim.bench", "host": "opensteady.host.track_bench"}[args.suite]
     return int(importlib.import_module(module).main(args.args) or 0)

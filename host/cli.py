@@ -14,16 +14,16 @@ import importlib
 import logging
 import sys
 
-from host import __version__
+from opensteady.host import __version__
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "sim": ("sim.cli", "run a headless closed-loop gimbal simulation scenario"),
-    "track": ("host.track", "track a face with a webcam, video file or the simulator"),
-    "ping": ("host.ping", "connect to OpenSteady firmware, handshake and show telemetry"),
-    "flash": ("host.flash", "compile the firmware with mpy-cross and copy it to a board"),
-    "bench": ("host.bench", "run the benchmarks written down in docs/benchmarks.md"),
-    "replay": ("host.replay", "turn a session log (JSON lines) into plots"),
+    "sim": ("opensteady.sim.cli", "run a headless closed-loop gimbal simulation scenario"),
+    "track": ("opensteady.host.track", "track a face with a webcam, video file or the simulator"),
+    "ping": ("opensteady.host.ping", "connect to OpenSteady firmware, handshake and show telemetry"),
+    "flash": ("opensteady.host.flash", "compile the firmware with mpy-cross and copy it to a board"),
+    "bench": ("opensteady.host.bench", "run the benchmarks written down in docs/benchmarks.md"),
+    "replay": ("opensteady.host.replay", "turn a session log (JSON lines) into plots"),
 }
 
 

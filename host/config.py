@@ -19,9 +19,9 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
-from host.calibration import PRESETS, CameraMapping, parse_point
-from host.framing import LOST_ACTIONS, FramingConfig
-from host.pipeline import ACTIONS, PipelineConfig
+from opensteady.host.calibration import PRESETS, CameraMapping, parse_point
+from opensteady.host.framing import LOST_ACTIONS, FramingConfig
+from opensteady.host.pipeline import ACTIONS, PipelineConfig
 
 GIMBAL_CHOICES = ("auto", "opensteady", "simplebgc", "mavlink", "sim", "none")
 ORIENTATIONS = ("landscape", "portrait")

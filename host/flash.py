@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FIRMWARE = ROOT / "firmware"
+from opensteady.sim.micropython_vm import FIRMWARE_DIR as FIRMWARE
 
 # board -> (mpy-cross architecture, board module)
 BOARDS = {

@@ -29,7 +29,7 @@ from typing import Optional
 
 from simple_pid import PID
 
-from firmware import protocol
+from opensteady.firmware import protocol
 
 LOST_ACTIONS = ("hold", "recentre", "sweep")
 

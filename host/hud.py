@@ -19,7 +19,7 @@ t      cycle the calibration presets
 
 import cv2
 
-from host.calibration import PRESETS
+from opensteady.host.calibration import PRESETS
 
 GREEN = (80, 220, 80)
 YELLOW = (0, 220, 255)

@@ -4,8 +4,8 @@ Ports are opened with pyserial's ``serial_for_url``, so a device path
 (``/dev/ttyACM0``, ``COM3``), ``loop://``, ``socket://host:port`` and
 ``spy:///dev/ttyACM0`` (hexdump of all traffic to stderr) all work.
 
-    from firmware import protocol as p
-    from host.link import Link
+    from opensteady.firmware import protocol as p
+    from opensteady.host.link import Link
 
     with Link("/dev/ttyACM0") as link:          # opens and handshakes
         print(link.version)                     # {'fw_major': 0, ...}
@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import serial
 
-from firmware import protocol as p
+from opensteady.firmware import protocol as p
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from firmware import protocol as p
+from opensteady.firmware import protocol as p
 
 
 def add_arguments(parser):
@@ -42,7 +42,7 @@ def run(args):
     if not args.port:
         print("opensteady ping: --port is required (or --list)", file=sys.stderr)
         return 2
-    from host.link import Link, LinkError
+    from opensteady.host.link import Link, LinkError
 
     link = Link(args.port, baud=args.baud)
     try:

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from host.calibration import CameraMapping
-from host.framing import FramingConfig, FramingController, FramingTarget, SetpointCommand
+from opensteady.host.calibration import CameraMapping
+from opensteady.host.framing import FramingConfig, FramingController, FramingTarget, SetpointCommand
 
 # Actions a gesture can trigger.
 ACTION_PAUSE_TOGGLE = "pause_toggle"
@@ -192,7 +192,7 @@ class TrackingPipeline:
         self._hands = None  # newest Detections from the hands worker
         self._hands_submitted_s = None
         if perception is None:
-            from vision.pipeline import Perception, VisionConfig
+            from opensteady.vision.pipeline import Perception, VisionConfig
 
             vision = dict(self.config.vision)
             if self.config.hands_async and vision.get("hands", True):
@@ -200,10 +200,10 @@ class TrackingPipeline:
                 vision["hands"] = False
             perception = Perception(VisionConfig(**vision))
         if tracker is None:
-            from vision.tracker import TargetTracker, TrackerConfig
+            from opensteady.vision.tracker import TargetTracker, TrackerConfig
 
             tracker = TargetTracker(TrackerConfig(calibration_point=self.calibration_point, **self.config.tracker))
-        from vision.gestures import GestureDebouncer
+        from opensteady.vision.gestures import GestureDebouncer
 
         self.debouncer = GestureDebouncer(self.config.gesture_hold_ms)
         self.perception = perception

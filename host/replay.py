@@ -84,7 +84,7 @@ def plot(records, out_path):
 
 
 def run(args):
-    from host.session_log import read_log
+    from opensteady.host.session_log import read_log
 
     try:
         records, problems = read_log(args.log)

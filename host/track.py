@@ -63,7 +63,7 @@ def _percentile(values, q):
 
 def apply_flags(settings, args):
     """CLI flags over the file's settings (each validated like the file)."""
-    from host.config import set_value
+    from opensteady.host.config import set_value
 
     if args.camera is not None:
         set_value(settings, "camera", "source", args.camera, "--camera")
@@ -89,7 +89,7 @@ def apply_flags(settings, args):
     if g["driver"] == "auto":
         g["driver"] = "sim" if args.sim else ("opensteady" if g["port"] else "none")
     if args.sim and g["driver"] != "sim":
-        from host.config import ConfigError
+        from opensteady.host.config import ConfigError
 
         raise ConfigError("--sim drives the simulated gimbal; it cannot be combined with --gimbal %s" % g["driver"])
     return settings
@@ -202,7 +202,7 @@ def _emit(record):
 
 
 def _make_source(settings, args):
-    from host.capture import CameraSource, VideoFileSource
+    from opensteady.host.capture import CameraSource, VideoFileSource
 
     cam = settings["camera"]
     source = cam["source"]
@@ -216,8 +216,8 @@ def _on_sigterm(signum, frame):
 
 
 def run(args):
-    from host.capture import CaptureError
-    from host.config import ConfigError, build_pipeline_config, load_config
+    from opensteady.host.capture import CaptureError
+    from opensteady.host.config import ConfigError, build_pipeline_config, load_config
 
     try:
         settings = apply_flags(load_config(args.config), args)
@@ -227,7 +227,7 @@ def run(args):
         return 2
     try:
         if args.sim:
-            from host.mount.sim import SimSession
+            from opensteady.host.mount.sim import SimSession
 
             sim = SimSession(args.scenario, pipeline_config, seed=args.seed)
             source = sim.source()
@@ -241,11 +241,11 @@ def run(args):
 
 
 def _track(args, settings, pipeline_config, source, sim):
-    from host.capture import FrameGrabber
-    from host.link import LinkError
-    from host.mount import Mount, create_backend
-    from host.pipeline import TrackingPipeline
-    from host.session_log import SessionLog, frame_record
+    from opensteady.host.capture import FrameGrabber
+    from opensteady.host.link import LinkError
+    from opensteady.host.mount import Mount, create_backend
+    from opensteady.host.pipeline import TrackingPipeline
+    from opensteady.host.session_log import SessionLog, frame_record
 
     # Load the models before opening the gimbal port, so nothing is left half-open if
     # loading fails or Ctrl-C arrives meanwhile.
@@ -281,7 +281,7 @@ def _track(args, settings, pipeline_config, source, sim):
             # OpenCV's Qt backend aborts the whole process without a display; don't let it try.
             log.warning("no display (DISPLAY is not set): running without the preview window (--headless)")
         else:
-            from host.hud import PreviewWindow
+            from opensteady.host.hud import PreviewWindow
 
             try:
                 window = PreviewWindow()
@@ -415,7 +415,7 @@ def _waiting_preview(window, grabber, mount):
     """Keep the window alive while the camera is away: say so, and still take keys."""
     import numpy as np
 
-    from host.hud import RED, WHITE, put_text
+    from opensteady.host.hud import RED, WHITE, put_text
 
     img = np.zeros((480, 640, 3), np.uint8)
     put_text(img, "CAMERA: %s" % grabber.error, (8, 30), RED)
@@ -427,8 +427,8 @@ def _waiting_preview(window, grabber, mount):
 def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline):
     import cv2
 
-    from host.calibration import PRESETS
-    from host.hud import PRESET_CYCLE, draw_hud
+    from opensteady.host.calibration import PRESETS
+    from opensteady.host.hud import PRESET_CYCLE, draw_hud
 
     img = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
     draw_hud(img, out, dict(status, fps=stats.fps, e2e_ms=e2e_ms, connected=mount.connected,

@@ -65,7 +65,7 @@ CONFIGS = (
 
 
 def run_config(video, extra, config_text, workdir):
-    cmd = [sys.executable, "-m", "host.cli", "track", "--video", video, "--headless", "--json", "--no-log",
+    cmd = [sys.executable, "-m", "opensteady.host.cli", "track", "--video", video, "--headless", "--json", "--no-log",
            "--gimbal", "simplebgc", "--port", "loop://", *extra]
     if config_text:
         path = os.path.join(workdir, "bench.toml")

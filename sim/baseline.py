@@ -14,7 +14,7 @@ hobby sketch writes servo positions.
 
 from dataclasses import dataclass
 
-from firmware import protocol
+from opensteady.firmware import protocol
 
 
 @dataclass(frozen=True)

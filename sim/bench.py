@@ -44,8 +44,8 @@ def tick_breakdown(ticks=3000):
 
     import mujoco
 
-    from sim.scenario import load_scenario
-    from sim.world import SimGimbal
+    from opensteady.sim.scenario import load_scenario
+    from opensteady.sim.world import SimGimbal
 
     with SimGimbal(load_scenario("stabilize-walking")) as g:
         g.step_to(2.0)  # calibrated, motors on, walking
@@ -67,8 +67,8 @@ def tick_breakdown(ticks=3000):
 
 
 def measure(repeat=1):
-    from sim.runner import run_scenario
-    from sim.scenario import load_scenario
+    from opensteady.sim.runner import run_scenario
+    from opensteady.sim.scenario import load_scenario
 
     walking = load_scenario("stabilize-walking")
     crossing = load_scenario("track-crossing")

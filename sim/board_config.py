@@ -26,7 +26,7 @@ gravity direction pulled around by the hand's linear accelerations, hence the
 low ``est_kp``.
 """
 
-from firmware import config as fw_config
+from opensteady.firmware import config as fw_config
 
 SIM_BOARD_SETTINGS = {
     "yaw_power_permille": 800,

@@ -53,7 +53,7 @@ def _print_metrics(m, stream):
 
 
 def run(args):
-    from sim.scenario import ScenarioError, load_scenario, scenario_names
+    from opensteady.sim.scenario import ScenarioError, load_scenario, scenario_names
 
     if args.list:
         for name in scenario_names():
@@ -77,7 +77,7 @@ def run(args):
         return _fail(str(exc))
     face_image = None
     if args.face:
-        from sim.world import load_face_image
+        from opensteady.sim.world import load_face_image
 
         try:
             face_image = load_face_image(args.face)
@@ -86,8 +86,8 @@ def run(args):
     if plot_path and not os.path.isdir(os.path.dirname(os.path.abspath(plot_path))):
         return _fail("cannot write the plot %r: its folder does not exist" % plot_path)
 
-    from sim.firmware_runner import FirmwareError
-    from sim.runner import run_scenario
+    from opensteady.sim.firmware_runner import FirmwareError
+    from opensteady.sim.runner import run_scenario
 
     progress = not args.no_progress and sys.stderr.isatty()
     out = sys.stdout
@@ -108,7 +108,7 @@ def run(args):
     except (FirmwareError, ValueError) as exc:
         return _fail(str(exc))
     if plot_path:
-        from sim.plot import plot_run
+        from opensteady.sim.plot import plot_run
 
         plot_path = plot_run(result, scenario, plot_path)
         metrics["plot"] = plot_path

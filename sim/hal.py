@@ -5,7 +5,7 @@ the firmware will read, the duties and servo pulses it wrote, the serial bytes
 in each direction and the config file. In-process, the firmware calls its
 methods directly (it subclasses ``firmware.hal.HAL``). Out of process,
 ``sim.firmware_runner.MicroPythonFirmware`` copies the same state to and from
-``firmware/boards/simpipe.py`` once per tick, so the plant side never knows
+``firmware/offboard/simpipe.py`` once per tick, so the plant side never knows
 which mode runs.
 
     hal = SimHal(imu_model, handle_imu=handle_imu_model)   # handle_imu None: not fitted
@@ -16,7 +16,7 @@ which mode runs.
     hal.duties[axis], hal.motors_on, hal.servo_us[axis]
 """
 
-from firmware import hal as fw_hal
+from opensteady.firmware import hal as fw_hal
 
 RX_BUFFER_BYTES = 1024  # a UART driver's ring buffer; overflow drops the newest bytes
 

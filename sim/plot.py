@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from sim.metrics import wrap_deg
+from opensteady.sim.metrics import wrap_deg
 
 AXES = ("yaw", "pitch", "roll")
 

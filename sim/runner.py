@@ -1,6 +1,6 @@
 """Scenario runner: the host's side of a closed-loop run, and the metrics.
 
-    from sim.runner import run_scenario
+    from opensteady.sim.runner import run_scenario
     result = run_scenario(load_scenario("track-crossing"), firmware="inprocess", seed=0)
     result.metrics["tracking_rms_frac"], result.series["t_s"]
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from firmware import protocol
-from sim import metrics as M
-from sim.baseline import BaselineTracker
-from sim.world import SimGimbal
+from opensteady.firmware import protocol
+from opensteady.sim import metrics as M
+from opensteady.sim.baseline import BaselineTracker
+from opensteady.sim.world import SimGimbal
 
 MODE_IDS = {"lock": protocol.MODE_LOCK, "pan_follow": protocol.MODE_PAN_FOLLOW, "follow": protocol.MODE_FOLLOW,
             "track": protocol.MODE_TRACK}
@@ -112,8 +112,8 @@ def _progress(fraction, t_s, total_s, stream):
 
 
 def _make_pipeline(scenario, perception):
-    from host.framing import FramingConfig
-    from host.pipeline import PipelineConfig, TrackingPipeline
+    from opensteady.host.framing import FramingConfig
+    from opensteady.host.pipeline import PipelineConfig, TrackingPipeline
 
     cam = scenario.camera
     framing = FramingConfig(hfov_deg=cam.hfov_deg, vfov_deg=cam.vfov_deg)
@@ -131,7 +131,7 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
     cpu0 = time.process_time()
     perception = None
     if scenario.uses_vision:
-        from vision.pipeline import Perception, VisionConfig
+        from opensteady.vision.pipeline import Perception, VisionConfig
 
         perception = Perception(VisionConfig(hands=False))
     with SimGimbal(scenario, firmware=firmware, seed=seed, face_image=face_image) as g:

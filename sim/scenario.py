@@ -49,11 +49,11 @@ try:
 except ImportError:  # Python < 3.11 (pyproject installs tomli there)
     import tomli as tomllib
 
-from sim.camera import CameraParams
-from sim.disturbance import HandleMotion
-from sim.imu import ImuParams
-from sim.link import LinkParams
-from sim.motor import BldcParams
+from opensteady.sim.camera import CameraParams
+from opensteady.sim.disturbance import HandleMotion
+from opensteady.sim.imu import ImuParams
+from opensteady.sim.link import LinkParams
+from opensteady.sim.motor import BldcParams
 
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 MODES = ("lock", "pan_follow", "follow", "track")
@@ -162,7 +162,7 @@ class Scenario:
             s.validate("subjects[%d]" % k)
         if sum(1 for s in self.subjects if s.target) > 1:
             raise ValueError("subjects: at most one may have target = true")
-        from sim.board_config import board_config
+        from opensteady.sim.board_config import board_config
 
         board_config(self.firmware)  # names and ranges checked by the firmware's own table
         if self.mode == "track" and (self.vision.fps <= 0 or not self.subjects):

@@ -4,8 +4,8 @@ This is what stands in for a real gimbal (``opensteady track --gimbal sim``,
 the scenario runner, tests). Time is simulated and advances only in
 :meth:`SimGimbal.step_to`; everything is deterministic for a seed.
 
-    from sim.scenario import load_scenario
-    from sim.world import SimGimbal
+    from opensteady.sim.scenario import load_scenario
+    from opensteady.sim.world import SimGimbal
 
     g = SimGimbal(load_scenario("track-crossing"), firmware="inprocess", seed=0)
     g.write(frame_bytes)            # host -> firmware, at the current simulated time
@@ -26,15 +26,15 @@ import math
 
 import numpy as np
 
-from sim.board_config import board_config_bytes
-from sim.camera import Billboard, PinholeCamera, Scene
-from sim.disturbance import HandleDisturbance
-from sim.firmware_runner import make_firmware
-from sim.hal import SimHal
-from sim.imu import ImuModel
-from sim.link import SerialLink
-from sim.motor import BldcMotor, ServoModel
-from sim.plant import GimbalPlant
+from opensteady.sim.board_config import board_config_bytes
+from opensteady.sim.camera import Billboard, PinholeCamera, Scene
+from opensteady.sim.disturbance import HandleDisturbance
+from opensteady.sim.firmware_runner import make_firmware
+from opensteady.sim.hal import SimHal
+from opensteady.sim.imu import ImuModel
+from opensteady.sim.link import SerialLink
+from opensteady.sim.motor import BldcMotor, ServoModel
+from opensteady.sim.plant import GimbalPlant
 
 FACE_WIDTH_M = 0.16  # an adult face, ear to ear seen from the front
 SETTLE_S = 0.3  # the plant settles in the hand before the firmware boots
@@ -90,7 +90,7 @@ def subject_image(spec, face_image=None):
 def locate_face(image_rgb, perception=None):
     """(cx, cy, w) of the most confident face in a photo, as fractions of its size; ValueError if none."""
     if perception is None:
-        from vision.pipeline import Perception, VisionConfig
+        from opensteady.vision.pipeline import Perception, VisionConfig
 
         perception = Perception(VisionConfig(hands=False, static_images=True))
     det = perception.process(image_rgb, 0.0)
@@ -163,7 +163,7 @@ class SimGimbal:
     def _build_scene(self, face_image, perception):
         boards = []
         if perception is None:
-            from vision.pipeline import Perception, VisionConfig
+            from opensteady.vision.pipeline import Perception, VisionConfig
 
             perception = Perception(VisionConfig(hands=False, static_images=True))
         for subj in self.scenario.subjects:

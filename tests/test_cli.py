@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from host import __version__
-from host.cli import SUBCOMMANDS, build_parser
+from opensteady.host import __version__
+from opensteady.host.cli import SUBCOMMANDS, build_parser
 
 SCRIPT = Path(sys.executable).parent / "opensteady"
 

@@ -10,12 +10,12 @@ CPython answers against independent float references.
 
 import math
 
-from firmware import config as fwconfig
-from firmware import protocol
-from firmware.control import AxisController
-from firmware.estimator import AttitudeEstimator
-from firmware.fixmath import atan2_udeg, isqrt, ticks_diff, wrap_udeg
-from firmware.imu import (
+from opensteady.firmware import config as fwconfig
+from opensteady.firmware import protocol
+from opensteady.firmware.control import AxisController
+from opensteady.firmware.estimator import AttitudeEstimator
+from opensteady.firmware.fixmath import atan2_udeg, isqrt, ticks_diff, wrap_udeg
+from opensteady.firmware.imu import (
     CAL_DONE,
     CAL_MOVED,
     CAL_RUNNING,
@@ -24,7 +24,13 @@ from firmware.imu import (
     accel_offset_scale,
     to_body,
 )
-from firmware.motor import bldc_amplitude, bldc_duties, field_amplitude, field_angle_rad, servo_pulse_us
+from opensteady.firmware.motor import (
+    bldc_amplitude,
+    bldc_duties,
+    field_amplitude,
+    field_angle_rad,
+    servo_pulse_us,
+)
 
 
 class FakeI2C:

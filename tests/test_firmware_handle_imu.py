@@ -7,14 +7,14 @@ real MicroPython VM runs them too and must agree with CPython to the bit.
 import math
 from array import array
 
-from firmware.app import Gimbal
-from firmware.bench_tick import handle_wobble
-from firmware.control import HandleFeedForward
-from firmware.plant import PlantHAL
+from opensteady.firmware.app import Gimbal
+from opensteady.firmware.control import HandleFeedForward
+from opensteady.firmware.offboard.bench_tick import handle_wobble
+from opensteady.firmware.offboard.plant import PlantHAL
 
 
 class HandlePlantHAL(PlantHAL):
-    """firmware/plant.py with a second MPU-6050 on the handle (its three axes are decoupled there)."""
+    """firmware/offboard/plant.py with a second MPU-6050 on the handle (its three axes are decoupled there)."""
 
     def __init__(self, fitted=True, **kw):
         PlantHAL.__init__(self, **kw)
@@ -105,7 +105,7 @@ def heap_per_tick(ticks=1000):
 
 
 def test_base_hal_reports_no_handle_imu():
-    from firmware.hal import HAL
+    from opensteady.firmware.hal import HAL
 
     assert HAL().handle_imu_read(array("h", [0] * 6)) is False
 
@@ -143,10 +143,10 @@ def test_feed_forward_core_agrees_on_micropython():
 def test_feed_forward_stays_within_31_bits():
     import sys
 
-    from firmware import bench_int31
+    from opensteady.firmware.offboard import bench_int31
 
     counter = bench_int31.Counter()
-    saved = {k: v for k, v in sys.modules.items() if k.startswith("firmware")}
+    saved = {k: v for k, v in sys.modules.items() if k.startswith("opensteady.firmware")}
     try:
         mods = bench_int31.instrument(counter)
         h = mods["control"].HandleFeedForward()
@@ -165,11 +165,11 @@ def test_feed_forward_stays_within_31_bits():
         counter.active = False
     finally:
         sys.modules.update(saved)
-        import firmware
+        import opensteady.firmware as firmware
 
         for k, v in saved.items():
-            if k.count(".") == 1:
-                setattr(firmware, k.split(".")[1], v)
+            if k.count(".") == 2:
+                setattr(firmware, k.split(".")[2], v)
     assert counter.hits == {}
 
 
@@ -195,8 +195,8 @@ def test_handle_imu_tick_allocates_nothing_on_micropython():
 
 
 def test_handle_ff_config_key_is_validated():
-    from firmware import protocol
-    from firmware.config import KEY_IDS, KEYS, Config
+    from opensteady.firmware import protocol
+    from opensteady.firmware.config import KEY_IDS, KEYS, Config
 
     key = KEY_IDS["handle_ff"]
     assert KEYS[key][1] == 1.0  # on by default: used whenever the handle IMU answers
@@ -208,7 +208,7 @@ def test_handle_ff_config_key_is_validated():
 
 
 def test_handle_ff_zero_is_the_plain_firmware():
-    from firmware.config import KEY_IDS, Config
+    from opensteady.firmware.config import KEY_IDS, Config
 
     cfg = Config()
     cfg.set(KEY_IDS["handle_ff"], 0.0)
@@ -224,7 +224,7 @@ def test_handle_ff_zero_is_the_plain_firmware():
 
 
 def test_pwm_board_reads_the_handle_imu_and_probes_a_missing_one_rarely():
-    from firmware.boards.base import HANDLE_IMU_RETRY_TICKS, PwmBoard
+    from opensteady.firmware.boards.base import HANDLE_IMU_RETRY_TICKS, PwmBoard
 
     class FakeImu:
         def __init__(self, answers):
@@ -255,8 +255,8 @@ def test_pwm_board_reads_the_handle_imu_and_probes_a_missing_one_rarely():
 def test_sim_walking_jitter_with_and_without_the_handle_imu():
     import dataclasses
 
-    from sim.runner import run_scenario
-    from sim.scenario import load_scenario
+    from opensteady.sim.runner import run_scenario
+    from opensteady.sim.scenario import load_scenario
 
     sc = load_scenario("stabilize-walking", overrides={"seconds": 4.0})
     with_imu = run_scenario(sc).metrics
@@ -297,8 +297,8 @@ def _board_with_fake_bus(board, monkeypatch, **kw):
     m.Pin, m.I2C, m.PWM = Pin, I2C, object
     m.UART = lambda *a, **k: None
     monkeypatch.setitem(sys.modules, "machine", m)
-    monkeypatch.delitem(sys.modules, "firmware.boards." + board, raising=False)
-    return importlib.import_module("firmware.boards." + board).Board(link="uart", **kw)
+    monkeypatch.delitem(sys.modules, "opensteady.firmware.boards." + board, raising=False)
+    return importlib.import_module("opensteady.firmware.boards." + board).Board(link="uart", **kw)
 
 
 def test_boards_read_the_handle_imu_at_0x69_on_the_same_bus(monkeypatch):

@@ -1,6 +1,6 @@
 """The whole firmware in closed loop: Gimbal + estimator + controller + motor maths + plant.
 
-Every scenario steps simulated time (firmware/plant.py); nothing sleeps or
+Every scenario steps simulated time (firmware/offboard/plant.py); nothing sleeps or
 reads a clock. The scenario functions are importable on MicroPython (no
 pytest at module level), so the key ones also run on the real VM and must
 agree with CPython.
@@ -8,11 +8,13 @@ agree with CPython.
 
 import math
 
-from firmware import protocol
-from firmware.app import Gimbal
-from firmware.bench_tick import handle_wobble as _wobble  # still for calibration, then 10/5/5 deg
-from firmware.config import KEY_IDS, Config, axis_key
-from firmware.plant import PlantHAL
+from opensteady.firmware import protocol
+from opensteady.firmware.app import Gimbal
+from opensteady.firmware.config import KEY_IDS, Config, axis_key
+from opensteady.firmware.offboard.bench_tick import (
+    handle_wobble as _wobble,  # still for calibration, then 10/5/5 deg
+)
+from opensteady.firmware.offboard.plant import PlantHAL
 
 P = protocol
 
@@ -514,7 +516,7 @@ def test_any_frame_with_any_payload_never_raises():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from firmware.config import KEYS, check_value
+    from opensteady.firmware.config import KEYS, check_value
 
     ids = sorted(P.FORMATS) + [0x00, 0x7F, 0xFF]
     frame = st.sampled_from(ids).flatmap(

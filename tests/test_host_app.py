@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from host.calibration import CameraMapping
-from host.capture import FrameGrabber, VideoFileSource
-from host.config import ConfigError, build_pipeline_config, load_config, set_value
-from host.pipeline import PipelineConfig, TrackingPipeline
+from opensteady.host.calibration import CameraMapping
+from opensteady.host.capture import FrameGrabber, VideoFileSource
+from opensteady.host.config import ConfigError, build_pipeline_config, load_config, set_value
+from opensteady.host.pipeline import PipelineConfig, TrackingPipeline
+from tests.micropython import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 DT = 1 / 30
 
 
@@ -26,7 +27,7 @@ def test_documented_example_config_loads_and_matches_the_defaults_it_shows():
     settings = load_config(path)
     assert settings == load_config(None)  # the example shows every default, unchanged
     text = open(path).read()
-    from host.config import SCHEMA
+    from opensteady.host.config import SCHEMA
 
     for section, keys in SCHEMA.items():
         assert "[%s]" % section in text
@@ -85,7 +86,7 @@ def astronaut_frame():
 
 @pytest.fixture(scope="module")
 def perception():
-    from vision.pipeline import Perception, VisionConfig
+    from opensteady.vision.pipeline import Perception, VisionConfig
 
     with Perception(VisionConfig(hands=False)) as p:
         yield p
@@ -202,14 +203,14 @@ class ListSource:
         self.done = threading.Event()
 
     def open(self):
-        from host.capture import CaptureError
+        from opensteady.host.capture import CaptureError
 
         self.opens += 1
         if self.opens <= self.fail_opens:
             raise CaptureError("list source not ready (%d)" % self.opens)
 
     def read(self):
-        from host.capture import EndOfStream, Frame
+        from opensteady.host.capture import EndOfStream, Frame
 
         if self.i >= self.n:
             self.done.set()
@@ -264,7 +265,7 @@ def test_unpaced_video_file_delivers_every_frame_in_order(tmp_path):
 # --- HUD ---------------------------------------------------------------------------
 
 def test_hud_draws_target_calibration_point_and_status(perception, astronaut_frame):
-    from host.hud import CYAN, draw_hud
+    from opensteady.host.hud import CYAN, draw_hud
 
     pipe = make_pipeline(perception, calibration_point=(0.25, 0.75))
     out = run_frames(pipe, astronaut_frame, 0.0, 3)[-1]
@@ -291,7 +292,7 @@ def test_gimbal_telemetry_becomes_the_trackers_camera_shift(perception):
 
 
 def test_photo_and_recording_files(tmp_path):
-    from host.track import MediaOutput
+    from opensteady.host.track import MediaOutput
 
     media = MediaOutput(str(tmp_path / "out"), fps=30)
     frame = np.zeros((48, 64, 3), np.uint8)
@@ -311,7 +312,7 @@ def test_photo_and_recording_files(tmp_path):
 
 
 def test_feedforward_only_with_telemetry(perception):
-    from vision.tracker import TargetState
+    from opensteady.vision.tracker import TargetState
 
     pipe = make_pipeline(perception)
     moving = TargetState(True, 1, 0.5, 0.5, 0.2, -0.1, "face", None, 0.0, 0.0)
@@ -339,7 +340,7 @@ def test_hands_on_a_worker_thread_at_a_limited_rate(astronaut_frame):
 
 
 def test_click_sets_a_normalised_point_and_keys_map_to_actions():
-    from host.hud import KEY_ACTIONS, ClickToPoint
+    from opensteady.host.hud import KEY_ACTIONS, ClickToPoint
 
     clicks = ClickToPoint()
     clicks.size = (640, 480)

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import protocol
-from host.calibration import CameraMapping, fit_mapping, parse_point
-from host.framing import (
+from opensteady.firmware import protocol
+from opensteady.host.calibration import CameraMapping, fit_mapping, parse_point
+from opensteady.host.framing import (
     FramingConfig,
     FramingController,
     FramingTarget,

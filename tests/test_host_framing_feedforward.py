@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from host.framing import FramingConfig, FramingController, FramingTarget
+from opensteady.host.framing import FramingConfig, FramingController, FramingTarget
 
 DT = 1 / 30
 HFOV = 70.0

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 
 import pytest
 
-from firmware import protocol as p
-from host.framing import SetpointCommand
-from host.mount import Mount, create_backend
-from host.mount import simplebgc as sbgc
-from host.mount.mavlink import MavlinkBackend, euler_from_quaternion, quaternion_from_euler
-from host.mount.opensteady import OpenSteadyBackend
+from opensteady.firmware import protocol as p
+from opensteady.host.framing import SetpointCommand
+from opensteady.host.mount import Mount, create_backend
+from opensteady.host.mount import simplebgc as sbgc
+from opensteady.host.mount.mavlink import MavlinkBackend, euler_from_quaternion, quaternion_from_euler
+from opensteady.host.mount.opensteady import OpenSteadyBackend
 
 
 @contextmanager

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from host.track_bench import FACE_SIZE, face_offset_x, write_astronaut_video
+from opensteady.host.track_bench import FACE_SIZE, face_offset_x, write_astronaut_video
+from tests.micropython import ROOT as REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 N_FRAMES = 60
 
 
@@ -36,7 +37,7 @@ def opensteady(*args, cwd=None, env=None, **kw):
     """Run the real CLI; from a scratch directory so default outputs never land in the repository."""
     env = dict(os.environ if env is None else env, PYTHONPATH=ROOT)
     cwd = cwd or tempfile.mkdtemp(prefix="opensteady-cli-")
-    return subprocess.run([sys.executable, "-m", "host.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "opensteady.host.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120, **kw)
 
 
@@ -67,7 +68,7 @@ def test_track_headless_video_follows_the_face_and_prints_a_summary(tracked):
     for status in lines[:-1]:  # one a second; a fast machine may finish before the first
         assert status["target"] == "face" and status["state"] in ("tracking", "deadband")
 
-    from host.session_log import read_log
+    from opensteady.host.session_log import read_log
 
     records, problems = read_log(str(log))
     assert problems == []
@@ -116,12 +117,12 @@ def test_replay_reports_a_truncated_line_and_keeps_the_rest(tracked, tmp_path):
 
 
 def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_path):
-    from host.mount import simplebgc as sbgc
+    from opensteady.host.mount import simplebgc as sbgc
 
     master, slave = os.openpty()
     log = tmp_path / "session.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "track", "--video", str(video), "--headless", "--json",
+        [sys.executable, "-m", "opensteady.host.cli", "track", "--video", str(video), "--headless", "--json",
          "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log), "--output-dir", str(tmp_path),
          "--portrait"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -193,7 +194,7 @@ def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
     assert summary["gimbal"] == "opensteady" and summary["sim"]["scenario"] == "gesture-pause"
     assert summary["frames"] == 301 and summary["setpoints_sent"] == 301  # 10 s at 30 fps, t = 0 included
     assert summary["bytes_written"] >= 301 * 14  # every setpoint crossed the simulated UART
-    from host.session_log import read_log
+    from opensteady.host.session_log import read_log
 
     frames = [r for r in read_log(str(log))[0] if r["type"] == "frame"]
     # telemetry decoded from the simulated firmware, which is switched to track mode once calibrated

@@ -11,9 +11,9 @@ import tty
 import pytest
 import serial
 
-from firmware import protocol as p
-from host import link as link_mod
-from host.link import (
+from opensteady.firmware import protocol as p
+from opensteady.host import link as link_mod
+from opensteady.host.link import (
     Link,
     NoResponse,
     PortNotFound,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import protocol as p
+from opensteady.firmware import protocol as p
 from tests.micropython import ROOT, run_cpython_json, run_micropython_json
 
 
@@ -208,7 +208,7 @@ def _parity_script():
         stream += frame
     golden = [[getattr(p, "MSG_" + n), s, f, fr.hex()] for n, s, f, fr in GOLDEN]
     return (
-        "import json\nfrom firmware import protocol as p\n"
+        "import json\nfrom opensteady.firmware import protocol as p\n"
         "import binascii\n"
         "golden = %r\n"
         "stream = bytes.fromhex(%r)\n"
@@ -236,7 +236,7 @@ def test_micropython_gives_the_same_results_as_cpython():
 def test_parser_allocates_nothing_per_frame_on_micropython():
     frame = GOLDEN[0][3]
     result = run_micropython_json(
-        "import gc, json\nfrom firmware import protocol as p\n"
+        "import gc, json\nfrom opensteady.firmware import protocol as p\n"
         "frame = bytes.fromhex(%r)\nparser = p.Parser()\nn = len(frame)\n"
         "def run(k):\n"
         "    got = 0\n"

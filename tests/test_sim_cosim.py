@@ -10,11 +10,11 @@ import struct
 
 import pytest
 
-from firmware.boards import simpipe
-from sim.link import LinkParams
-from sim.runner import run_scenario
-from sim.scenario import load_scenario
-from sim.world import SimGimbal
+from opensteady.firmware.offboard import simpipe
+from opensteady.sim.link import LinkParams
+from opensteady.sim.runner import run_scenario
+from opensteady.sim.scenario import load_scenario
+from opensteady.sim.world import SimGimbal
 
 # Both modes run the same integer firmware on the same inputs, so their
 # metrics agree exactly; the documented tolerance (docs/sim.md) is 1e-6.
@@ -77,7 +77,7 @@ def test_lossy_link_is_survived_and_counted():
 
 
 def test_world_serves_the_host_bytes_both_ways():
-    from firmware import protocol
+    from opensteady.firmware import protocol
 
     with SimGimbal(_short("stabilize-still", 2.0)) as g:
         g.step_to(1.2)
@@ -127,7 +127,7 @@ def test_simpipe_lockstep_framing_on_cpython():
     assert reply.endswith(b"abc" + struct.pack("<H", simpipe.NO_CONFIG))
 
 
-@pytest.mark.parametrize("name", __import__("sim.scenario", fromlist=["scenario_names"]).scenario_names())
+@pytest.mark.parametrize("name", __import__("opensteady.sim.scenario", fromlist=["scenario_names"]).scenario_names())
 def test_every_scenario_runs_on_the_micropython_firmware(name):
     sc = load_scenario(name)
     sc = load_scenario(name, overrides={"seconds": sc.warmup_s + 0.6})

@@ -7,15 +7,15 @@ from array import array
 import numpy as np
 import pytest
 
-from firmware import hal as fw_hal
-from firmware.motor import bldc_amplitude, bldc_duties
-from sim import metrics as M
-from sim.camera import CameraParams, PinholeCamera
-from sim.imu import ACCEL_LSB_PER_G, GYRO_LSB_PER_DPS, ImuModel, ImuParams
-from sim.link import LinkParams, SerialLink
-from sim.motor import BldcMotor, BldcParams, ServoModel, field_from_duties
-from sim.plant import GimbalPlant, matrix_from_ypr_deg, ypr_deg_from_matrix
-from sim.scenario import ScenarioError, load_scenario, parse_scenario, scenario_names
+from opensteady.firmware import hal as fw_hal
+from opensteady.firmware.motor import bldc_amplitude, bldc_duties
+from opensteady.sim import metrics as M
+from opensteady.sim.camera import CameraParams, PinholeCamera
+from opensteady.sim.imu import ACCEL_LSB_PER_G, GYRO_LSB_PER_DPS, ImuModel, ImuParams
+from opensteady.sim.link import LinkParams, SerialLink
+from opensteady.sim.motor import BldcMotor, BldcParams, ServoModel, field_from_duties
+from opensteady.sim.plant import GimbalPlant, matrix_from_ypr_deg, ypr_deg_from_matrix
+from opensteady.sim.scenario import ScenarioError, load_scenario, parse_scenario, scenario_names
 
 
 def _duties(joint_deg, amp_permille=500, pole_pairs=7):
@@ -252,7 +252,7 @@ def test_tracking_rms_counts_only_frames_in_view():
 # --- handle disturbance ------------------------------------------------------------------
 @pytest.mark.parametrize("profile", ["still", "tremor", "walking", "running", "pan"])
 def test_handle_profile_vectorised_equals_scalar_and_fades_in(profile):
-    from sim.disturbance import HandleDisturbance, HandleMotion
+    from opensteady.sim.disturbance import HandleDisturbance, HandleMotion
 
     h = HandleDisturbance(HandleMotion(profile, start_s=1.0, ramp_s=0.5), seed=3)
     t = np.arange(0.0, 5.0, 0.004)

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from host.cli import main as opensteady
-from sim.runner import run_scenario
-from sim.scenario import Subject, load_scenario
+from opensteady.host.cli import main as opensteady
+from opensteady.sim.runner import run_scenario
+from opensteady.sim.scenario import Subject, load_scenario
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_custom_face_image_and_bad_face(tmp_path):
     sc = _short("two-people", 2.6)
     sc = dataclasses.replace(sc, subjects=(dataclasses.replace(sc.subjects[0]),))
     assert isinstance(sc.subjects[0], Subject)
-    from sim.world import load_face_image
+    from opensteady.sim.world import load_face_image
 
     m = run_scenario(sc, face_image=load_face_image(face)).metrics
     assert m["frames_in_view"] > 0 and m["tracking_lost_frac"] < 0.5

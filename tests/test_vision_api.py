@@ -6,10 +6,10 @@ import doctest
 import numpy as np
 import pytest
 
-import vision.gestures
-import vision.types
-from vision import Box, Detections, TargetState, TargetTracker, TrackerConfig, VisionConfig
-from vision.pipeline import check_frame
+import opensteady.vision.gestures
+import opensteady.vision.types
+from opensteady.vision import Box, Detections, TargetState, TargetTracker, TrackerConfig, VisionConfig
+from opensteady.vision.pipeline import check_frame
 
 
 def test_box_geometry_and_iou():
@@ -73,7 +73,7 @@ def test_tracker_config_names_the_bad_key():
         TrackerConfig(lock_gesture="wave")
 
 
-@pytest.mark.parametrize("module", [vision.types, vision.gestures])
+@pytest.mark.parametrize("module", [opensteady.vision.types, opensteady.vision.gestures])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -2,9 +2,9 @@
 
 import pytest
 
-from vision.appearance import face_signature, similarity
-from vision.scenes import Placement, compose, degrade
-from vision.types import Box
+from opensteady.vision.appearance import face_signature, similarity
+from opensteady.vision.scenes import Placement, compose, degrade
+from opensteady.vision.types import Box
 
 
 def signature_of(placement, gain=1.0, noise=0.0):

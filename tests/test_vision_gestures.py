@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
+from opensteady.vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
 
 # Palm frame: wrist at the origin, +Y towards the middle knuckle (length 1),
 # +X towards the thumb side, +Z out of the palm (the palm faces +Z).

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from vision import Detections, Perception, TargetTracker, TrackerConfig, VisionConfig
-from vision.scenes import Placement, astronaut_variants, background, compose, degrade, matches
+from opensteady.vision import Detections, Perception, TargetTracker, TrackerConfig, VisionConfig
+from opensteady.vision.scenes import Placement, astronaut_variants, background, compose, degrade, matches
 
 FPS = 30.0
 

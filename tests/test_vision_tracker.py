@@ -11,8 +11,18 @@ import math
 
 import pytest
 
-from vision import Body, Box, Detections, Face, Hand, Perception, TargetTracker, TrackerConfig, VisionConfig
-from vision.scenes import Placement, compose
+from opensteady.vision import (
+    Body,
+    Box,
+    Detections,
+    Face,
+    Hand,
+    Perception,
+    TargetTracker,
+    TrackerConfig,
+    VisionConfig,
+)
+from opensteady.vision.scenes import Placement, compose
 
 FPS = 30.0
 SIZE = (640, 480)

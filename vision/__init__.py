@@ -1,6 +1,6 @@
 """OpenSteady perception: frames in, typed detections out (faces, hands, bodies, gestures).
 
-    from vision import Perception, VisionConfig, TargetTracker, TrackerConfig
+    from opensteady.vision import Perception, VisionConfig, TargetTracker, TrackerConfig
 
     with Perception(VisionConfig()) as perception:
         tracker = TargetTracker(TrackerConfig(select="largest"))
@@ -13,10 +13,10 @@ Modules: ``types`` (results), ``pipeline`` (Perception, VisionConfig),
 See docs/vision.md.
 """
 
-from vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
-from vision.pipeline import Perception, VisionConfig
-from vision.tracker import TargetState, TargetTracker, TrackerConfig, TrackView
-from vision.types import Body, Box, Detections, Face, Hand
+from opensteady.vision.gestures import GESTURES, GestureDebouncer, HandednessSmoother, classify
+from opensteady.vision.pipeline import Perception, VisionConfig
+from opensteady.vision.tracker import TargetState, TargetTracker, TrackerConfig, TrackView
+from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 __all__ = [
     "GESTURES", "GestureDebouncer", "HandednessSmoother", "classify", "Perception", "VisionConfig",

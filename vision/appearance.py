@@ -21,7 +21,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from vision.types import Box
+from opensteady.vision.types import Box
 
 _THUMB = 32
 _BINS = (12, 4)  # hue, saturation

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, FrozenSet, List, Optional, Tuple
 
 import numpy as np
 
-from vision.gestures import HandednessSmoother, classify
-from vision.types import Body, Box, Detections, Face, Hand
+from opensteady.vision.gestures import HandednessSmoother, classify
+from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vision.pipeline import VisionConfig
+    from opensteady.vision.pipeline import VisionConfig
 
 try:  # Protocol is typing-only; keep Python 3.9 compatible.
     from typing import Protocol

@@ -24,11 +24,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vision.gestures import classify
-from vision.pipeline import Perception, VisionConfig
-from vision.scenes import Placement, astronaut_variants, compose, matches
-from vision.tracker import TargetTracker, TrackerConfig
-from vision.types import Box, Detections, Face
+from opensteady.vision.gestures import classify
+from opensteady.vision.pipeline import Perception, VisionConfig
+from opensteady.vision.scenes import Placement, astronaut_variants, compose, matches
+from opensteady.vision.tracker import TargetTracker, TrackerConfig
+from opensteady.vision.types import Box, Detections, Face
 
 FPS = 30.0
 

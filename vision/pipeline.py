@@ -1,6 +1,6 @@
 """The perception stage: an RGB frame and its timestamp in, ``Detections`` out.
 
-    from vision.pipeline import Perception, VisionConfig
+    from opensteady.vision.pipeline import Perception, VisionConfig
 
     with Perception(VisionConfig(hands=True, pose=True)) as perception:
         detections = perception.process(frame_rgb, t_s=frame_time_s)
@@ -19,9 +19,9 @@ from typing import Optional
 
 import numpy as np
 
-from vision.appearance import face_signature
-from vision.backends import Backend, make_backend
-from vision.types import Detections
+from opensteady.vision.appearance import face_signature
+from opensteady.vision.backends import Backend, make_backend
+from opensteady.vision.types import Detections
 
 _BACKENDS = ("mediapipe", "haar")
 _FACE_RANGES = ("auto", "short", "full")

@@ -6,7 +6,7 @@ crops of them onto a real, face-free photo (``coffee.png``) at a chosen
 position, face size, rotation and exposure, and adds sensor noise, so tests and
 benchmarks get frames whose true face boxes are known.
 
-    from vision.scenes import Placement, compose, astronaut_variants
+    from opensteady.vision.scenes import Placement, compose, astronaut_variants
 
     frame, boxes = compose([Placement("astronaut", cx=0.3, cy=0.4, face_w=0.15),
                             Placement("cameraman", cx=0.7, cy=0.4, face_w=0.12)])
@@ -24,7 +24,7 @@ from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from vision.types import Box
+from opensteady.vision.types import Box
 
 # Hand-annotated face boxes (x, y, w, h in source pixels: brow to chin, ear to
 # ear) and the head-and-shoulders crop taken around each.

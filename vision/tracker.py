@@ -1,6 +1,6 @@
 """Choose whom to follow, stay locked to that person, and predict where they will be.
 
-    from vision.tracker import TargetTracker, TrackerConfig
+    from opensteady.vision.tracker import TargetTracker, TrackerConfig
 
     tracker = TargetTracker(TrackerConfig(select="largest", latency_s=0.08))
     for frame, t_s in frames:
@@ -33,9 +33,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from vision.appearance import similarity
-from vision.gestures import GESTURES, GestureDebouncer
-from vision.types import Body, Box, Detections, Face, Hand
+from opensteady.vision.appearance import similarity
+from opensteady.vision.gestures import GESTURES, GestureDebouncer
+from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 _SELECT = ("largest", "nearest", "gesture", "manual")
 

@@ -11,7 +11,7 @@ board's flash filesystem, replaced atomically.
 import os
 import sys
 
-from firmware.hal import HAL
+from ..hal import HAL
 
 BLDC_PWM_HZ = 25000  # above hearing; DRV8313 handles up to 250 kHz
 SERVO_PWM_HZ = 50

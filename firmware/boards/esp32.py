@@ -27,10 +27,10 @@ and servo outputs use different LEDC timers (25 kHz and 50 Hz).
 
 import machine
 
-from firmware.boards import base
-from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
-from firmware.hal import BOARD_ESP32
-from firmware.imu import MPU6050
+from ..hal import BOARD_ESP32
+from ..imu import MPU6050
+from . import base
+from .base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
 
 I2C_ID = 0
 I2C_SDA = 21

@@ -25,10 +25,10 @@ so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
 
 import machine
 
-from firmware.boards import base
-from firmware.boards.base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
-from firmware.hal import BOARD_RP2
-from firmware.imu import MPU6050
+from ..hal import BOARD_RP2
+from ..imu import MPU6050
+from . import base
+from .base import BLDC_PWM_HZ, SERVO_PWM_HZ, FileStore, PwmBoard, StdioLink, UartLink
 
 I2C_ID = 0
 I2C_SDA = 4

@@ -28,8 +28,8 @@ import logging
 import threading
 import time
 
-from host.framing import STATE_STALLED, SetpointCommand
-from host.mount.backend import MountBackend
+from opensteady.host.framing import STATE_STALLED, SetpointCommand
+from opensteady.host.mount.backend import MountBackend
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,15 @@ def create_backend(kind, port=None, baud=115200, **options):
     if kind == "none":
         return MountBackend()
     if kind == "opensteady":
-        from host.mount.opensteady import OpenSteadyBackend
+        from opensteady.host.mount.opensteady import OpenSteadyBackend
 
         return OpenSteadyBackend(port, baud=baud, **options)
     if kind == "simplebgc":
-        from host.mount.simplebgc import SimpleBGCBackend
+        from opensteady.host.mount.simplebgc import SimpleBGCBackend
 
         return SimpleBGCBackend(port, baud=baud, **options)
     if kind == "mavlink":
-        from host.mount.mavlink import MavlinkBackend
+        from opensteady.host.mount.mavlink import MavlinkBackend
 
         return MavlinkBackend(port, baud=baud, **options)
     session = options.get("session")

@@ -67,7 +67,7 @@ class SerialBackend(MountBackend):
         return self.port is not None
 
     def open(self):
-        from host.link import open_port  # the link's typed, user-facing port errors
+        from opensteady.host.link import open_port  # the link's typed, user-facing port errors
 
         self.port = open_port(self.url, self.baud)
         self._retry_at_s = None
@@ -95,7 +95,7 @@ class SerialBackend(MountBackend):
             return True
         if self._retry_at_s is None or t_s < self._retry_at_s:
             return False
-        from host.link import LinkError
+        from opensteady.host.link import LinkError
 
         try:
             self.open()

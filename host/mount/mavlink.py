@@ -19,7 +19,7 @@ The port is a pyserial URL (a serial device, ``socket://``, ``loop://``).
 import logging
 import math
 
-from host.mount.backend import SerialBackend
+from opensteady.host.mount.backend import SerialBackend
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,6 @@ class MavlinkBackend(SerialBackend):
 
     def make_safe(self, t_s, motors_off=False):
         # Zero rates: the gimbal holds its attitude. Gimbal Protocol v2 has no motors-off message.
-        from host.framing import SetpointCommand
+        from opensteady.host.framing import SetpointCommand
 
         self.send_setpoint(SetpointCommand(), t_s)

@@ -11,8 +11,8 @@ but track, MODE_TRACK is asked for again every ``mode_retry_s``.
 that carries the same bytes over its simulated UART).
 """
 
-from firmware import protocol as p
-from host.mount.backend import MountBackend
+from opensteady.firmware import protocol as p
+from opensteady.host.mount.backend import MountBackend
 
 
 def telemetry_from_fields(fields):
@@ -41,7 +41,7 @@ class OpenSteadyBackend(MountBackend):
 
     def __init__(self, url, baud=115200, handshake=True, link=None, mode_retry_s=0.5):
         if link is None:
-            from host.link import Link
+            from opensteady.host.link import Link
 
             link = Link(url, baud=baud, handshake=handshake, reconnect=True)
         self.link = link

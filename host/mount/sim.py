@@ -20,10 +20,10 @@ import math
 import time
 from dataclasses import replace
 
-from host.capture import Frame
-from host.framing import offset_to_angle_deg
-from host.link import Link
-from host.mount.opensteady import OpenSteadyBackend
+from opensteady.host.capture import Frame
+from opensteady.host.framing import offset_to_angle_deg
+from opensteady.host.link import Link
+from opensteady.host.mount.opensteady import OpenSteadyBackend
 
 
 class SimPort:
@@ -94,9 +94,9 @@ class SimSource:
 
 class SimSession:
     def __init__(self, scenario, pipeline_config, seed=0, firmware="inprocess", perception=None):
-        from host.pipeline import TrackingPipeline
-        from sim.scenario import load_scenario
-        from sim.world import SimGimbal
+        from opensteady.host.pipeline import TrackingPipeline
+        from opensteady.sim.scenario import load_scenario
+        from opensteady.sim.world import SimGimbal
 
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         sc = self.scenario

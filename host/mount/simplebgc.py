@@ -23,7 +23,7 @@ driver flips it so callers keep the OpenSteady convention (pitch up positive).
 import logging
 import struct
 
-from host.mount.backend import SerialBackend
+from opensteady.host.mount.backend import SerialBackend
 
 log = logging.getLogger(__name__)
 

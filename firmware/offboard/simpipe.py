@@ -8,7 +8,7 @@ and answers with the motor outputs and the serial bytes the firmware sent.
 The wire-protocol bytes inside are the firmware's own, parsed by its own
 ``protocol.Parser``. No ``machine``, no clocks: lockstep on simulated time.
 
-    micropython -X heapsize=4M -c "from firmware.boards import simpipe; simpipe.main()"
+    micropython -X heapsize=4M -c "from firmware.offboard import simpipe; simpipe.main()"
 
 Lockstep frames (little-endian; every frame starts with SYNC = F5 1A and a
 type byte, so console text the firmware prints can be told apart)::
@@ -28,7 +28,7 @@ import struct
 import sys
 from array import array
 
-from firmware import hal as _hal
+from .. import hal as _hal
 
 SYNC = b"\xf5\x1a"
 NO_CONFIG = 0xFFFF
@@ -190,6 +190,6 @@ def serve(stream_in, stream_out, make_gimbal):
 
 
 def main():
-    from firmware.app import Gimbal
+    from ..app import Gimbal
 
     serve(sys.stdin.buffer, sys.stdout.buffer, Gimbal)

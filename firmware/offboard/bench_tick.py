@@ -1,9 +1,9 @@
 """Benchmark: the cost and the heap allocation of one control tick (not flashed).
 
-    .venv/bin/micropython firmware/bench_tick.py [ticks]      # the MicroPython unix port
-    .venv/bin/python firmware/bench_tick.py [ticks]           # CPython, for comparison
+    opensteady bench firmware [ticks]                              # the MicroPython unix port
+    .venv/bin/python -m opensteady.firmware.offboard.bench_tick [ticks]  # CPython, for comparison
 
-The gimbal runs in track mode against the plant in firmware/plant.py with
+The gimbal runs in track mode against the plant in firmware/offboard/plant.py with
 the handle moving on all three axes; the host streams a SETPOINT every 20
 ticks (50 Hz) and the firmware sends telemetry at 50 Hz, so link parsing and
 telemetry encoding are inside the measured ticks. Only ``Gimbal.tick`` is
@@ -19,18 +19,11 @@ a tick. The last line is the same as JSON.
 import gc
 import math
 import sys
-
-try:
-    # the repo root: the parent of this file's directory
-    sys.path.insert(0, (__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/..")
-except NameError:  # run with -c: the repo root is already on the path
-    pass
-
 import time
 
-from firmware import protocol
-from firmware.app import Gimbal
-from firmware.plant import PlantHAL
+from .. import protocol
+from ..app import Gimbal
+from .plant import PlantHAL
 
 MICROPYTHON = sys.implementation.name == "micropython"
 if MICROPYTHON:
@@ -165,7 +158,7 @@ def tour(ticks_per_mode=300, variant=0, before=None, after=None):
     SVPWM, 500 Hz loop, negative motor direction on pitch. ``before()`` and
     ``after()`` run around each tick after calibration. Returns that tick count.
     """
-    from firmware.config import KEY_IDS, Config, axis_key
+    from ..config import KEY_IDS, Config, axis_key
 
     cfg = Config()
     for name, value in (("calib_ms", 100), ("telemetry_hz", 200), ("heartbeat_ms", 100)):
@@ -213,8 +206,9 @@ def tour(ticks_per_mode=300, variant=0, before=None, after=None):
     return n
 
 
-def main():
-    ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+def main(ticks=None):
+    if ticks is None:
+        ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     r = run(ticks)
     print("%s: %d ticks, plain tick median %d us (p10 %d, p90 %d, max %d); telemetry tick median %d us (%d ticks); "
           "setpoint tick median %d us (%d ticks)" % (

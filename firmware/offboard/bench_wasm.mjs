@@ -1,7 +1,7 @@
 // Heap allocated per control tick on a real 32-bit MicroPython VM (host-side, not flashed).
 //
 //   npm install --prefix ~/.cache/opensteady/mpwasm @micropython/micropython-webassembly-pyscript@1.27.0
-//   node firmware/bench_wasm.mjs [ticks_per_mode] [package_dir]
+//   node firmware/offboard/bench_wasm.mjs [ticks_per_mode] [package_dir]
 //
 // The MicroPython webassembly port keeps small ints within +-2**30, like
 // the RP2040 and ESP32 ports, so an integer that leaves that range is boxed
@@ -43,7 +43,7 @@ const code = `
 import gc, json, sys
 import micropython
 sys.path.insert(0, "/")
-from firmware import bench_tick
+from firmware.offboard import bench_tick
 
 
 class Meter:

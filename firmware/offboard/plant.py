@@ -21,13 +21,13 @@ firmware), so closed-loop tests run on the real VM.
 
 import math
 
-from firmware.hal import BOARD_SIM, HAL
-from firmware.motor import field_amplitude, field_angle_rad
+from ..hal import BOARD_SIM, HAL
+from ..motor import field_amplitude, field_angle_rad
 
 try:
     import micropython
 except ImportError:  # CPython
-    from firmware.mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from ..mpcompat import micropython  # type: ignore[assignment,no-redef]
 
 G_COUNTS = 8192.0
 GYRO_COUNTS_PER_RAD_S = 65.5 * 180.0 / math.pi

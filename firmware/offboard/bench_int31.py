@@ -1,20 +1,20 @@
 """Audit: how many integer results per tick would not fit a 32-bit board's small ints (CPython only).
 
-    .venv/bin/python firmware/bench_int31.py [ticks]
+    .venv/bin/python -m opensteady.firmware.offboard.bench_int31 [ticks]
 
 MicroPython stores an int inline ("small int") only within +-2**30 on 32-bit
 ports (RP2040, ESP32); anything larger becomes a heap object (an mpz: two
 16-byte GC blocks). The unix port is 64-bit, so its 0 bytes per tick do not
 show this. This script recompiles the firmware modules with every binary
 operation, augmented assignment and unary minus wrapped in a check, runs the
-same closed loop as firmware/bench_tick.py, and counts per tick how many
+same closed loop as firmware/offboard/bench_tick.py, and counts per tick how many
 results fall outside +-2**30, and where. Estimated board allocation = count
 x 32 bytes. ``tour()`` does the same over every mode and output path
 (firmware/bench_tick.tour); tests/test_firmware_build.py asserts both are 0.
 
 This checks values only: a constant that is itself beyond +-2**30, or folded
 through such a value by the compiler, is boxed too and every operation with
-it allocates; firmware/bench_wasm.mjs measures the heap on a real 32-bit VM.
+it allocates; firmware/offboard/bench_wasm.mjs measures the heap on a real 32-bit VM.
 """
 
 import ast
@@ -59,11 +59,14 @@ class Counter:
 
 def instrument(counter):
     """Replace firmware modules in sys.modules with checked builds; return them."""
-    import firmware
+    import importlib
+
+    pkg_name = __name__.rsplit(".", 2)[0]  # "opensteady.firmware" (or "firmware" from a checkout)
+    firmware = importlib.import_module(pkg_name)
 
     mods = {}
     for name in MODULES:
-        full = "firmware." + name
+        full = pkg_name + "." + name
         path = "%s/%s.py" % (firmware.__path__[0], name)
         with open(path) as f:
             tree = ast.parse(f.read(), path)
@@ -81,12 +84,12 @@ def instrument(counter):
 def run(ticks=2000):
     counter = Counter()
     instrument(counter)
-    sys.modules.pop("firmware.plant", None)
-    sys.modules.pop("firmware.bench_tick", None)
-    from firmware import protocol
-    from firmware.app import Gimbal
-    from firmware.bench_tick import handle_wobble
-    from firmware.plant import PlantHAL
+    sys.modules.pop(__package__ + ".plant", None)
+    sys.modules.pop(__package__ + ".bench_tick", None)
+    from .. import protocol
+    from ..app import Gimbal
+    from .bench_tick import handle_wobble
+    from .plant import PlantHAL
 
     hal = PlantHAL(handle_path=handle_wobble)
     hal.capture_tx = False
@@ -118,9 +121,9 @@ def tour(ticks_per_mode=300):
     """Results beyond +-2**30 over bench_tick.tour (both variants): {"ticks", "hits", "worst_lines"}."""
     counter = Counter()
     instrument(counter)
-    sys.modules.pop("firmware.plant", None)
-    sys.modules.pop("firmware.bench_tick", None)
-    from firmware import bench_tick
+    sys.modules.pop(__package__ + ".plant", None)
+    sys.modules.pop(__package__ + ".bench_tick", None)
+    from . import bench_tick
 
     def on():
         counter.active = True
@@ -161,5 +164,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, __file__.rsplit("/", 2)[0] if __file__.count("/") >= 2 else ".")
     main()
