@@ -32,11 +32,13 @@ from simple_pid import PID
 from opensteady.firmware import protocol
 
 LOST_ACTIONS = ("hold", "recentre", "sweep")
+_HOLD_BELOW_DPS = 0.1  # a coasting rate decayed below this is a hold
 
 # Controller states reported in SetpointCommand.state
 STATE_IDLE = "idle"  # no target has been locked yet
 STATE_TRACKING = "tracking"
 STATE_DEADBAND = "deadband"  # on target, stopped
+STATE_COAST = "coast"  # target lost a moment ago: following its predicted motion
 STATE_LOST_HOLD = "lost_hold"
 STATE_RECENTRE = "recentre"
 STATE_SWEEP = "sweep"
@@ -74,7 +76,16 @@ class FramingConfig:
     roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
     invert_yaw: bool = False
     invert_pitch: bool = False
-    lost_hold_s: float = 2.0  # hold still this long after losing the target
+    # Coasting through a short loss (an occlusion, a missed detection): keep turning at the
+    # subject's last estimated earth-frame rate (the tracker's velocity with the camera's own
+    # turning removed, as fed forward; not the PID's output, which also holds the correction of
+    # a position error and would pan away from a subject that stood still) for coast_s, then
+    # let that rate decay with time constant
+    # coast_decay_s towards a hold. A subject that walks behind a pillar is then met where they
+    # come out instead of about 15 deg behind. 0 disables coasting (stop at once).
+    coast_s: float = 1.0
+    coast_decay_s: float = 0.5
+    lost_hold_s: float = 2.0  # hold (or coast) this long after losing the target
     lost_action: str = "recentre"  # then: hold | recentre | sweep
     recentre_s: float = 1.5  # how long a recentre command is held
     sweep_rate_dps: float = 20.0
@@ -90,7 +101,7 @@ class FramingConfig:
         need(0 < self.hfov_deg < 180, "hfov_deg", "must be between 0 and 180")
         need(0 < self.vfov_deg < 180, "vfov_deg", "must be between 0 and 180")
         for key in ("kp", "ki", "kd", "deadband_deg", "settle_rate_dps", "smoothing_s", "feedforward",
-                    "feedforward_smoothing_s", "lost_hold_s", "recentre_s"):
+                    "feedforward_smoothing_s", "coast_s", "coast_decay_s", "lost_hold_s", "recentre_s"):
             need(getattr(self, key) >= 0, key, "must not be negative")
         for key in ("max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
             need(getattr(self, key) > 0, key, "must be positive")
@@ -187,6 +198,7 @@ class _AxisLoop:
         self.rate_dps = 0.0
         self.filtered_deg = None
         self.ff_dps = None  # low-passed feed-forward rate
+        self.subject_rate_dps = 0.0  # the subject's estimated earth-frame rate, while tracked
 
     def reset(self):
         self.pid.reset()
@@ -214,10 +226,12 @@ class _AxisLoop:
             # restarts only once the error leaves the deadband; the acceleration
             # limit smooths that start.
             self.pid.reset()
+            self.subject_rate_dps = 0.0
             return self.ramp_to(0.0, dt_s), True
         # Following (or settling): the full error drives the PID, so the integral
         # keeps a moving subject's rate and bleeds off once the subject stops.
         want = ff_dps + self.pid(-e, dt=dt_s)  # simple-pid's error = setpoint(0) - input
+        self.subject_rate_dps = ff_dps
         return self.ramp_to(want, dt_s), abs(e) <= cfg.deadband_deg
 
     def ramp_to(self, want_dps, dt_s):
@@ -228,8 +242,25 @@ class _AxisLoop:
         self.rate_dps += max(-step, min(step, want_dps - self.rate_dps))
         return self.rate_dps
 
+    def coast(self, lost_s, dt_s):
+        """Follow the subject's last estimated rate ``lost_s`` into a loss, decaying to a hold."""
+        cfg = self.cfg
+        self.filtered_deg = None  # the error before the loss says nothing about the next sighting
+        self.ff_dps = None
+        self.pid.reset()
+        if lost_s <= cfg.coast_s:
+            want = self.subject_rate_dps
+        elif cfg.coast_decay_s > 0:
+            want = self.subject_rate_dps * math.exp(-(lost_s - cfg.coast_s) / cfg.coast_decay_s)
+        else:
+            want = 0.0
+        if abs(want) < _HOLD_BELOW_DPS:
+            want = 0.0  # the decay has reached a hold: stand still, not creep
+        return self.ramp_to(want, dt_s)
+
     def stop(self):
         self.rate_dps = 0.0
+        self.subject_rate_dps = 0.0
         self.reset()
 
 
@@ -238,8 +269,9 @@ class FramingController:
 
     ``update()`` once per processed frame. ``pause()``/``resume()`` freeze the
     gimbal (gesture pause); ``recentre()`` points it straight ahead for
-    ``recentre_s``. When the target is lost it holds for ``lost_hold_s``, then
-    performs ``lost_action``.
+    ``recentre_s``. When the target is lost it coasts along the subject's last
+    estimated rate for ``coast_s`` and lets that decay to a hold, all within
+    ``lost_hold_s``; then it performs ``lost_action``.
     """
 
     def __init__(self, config=None):
@@ -304,6 +336,11 @@ class FramingController:
             return self._coast(STATE_IDLE, dt_s)
         self._lost_s += dt_s
         if self._lost_s <= cfg.lost_hold_s or cfg.lost_action == "hold":
+            if cfg.coast_s > 0 and (self.yaw.subject_rate_dps or self.pitch.subject_rate_dps):
+                self.yaw.coast(self._lost_s, dt_s)
+                self.pitch.coast(self._lost_s, dt_s)
+                moving = self.yaw.rate_dps != 0.0 or self.pitch.rate_dps != 0.0
+                return self._command(STATE_COAST if moving else STATE_LOST_HOLD)
             return self._coast(STATE_LOST_HOLD, dt_s)
         if cfg.lost_action == "recentre":
             self._stop_loops()
@@ -318,6 +355,7 @@ class FramingController:
         # Ramp both rates to zero within the acceleration limit, PID cleared.
         self.yaw.reset()
         self.pitch.reset()
+        self.yaw.subject_rate_dps = self.pitch.subject_rate_dps = 0.0
         self.yaw.ramp_to(0.0, dt_s)
         self.pitch.ramp_to(0.0, dt_s)
         return self._command(state)
