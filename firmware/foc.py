@@ -27,6 +27,7 @@ try:
 except ImportError:  # CPython
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
+from .fixmath import SIN_Q15
 from .motor import phase_duties
 
 _STEPS = const(1536)  # fixmath.SIN_STEPS (imported names are not constants to viper)
@@ -69,7 +70,8 @@ FAIL_NONE = const(0)
 FAIL_SENSOR = const(1)  # the sensor did not answer
 FAIL_NO_MOTION = const(2)  # the rotor did not follow the field (motor unpowered, stuck, or sensor off the shaft)
 FAIL_POLE_PAIRS = const(3)  # it moved, but not 1/pole_pairs of a turn: pole_pairs or the sensor is wrong
-FAIL_NOISY = const(4)  # offsets disagree by more than 30 electrical degrees
+FAIL_NOISY = const(4)  # within one sweep the rotor swung more than 90 electrical degrees about the field
+_MAX_SWING = const(384)
 
 
 class FocCalibrator:
@@ -88,7 +90,7 @@ class FocCalibrator:
     as forwards with opposite sign, so averaging the two sweeps cancels it.
     """
 
-    def __init__(self, bits, pole_pairs, settle_us=300000, sweep_us=600000):
+    def __init__(self, bits, pole_pairs, settle_us=300000, sweep_us=1000000):
         if bits not in (12, 14):
             raise ValueError("sensor bits must be 12 (AS5600) or 14 (AS5048A), got %r" % (bits,))
         if not 1 <= pole_pairs <= 64:
@@ -111,6 +113,7 @@ class FocCalibrator:
         self._n = 0
         self._lo = 0
         self._hi = 0
+        self._back_mean = 0
 
     def start(self):
         self.phase = CAL_SETTLE
@@ -145,7 +148,10 @@ class FocCalibrator:
             self._add(counts)
         if t >= self.sweep_us:
             t = self.sweep_us
-        f = (t * _STEPS) // self.sweep_us  # 0..1536 along this sweep
+        # one turn along u - sin(2 pi u) / (2 pi), u = t / sweep: it starts and stops at zero speed,
+        # so the rotor (a mass on the field's magnetic spring) is not set ringing
+        u = (t * _STEPS) // self.sweep_us  # 0..1536
+        f = u - (SIN_Q15[u % _STEPS] * _STEPS) // 205887  # 2 pi * 32767
         if phase == CAL_BACK:
             f = _STEPS - f
         self.field = f % _STEPS
@@ -153,7 +159,7 @@ class FocCalibrator:
             if phase == CAL_PROBE:
                 return self._probe_done(counts)
             if phase == CAL_BACK:
-                self._next(CAL_FORTH)
+                return self._back_done()
             else:
                 return self._finish()
         return self.field
@@ -178,10 +184,12 @@ class FocCalibrator:
     def _add(self, counts):
         d = rotor_elec_index(counts, self.bits, self.pole_pairs, self.sensor_dir, 0) - self.field
         if self._n == 0:
-            self._ref = d % _STEPS
+            if self.phase == CAL_BACK:
+                self._ref = d % _STEPS  # every later offset is taken relative to the first
+                self._back_mean = 0
             self._sum = 0
-            self._lo = 0
-            self._hi = 0
+            self._lo = 0x3FFFFFFF
+            self._hi = -0x3FFFFFFF
         x = wrap_index(d - self._ref)
         self._sum += x
         if x < self._lo:
@@ -190,10 +198,28 @@ class FocCalibrator:
             self._hi = x
         self._n += 1
 
+    def _sweep_mean(self):
+        """Mean offset of the sweep just finished, or None if the rotor swung too far behind the field."""
+        n = self._n
+        self._n = 0
+        if n == 0 or self._hi - self._lo > _MAX_SWING:
+            return None
+        return (self._sum + n // 2) // n
+
+    def _back_done(self):
+        m = self._sweep_mean()
+        if m is None:
+            return self._fail(FAIL_NOISY)
+        self._back_mean = m
+        self._next(CAL_FORTH)
+        return self.field
+
     def _finish(self):
-        if self._n == 0 or self._hi - self._lo > 2 * (_STEPS // 12):
-            return self._fail(FAIL_NOISY)  # lag swings of more than +-30 electrical degrees
-        self.elec_zero = (self._ref + (self._sum + self._n // 2) // self._n) % _STEPS
+        m = self._sweep_mean()
+        if m is None:
+            return self._fail(FAIL_NOISY)
+        # the rotor lags by the same amount each way: the mean of the two sweeps cancels it
+        self.elec_zero = (self._ref + (self._back_mean + m) // 2) % _STEPS
         self.phase = CAL_DONE
         self.field = 0
         return self.field

@@ -85,7 +85,7 @@ def test_calibrator_finds_direction_and_zero_through_lag():
         # sensor electrical index of the rotor aligned with field 0
         expect = foc.rotor_elec_index(off, bits, pp, d, 0)
         assert abs(foc.wrap_index(zero - expect)) <= 3, (zero, expect)
-        assert ticks == 300 + 3 * 600  # 2.1 s at 1 kHz
+        assert ticks == 300 + 3 * 1000  # 3.3 s at 1 kHz
 
 
 def test_calibrator_reports_a_rotor_that_does_not_move_or_wrong_pole_pairs():
