@@ -98,8 +98,10 @@ def test_calibrator_reports_a_rotor_that_does_not_move_or_wrong_pole_pairs():
     cal = foc.FocCalibrator(14, 7)
     cal.start()
     field = 0
+    rotor_e = 0  # the field's index, unwrapped: the rotor follows it
     while cal.phase < foc.CAL_DONE:
-        counts = (field * 16384 // (1536 * 14)) % 16384
+        rotor_e += foc.wrap_index(field - rotor_e)
+        counts = (rotor_e * 16384 // (1536 * 14)) % 16384
         field = cal.step(counts, 1000)
     assert cal.reason == foc.FAIL_POLE_PAIRS
     cal = foc.FocCalibrator(14, 7)
