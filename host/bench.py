@@ -48,7 +48,11 @@ def _firmware_main(argv):
 
     from opensteady.sim.micropython_vm import VM_PATH, binary
 
-    ticks = int((argv or ["5000"])[0])
+    parser = argparse.ArgumentParser(prog="opensteady bench firmware", description=_firmware_main.__doc__)
+    parser.add_argument("ticks", nargs="?", type=int, default=5000, help="control ticks to time (default 5000)")
+    ticks = parser.parse_args(argv).ticks
+    if ticks < 1:
+        parser.error("ticks must be at least 1, got %d" % ticks)
     env = dict(os.environ, MICROPYPATH="%s:.frozen" % VM_PATH)
     code = "from firmware.offboard import bench_tick; bench_tick.main(%d)" % ticks
     cmd = [binary(), "-X", "heapsize=4M", "-c", code]

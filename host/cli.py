@@ -7,14 +7,20 @@ inside ``run`` so ``opensteady --help`` stays instant.
     opensteady --version
     opensteady ping --port /dev/ttyACM0
     opensteady sim --scenario track-crossing --plot out.png
+
+Errors and exit codes are the same for every subcommand (host/errors.py,
+docs/host.md): ``opensteady COMMAND: error: ...`` on stderr; 0 done, 1 the
+run failed, 2 bad usage, 3 a bug, 130 interrupted.
 """
 
 import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from opensteady.host import __version__
+from opensteady.host.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, fail
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
@@ -28,13 +34,16 @@ SUBCOMMANDS = {
 }
 
 
+VERBOSE_HELP = "more log output (-vv for debug and tracebacks); before or after the subcommand"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="opensteady",
         description="OpenSteady: open-source AI tracking gimbal (vision, host, firmware, simulator).",
     )
     parser.add_argument("--version", action="version", version="opensteady " + __version__)
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -45,6 +54,8 @@ def build_parser():
                 raise
             continue  # not part of this checkout
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().splitlines()[0])
+        # -v also works after the subcommand (`opensteady sim -v`); SUPPRESS keeps the count from before it
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE_HELP)
         module.add_arguments(p)
         modules[name] = module
     return parser, modules
@@ -59,15 +70,23 @@ def main(argv=None):
     )
     if not args.command:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return int(modules[args.command].run(args) or 0)
+    except CommandError as exc:
+        return fail(args.command, str(exc), exc.code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a bug: one clear line, the traceback with -vv
+        if args.verbose >= 2:
+            traceback.print_exc()
+        return fail(args.command, "internal error %s: %s\nThis is a bug in opensteady: please report it with the "
+                    "command line and the output of `opensteady -vv %s ...`" % (type(exc).__name__, exc, args.command),
+                    EXIT_BUG)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Steps: (1) ``mpy-cross -march=<arch>`` turns every firmware module the board
 needs into .mpy (native code for ``@micropython.native`` functions, so the
 architecture must match the board); (2) three 0x03 bytes stop an OpenSteady
 firmware that is already running (it disables Ctrl-C while it owns the
-console); (3) ``mpremote connect PORT cp -r ... + cp main.py :main.py +
+console), and the board must show MicroPython's prompt within ``--timeout``
+seconds, or flash stops and says what it saw instead; (3) ``mpremote connect PORT cp -r ... + cp main.py :main.py +
 reset`` copies the package and the entry point and resets the board.
 """
 
@@ -18,7 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from opensteady.host.errors import EXIT_FAILED, EXIT_USAGE, CommandError
 
 from opensteady.sim.micropython_vm import FIRMWARE_DIR as FIRMWARE
 
@@ -38,7 +42,11 @@ ENTRY = FIRMWARE / "main.py"
 
 
 class FlashError(Exception):
-    """A problem the user can fix: a missing tool, port or file."""
+    """A problem the user can fix: a missing tool, port or file, or a board that does not answer."""
+
+    def __init__(self, message, code=EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
 
 
 def find_tool(name):
@@ -47,14 +55,14 @@ def find_tool(name):
     found = str(here) if here.exists() else shutil.which(name)
     if not found:
         raise FlashError(
-            "%s not found: install the flashing tools with `pip install 'opensteady[flash]'`" % name
+            "%s not found: install the flashing tools with `pip install 'opensteady[flash]'`" % name, EXIT_USAGE
         )
     return found
 
 
 def modules_for(board):
     if board not in BOARDS:
-        raise FlashError("unknown board %r: choose one of %s" % (board, ", ".join(sorted(BOARDS))))
+        raise FlashError("unknown board %r: choose one of %s" % (board, ", ".join(sorted(BOARDS))), EXIT_USAGE)
     return CORE_MODULES + ("boards/%s.py" % BOARDS[board][1],)
 
 
@@ -95,57 +103,102 @@ def copy_command(port, build_dir, mpremote="mpremote"):
     ]
 
 
-def stop_running_firmware(port):
-    """Send three 0x03 bytes: a running OpenSteady firmware hands the console back."""
+CTRL_B = b"\x02"  # leave the raw REPL for the friendly one (prints the banner and a prompt)
+CTRL_C = b"\x03"  # KeyboardInterrupt; three in a row make a running OpenSteady firmware hand the console back
+PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit")
+MPREMOTE_TIMEOUT_S = 300.0  # copying the package takes ~20 s on a Pico; anything far beyond is a hang
+
+
+def probe_board(port, timeout_s=5.0, resend_s=0.5):
+    """Stop a running OpenSteady firmware and wait for MicroPython's prompt on ``port``.
+
+    Sends Ctrl-C x3 then Ctrl-B (repeated every ``resend_s``) and reads until a prompt appears or
+    ``timeout_s`` passes on the monotonic clock. Returns the bytes seen; raises FlashError naming what
+    was seen (nothing at all, or the first bytes of something that is not a MicroPython prompt).
+    """
     import serial  # pyserial, a core dependency
 
     try:
-        with serial.Serial(port, 115200, timeout=0.2) as s:
-            for _ in range(3):
-                s.write(b"\x03\x03\x03")
-                s.flush()
-                s.read(256)  # let it stop; discard telemetry
+        s = serial.serial_for_url(port, 115200, timeout=0.05, write_timeout=1.0)
+    except (serial.SerialException, ValueError) as exc:
+        raise FlashError("cannot open serial port %s: %s" % (port, exc), EXIT_USAGE) from exc
+    seen = bytearray()
+    try:
+        deadline = time.monotonic() + timeout_s
+        next_send = 0.0
+        while True:
+            now = time.monotonic()
+            if any(p in seen for p in PROMPTS):
+                return bytes(seen)
+            if now >= deadline:
+                break
+            if now >= next_send:
+                s.write(b"\r" + CTRL_C * 3 + CTRL_B)
+                next_send = now + resend_s
+            seen += s.read(256)
     except serial.SerialException as exc:
-        raise FlashError("cannot open serial port %s: %s" % (port, exc)) from exc
+        raise FlashError("lost serial port %s while waiting for the board: %s" % (port, exc)) from exc
+    finally:
+        s.close()
+    if not seen:
+        raise FlashError(
+            "the board on %s did not answer within %.1f s: no bytes at all came back after Ctrl-C. Is this the "
+            "board's port (`opensteady ping --list`), and does it run MicroPython? Unplug and replug it, then try "
+            "again (--timeout S waits longer)" % (port, timeout_s))
+    raise FlashError(
+        "the device on %s answered, but not with a MicroPython prompt (>>>) within %.1f s: it sent %d bytes, "
+        "starting %r. Is another program using the port, or is this not a MicroPython board?"
+        % (port, timeout_s, len(seen), bytes(seen[:48])))
 
 
 def add_arguments(parser):
     parser.add_argument("--port", required=True, help="serial port of the board, e.g. /dev/ttyACM0 or COM5")
     parser.add_argument("--board", choices=sorted(BOARDS), default="rp2", help="target board (default rp2)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="how long to wait for the board's MicroPython prompt (default %(default)s s)")
 
 
 def run(args):
     try:
         return _run(args)
     except FlashError as exc:
-        print("opensteady flash: error: %s" % exc, file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), exc.code) from None
 
 
 def _run(args):
     port = args.port
     if not port:
-        raise FlashError("no serial port given (--port)")
+        raise FlashError("no serial port given (--port)", EXIT_USAGE)
+    if not args.timeout > 0:
+        raise FlashError("--timeout %g: must be more than 0 seconds" % args.timeout, EXIT_USAGE)
     out = build_root(args.board)
     if args.dry_run:
         for cmd in compile_commands(args.board, out, "mpy-cross"):
             print(shlex.join(cmd))
-        print("# stop a running OpenSteady firmware: send bytes 03 03 03 to %s" % port)
+        print("# stop a running OpenSteady firmware and wait for the prompt: send 0d 03 03 03 02 to %s" % port)
         print(shlex.join(copy_command(port, out / "firmware")))
         return 0
     mpy_cross = find_tool("mpy-cross")
     mpremote = find_tool("mpremote")
     if port.startswith("/dev/") and not os.path.exists(port):
-        raise FlashError("serial port %s does not exist (is the board plugged in?)" % port)
+        raise FlashError("serial port %s does not exist (is the board plugged in? `opensteady ping --list` shows "
+                         "the ports)" % port, EXIT_USAGE)
+    probe_board(port, args.timeout)
     shutil.rmtree(out, ignore_errors=True)
     build_dir = build(args.board, out, mpy_cross=mpy_cross)
     print("compiled %d modules for %s into %s" % (len(modules_for(args.board)), args.board, build_dir))
-    stop_running_firmware(port)
     cmd = copy_command(port, build_dir, mpremote)
     print(shlex.join(cmd))
-    proc = subprocess.run(cmd)
+    try:
+        proc = subprocess.run(cmd, timeout=MPREMOTE_TIMEOUT_S, capture_output=True, text=True)
+    except subprocess.TimeoutExpired as exc:
+        said = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (exc.stdout, exc.stderr) if x)
+        raise FlashError("mpremote did not finish within %.0f s; it said: %s" % (
+            MPREMOTE_TIMEOUT_S, said.strip()[-1000:] or "nothing"), EXIT_FAILED) from None
+    sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
-        raise FlashError("mpremote failed (exit %d)" % proc.returncode)
+        raise FlashError("mpremote failed (exit %d): %s" % (proc.returncode, proc.stderr.strip()[-1000:] or "no output"),
+                         EXIT_FAILED)
     print("flashed %s on %s; the gimbal calibrates for 1 s after reset: keep it still" % (args.board, port))
     return 0

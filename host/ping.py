@@ -39,17 +39,17 @@ def run(args):
         if not ports:
             print("no serial ports found", file=sys.stderr)
         return 0
+    from opensteady.host.errors import CommandError, link_exit_code
+
     if not args.port:
-        print("opensteady ping: --port is required (or --list)", file=sys.stderr)
-        return 2
+        raise CommandError("--port is required (or --list to see the serial ports)")
     from opensteady.host.link import Link, LinkError
 
     link = Link(args.port, baud=args.baud)
     try:
         link.open()
     except LinkError as exc:
-        print("opensteady ping: %s" % exc, file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), link_exit_code(exc)) from None
     with link:
         print("connected: %s" % json.dumps(link.version))
         end = time.monotonic() + args.seconds

@@ -16,9 +16,15 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="OUT.png", help="write the plots to this image file")
 
 
+def _frames(records):
+    """The frame records that carry a numeric time (anything else in a damaged log is left out)."""
+    return [r for r in records if r["type"] == "frame" and isinstance(r.get("t_s"), (int, float))]
+
+
 def summarise(records):
-    frames = [r for r in records if r["type"] == "frame"]
-    with_target = sum(1 for r in frames if r.get("target", {}).get("source") in ("face", "body"))
+    frames = _frames(records)
+    with_target = sum(1 for r in frames
+                      if isinstance(r.get("target"), dict) and r["target"].get("source") in ("face", "body"))
     return {"frames": len(frames), "frames_with_target": with_target,
             "duration_s": (frames[-1]["t_s"] - frames[0]["t_s"]) if len(frames) > 1 else 0.0}
 
@@ -29,7 +35,7 @@ def plot(records, out_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = [r for r in records if r["type"] == "frame"]
+    frames = _frames(records)
     if not frames:
         raise ValueError("the log has no frame records to plot")
     t = [r["t_s"] - frames[0]["t_s"] for r in frames]
@@ -39,12 +45,12 @@ def plot(records, out_path):
         for r in frames:
             try:
                 v = get(r)
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, IndexError):
                 v = None
-            out.append(float("nan") if v is None else v)
+            out.append(v if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan"))
         return out
 
-    seen = [r["target"]["source"] in ("face", "body") for r in frames]
+    seen = [isinstance(r.get("target"), dict) and r["target"].get("source") in ("face", "body") for r in frames]
     tx = [v if s else float("nan") for v, s in zip(series(lambda r: r["target"]["x"]), seen)]
     ty = [v if s else float("nan") for v, s in zip(series(lambda r: r["target"]["y"]), seen)]
     fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
@@ -83,16 +89,28 @@ def plot(records, out_path):
     plt.close(fig)
 
 
+MAX_PROBLEMS_SHOWN = 5
+
+
 def run(args):
+    from opensteady.host.errors import EXIT_USAGE, CommandError, check_output_folder
     from opensteady.host.session_log import read_log
 
+    if args.plot:
+        check_output_folder(args.plot, "plot")
     try:
         records, problems = read_log(args.log)
     except OSError as exc:
-        print("cannot read %s: %s" % (args.log, exc.strerror or exc), file=sys.stderr)
-        return 2
-    for problem in problems:
+        raise CommandError("cannot read %s: %s" % (args.log, exc.strerror or exc)) from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
         print(problem, file=sys.stderr)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        print("... and %d more lines skipped" % (len(problems) - MAX_PROBLEMS_SHOWN), file=sys.stderr)
+    if not records:
+        raise CommandError("%s has no session records (%d lines skipped): a session log is the JSON lines file "
+                           "`opensteady track --log` writes" % (args.log, len(problems)), EXIT_USAGE)
     summary = summarise(records)
     print("%s: %d frames, %d with the target seen, %.1f s"
           % (args.log, summary["frames"], summary["frames_with_target"], summary["duration_s"]))
@@ -100,7 +118,8 @@ def run(args):
         try:
             plot(records, args.plot)
         except ValueError as exc:
-            print("cannot plot %s: %s" % (args.log, exc), file=sys.stderr)
-            return 1
+            raise CommandError("cannot plot %s: %s" % (args.log, exc)) from None
+        except OSError as exc:
+            raise CommandError("cannot write the plot %s: %s" % (args.plot, exc.strerror or exc)) from None
         print("wrote %s" % args.plot)
     return 0

@@ -63,22 +63,31 @@ class SessionLog:
 
 
 def read_log(path):
-    """(records, problems): every parseable line, and a message per line that was not."""
+    """(records, problems): every parseable line, and a message per line that was not.
+
+    Raises OSError when the file cannot be read and ValueError when it is not text at all.
+    """
     records, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append("%s:%d: not a JSON line (%s), skipped" % (path, number, exc.msg))
-                continue
-            if not isinstance(record, dict) or "type" not in record:
-                problems.append("%s:%d: no \"type\" field, skipped" % (path, number))
-                continue
-            records.append(record)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("%s is not a text file (byte 0x%02x at offset %d is not UTF-8): a session log is the JSON "
+                         "lines file `opensteady track --log` writes" % (path, data[exc.start], exc.start)) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append("%s:%d: not a JSON line (%s), skipped" % (path, number, exc.msg))
+            continue
+        if not isinstance(record, dict) or "type" not in record:
+            problems.append("%s:%d: no \"type\" field, skipped" % (path, number))
+            continue
+        records.append(record)
     return records, problems
 
 

@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from opensteady.host.errors import EXIT_FAILED, EXIT_USAGE, fail
+
 DEFAULT_SCENARIO = "track-crossing"
 DEFAULT_PLOT = "opensteady-sim.png"
 
@@ -38,9 +40,8 @@ def add_arguments(parser):
     parser.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
 
 
-def _fail(message):
-    print("opensteady sim: error: %s" % message, file=sys.stderr)
-    return 2
+def _fail(message, code=EXIT_USAGE):
+    return fail("sim", message, code)
 
 
 def _print_metrics(m, stream):
@@ -105,7 +106,9 @@ def run(args):
             metrics["baseline_tracking_lost_frac"] = base.metrics["tracking_lost_frac"]
             mine = metrics["tracking_rms_frac"]
             metrics["tracking_rms_vs_baseline"] = round(mine / b, 4) if (mine is not None and b) else None
-    except (FirmwareError, ValueError) as exc:
+    except FirmwareError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except ValueError as exc:
         return _fail(str(exc))
     if plot_path:
         from opensteady.sim.plot import plot_run

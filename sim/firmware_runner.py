@@ -16,9 +16,14 @@ Both are deterministic: the firmware's control path is integer maths, so the
 two modes agree to the bit as long as they see the same inputs.
 """
 
+import collections
 import os
+import select
+import signal
 import struct
 import subprocess
+import threading
+import time
 
 from opensteady.firmware.offboard import simpipe
 from opensteady.sim import micropython_vm
@@ -26,10 +31,12 @@ from opensteady.sim import micropython_vm
 MODES = ("inprocess", "micropython")
 
 
+STDERR_TAIL_LINES = 12  # how much of a failed child's stderr goes into the error message
+EXIT_GRACE_S = 2.0  # a child that closed its pipes gets this long to exit before it is killed
+
+
 class FirmwareError(RuntimeError):
-    """The firmware process failed or broke the lockstep exchange."""
-
-
+    """The firmware process failed, froze or broke the lockstep exchange; ``str()`` names the cause."""
 
 
 def _vm_binary():
@@ -55,10 +62,20 @@ class InProcessFirmware:
 
 
 class MicroPythonFirmware:
+    """The firmware in a ``micropython`` child process, one lockstep exchange per tick.
+
+    Every read from the child has a deadline (``start_timeout_s`` for the boot
+    reply, ``reply_timeout_s`` for each tick), so a child that froze (SIGSTOP,
+    a deadlock) or died ends the run with a :class:`FirmwareError` that names
+    the cause (exit code or signal, or "stopped") and the last lines of the
+    child's stderr, instead of hanging the simulator.
+    """
+
     mode = "micropython"
 
-    def __init__(self, hal, heap="4M"):
+    def __init__(self, hal, heap="4M", reply_timeout_s=5.0, start_timeout_s=10.0):
         self.hal = hal
+        self.reply_timeout_s = reply_timeout_s
         env = dict(os.environ)
         env["MICROPYPATH"] = str(micropython_vm.VM_PATH) + ":.frozen"
         self.proc = subprocess.Popen(
@@ -66,36 +83,131 @@ class MicroPythonFirmware:
              "from firmware.offboard import simpipe; simpipe.main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(micropython_vm.VM_PATH),
         )
-        self._in = self.proc.stdout
-        self._out = self.proc.stdin
+        self._fd_in = self.proc.stdout.fileno()
+        self._fd_out = self.proc.stdin.fileno()
+        os.set_blocking(self._fd_in, False)
+        os.set_blocking(self._fd_out, False)
+        self._buf = bytearray()
+        self._pos = 0
+        # Drain stderr on a thread: a chatty child must never block on a full pipe.
+        self._stderr_tail = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, name="micropython-stderr", daemon=True)
+        self._stderr_thread.start()
         self.console = bytearray()  # anything the firmware printed
+        self._arm(start_timeout_s, "its start-up reply", "its configuration")
         cfg = hal.config_load()
         head = struct.pack("<H", simpipe.NO_CONFIG if cfg is None else len(cfg))
         self._send(simpipe.SYNC + b"I" + head + (cfg or b""))
         if self._expect() != b"i":
-            raise FirmwareError("micropython firmware did not start")
+            raise self._failure("did not start (unexpected reply)")
         self.period_us = struct.unpack("<I", self._read(4))[0]
         self._head = struct.Struct(simpipe._TICK_HEAD)
         self._reply = struct.Struct(simpipe._REPLY_HEAD)
         self._raw = [0] * 6
         self._handle_raw = [0] * 6
 
-    def _send(self, data):
-        try:
-            self._out.write(data)
-            self._out.flush()
-        except BrokenPipeError:
-            raise FirmwareError("micropython firmware exited: %s" % self._stderr()) from None
+    def _arm(self, timeout_s, waiting_for, sending):
+        """Start the deadline for the next exchange; the two phrases name it in error messages."""
+        self._timeout_s = timeout_s
+        self._deadline_s = time.monotonic() + timeout_s
+        self._waiting_for = waiting_for
+        self._sending = sending
 
-    def _stderr(self):
-        self.proc.kill()
-        return self.proc.stderr.read().decode(errors="replace")[-3000:]
+    def _drain_stderr(self):
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr_tail.append(line.decode(errors="replace").rstrip())
+
+    def _failure(self, what, closed=False):
+        """A FirmwareError naming what went wrong, why the child is gone or stuck, and its last stderr lines.
+
+        ``closed``: the child closed its end of a pipe, so it is exiting; give it a moment to finish.
+        """
+        if closed:
+            try:
+                self.proc.wait(timeout=EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        state = _process_state(self.proc.pid) if self.proc.poll() is None else None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stderr_thread.join(timeout=2)
+        if state == "T":
+            cause = "the process was stopped (SIGSTOP or a debugger) and has been killed"
+        elif state is not None:
+            cause = "the process was still running (state %s) and has been killed" % state
+        else:
+            cause = _describe_exit(code)
+        message = "micropython firmware %s: %s" % (what, cause)
+        tail = list(self._stderr_tail)
+        message += (";\nlast lines of its stderr:\n  " + "\n  ".join(tail)) if tail else "; it wrote nothing to stderr"
+        printed = self._console_tail()
+        if printed:
+            message += "\nlast lines it printed:\n  " + "\n  ".join(printed)
+        return FirmwareError(message)
+
+    def _console_tail(self):
+        """The last lines of what the child printed outside the lockstep frames (MicroPython prints
+        uncaught exceptions to stdout), including anything still unread in the pipe."""
+        text = bytes(self.console) + bytes(self._buf[self._pos:])
+        try:
+            while True:
+                chunk = os.read(self._fd_in, 65536)
+                if not chunk:
+                    break
+                text += chunk
+        except OSError:  # BlockingIOError: nothing more; a closed pipe: nothing either
+            pass
+        lines = [line.rstrip() for line in text.decode(errors="replace").splitlines()]
+        return [line for line in lines if line.strip()][-STDERR_TAIL_LINES:]
+
+    def _send(self, data):
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd_out, view)
+            except BlockingIOError:
+                self._wait(self._fd_out, write=True)
+                continue
+            except (BrokenPipeError, OSError):
+                raise self._failure("exited while the simulator sent it %s" % self._sending, closed=True) from None
+            view = view[n:]
+
+    def _wait(self, fd, write=False):
+        remaining = self._deadline_s - time.monotonic()
+        if remaining > 0:
+            r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], remaining)
+            if r or w:
+                return
+        if self.proc.poll() is not None:
+            raise self._failure("exited while the simulator waited for %s" % self._waiting_for)
+        raise self._failure("did not answer within %.1f s (waiting for %s)" % (self._timeout_s, self._waiting_for))
+
+    def _fill(self, n):
+        """Make at least n unread bytes available in the buffer, within the current deadline."""
+        buf = self._buf
+        if self._pos:
+            del buf[:self._pos]
+            self._pos = 0
+        while len(buf) < n:
+            try:
+                chunk = os.read(self._fd_in, 65536)
+            except BlockingIOError:
+                self._wait(self._fd_in)
+                continue
+            if not chunk:
+                raise self._failure("exited while the simulator waited for %s" % self._waiting_for, closed=True)
+            buf += chunk
 
     def _read(self, n):
-        data = self._in.read(n)
-        if len(data) != n:
-            raise FirmwareError("micropython firmware exited: %s" % self._stderr())
-        return data
+        if len(self._buf) - self._pos < n:
+            self._fill(n)
+        p = self._pos
+        self._pos = p + n
+        return bytes(self._buf[p:p + n])
 
     def _expect(self):
         # resynchronise on SYNC; bytes before it are console output from the firmware
@@ -117,12 +229,13 @@ class MicroPythonFirmware:
         handle_ok = hal.handle_imu_read(h)
         rx = bytes(hal.rx)
         hal.rx.clear()
+        self._arm(self.reply_timeout_s, "the reply to the tick at t = %d us" % now_us, "the tick at t = %d us" % now_us)
         self._send(simpipe.SYNC + b"T" + self._head.pack(now_us & 0xFFFFFFFF, now_us >> 32, 1 if hal.imu_ok else 0,
                                                          raw[0], raw[1], raw[2], raw[3], raw[4], raw[5],
                                                          1 if handle_ok else 0, h[0], h[1], h[2], h[3], h[4], h[5],
                                                          len(rx)) + rx)
         if self._expect() != b"R":
-            raise FirmwareError("micropython firmware broke the lockstep exchange")
+            raise self._failure("broke the lockstep exchange")
         r = self._reply.unpack(self._read(self._reply.size))
         hal.motors_on = bool(r[0])
         for axis in range(3):
@@ -139,22 +252,49 @@ class MicroPythonFirmware:
     def close(self):
         if self.proc.poll() is None:
             try:
-                self._out.write(simpipe.SYNC + b"Q")
-                self._out.close()
-            except (BrokenPipeError, OSError):
+                os.set_blocking(self._fd_out, True)
+                self.proc.stdin.write(simpipe.SYNC + b"Q")
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
                 pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
+        self._stderr_thread.join(timeout=2)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except (BrokenPipeError, OSError):
+                pass
 
 
-def make_firmware(mode, hal):
+def _process_state(pid):
+    """The one-letter state from /proc (R, S, T stopped, Z zombie ...), or None where there is no /proc."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _describe_exit(code):
+    if code is None:
+        return "it could not be stopped"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "signal %d" % -code
+        return "killed by %s" % name
+    return "exit code %d" % code
+
+
+def make_firmware(mode, hal, **options):
+    """``options`` go to the MicroPython runner (``reply_timeout_s``, ``start_timeout_s``)."""
     if mode == "inprocess":
         return InProcessFirmware(hal)
     if mode == "micropython":
-        return MicroPythonFirmware(hal)
+        return MicroPythonFirmware(hal, **options)
     raise ValueError("firmware mode %r: expected one of %s" % (mode, ", ".join(MODES)))

@@ -25,6 +25,7 @@ def test_every_subcommand_is_registered_with_help():
 
 def test_ping_without_a_board_names_the_missing_port():
     proc = subprocess.run([str(SCRIPT), "ping", "--port", "/dev/ttyNO_SUCH_BOARD"], capture_output=True, text=True)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a port that cannot be opened: bad usage (docs/host.md)
+    assert proc.stderr.startswith("opensteady ping: error: ")
     assert "/dev/ttyNO_SUCH_BOARD" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
