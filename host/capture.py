@@ -9,7 +9,9 @@ Sources:
 
 - :class:`CameraSource` (``--camera INDEX``): ``t_s`` is the monotonic time
   the frame was read. A camera that is missing or unplugged is reported once
-  with a clear message and reopened every ``retry_s``.
+  with a clear message and reopened quietly every ``retry_s`` (OpenCV's own
+  log lines are silenced); after ``give_up_s`` without a frame the grabber
+  gives up (``status`` "ended", ``gave_up`` True) so the app can exit.
 - :class:`VideoFileSource` (``--video PATH``): ``t_s`` is the frame's time in
   the file. By default it plays at the file's frame rate (like a camera, so
   slow processing drops frames); with ``paced=False`` every frame is handed
@@ -70,6 +72,7 @@ class CameraSource:
     def open(self):
         import cv2
 
+        cv2.setLogLevel(0)  # silent: OpenCV would print two lines per failed attempt and bury our one message
         cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()
@@ -158,16 +161,20 @@ class VideoFileSource:
 class FrameGrabber:
     """Background reader with a one-frame slot (newest wins).
 
-    ``status`` is "starting", "ok", "retrying" (with ``error`` set) or "ended".
+    ``status`` is "starting", "ok", "retrying" (with ``error`` set) or "ended" (a file's end, or a camera
+    given up on after ``give_up_s``: ``gave_up`` True, ``error`` says why).
     For an unpaced file source, the reader waits until the previous frame was
     taken, so nothing is dropped.
     """
 
-    def __init__(self, source, retry_s=1.0):
+    def __init__(self, source, retry_s=1.0, give_up_s=None, clock=time.monotonic):
         self.source = source
         self.retry_s = retry_s
+        self.give_up_s = give_up_s  # None: retry for ever
+        self.clock = clock
         self.status = "starting"
         self.error = None
+        self.gave_up = False
         self.dropped = 0
         self.delivered = 0
         self.errors = 0
@@ -182,7 +189,9 @@ class FrameGrabber:
         self._thread.start()
         return self
 
-    def _open_until_ok(self):
+    def _open_until_ok(self, since=None):
+        """Open the source, retrying every retry_s; False once stopped, for a file, or after give_up_s
+        (counted from ``since``, the moment frames stopped, or the first failure here)."""
         while not self._stop.is_set():
             try:
                 self.source.open()
@@ -191,22 +200,31 @@ class FrameGrabber:
                 self.status, self.error = "ok", None
                 return True
             except CaptureError as exc:
+                since = self.clock() if since is None else since
                 self._report(exc)
                 if not getattr(self.source, "live", True):
                     return False  # a file will not appear by waiting
+                waited = self.clock() - since
+                if self.give_up_s is not None and waited >= self.give_up_s:
+                    self.gave_up = True
+                    self.error = CaptureError("%s; gave up after %.0f s without a frame (camera.give_up_s)"
+                                              % (exc, waited))
+                    log.error("%s", self.error)
+                    return False
                 self._stop.wait(self.retry_s)
         return False
 
     def _report(self, exc):
         self.errors += 1
         if self.status != "retrying" or str(exc) != str(self.error):
-            log.error("%s; retrying every %.1f s", exc, self.retry_s)
+            limit = "" if self.give_up_s is None else " for up to %.0f s" % self.give_up_s
+            log.error("%s; retrying every %.1f s%s", exc, self.retry_s, limit)
         self.status, self.error = "retrying", exc
 
     def _run(self):
         try:
             if not self._open_until_ok():
-                if not getattr(self.source, "live", True):
+                if not getattr(self.source, "live", True) or self.gave_up:
                     self.status = "ended"
                 return
             while not self._stop.is_set():
@@ -220,10 +238,13 @@ class FrameGrabber:
                     self.status = "ended"
                     break
                 except CaptureError as exc:
+                    lost_at = self.clock()
                     self._report(exc)
                     self.source.close()
                     self._stop.wait(self.retry_s)
-                    if not self._open_until_ok():
+                    if not self._open_until_ok(since=lost_at):
+                        if self.gave_up:
+                            self.status = "ended"
                         break
                     continue
                 with self._cond:

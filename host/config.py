@@ -89,6 +89,7 @@ SCHEMA = {
         "vfov_deg": (_F.vfov_deg, _number(1, 179)),
         "mirror": (False, _bool),
         "retry_s": (1.0, _POS),
+        "give_up_s": (30.0, _POS),
     },
     "gimbal": {
         "driver": ("auto", _choice(GIMBAL_CHOICES)),

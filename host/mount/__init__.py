@@ -102,9 +102,28 @@ class Mount:
             self.bytes_written += n
             return n
 
+    @property
+    def rejected(self):
+        """Device messages the backend refused at the boundary (NaN, inf, implausible values)."""
+        return self.backend.rejected
+
+    @property
+    def device_problem(self):
+        """None, or one line saying what is wrong with what the device sends (for the HUD and JSON status)."""
+        if not self.backend.rejected:
+            return None
+        return "%d bad messages from the %s gimbal ignored (last: %s)" % (
+            self.backend.rejected, self.backend.name, self.backend.last_rejection)
+
     def poll(self, now_s):
+        """The newest accepted telemetry. Never raises: a driver that chokes on what the device sent
+        counts it as a rejected message and keeps the last good telemetry."""
         with self._lock:
-            self.telemetry = self.backend.poll(now_s)
+            try:
+                self.telemetry = self.backend.poll(now_s)
+            except Exception as exc:  # noqa: BLE001 - a device must not be able to crash the app
+                log.debug("%s driver failed on device input", self.backend.name, exc_info=True)
+                self.backend.reject("input", "the driver failed on it: %s: %s" % (type(exc).__name__, exc))
             return self.telemetry
 
     def check_stall(self, now_s):

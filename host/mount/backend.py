@@ -12,13 +12,40 @@ Backends take the time as an argument (``t_s``, monotonic seconds) and never
 read a clock, so tests drive them with simulated time. They must not raise
 once open: a vanished port marks them disconnected and they reopen it on a
 later call (``reconnect_interval_s``).
+
+No value from a device reaches the application unchecked: every backend hands
+its parsed telemetry to :meth:`MountBackend.accept_telemetry`, which refuses a
+sample with a non-number, a NaN/inf or an implausible value (outside
+:data:`TELEMETRY_LIMITS`), keeps the last good one, and counts the refusal
+(``rejected``, ``last_rejection``) so the app can report a bad device.
 """
 
 import logging
+import math
+import numbers
 
 import serial
 
 log = logging.getLogger(__name__)
+
+# Largest plausible magnitude of each telemetry value by unit suffix (multi-turn yaw and joint
+# angles allowed up to two turns); exact keys override. A device reporting beyond these is faulty.
+TELEMETRY_LIMITS = {"_deg": 720.0, "_dps": 5000.0, "pitch_deg": 180.0, "roll_deg": 180.0}
+
+
+def telemetry_problem(telemetry):
+    """None when every ``*_deg``/``*_dps`` value is a finite number within TELEMETRY_LIMITS, else the reason."""
+    for key, value in telemetry.items():
+        limit = TELEMETRY_LIMITS.get(key) or TELEMETRY_LIMITS.get(key[key.rfind("_"):])
+        if limit is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return "%s = %r is not a number" % (key, value)
+        if not math.isfinite(value):
+            return "%s = %r is not finite" % (key, value)
+        if abs(value) > limit:
+            return "%s = %.6g is beyond +-%g" % (key, value, limit)
+    return None
 
 
 class MountBackend:
@@ -28,6 +55,25 @@ class MountBackend:
     # capability flags, queried by the frontend instead of special-casing drivers
     supports_rate = True
     supports_roll = True
+    telemetry = None  # the last accepted telemetry dict
+    rejected = 0  # device messages refused at the boundary (bad values)
+    last_rejection = None  # why the last one was refused
+
+    def accept_telemetry(self, telemetry, what="telemetry"):
+        """Keep ``telemetry`` if every value is plausible (see module docstring); count and log it if not."""
+        problem = telemetry_problem(telemetry)
+        if problem is None:
+            self.telemetry = telemetry
+            return True
+        self.reject(what, problem)
+        return False
+
+    def reject(self, what, problem):
+        """Count one refused device message (``what``, e.g. "attitude status") and say why, once in a while."""
+        self.rejected += 1
+        self.last_rejection = "%s: %s" % (what, problem)
+        if self.rejected == 1 or self.rejected % 100 == 0:
+            log.warning("the %s gimbal sent bad %s (%s); ignored (%d so far)", self.name, what, problem, self.rejected)
 
     def open(self):
         """Open the transport; raise host.link.LinkError (or subclass) with a user-facing message."""

@@ -4,7 +4,9 @@ Out: GIMBAL_MANAGER_SET_PITCHYAW (287; rad, rad/s, NaN = ignore) or, with
 ``message="attitude"``, GIMBAL_MANAGER_SET_ATTITUDE (282; quaternion +
 angular velocity). A HEARTBEAT (MAV_TYPE_ONBOARD_CONTROLLER) goes out every
 second. In: GIMBAL_DEVICE_ATTITUDE_STATUS (285), turned into yaw/pitch/roll
-degrees, and the gimbal's HEARTBEAT.
+degrees, and the gimbal's HEARTBEAT. A status with a non-finite or far from
+unit quaternion, or inf rates, is refused and counted (``rejected``); NaN
+rates mean "unknown" in the protocol and are left out.
 
 MAVLink's gimbal convention is the same as OpenSteady's: yaw positive to
 the right, pitch positive up. Rates are sent in the earth frame
@@ -24,6 +26,7 @@ from opensteady.host.mount.backend import SerialBackend
 log = logging.getLogger(__name__)
 
 NAN = float("nan")
+QUATERNION_NORM_TOLERANCE = 0.1  # a float32 unit quaternion is within 1e-6; anything far off is not an attitude
 
 
 def _mavlink():
@@ -134,16 +137,27 @@ class MavlinkBackend(SerialBackend):
     def _handle(self, msg, t_s):
         kind = msg.get_type()
         if kind == "GIMBAL_DEVICE_ATTITUDE_STATUS":
-            roll, pitch, yaw = euler_from_quaternion(msg.q)
-            self.telemetry = {
+            q = msg.q
+            if not all(math.isfinite(v) for v in q):
+                self.reject("attitude status", "quaternion %r is not finite" % (list(q),))
+                return
+            norm = math.sqrt(sum(v * v for v in q))
+            if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
+                self.reject("attitude status", "quaternion norm %.4g, not 1" % norm)
+                return
+            roll, pitch, yaw = euler_from_quaternion([v / norm for v in q])
+            telemetry = {
                 "roll_deg": math.degrees(roll),
                 "pitch_deg": math.degrees(pitch),
                 "yaw_deg": math.degrees(yaw),
-                "yaw_rate_dps": math.degrees(msg.angular_velocity_z),
-                "pitch_rate_dps": math.degrees(msg.angular_velocity_y),
                 "flags": msg.flags,
                 "failure_flags": msg.failure_flags,
             }
+            # NaN angular velocity means "unknown" in Gimbal Protocol v2: leave the rate out, keep the attitude
+            for key, value in (("yaw_rate_dps", msg.angular_velocity_z), ("pitch_rate_dps", msg.angular_velocity_y)):
+                if not math.isnan(value):
+                    telemetry[key] = math.degrees(value)
+            self.accept_telemetry(telemetry, "attitude status")
         elif kind == "HEARTBEAT" and msg.type == self.m.MAV_TYPE_GIMBAL:
             self.gimbal_heartbeat_s = t_s
         elif kind == "BAD_DATA":

@@ -78,7 +78,10 @@ class OpenSteadyBackend(MountBackend):
     def poll(self, t_s):
         for msg_id, fields in self.link.poll():
             if msg_id == p.MSG_TELEMETRY:
-                self.telemetry = telemetry_from_fields(fields)
+                if fields["mode"] >= len(p.MODE_NAMES):
+                    self.reject("telemetry", "unknown mode %d" % fields["mode"])
+                else:
+                    self.accept_telemetry(telemetry_from_fields(fields))
             elif msg_id == p.MSG_FAULT:
                 self.faults.append(fields)
         self._after_reconnect()

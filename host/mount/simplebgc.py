@@ -210,9 +210,11 @@ class SimpleBGCBackend(SerialBackend):
         for cmd_id, payload in self.parser.feed(self.read(t_s)):
             if cmd_id == CMD_REALTIME_DATA_4:
                 try:
-                    self.telemetry = parse_realtime_data(payload)
+                    telemetry = parse_realtime_data(payload)
                 except ValueError as exc:
-                    log.warning("ignoring SimpleBGC telemetry: %s", exc)
+                    self.reject("REALTIME_DATA_4", str(exc))
+                    continue
+                self.accept_telemetry(telemetry, "REALTIME_DATA_4")
         return self.telemetry
 
     def make_safe(self, t_s, motors_off=False):

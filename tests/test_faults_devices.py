@@ -1,0 +1,158 @@
+"""Fault suite, device side: no value a gimbal sends can crash the host.
+
+Hostile but well-formed messages (valid CRCs, built by pymavlink, by the SimpleBGC
+frame builder and by the firmware's own protocol encoder) go through real pty pairs
+into each driver; the drivers refuse them at the boundary, count them and keep the
+last good telemetry. Then the real `opensteady track` app runs against a MAVLink
+gimbal that sends only NaN/inf attitudes and must finish normally.
+"""
+
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from opensteady.firmware import protocol as p
+from opensteady.host.mount import Mount
+from opensteady.host.mount import simplebgc as sbgc
+from opensteady.host.mount.backend import telemetry_problem
+from opensteady.host.mount.mavlink import MavlinkBackend
+from opensteady.host.mount.opensteady import OpenSteadyBackend
+from opensteady.host.track_bench import write_astronaut_video
+from tests.test_host_mount import independent_mavlink, poll_until, pty_pair, realtime_payload
+
+INF = float("inf")
+NAN = float("nan")
+
+
+def attitude_status(device, q, rates=(0.0, 0.0, 0.0)):
+    return device.gimbal_device_attitude_status_encode(0, 0, 1000, 0, [float(v) for v in q], *rates, 0).pack(device)
+
+
+@pytest.mark.parametrize("q,rates,reason", [
+    ((NAN, 0, 0, 0), (0, 0, 0), "not finite"),
+    ((1, INF, 0, 0), (0, 0, 0), "not finite"),
+    ((0, 0, 0, 0), (0, 0, 0), "norm 0"),
+    ((3, 0, 0, 0), (0, 0, 0), "norm 3"),
+    ((1, 0, 0, 0), (0, 0, INF), "yaw_rate_dps = inf"),
+    ((1, 0, 0, 0), (0, 0, 1e30), "beyond"),
+])
+def test_mavlink_refuses_bad_attitudes_and_keeps_the_last_good_one(q, rates, reason):
+    m, device = independent_mavlink()
+    with pty_pair() as (dev, path):
+        mount = Mount(MavlinkBackend(path))
+        mount.open()
+        os.write(dev, attitude_status(device, (1, 0, 0, 0)))
+        good = poll_until(mount.poll, bool)
+        assert good["yaw_deg"] == 0.0
+        os.write(dev, attitude_status(device, q, rates) * 3)
+        poll_until(mount.poll, lambda t: mount.rejected == 3, t0=1.0)
+        assert mount.rejected == 3
+        assert mount.telemetry == good  # unchanged
+        assert reason in mount.device_problem and "mavlink" in mount.device_problem
+        mount.close(2.0)
+
+
+def test_mavlink_nan_rates_mean_unknown_and_the_attitude_is_kept():
+    m, device = independent_mavlink()
+    with pty_pair() as (dev, path):
+        backend = MavlinkBackend(path)
+        backend.open()
+        half = math.sqrt(0.5)
+        os.write(dev, attitude_status(device, (half, 0, 0, half), (NAN, NAN, NAN)))  # yaw 90, rates unknown
+        telemetry = poll_until(backend.poll, bool)
+        assert telemetry["yaw_deg"] == pytest.approx(90.0, abs=1e-3)
+        assert "yaw_rate_dps" not in telemetry and backend.rejected == 0
+        backend.close()
+
+
+def test_simplebgc_refuses_an_impossible_pitch_and_a_short_payload():
+    with pty_pair() as (dev, path):
+        backend = sbgc.SimpleBGCBackend(path, motors_on_at_open=False)
+        backend.open()
+        os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, -455, 2048))))
+        good = poll_until(backend.poll, bool)
+        os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, 30000, 0))))  # pitch 659 deg
+        os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, b"\x01\x02"))
+        poll_until(backend.poll, lambda t: backend.rejected == 2, t0=1.0)
+        assert backend.rejected == 2 and backend.telemetry == good
+        assert "too short" in backend.last_rejection or "need at least" in backend.last_rejection
+        backend.close()
+
+
+def test_opensteady_refuses_an_unknown_mode_and_an_impossible_attitude():
+    with pty_pair() as (dev, path):
+        backend = OpenSteadyBackend(path, handshake=False)
+        backend.open()
+        fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
+        os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))
+        good = poll_until(backend.poll, bool)
+        bad_mode = [99] + fields[1:]
+        bad_pitch = fields[:4] + [30000] + fields[5:]  # 300 deg of pitch
+        os.write(dev, p.encode(p.MSG_TELEMETRY, 2, p.pack(p.MSG_TELEMETRY, *bad_mode)))
+        os.write(dev, p.encode(p.MSG_TELEMETRY, 3, p.pack(p.MSG_TELEMETRY, *bad_pitch)))
+        poll_until(backend.poll, lambda t: backend.rejected == 2, t0=1.0)
+        assert backend.rejected == 2 and backend.telemetry == good
+        assert "pitch_deg = 300" in backend.last_rejection
+        backend.close()
+
+
+def test_a_driver_that_chokes_never_crashes_the_app():
+    class Choking(OpenSteadyBackend):
+        def poll(self, t_s):
+            raise struct_error
+
+    struct_error = ValueError("unpack requires a buffer of 32 bytes")
+    backend = Choking("loop://", handshake=False)
+    mount = Mount(backend)
+    mount.open()
+    assert mount.poll(0.0) is None and mount.rejected == 1
+    assert "ValueError" in mount.device_problem
+    mount.close(0.1)
+
+
+@pytest.mark.parametrize("value,ok", [(1.0, True), (-719.0, True), (NAN, False), (-INF, False), ("1", False),
+                                      (True, False), (721.0, False)])
+def test_telemetry_problem_checks_every_angle_and_rate(value, ok):
+    assert (telemetry_problem({"yaw_deg": value, "mode": "track"}) is None) == ok
+
+
+def test_track_keeps_running_against_a_mavlink_gimbal_that_sends_nan(tmp_path):
+    """The reported crash: `opensteady track --gimbal mavlink` died 0.31 s after the first NaN attitude."""
+    m, device = independent_mavlink()
+    video = write_astronaut_video(tmp_path / "astronaut.avi", 40)
+    bad = [attitude_status(device, (NAN, NAN, NAN, NAN)), attitude_status(device, (1, 0, 0, 0), (INF, -INF, NAN)),
+           attitude_status(device, (INF, 0, 0, 0))]
+    stop = threading.Event()
+    with pty_pair() as (dev, path):
+        def gimbal():
+            i = 0
+            while not stop.is_set():  # answer everything the host sends with a hostile attitude
+                if select.select([dev], [], [], 0.02)[0]:
+                    try:
+                        os.read(dev, 4096)
+                    except OSError:
+                        return
+                os.write(dev, bad[i % len(bad)])
+                i += 1
+
+        thread = threading.Thread(target=gimbal, daemon=True)
+        thread.start()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "opensteady.host.cli", "track", "--video", str(video), "--no-pace", "--headless",
+                 "--json", "--no-log", "--gimbal", "mavlink", "--port", path], capture_output=True, text=True,
+                timeout=300, cwd=str(tmp_path))
+        finally:
+            stop.set()
+            thread.join(5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["exit"] == "end_of_stream" and summary["frames"] == 40
+    assert "the mavlink gimbal sent bad attitude status" in result.stderr
