@@ -6,6 +6,7 @@
     opensteady bench vision            # MediaPipe / Haar latency and detection rates
     opensteady bench sim --repeat 2    # realtime factors, tracking and jitter vs the baseline
     opensteady bench host --markdown   # end-to-end capture-to-bytes latency
+    opensteady bench faults            # fuzzed streams, hostile frames, a frozen child, a NaN device
 
 Arguments after the suite name go to that suite (``opensteady bench vision --help``).
 
@@ -19,7 +20,7 @@ import json
 import statistics
 import time
 
-SUITES = ("protocol", "firmware", "vision", "sim", "host")
+SUITES = ("protocol", "firmware", "vision", "sim", "host", "faults")
 
 
 def add_arguments(parser):
@@ -204,5 +205,6 @@ def run(args):
         return _firmware_main(args.args)
     import importlib
 
-    module = {"vision": "opensteady.vision.bench", "sim": "opensteady.sim.bench", "host": "opensteady.host.track_bench"}[args.suite]
+    module = {"vision": "opensteady.vision.bench", "sim": "opensteady.sim.bench", "host": "opensteady.host.track_bench",
+              "faults": "opensteady.host.faultbench"}[args.suite]
     return int(importlib.import_module(module).main(args.args) or 0)
