@@ -35,7 +35,7 @@ from .config import DRIVER_BLDC, DRIVER_SERVO, KEYS, Config
 from .control import AxisController, HandleFeedForward
 from .estimator import AttitudeEstimator
 from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
-from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator
+from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
 from .motor import bldc_amplitude, bldc_duties, servo_pulse_us
 from .protocol import (  # names, not module attributes: faster lookups per tick
     ACK_OK,
@@ -84,9 +84,11 @@ from .protocol import (  # names, not module attributes: faster lookups per tick
     STATE_FAILSAFE,
     STATE_MOTORS_ON,
     Parser,
+    clamp_i16,
     encode_into,
     get_i16,
     pack,
+    put_u16,
 )
 
 try:
@@ -95,8 +97,6 @@ try:
 except ImportError:  # CPython
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-_TICKS_HALF = const(0x20000000)  # fixmath.ticks_diff's constants, inlined in tick()
-_TICKS_MASK = const(0x3FFFFFFF)
 _FF_MAX = const(1048575)  # follow feed-forward clamp, mdps
 _SP_RATE = const(0x01)  # protocol.SP_YAW_IS_RATE (imported names are not constants to viper)
 _SP_EARTH = const(0x08)  # protocol.SP_YAW_IN_EARTH_FRAME
@@ -106,21 +106,6 @@ _CAPABILITIES = CAP_BLDC | CAP_SERVO | CAP_CONFIG_STORE
 _RX_CHUNK = 64  # bytes read from the link per tick at most (115200 baud = 12 per ms)
 _TEL_LEN = SIZES[MSG_TELEMETRY]
 _HB_LEN = SIZES[MSG_HEARTBEAT]
-
-@micropython.native
-def _sat16(v):
-    if v > 32767:
-        return 32767
-    if v < -32768:
-        return -32768
-    return v
-
-
-@micropython.native
-def _put16(buf, i, v):
-    buf[i] = v & 0xFF
-    buf[i + 1] = (v >> 8) & 0xFF
-
 
 def _fault_bit(flag):
     i = 0
@@ -247,8 +232,6 @@ class Gimbal:
     @micropython.native
     def tick(self, now_us):
         """Run exactly one control tick at time ``now_us`` (integer microseconds)."""
-        # tick differences below are fixmath.ticks_diff, inlined (calls cost more than the maths);
-        # with board ticks (< 2**30) every intermediate stays a small int
         if self._first:
             self._first = False
             dt = self.period_us
@@ -256,11 +239,9 @@ class Gimbal:
             self._next_tel_us = now_us
             self._next_hb_us = now_us
         else:
-            dt = (now_us - self._last_us) & _TICKS_MASK
-            if dt & _TICKS_HALF:
-                dt = 1  # the clock went backwards
-            # a stalled or jumping clock must not wreck the integrators
-            elif dt <= 0:
+            dt = ticks_diff(now_us, self._last_us)
+            # a stalled, backward or jumping clock must not wreck the integrators
+            if dt <= 0:
                 dt = 1
             elif dt > 4 * self.period_us:
                 dt = 4 * self.period_us
@@ -277,16 +258,15 @@ class Gimbal:
         self._uptime_us = u
         self._control(dt)
         self._poll_link(now_us)
-        x = (now_us - self._last_link_us) & _TICKS_MASK
-        lost = not (x & _TICKS_HALF) and x > self.failsafe_us
+        lost = ticks_diff(now_us, self._last_link_us) > self.failsafe_us
         if lost != self.failsafe:
             self._link_changed(lost)
         if self._pending_fault:
             self._send_fault()
-        if self.telemetry_period_us and not ((now_us - self._next_tel_us) & _TICKS_HALF):
+        if self.telemetry_period_us and ticks_diff(now_us, self._next_tel_us) >= 0:
             self._next_tel_us = self._next_due(self._next_tel_us, self.telemetry_period_us, now_us)
             self._send_telemetry()
-        if self.heartbeat_period_us and not ((now_us - self._next_hb_us) & _TICKS_HALF):
+        if self.heartbeat_period_us and ticks_diff(now_us, self._next_hb_us) >= 0:
             self._next_hb_us = self._next_due(self._next_hb_us, self.heartbeat_period_us, now_us)
             self._send_heartbeat()
 
@@ -304,32 +284,9 @@ class Gimbal:
         if not self.hal.imu_read(raw):
             self._imu_fault(FAULT_IMU_READ)
             return
-        # imu.to_body, inlined: chip counts -> camera FRD (offset, scale Q12, mount)
         off = self.accel_off
-        k = self.accel_scale_q12
-        ax = ((raw[0] - off[0]) * k) >> 12
-        ay = ((raw[1] - off[1]) * k) >> 12
-        az = ((raw[2] - off[2]) * k) >> 12
-        if self.imu_mount == 0:
-            ay = -ay
-            az = -az
-            gy = -raw[4]
-            gz = -raw[5]
-        else:
-            gy = raw[4]
-            gz = raw[5]
-        gx = raw[3]
-        body[0] = ax
-        body[1] = ay
-        body[2] = az
-        body[3] = gx
-        body[4] = gy
-        body[5] = gz
-        # imu.implausible, inlined: a stuck bus (six equal words) or |a| < 0.25 g
-        # (only possible with every axis under 2048 counts, so the squares stay small)
-        if ax == ay == az == gx == gy == gz or (
-                -2048 < ax < 2048 and -2048 < ay < 2048 and -2048 < az < 2048
-                and ax * ax + ay * ay + az * az < 4194304):
+        to_body(raw, body, self.imu_mount, off[0], off[1], off[2], self.accel_scale_q12)
+        if implausible(body):
             self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
             return
         self.imu_ok = True
@@ -406,10 +363,10 @@ class Gimbal:
 
     # --- modes -------------------------------------------------------------------
 
-    @micropython.native
-    def handle_udeg(self, i):
+    @micropython.viper
+    def handle_udeg(self, i: int) -> int:
         """The handle's angle about axis i, seen from the camera: camera angle minus joint angle."""
-        return wrap_udeg(self.est.angle_udeg[i] - self.axes[i].joint_udeg)
+        return int(wrap_udeg(int(self.est.angle_udeg[i]) - int(self.axes[i].joint_udeg)))
 
     def set_mode(self, mode):
         """Switch mode; returns ACK_OK or a NACK reason. Bumpless."""
@@ -531,7 +488,7 @@ class Gimbal:
         # Host setpoints, per axis: an angle (earth frame, or relative to the
         # handle) is the target; a rate is integrated into the target (earth
         # frame) or into the offset from the handle, and fed forward.
-        # Viper, wrap_udeg and handle_udeg inlined; every value within +-2**30.
+        # Viper: every value within +-2**30.
         if not self.sp_valid:
             return
         flags = int(self.sp_flags)
@@ -541,13 +498,10 @@ class Gimbal:
         tf = self.track_frac
         tgt = self.target_udeg
         ff = self.ff_mdps
-        ang = self.est.angle_udeg
-        axes = self.axes
         for i in range(3):
             v = int(spv[i])
             earth = flags & (_SP_EARTH << i)
-            # the handle's angle seen from the camera: camera angle minus joint angle
-            handle = (int(ang[i]) - int(axes[i].joint_udeg) + 180000000) % 360000000 - 180000000
+            handle = 0 if earth else int(self.handle_udeg(i))
             if flags & (_SP_RATE << i):
                 kind = 2 if earth else 1
                 if int(kinds[i]) != kind:
@@ -555,27 +509,24 @@ class Gimbal:
                     kinds[i] = kind
                     start = int(tgt[i])
                     if not earth:
-                        start = (start - handle + 180000000) % 360000000 - 180000000
+                        start = int(wrap_udeg(start - handle))
                     tu[i] = start
                     tf[i] = 0
                 rate = v * 10  # cdps -> mdps
                 # += rate * dt ndeg, as udeg + ndeg remainder (exact, small ints)
                 x = rate // 1000
                 f = int(tf[i]) + (rate - x * 1000) * dt
-                t = (int(tu[i]) + x * dt + f // 1000 + 180000000) % 360000000 - 180000000
+                t = int(wrap_udeg(int(tu[i]) + x * dt + f // 1000))
                 tf[i] = f % 1000
                 tu[i] = t
                 ff[i] = rate
                 if earth:
                     tgt[i] = t
                 else:
-                    tgt[i] = (handle + t + 180000000) % 360000000 - 180000000
+                    tgt[i] = wrap_udeg(handle + t)
             else:
                 kinds[i] = 0
-                if earth:
-                    tgt[i] = (v * 10000 + 180000000) % 360000000 - 180000000  # cdeg -> udeg
-                else:
-                    tgt[i] = (handle + v * 10000 + 180000000) % 360000000 - 180000000
+                tgt[i] = wrap_udeg(handle + v * 10000)  # cdeg -> udeg
 
     # --- link --------------------------------------------------------------------
 
@@ -701,24 +652,24 @@ class Gimbal:
         o = PAYLOAD_OFFSET
         b[o] = self.mode
         b[o + 1] = self.state_flags()
-        _put16(b, o + 2, self.fault_flags)
+        put_u16(b, o + 2, self.fault_flags)
         ang = self.est.angle_udeg
         rate = self.est.rate_mdps
         for i in range(3):
-            _put16(b, o + 4 + 2 * i, _sat16(ang[i] // 10000))
-            _put16(b, o + 10 + 2 * i, _sat16(rate[i] // 10))
+            put_u16(b, o + 4 + 2 * i, clamp_i16(ang[i] // 10000))
+            put_u16(b, o + 10 + 2 * i, clamp_i16(rate[i] // 10))
             c = self.axes[i]
-            _put16(b, o + 16 + 2 * i, _sat16(c.joint_udeg // 10000))
-            _put16(b, o + 22 + 2 * i, _sat16(c.effort_permille() if self.motors_on else 0))
-        _put16(b, o + 28, self.loop_time_us if self.loop_time_us < 65535 else 65535)
+            put_u16(b, o + 16 + 2 * i, clamp_i16(c.joint_udeg // 10000))
+            put_u16(b, o + 22 + 2 * i, clamp_i16(c.effort_permille() if self.motors_on else 0))
+        put_u16(b, o + 28, self.loop_time_us if self.loop_time_us < 65535 else 65535)
         self._send(MSG_TELEMETRY, _TEL_LEN)
 
     def _send_heartbeat(self):
         b = self.tx
         o = PAYLOAD_OFFSET
         b[o] = ROLE_DEVICE
-        _put16(b, o + 1, self.uptime_ms_lo)
-        _put16(b, o + 3, self.uptime_ms_hi)
+        put_u16(b, o + 1, self.uptime_ms_lo)
+        put_u16(b, o + 3, self.uptime_ms_hi)
         self._send(MSG_HEARTBEAT, _HB_LEN)
 
     def _send_ack(self, msg_id, seq, status):
@@ -761,9 +712,9 @@ class Gimbal:
             # "<HBh" written in place, like _send_ack
             b = self.tx
             o = PAYLOAD_OFFSET
-            _put16(b, o, self.fault_flags)
+            put_u16(b, o, self.fault_flags)
             b[o + 2] = _fault_bit(low)
-            _put16(b, o + 3, _sat16(detail))
+            put_u16(b, o + 3, clamp_i16(detail))
             self._send(MSG_FAULT, 5)
         self._pending_fault = 0
 

@@ -27,8 +27,8 @@ try:
 except ImportError:  # CPython
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
-from .fixmath import SIN_Q15, SIN_STEPS
-from .imu import CAL_DONE, CAL_MOVED
+from .fixmath import SIN_Q15, SIN_STEPS, wrap_udeg
+from .imu import CAL_DONE, CAL_MOVED, gyro_mdps, gyro_mean_mdps, to_body
 
 _ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
@@ -111,8 +111,8 @@ class AxisController:
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         lim = int(self.effort_limit_mdps)
-        # outer loop: angle error (wrapped to +-180 deg, fixmath.wrap_udeg inlined) -> rate setpoint
-        e = (target_udeg - angle_udeg + 180000000) % 360000000 - 180000000
+        # outer loop: angle error (wrapped to +-180 deg) -> rate setpoint
+        e = int(wrap_udeg(target_udeg - angle_udeg))
         x = int(self.err_lim_udeg)
         if e > x:
             e = x
@@ -312,6 +312,8 @@ class HandleFeedForward:
         self.rate_mdps = [0, 0, 0]  # joint-rate feed-forward: yaw, pitch, roll
         self._sum = [0, 0, 0]
         self._n = 0
+        self._body = [0, 0, 0, 0, 0, 0]  # the handle sample in forward-right-down (chip mounted as imu mount 0)
+        self._pqr = [0, 0, 0]  # its body rates, mdps
 
     def configure(self, scale):
         self.scale_q10 = int(scale * 1024)
@@ -323,15 +325,17 @@ class HandleFeedForward:
             self._n = 0
             s[0] = s[1] = s[2] = 0
             return
-        s[0] += raw[3]
-        s[1] -= raw[4]  # chip forward-left-up -> forward-right-down
-        s[2] -= raw[5]
+        body = self._body
+        to_body(raw, body, 0, 0, 0, 0, 4096)
+        s[0] += body[3]
+        s[1] += body[4]
+        s[2] += body[5]
         self._n += 1
         if status == CAL_DONE:  # bias from the same samples as the camera's calibration
             n = self._n
             if n == n_samples:
                 for i in range(3):
-                    self.bias_mdps[i] = (s[i] * 2000) // (131 * n)
+                    self.bias_mdps[i] = gyro_mean_mdps(s[i], n)
                 self.ready = True
             self._n = 0
             s[0] = s[1] = s[2] = 0
@@ -339,11 +343,13 @@ class HandleFeedForward:
     @micropython.native
     def update(self, raw, yaw_udeg, roll_udeg):
         """Joint-rate feed-forward (mdps, yaw/pitch/roll) for the handle sample in ``raw``."""
-        b = self.bias_mdps
-        # gyro counts -> mdps (65.5 counts per deg/s), chip -> forward-right-down
-        p = (raw[3] * 2000) // 131 - b[0]
-        q = (-raw[4] * 2000) // 131 - b[1]
-        r = (-raw[5] * 2000) // 131 - b[2]
+        body = self._body
+        to_body(raw, body, 0, 0, 0, 0, 4096)
+        pqr = self._pqr
+        gyro_mdps(body, self.bias_mdps, pqr)
+        p = pqr[0]
+        q = pqr[1]
+        r = pqr[2]
         i = (yaw_udeg // _UDEG_PER_SIN_STEP) % SIN_STEPS
         sy = SIN_Q15[i] >> 5
         cy = SIN_Q15[(i + _SIN_QUARTER) % SIN_STEPS] >> 5

@@ -23,8 +23,8 @@ tick allocates nothing on MicroPython. Cost and allocation are measured by
 Pure: time comes in as ``dt_us``; nothing here reads a clock.
 """
 
-from .fixmath import atan2_udeg, isqrt
-from .imu import ACCEL_LSB_PER_G
+from .fixmath import atan2_udeg, isqrt, wrap_udeg
+from .imu import ACCEL_LSB_PER_G, gyro_mdps
 
 try:
     import micropython
@@ -120,11 +120,11 @@ class AttitudeEstimator:
         ax = 0 - int(body[0])
         ay = 0 - int(body[1])
         az = 0 - int(body[2])
-        bias = self.bias_mdps
-        # gyro counts -> mdps (65.5 counts per deg/s), inlined from imu.gyro_mdps
-        p = (int(body[3]) * 2000) // 131 - int(bias[0])
-        q = (int(body[4]) * 2000) // 131 - int(bias[1])
-        r = (int(body[5]) * 2000) // 131 - int(bias[2])
+        br = self.body_rate_mdps
+        gyro_mdps(body, self.bias_mdps, br)
+        p = int(br[0])
+        q = int(br[1])
+        r = int(br[2])
         ic = self.i_corr
         ix = int(ic[0])
         iy = int(ic[1])
@@ -175,7 +175,6 @@ class AttitudeEstimator:
         p = _W_MAX if p > _W_MAX else (-_W_MAX if p < -_W_MAX else p)
         q = _W_MAX if q > _W_MAX else (-_W_MAX if q < -_W_MAX else q)
         r = _W_MAX if r > _W_MAX else (-_W_MAX if r < -_W_MAX else r)
-        br = self.body_rate_mdps
         br[0] = p
         br[1] = q
         br[2] = r
@@ -222,8 +221,7 @@ class AttitudeEstimator:
         f = int(self.yaw_frac) + (yaw_rate - x * 1000) * dt_us
         y = int(self.yaw_udeg) + x * dt_us + f // 1000
         self.yaw_frac = f % 1000
-        # fixmath.wrap_udeg, inlined
-        self.yaw_udeg = (y + 180000000) % 360000000 - 180000000
+        self.yaw_udeg = wrap_udeg(y)
         # rotate the down vector: d' = d + d x w, w = omega * dt in rad Q28
         # (omega split at 2**10 so each product with kdt < 2**20 stays < 2**30)
         k = (dt_us * _KDT) >> 10
@@ -254,54 +252,21 @@ class AttitudeEstimator:
         d[0] = dx
         d[1] = dy
         d[2] = dz
-        # angles (the former _angles(), inlined): h = cos(pitch) = |(dy, dz)|, Q14,
-        # fixmath.isqrt of a Q28 value, warm started from the last tick's
-        yq = dy >> 14
-        zq = dz >> 14
-        n = yq * yq + zq * zq
-        h = int(self.h)
-        if n <= 0:
-            h = 0
-        else:
-            if h <= 0:
-                h = n
-            h = (h + n // h) >> 1
-            while True:
-                y = (h + n // h) >> 1
-                if y >= h:
-                    break
-                h = y
-        self.h = h
-        ang = self.angle_udeg
-        ang[0] = self.yaw_udeg
-        # atan2 is scale-free: Q19 arguments keep its division under 2**30
-        ang[1] = atan2_udeg(0 - (dx >> 9), h << 5)
-        ang[2] = atan2_udeg(dy >> 9, dz >> 9)
+        self._angles()
 
-    @micropython.native
+    @micropython.viper
     def _angles(self):
+        # pitch and roll from the down vector, yaw from its integral (viper: values within +-2**30)
         d = self.d
-        dy = d[1]
-        dz = d[2]
+        dy = int(d[1])
+        dz = int(d[2])
         yq = dy >> 14
         zq = dz >> 14
-        # h = cos(pitch) = |(dy, dz)|, Q14: fixmath.isqrt of a Q28 value, inlined, warm started
-        n = yq * yq + zq * zq
-        h = self.h
-        if n <= 0:
-            h = 0
-        else:
-            if h <= 0:
-                h = n
-            h = (h + n // h) >> 1
-            while True:
-                y = (h + n // h) >> 1
-                if y >= h:
-                    break
-                h = y
+        # h = cos(pitch) = |(dy, dz)|, Q14, warm started from the last tick's
+        h = int(isqrt(yq * yq + zq * zq, self.h))
         self.h = h
         ang = self.angle_udeg
         ang[0] = self.yaw_udeg
         # atan2 is scale-free: Q19 arguments keep its division under 2**30
-        ang[1] = atan2_udeg(-(d[0] >> 9), h << 5)
+        ang[1] = atan2_udeg(0 - (int(d[0]) >> 9), h << 5)
         ang[2] = atan2_udeg(dy >> 9, dz >> 9)

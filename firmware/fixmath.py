@@ -42,12 +42,13 @@ SIN_THIRD = const(512)
 SIN_Q15 = [int(round(32767 * math.sin(2 * math.pi * i / SIN_STEPS))) for i in range(SIN_STEPS)]
 
 
-@micropython.native
-def ticks_diff(a, b):
+@micropython.viper
+def ticks_diff(a: int, b: int) -> int:
     """a - b for tick counts that may wrap at 2**30 (board) or never wrap (simulator).
 
     Exact whenever the true difference is within +-2**29 us (268 s). With
-    a, b in [0, 2**30) no intermediate leaves +-2**30.
+    a, b in [0, 2**30) no intermediate leaves +-2**30. Viper, like the other
+    helpers the tick calls: a call costs about half of a native one.
     """
     d = (a - b) & TICKS_MASK
     if d & _TICKS_HALF:
@@ -55,9 +56,9 @@ def ticks_diff(a, b):
     return d
 
 
-@micropython.native
-def wrap_udeg(a):
-    """Wrap an angle in udeg to [-180 deg, +180 deg)."""
+@micropython.viper
+def wrap_udeg(a: int) -> int:
+    """Wrap an angle in udeg to [-180 deg, +180 deg) (|a| < 2**30 - 180 deg: machine integers)."""
     return (a + UDEG_HALF_TURN) % UDEG_PER_TURN - UDEG_HALF_TURN
 
 

@@ -34,6 +34,7 @@ _ACCEL_FS_4G = const(0x08)
 ACCEL_LSB_PER_G = const(8192)
 GYRO_COUNTS_TO_MDPS_NUM = const(2000)  # mdps = counts * 2000 // 131 (65.5 LSB per deg/s)
 GYRO_COUNTS_TO_MDPS_DEN = const(131)
+_QUARTER_G = const(2048)  # ACCEL_LSB_PER_G // 4
 
 
 def _i16(buf, i):
@@ -118,10 +119,16 @@ def to_body(raw, out, mount, off_x, off_y, off_z, scale_q12):
         out[5] = raw[5]
 
 
-@micropython.native
-def gyro_mdps(counts):
-    """Gyro counts (+-500 deg/s range) to milli-degrees per second."""
-    return (counts * GYRO_COUNTS_TO_MDPS_NUM) // GYRO_COUNTS_TO_MDPS_DEN
+@micropython.viper
+def gyro_mdps(body, bias_mdps, out):
+    """Body-frame gyro counts (``body[3:6]``, +-500 deg/s range) minus a bias in mdps -> ``out[0:3]`` in mdps."""
+    for i in range(3):
+        out[i] = (int(body[3 + i]) * GYRO_COUNTS_TO_MDPS_NUM) // GYRO_COUNTS_TO_MDPS_DEN - int(bias_mdps[i])
+
+
+def gyro_mean_mdps(total_counts, n):
+    """The mean of ``n`` gyro samples summing to ``total_counts``, in mdps (a calibrated bias; not per tick)."""
+    return (total_counts * GYRO_COUNTS_TO_MDPS_NUM) // (GYRO_COUNTS_TO_MDPS_DEN * n)
 
 
 @micropython.native
@@ -130,11 +137,16 @@ def implausible(body):
 
     A stuck I2C line reads all six words the same (0x0000 or 0xFFFF); a
     specific force under 0.25 g while the gimbal is held is not credible.
+    |a| < 0.25 g needs every axis under 2048 counts, so the squares are only
+    summed then and stay within +-2**30 (a 32-bit board's small ints).
     """
-    if body[0] == body[1] == body[2] == body[3] == body[4] == body[5]:
+    ax = body[0]
+    ay = body[1]
+    az = body[2]
+    if ax == ay == az == body[3] == body[4] == body[5]:
         return True
-    a2 = body[0] * body[0] + body[1] * body[1] + body[2] * body[2]
-    return a2 < (ACCEL_LSB_PER_G * ACCEL_LSB_PER_G) // 16
+    return (-_QUARTER_G < ax < _QUARTER_G and -_QUARTER_G < ay < _QUARTER_G and -_QUARTER_G < az < _QUARTER_G
+            and ax * ax + ay * ay + az * az < _QUARTER_G * _QUARTER_G)
 
 
 CAL_RUNNING = const(0)
@@ -194,7 +206,7 @@ class GyroCalibrator:
         n = self.n
         for i in range(3):
             self.accel_mean[i] = s[i] // n
-            self.bias_mdps[i] = (s[3 + i] * GYRO_COUNTS_TO_MDPS_NUM) // (GYRO_COUNTS_TO_MDPS_DEN * n)
+            self.bias_mdps[i] = gyro_mean_mdps(s[3 + i], n)
         self.n = 0
         return CAL_DONE
 

@@ -230,7 +230,12 @@ def decode(msg_id, payload):
 
 def sat_i16(x):
     """Round and saturate a number to the int16 range (for cdeg/cdps fields)."""
-    v = int(round(x))
+    return clamp_i16(int(round(x)))
+
+
+@micropython.native
+def clamp_i16(v):
+    """Saturate an int to the int16 range (no allocation: the firmware's telemetry uses it)."""
     if v > 32767:
         return 32767
     if v < -32768:
@@ -240,6 +245,13 @@ def sat_i16(x):
 
 def get_u16(buf, i):
     return buf[i] | (buf[i + 1] << 8)
+
+
+@micropython.native
+def put_u16(buf, i, v):
+    """Write the low 16 bits of v little-endian at buf[i] (an int16 as its two's complement)."""
+    buf[i] = v & 0xFF
+    buf[i + 1] = (v >> 8) & 0xFF
 
 
 def get_i16(buf, i):
