@@ -26,7 +26,7 @@ controller, writes every axis' motor output once, polls the serial link
 without blocking, and sends telemetry when it is due. ``now_us`` is any
 integer microsecond clock: wrapping board ticks (``time.ticks_us``) or an
 unbounded simulated time; the firmware only ever takes differences with
-``app.ticks_diff``, which handles both.
+``fixmath.ticks_diff``, which handles both.
 
 Conventions (the simulator must match them)
 -------------------------------------------

@@ -30,7 +30,7 @@ def main():
     from firmware.app import Gimbal
 
     gimbal = Gimbal(board)
-    gimbal.escape_to_repl = True
+    gimbal.link.escape_to_repl = True
     micropython.kbd_intr(-1)  # 0x03 is data on the binary link
     try:
         gimbal.run_forever()

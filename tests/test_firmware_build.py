@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from opensteady.firmware import protocol as P
 from opensteady.host import flash
 from tests.micropython import ROOT, run_micropython, run_micropython_json
 
@@ -35,6 +36,62 @@ def test_mpy_files_import_and_match_cpython_on_the_unix_port(tmp_path):
     from tests.test_firmware_cores import core_vectors
 
     assert out["vectors"] == json.loads(json.dumps(core_vectors()))
+
+
+_BOOT = """
+import json
+from opensteady.firmware import protocol as P
+from opensteady.firmware.app import Gimbal
+from opensteady.firmware.hal import HAL
+
+class StillHAL(HAL):
+    # a level, still camera; records what the firmware drives and sends
+    def __init__(self):
+        self.rx = bytearray()
+        self.tx = bytearray()
+        self.enabled = False
+        self.bldc = 0
+    def imu_read(self, raw):
+        for i, v in enumerate((0, 0, 8192, 3, -2, 1)):
+            raw[i] = v
+        return True
+    def motors_enable(self, on):
+        self.enabled = on
+    def bldc_write(self, axis, a, b, c):
+        self.bldc += 1
+    def serial_read_into(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[0:n] = self.rx[0:n]
+        self.rx = self.rx[n:]
+        return n
+    def serial_write(self, data):
+        self.tx += data
+
+hal = StillHAL()
+g = Gimbal(hal)
+for k in range(1500):
+    if k == 1200:
+        hal.rx += P.encode(P.MSG_VERSION_REQUEST, 1, P.pack(P.MSG_VERSION_REQUEST, P.PROTOCOL_VERSION)) + P.encode(P.MSG_MODE, 2, P.pack(P.MSG_MODE, P.MODE_FOLLOW))
+    g.tick(k * g.period_us)
+parser = P.Parser()
+ids = []
+for b in hal.tx:
+    m = parser.feed(b)
+    if m >= 0:
+        ids.append(m)
+print(json.dumps({"app": __import__("opensteady.firmware.app").firmware.app.__file__, "ids": ids,
+                  "enabled": hal.enabled, "bldc": hal.bldc, "mode": g.modes.mode}))
+"""
+
+
+def test_the_flashed_tree_boots_and_answers_the_host(tmp_path):
+    # the modules `opensteady flash` deploys, built for this machine: a gimbal
+    # made only of them calibrates, starts its motors and answers VERSION and MODE
+    flash.build("rp2", tmp_path, march="x64")
+    out = run_micropython_json(_BOOT, path=[tmp_path], cwd=tmp_path)
+    assert out["app"].endswith(".mpy")
+    assert P.MSG_VERSION in out["ids"] and P.MSG_ACK in out["ids"] and P.MSG_TELEMETRY in out["ids"]
+    assert out["enabled"] and out["bldc"] > 0 and out["mode"] == P.MODE_FOLLOW
 
 
 def test_board_builds_compile_for_their_architectures(tmp_path):

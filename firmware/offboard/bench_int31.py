@@ -22,7 +22,9 @@ import sys
 import types
 
 LIMIT = 1 << 30
-MODULES = ("fixmath", "imu", "estimator", "control", "motor", "app")
+# instrumented in import order: a module's firmware imports come before it
+MODULES = ("fixmath", "imu", "estimator", "control", "motor", "failsafe", "modes", "drive", "telemetry", "link",
+           "app")
 
 
 class _Wrap(ast.NodeTransformer):

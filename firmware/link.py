@@ -1,0 +1,135 @@
+"""The host link on the device side: read the serial port without blocking, parse frames, carry out commands.
+
+Each tick ``poll(now_us)`` reads at most 64 bytes (115200 baud brings about
+12 per ms), feeds them to protocol.Parser and acts on every valid frame:
+
+- SETPOINT: goes to the modes, and feeds the link watchdog;
+- HEARTBEAT from a host: feeds the link watchdog;
+- VERSION_REQUEST: answered with VERSION;
+- MODE, CONFIG_GET, CONFIG_SET, CONFIG_SAVE: carried out through the
+  application (``app.set_mode(mode)`` returns the ACK status,
+  ``app.configure(cfg)`` applies a validated config, ``app.cfg`` is the
+  config in force) and answered with ACK/NACK or CONFIG_VALUE.
+
+A frame that cannot be carried out is answered with NACK bad_length: bytes
+from outside never stop the loop. The parser drops ids this protocol version
+does not define, and the device's own messages echoed back need no answer.
+
+Boards whose link is the REPL console set ``escape_to_repl``: three Ctrl-C
+(0x03) in a row while the failsafe is on (no host talking) raise
+KeyboardInterrupt, which hands the console back.
+
+    link = Link(hal, app, modes, watchdog, tel)
+    link.poll(now_us)      # each tick
+"""
+
+import struct
+
+from .config import KEYS
+from .protocol import (
+    ACK_OK,
+    MSG_CONFIG_GET,
+    MSG_CONFIG_SAVE,
+    MSG_CONFIG_SET,
+    MSG_HEARTBEAT,
+    MSG_MODE,
+    MSG_SETPOINT,
+    MSG_VERSION_REQUEST,
+    NACK_BAD_LENGTH,
+    NACK_STORAGE_ERROR,
+    NACK_UNKNOWN_KEY,
+    PAYLOAD_OFFSET,
+    ROLE_HOST,
+    Parser,
+    get_i16,
+)
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+_RX_CHUNK = const(64)  # bytes read from the link per tick at most
+_CTRL_C = const(3)
+
+
+class Link:
+    def __init__(self, hal, app, modes, watchdog, tel):
+        self.hal = hal
+        self.app = app
+        self.modes = modes
+        self.watchdog = watchdog
+        self.tel = tel
+        self.rx = bytearray(_RX_CHUNK)
+        self.parser = Parser()
+        self.escape_to_repl = False
+        self._ctrl_c = 0
+
+    @micropython.native
+    def poll(self, now_us):
+        n = self.hal.serial_read_into(self.rx)
+        if n <= 0:
+            return
+        if n > _RX_CHUNK:
+            n = _RX_CHUNK
+        p = self.parser
+        rx = self.rx
+        for k in range(n):
+            b = rx[k]
+            if b == _CTRL_C and self.escape_to_repl and self.watchdog.active:
+                # Ctrl-C three times while no host is talking: hand the console back
+                self._ctrl_c += 1
+                if self._ctrl_c >= 3:
+                    raise KeyboardInterrupt
+            else:
+                self._ctrl_c = 0
+            mid = p.feed(b)
+            while mid >= 0:
+                self._handle(mid, now_us)
+                mid = p.flush()
+
+    def _handle(self, mid, now_us):
+        p = self.parser
+        buf = p.buf
+        o = PAYLOAD_OFFSET
+        tel = self.tel
+        try:
+            if mid == MSG_SETPOINT:
+                self.modes.setpoint(buf[o], get_i16(buf, o + 1), get_i16(buf, o + 3), get_i16(buf, o + 5))
+                self.watchdog.alive(now_us)
+            elif mid == MSG_HEARTBEAT:
+                if buf[o] == ROLE_HOST:
+                    self.watchdog.alive(now_us)
+            elif mid == MSG_VERSION_REQUEST:
+                tel.send_version(getattr(self.hal, "board_id", 0))
+            elif mid == MSG_MODE:
+                tel.send_ack(mid, p.seq, self.app.set_mode(buf[o]))
+            elif mid == MSG_CONFIG_GET:
+                key = buf[o]
+                if key in KEYS:
+                    tel.send_config_value(key, self.app.cfg.values[key])
+                else:
+                    tel.send_ack(mid, p.seq, NACK_UNKNOWN_KEY)
+            elif mid == MSG_CONFIG_SET:
+                self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
+            elif mid == MSG_CONFIG_SAVE:
+                self._config_save(p.seq)
+        except Exception:  # noqa: BLE001 - bytes from outside must never stop the loop
+            tel.send_ack(mid, p.seq, NACK_BAD_LENGTH)
+
+    def _config_set(self, key, value, seq):
+        trial = self.app.cfg.copy()
+        status = trial.set(key, value)
+        if status != ACK_OK:
+            self.tel.send_ack(MSG_CONFIG_SET, seq, status)
+            return
+        self.app.configure(trial)
+        self.tel.send_config_value(key, trial.values[key])
+
+    def _config_save(self, seq):
+        try:
+            ok = self.hal.config_save(self.app.cfg.to_bytes())
+        except Exception:  # noqa: BLE001 - report, do not crash
+            ok = False
+        self.tel.send_ack(MSG_CONFIG_SAVE, seq, ACK_OK if ok else NACK_STORAGE_ERROR)
