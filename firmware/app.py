@@ -291,6 +291,24 @@ class Gimbal:
             s |= STATE_CONFIG_DEFAULTED
         return s
 
+    # --- status (what TELEMETRY reports), for tests and tools; the tick reads the parts ---
+
+    @property
+    def mode(self):
+        return self.modes.mode
+
+    @property
+    def motors_on(self):
+        return self.drive.on
+
+    @property
+    def failsafe(self):
+        return self.watchdog.active
+
+    @property
+    def fault_flags(self):
+        return self.faults.flags
+
     # --- the board loop ---------------------------------------------------------------
 
     def run_forever(self, max_ticks=-1, gc_free_min=32768):

@@ -65,7 +65,7 @@ def stabilise():
     """Lock mode against a wobbling handle: how still does the camera stay?"""
     rig = Rig(handle_path=_wobble)
     rig.run(1300)
-    calibrated = rig.g.calibrated and rig.g.drive.on
+    calibrated = rig.g.calibrated and rig.g.motors_on
     worst = [0.0, 0.0, 0.0]
     worst_handle = [0.0, 0.0, 0.0]
 
@@ -80,7 +80,7 @@ def stabilise():
         "worst_cam_deg": [round(w, 2) for w in worst],
         "worst_handle_deg": [round(w, 2) for w in worst_handle],
         "est_minus_true_deg": [round(rig.g.est.angle_udeg[i] / 1e6 - rig.cam_deg()[i], 2) for i in range(3)],
-        "faults": rig.g.faults.flags,
+        "faults": rig.g.fault_flags,
         "telemetry": len(rig.of(P.MSG_TELEMETRY)),
     }
 
@@ -105,7 +105,7 @@ def failsafe():
     held = []
 
     def watch(r, k):
-        if r.g.watchdog.active and trip_us[0] is None:
+        if r.g.failsafe and trip_us[0] is None:
             trip_us[0] = r.hal.now_us
             held.append(r.g.est.angle_udeg[0])
         if trip_us[0] is not None and k % 100 == 0:
@@ -126,7 +126,7 @@ def failsafe():
         "held_spread_udeg": max(held) - min(held),
         "link_lost_faults": len(lost_faults),
         "holding_after_heartbeat": still_holding,
-        "failsafe_after_resume": rig.g.watchdog.active,
+        "failsafe_after_resume": rig.g.failsafe,
         "moved_after_resume_deg": round((rig.g.est.angle_udeg[0] - yaw_after_hb) / 1e6, 1),
     }
 
@@ -153,7 +153,7 @@ def garbage():
     return {
         "mode_acks": len(acks),
         "mode_commands": sent,
-        "still_running": rig.g.drive.on,
+        "still_running": rig.g.motors_on,
         "parser_crc_errors": rig.g.link.parser.crc_errors,
         "parser_header_errors": rig.g.link.parser.header_errors,
     }
@@ -312,13 +312,13 @@ def test_motors_wait_for_calibration_and_calibration_refuses_motion():
     rig = Rig(handle_path=path)
     rig.send(P.MSG_MODE, P.MODE_LOCK)
     rig.run(2000)
-    assert not rig.g.calibrated and not rig.g.drive.on and not rig.hal.enabled
+    assert not rig.g.calibrated and not rig.g.motors_on and not rig.hal.enabled
     assert [a[2] for a in rig.of(P.MSG_ACK)] == [P.NACK_NOT_READY]
     assert any(f[1] == 2 for f in rig.of(P.MSG_FAULT))  # calibration_moved
     moving[0] = False
     rig.run(1200)
-    assert rig.g.calibrated and rig.g.drive.on and rig.hal.enabled
-    assert not rig.g.faults.flags & P.FAULT_CALIBRATION_MOVED
+    assert rig.g.calibrated and rig.g.motors_on and rig.hal.enabled
+    assert not rig.g.fault_flags & P.FAULT_CALIBRATION_MOVED
 
 
 def test_imu_error_turns_motors_off_reports_and_recovers():
@@ -327,22 +327,22 @@ def test_imu_error_turns_motors_off_reports_and_recovers():
     assert rig.hal.enabled
     rig.hal.imu_fail = True
     rig.run(1)
-    assert not rig.g.drive.on and not rig.hal.enabled
+    assert not rig.g.motors_on and not rig.hal.enabled
     assert rig.hal.duty == [[0, 0, 0]] * 3
     assert rig.of(P.MSG_FAULT)[-1][1] == 0  # imu_read
     rig.run(100)
     assert len([f for f in rig.of(P.MSG_FAULT) if f[1] == 0]) == 1  # reported once
     rig.hal.imu_fail = False
     rig.run(400)
-    assert not rig.g.drive.on  # fault_recover_ms = 500
+    assert not rig.g.motors_on  # fault_recover_ms = 500
     rig.run(200)
-    assert rig.g.drive.on and rig.g.faults.flags == 0
+    assert rig.g.motors_on and rig.g.fault_flags == 0
     # implausible data: a stuck bus reads the same word everywhere
     rig.hal.sample[:] = [-1] * 6
     saved = rig.hal._synth
     rig.hal._synth = lambda: None
     rig.run(1)
-    assert not rig.g.drive.on
+    assert not rig.g.motors_on
     assert rig.of(P.MSG_FAULT)[-1][1] == 1  # imu_implausible
     rig.hal._synth = saved
 
@@ -385,7 +385,7 @@ def test_pan_follow_follows_the_handle_yaw_and_keeps_pitch_level():
     assert abs(pitch) < 0.3 and abs(roll) < 0.3
     rig.send(P.MSG_MODE, P.MODE_RECENTRE)
     rig.run(3000)
-    assert rig.g.modes.mode == P.MODE_LOCK  # recentre ends in lock
+    assert rig.g.mode == P.MODE_LOCK  # recentre ends in lock
     assert all(abs(rig.hal.joint(i)) < math.radians(0.7) for i in range(3))
 
 
@@ -425,7 +425,7 @@ def test_joint_limits_hold_and_are_reported():
     rig = Rig(handle_path=path, config=cfg)
     rig.run(4000)
     assert abs(math.degrees(rig.hal.joint(2))) < 10.3
-    assert rig.g.faults.flags & P.FAULT_JOINT_LIMIT
+    assert rig.g.fault_flags & P.FAULT_JOINT_LIMIT
     # reported once while the joint rests on its limit, not once per tick
     assert len([f for f in rig.of(P.MSG_FAULT) if f[1] == 5]) == 1
 
@@ -484,7 +484,7 @@ def test_run_forever_paces_on_the_hal_ticks_and_flags_overruns():
 
     hal.ticks_us = slow_ticks
     rig.g.run_forever(max_ticks=5)
-    assert rig.g.faults.flags & P.FAULT_LOOP_OVERRUN
+    assert rig.g.fault_flags & P.FAULT_LOOP_OVERRUN
 
 
 def test_escape_to_repl_needs_three_ctrl_c_while_no_host_talks():
@@ -494,13 +494,13 @@ def test_escape_to_repl_needs_three_ctrl_c_while_no_host_talks():
     rig.g.link.escape_to_repl = True
     rig.hal.send_to_firmware(b"\x03\x03\x03")
     rig.run(300)  # while the link is fresh after boot, 0x03 is just data
-    assert not rig.g.watchdog.active or rig.g.link._ctrl_c == 0
+    assert not rig.g.failsafe or rig.g.link._ctrl_c == 0
     rig.hal.send_to_firmware(b"\x03\x03")
     rig.run(1)  # link idle now (failsafe): two are not enough
     rig.hal.send_to_firmware(b"\x03")
     with pytest.raises(KeyboardInterrupt):
         rig.run(1)
-    assert not rig.g.drive.on
+    assert not rig.g.motors_on
 
 
 def test_switching_an_axis_driver_at_run_time_silences_the_old_output():
@@ -536,6 +536,6 @@ def test_any_frame_with_any_payload_never_raises():
         # whatever arrived, the running config is still a valid one
         for key in KEYS:
             assert check_value(key, rig.g.cfg.values[key]) == P.ACK_OK
-        assert 0 <= rig.g.modes.mode < len(P.MODE_NAMES)
+        assert 0 <= rig.g.mode < len(P.MODE_NAMES)
 
     feed()

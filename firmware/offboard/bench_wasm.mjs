@@ -37,7 +37,7 @@ function copyDir(src, dst) {
     }
   }
 }
-copyDir(here, "/firmware");
+copyDir(path.dirname(here), "/firmware");  // the firmware package, offboard/ included
 
 const code = `
 import gc, json, sys
