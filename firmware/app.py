@@ -43,6 +43,7 @@ from .config import Config
 from .control import AxisController, HandleFeedForward
 from .drive import MotorDrive
 from .estimator import AttitudeEstimator
+from .foc import FocDrive
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
 from .fixmath import TICKS_MASK, ticks_diff
 from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
@@ -86,6 +87,8 @@ class Gimbal:
         self.watchdog = LinkWatchdog(self.faults)
         self.modes = Modes(self.est, self.axes)
         self.drive = MotorDrive(hal)
+        self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
+        self.foc_needs_cal = False
         self.tel = Telemetry(hal, self.est, self.axes)
         self.link = Link(hal, self, self.modes, self.watchdog, self.tel)
         self.calibrated = False
@@ -129,6 +132,7 @@ class Gimbal:
         self.accel_scale_q12 = int(g("accel_scale") * 4096)
         self.modes.configure(cfg)
         self.drive.configure(cfg)
+        self.foc_needs_cal = self.foc.configure(cfg)
         a = cfg.axis
         for i in range(3):
             self.axes[i].configure(
@@ -198,6 +202,12 @@ class Gimbal:
             return
         est = self.est
         est.update(body, dt)
+        fd = self.foc
+        if fd.calibrating:
+            drive = self.drive
+            if fd.calibrate(self.hal, dt, drive.amp, drive.svpwm, drive.duty):
+                self._foc_calibrated()
+            return
         faults = self.faults
         if faults.flags & IMU_FAULTS:
             if faults.imu_recovered(dt):
@@ -216,14 +226,18 @@ class Gimbal:
         if handle_ok and self.handle_ff.ready and self.handle_ff.scale_q10:
             hff = self.handle_ff.update(self.handle_raw, axes[0].joint_udeg, axes[2].joint_udeg)
         limit = False
+        hal = self.hal
+        foc_on = fd.active
         for i in range(3):
             c = axes[i]
+            # closed-loop axes: the measured joint angle, before the step (fd.closed[i] says it was read)
+            closed = foc_on[i] and fd.measure(hal, i, c)
             c.step(target[i], ff[i], ang[i], rate[i], dt)
-            if hff is not None:
-                c.add_joint_rate(hff[i], dt)
+            if hff is not None and not closed:
+                c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
             if c.at_limit:
                 limit = True
-        self.drive.write(axes)
+        self.drive.write(axes, fd)
         faults.joint_limit(limit, dt)
 
     def _calibrate(self, handle_ok):
@@ -233,9 +247,28 @@ class Gimbal:
             self.calibrated = True
             self.faults.clear(FAULT_CALIBRATION_MOVED)
             self.est.reset(self.calibrator.accel_mean, self.calibrator.bias_mdps)
-            self.set_mode(self.cfg.get("boot_mode"))
+            if self.foc_needs_cal:
+                # closed-loop axes without a stored sensor calibration: find it first
+                self.foc.start_calibration()
+                self.hal.motors_enable(True)
+            else:
+                self.set_mode(self.cfg.get("boot_mode"))
         elif status == CAL_MOVED:
             self.faults.raise_fault(FAULT_CALIBRATION_MOVED)
+
+    def _foc_calibrated(self):
+        """Sensor calibration finished: keep and save what it found, then enter the boot mode."""
+        trial = self.cfg.copy()
+        self.foc.store(trial)  # an axis that failed stays open-loop (foc.cal_reason says why)
+        self.configure(trial)
+        try:
+            self.hal.config_save(trial.to_bytes())
+        except Exception:  # noqa: BLE001 - the calibration still holds until power-off
+            pass
+        for i in range(3):
+            self.axes[i].joint_udeg = 0  # every calibrated rotor ends at field 0: joint zero
+        self.hal.motors_enable(False)
+        self.set_mode(self.cfg.get("boot_mode"))
 
     def _imu_fault(self, flag):
         self.imu_ok = False
@@ -256,7 +289,7 @@ class Gimbal:
         """Switch mode; returns ACK_OK or a NACK reason. Bumpless."""
         if not 0 <= mode < len(MODE_NAMES):
             return NACK_BAD_MODE
-        if mode != MODE_OFF and not self.calibrated:
+        if mode != MODE_OFF and (not self.calibrated or self.foc.calibrating):
             return NACK_NOT_READY
         imu_fault = self.faults.flags & IMU_FAULTS
         if mode != MODE_OFF and imu_fault:

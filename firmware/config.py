@@ -82,6 +82,19 @@ _AXIS_KEYS = (
 
 _AXIS_PREFIX = ("yaw_", "pitch_", "roll_")
 
+# Closed-loop drive keys, per axis: id = FOC_BASE + FOC_STRIDE * axis + offset (docs/firmware.md)
+FOC_BASE = 80
+FOC_STRIDE = 8
+DRIVE_OPEN = 0
+DRIVE_FOC = 1
+_FOC_KEYS = (
+    (0, "drive", DRIVE_OPEN, 0, 1, K_INT),  # 0 open loop (field angle), 1 field-oriented on a rotor sensor
+    (1, "sensor", 0, 0, 2, K_INT),  # rotor-angle sensor: 0 none, 1 AS5600 (I2C), 2 AS5048A (SPI)
+    (2, "sensor_dir", 0, -1, 1, K_INT),  # found at start-up: sensor counts up (1) or down (-1); 0 = not yet
+    (3, "foc_zero", -1, -1, 1535, K_INT),  # found at start-up: electrical zero (1536 per turn); -1 = not yet
+    (4, "joint_zero_counts", -1, -1, 16383, K_INT),  # sensor reading at joint 0; -1 = not yet
+)
+
 
 def _build():
     keys = {}
@@ -90,6 +103,8 @@ def _build():
     for axis in range(3):
         for off, name, default, lo, hi, kind in _AXIS_KEYS:
             keys[YAW_BASE + AXIS_KEY_STRIDE * axis + off] = (_AXIS_PREFIX[axis] + name, default, lo, hi, kind)
+        for off, name, default, lo, hi, kind in _FOC_KEYS:
+            keys[FOC_BASE + FOC_STRIDE * axis + off] = (_AXIS_PREFIX[axis] + name, default, lo, hi, kind)
     # per-axis defaults that differ from the shared row
     roll_min = YAW_BASE + 2 * AXIS_KEY_STRIDE + 8
     keys[roll_min] = ("roll_joint_min_deg", -45.0, -180.0, 180.0, K_FLOAT)

@@ -1,15 +1,17 @@
 """Motor outputs: what drives each axis (three BLDC phases or a hobby servo) and the writes to the HAL.
 
-The motors run open loop, as in STorM32, BruGi and EvvGC: each tick the
-commanded joint angle of every axis (``AxisController.joint_udeg``) becomes
-three BLDC duties (motor.bldc_duties, sinusoidal or SVPWM) or one servo pulse
-(motor.servo_pulse_us). Off means every output silent and the HAL's enable
+By default the motors run open loop, as in STorM32, BruGi and EvvGC: each
+tick the commanded joint angle of every axis (``AxisController.joint_udeg``)
+becomes three BLDC duties (motor.bldc_duties, sinusoidal or SVPWM) or one
+servo pulse (motor.servo_pulse_us). An axis on the closed-loop drive whose
+rotor was read this tick (``FocDrive.closed``, firmware/foc.py) gets its
+controller's effort as a torque instead. Off means every output silent and the HAL's enable
 off.
 
     drive = MotorDrive(hal)
     drive.configure(cfg)     # drivers, pole pairs, power, direction, servo scale, commutation
     drive.enable()
-    drive.write(axes)        # each tick: the three AxisControllers' joint angles -> HAL
+    drive.write(axes, foc)   # each tick: the three AxisControllers -> HAL (foc: a FocDrive)
     drive.disable()
 
 Allocates nothing per tick: the duties go through one preallocated list.
@@ -68,8 +70,8 @@ class MotorDrive:
             self.hal.servo_write(i, 0)
 
     @micropython.native
-    def write(self, axes):
-        """Drive each axis to its controller's commanded joint angle."""
+    def write(self, axes, foc):
+        """Drive each axis: to its controller's joint angle, or (``foc.closed``) with its effort as a torque."""
         hal = self.hal
         driver = self.driver
         pole_pairs = self.pole_pairs
@@ -77,10 +79,14 @@ class MotorDrive:
         amp = self.amp
         svpwm = self.svpwm
         d = self.duty
+        closed = foc.closed
         for i in range(3):
             drv = driver[i]
             if drv == DRIVER_BLDC:
-                bldc_duties(axes[i].joint_udeg, pole_pairs[i], motor_dir[i], amp[i], svpwm, d)
+                if closed[i]:
+                    foc.duties(i, axes[i], amp[i], svpwm, d)
+                else:
+                    bldc_duties(axes[i].joint_udeg, pole_pairs[i], motor_dir[i], amp[i], svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
             elif drv == DRIVER_SERVO:
                 hal.servo_write(i, servo_pulse_us(axes[i].joint_udeg, motor_dir[i], self.servo_q8[i]))

@@ -27,6 +27,8 @@ try:
 except ImportError:  # CPython
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
+from .angle_sensor import counts_to_udeg
+from .config import axis_key
 from .fixmath import SIN_Q15
 from .motor import phase_duties
 
@@ -62,8 +64,9 @@ CAL_SETTLE = const(1)
 CAL_PROBE = const(2)  # forwards: which way does the sensor count?
 CAL_BACK = const(3)  # backwards, then forwards again: offsets averaged over both
 CAL_FORTH = const(4)
-CAL_DONE = const(5)
-CAL_FAILED = const(6)
+CAL_RETURN = const(5)  # back to where it started (field 0), so the joint ends where it began
+CAL_DONE = const(6)
+CAL_FAILED = const(7)
 
 # failure reasons (FocCalibrator.reason)
 FAIL_NONE = const(0)
@@ -83,7 +86,7 @@ class FocCalibrator:
             counts = sensor.read()
             field = cal.step(counts, dt_us)        # drive the field at this index, amplitude cal.amp
             phase_duties(field, amp, svpwm, out)
-        cal.sensor_dir, cal.elec_zero, cal.reason
+        cal.sensor_dir, cal.elec_zero, cal.reason, cal.zero_counts   # zero_counts: the sensor at field 0
 
     Each sweep turns the field one electrical turn in ``sweep_us``; the
     rotor lags the field by friction and gravity, the same amount backwards
@@ -107,7 +110,7 @@ class FocCalibrator:
         self.elec_zero = -1
         self.field = 0
         self._t_us = 0
-        self._start_counts = 0
+        self.zero_counts = 0
         self._ref = 0
         self._sum = 0
         self._n = 0
@@ -141,7 +144,7 @@ class FocCalibrator:
         if phase == CAL_SETTLE:
             self.field = 0
             if t >= self.settle_us:
-                self._start_counts = counts
+                self.zero_counts = counts
                 self._next(CAL_PROBE)
             return self.field
         if phase == CAL_FORTH or phase == CAL_BACK:
@@ -152,7 +155,7 @@ class FocCalibrator:
         # so the rotor (a mass on the field's magnetic spring) is not set ringing
         u = (t * _STEPS) // self.sweep_us  # 0..1536
         f = u - (SIN_Q15[u % _STEPS] * _STEPS) // 205887  # 2 pi * 32767
-        if phase == CAL_BACK:
+        if phase == CAL_BACK or phase == CAL_RETURN:
             f = _STEPS - f
         self.field = f % _STEPS
         if self._t_us >= self.sweep_us:
@@ -160,8 +163,10 @@ class FocCalibrator:
                 return self._probe_done(counts)
             if phase == CAL_BACK:
                 return self._back_done()
-            else:
-                return self._finish()
+            if phase == CAL_FORTH:
+                return self._forth_done()
+            self.phase = CAL_DONE
+            self.field = 0
         return self.field
 
     def _next(self, phase):
@@ -170,7 +175,7 @@ class FocCalibrator:
 
     def _probe_done(self, counts):
         cpr = 1 << self.bits
-        moved = (counts - self._start_counts + cpr // 2) % cpr - cpr // 2
+        moved = (counts - self.zero_counts + cpr // 2) % cpr - cpr // 2
         expect = cpr // self.pole_pairs  # one electrical turn of the field
         a = moved if moved > 0 else -moved
         if a < expect // 4:
@@ -214,12 +219,153 @@ class FocCalibrator:
         self._next(CAL_FORTH)
         return self.field
 
-    def _finish(self):
+    def _forth_done(self):
         m = self._sweep_mean()
         if m is None:
             return self._fail(FAIL_NOISY)
         # the rotor lags by the same amount each way: the mean of the two sweeps cancels it
         self.elec_zero = (self._ref + (self._back_mean + m) // 2) % _STEPS
-        self.phase = CAL_DONE
-        self.field = 0
+        self._next(CAL_RETURN)
         return self.field
+
+
+DRIVE_OPEN = const(0)
+DRIVE_FOC = const(1)
+SENSOR_NONE = const(0)
+SENSOR_AS5600 = const(1)
+SENSOR_AS5048A = const(2)
+_SENSOR_BITS = (0, 12, 14)
+
+
+class FocDrive:
+    """The closed-loop drive for the axes configured for it (``<axis>_drive = 1``), called by the Gimbal.
+
+    Per tick, for an axis whose sensor is calibrated: ``measure()`` reads
+    the rotor, puts the measured joint angle into the axis controller, and
+    ``duties()`` turns the controller's effort (the same PID output the
+    open-loop drive integrates into a joint angle) into a torque: the field
+    90 electrical degrees ahead of the rotor, amplitude effort / effort
+    limit of the axis' power. A failed read leaves the axis open-loop for
+    that tick (the caller's ``bldc_duties`` on the last joint angle).
+
+    Axes configured for FOC without a stored calibration are calibrated at
+    start-up (``start_calibration()``, then ``calibrate()`` every tick until
+    it returns True); the results go into the config for the caller to save.
+    """
+
+    def __init__(self):
+        self.active = [0, 0, 0]  # 1: calibrated and configured: read the rotor every tick
+        self.closed = [0, 0, 0]  # 1: the rotor was read this tick, drive.write commutates on it
+        self.wanted = [0, 0, 0]  # configured for FOC
+        self.bits = [0, 0, 0]
+        self.sensor_dir = [0, 0, 0]
+        self.zero = [0, 0, 0]
+        self.joint_zero = [0, 0, 0]  # sensor counts at joint angle 0
+        self.joint_sign = [0, 0, 0]  # sensor_dir * motor_dir
+        self.pole_pairs = [7, 7, 7]
+        self.motor_dir = [1, 1, 1]
+        self.counts = [0, 0, 0]
+        self.read_errors = 0
+        self.cal = [None, None, None]  # type: list  # FocCalibrator per axis while calibrating
+        self.cal_reason = [0, 0, 0]
+        self.calibrating = False
+
+    def configure(self, cfg):
+        """Read this drive's keys from a validated Config; axes without a calibration need one."""
+        need = False
+        for i in range(3):
+            a = cfg.axis
+            self.wanted[i] = 1 if a(i, "drive") == DRIVE_FOC and a(i, "sensor") != SENSOR_NONE else 0
+            self.bits[i] = _SENSOR_BITS[a(i, "sensor")]
+            self.sensor_dir[i] = a(i, "sensor_dir")
+            self.zero[i] = a(i, "foc_zero")
+            self.joint_zero[i] = a(i, "joint_zero_counts")
+            self.pole_pairs[i] = a(i, "pole_pairs")
+            self.motor_dir[i] = a(i, "motor_dir")
+            self.joint_sign[i] = self.sensor_dir[i] * self.motor_dir[i]
+            ok = self.sensor_dir[i] != 0 and self.zero[i] >= 0 and self.joint_zero[i] >= 0
+            self.active[i] = 1 if self.wanted[i] and ok else 0
+            self.closed[i] = 0
+            if self.wanted[i] and not ok:
+                need = True
+        return need
+
+    def start_calibration(self):
+        self.calibrating = True
+        for i in range(3):
+            if self.wanted[i] and not self.active[i]:
+                c = FocCalibrator(self.bits[i], self.pole_pairs[i])
+                c.start()
+                self.cal[i] = c
+            else:
+                self.cal[i] = None
+
+    def calibrate(self, hal, dt_us, amp, svpwm, out):
+        """One calibration tick: drive each calibrating axis' field; True when every axis is finished."""
+        done = True
+        for i in range(3):
+            c = self.cal[i]
+            if c is None:
+                continue
+            if c.phase < CAL_DONE:
+                f = c.step(hal.angle_read(i), dt_us)
+                phase_duties(f, amp[i], svpwm, out)
+                hal.bldc_write(i, out[0], out[1], out[2])
+                if c.phase < CAL_DONE:
+                    done = False
+        if done:
+            self.calibrating = False
+        return done
+
+    def store(self, cfg):
+        """Write the finished calibrations into ``cfg`` (a Config copy); returns the axes that failed (bits)."""
+        failed = 0
+        for i in range(3):
+            c = self.cal[i]
+            if c is None:
+                continue
+            self.cal_reason[i] = c.reason
+            if c.phase == CAL_DONE:
+                cfg.set(axis_key(i, "sensor_dir"), c.sensor_dir)
+                cfg.set(axis_key(i, "foc_zero"), c.elec_zero)
+                # where field 0 held the rotor: the joint zero the open-loop drive assumes too
+                cfg.set(axis_key(i, "joint_zero_counts"), c.zero_counts)
+            else:
+                failed |= 1 << i
+            self.cal[i] = None
+        return failed
+
+    @micropython.native
+    def measure(self, hal, i, ctl):
+        """Read axis i's rotor; on success set the controller's joint angle to it and return True."""
+        counts = hal.angle_read(i)
+        if counts < 0:
+            self.read_errors += 1
+            self.closed[i] = 0
+            return False
+        self.closed[i] = 1
+        self.counts[i] = counts
+        bits = self.bits[i]
+        d = (counts - self.joint_zero[i]) & ((1 << bits) - 1)
+        j = counts_to_udeg(d, bits)
+        if j >= 180000000:
+            j -= 360000000
+        if self.joint_sign[i] < 0:
+            j = -j
+        ctl.joint_udeg = j
+        ctl.joint_frac = 0
+        return True
+
+    @micropython.native
+    def duties(self, i, ctl, amp, svpwm, out):
+        """Duties for the controller's effort as a torque on the rotor measured by ``measure``."""
+        lim = ctl.effort_limit_mdps >> 10
+        if lim < 1:
+            lim = 1
+        t = ((ctl.effort_mdps >> 10) * amp) // lim
+        if t > amp:
+            t = amp
+        elif t < -amp:
+            t = -amp
+        e = rotor_elec_index(self.counts[i], self.bits[i], self.pole_pairs[i], self.sensor_dir[i], self.zero[i])
+        foc_duties(e, t * self.motor_dir[i], svpwm, out)

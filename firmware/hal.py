@@ -132,6 +132,15 @@ class HAL:
         """
         return False
 
+    def angle_read(self, axis):
+        """Optional: axis' rotor-angle sensor (AS5600/AS5048A) in counts, or -1 (none fitted, or a failed read).
+
+        For the closed-loop drive (config ``<axis>_drive = 1``, firmware/foc.py).
+        Called once per tick per closed-loop axis, so it must not allocate;
+        a board builds the drivers in firmware/angle_sensor.py. Never raises.
+        """
+        return -1
+
     def motors_enable(self, on):
         """Enable (True) or disable (False) all motor drivers (DRV8313 EN pins)."""
 

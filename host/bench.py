@@ -3,6 +3,7 @@
     opensteady bench protocol          # frame sizes, parser speed, heap per frame, link budget
     opensteady bench protocol --json   # the same as one JSON object
     opensteady bench firmware 5000     # one control tick on the MicroPython unix port
+    opensteady bench firmware 5000 --foc   # the same with the closed-loop drive on all three axes
     opensteady bench vision            # MediaPipe / Haar latency and detection rates
     opensteady bench sim --repeat 2    # realtime factors, tracking and jitter vs the baseline
     opensteady bench host --markdown   # end-to-end capture-to-bytes latency
@@ -43,7 +44,7 @@ def _protocol_main(argv):
 
 
 def _firmware_main(argv):
-    """Run firmware/offboard/bench_tick.py on the MicroPython unix port (argument: ticks)."""
+    """Run firmware/offboard/bench_tick.py on the MicroPython unix port (arguments: ticks, --foc)."""
     import os
     import subprocess
 
@@ -51,11 +52,14 @@ def _firmware_main(argv):
 
     parser = argparse.ArgumentParser(prog="opensteady bench firmware", description=_firmware_main.__doc__)
     parser.add_argument("ticks", nargs="?", type=int, default=5000, help="control ticks to time (default 5000)")
-    ticks = parser.parse_args(argv).ticks
+    parser.add_argument("--foc", action="store_true", help="every axis on the closed-loop drive (sensor + FOC)")
+    args = parser.parse_args(argv)
+    ticks = args.ticks
+    foc = args.foc
     if ticks < 1:
         parser.error("ticks must be at least 1, got %d" % ticks)
     env = dict(os.environ, MICROPYPATH="%s:.frozen" % VM_PATH)
-    code = "from firmware.offboard import bench_tick; bench_tick.main(%d)" % ticks
+    code = "from firmware.offboard import bench_tick; bench_tick.main(%d, %s)" % (ticks, foc)
     cmd = [binary(), "-X", "heapsize=4M", "-c", code]
     return subprocess.run(cmd, env=env, cwd=str(VM_PATH)).returncode
 

@@ -230,10 +230,11 @@ class MicroPythonFirmware:
         rx = bytes(hal.rx)
         hal.rx.clear()
         self._arm(self.reply_timeout_s, "the reply to the tick at t = %d us" % now_us, "the tick at t = %d us" % now_us)
+        a = hal.angle_counts
         self._send(simpipe.SYNC + b"T" + self._head.pack(now_us & 0xFFFFFFFF, now_us >> 32, 1 if hal.imu_ok else 0,
                                                          raw[0], raw[1], raw[2], raw[3], raw[4], raw[5],
                                                          1 if handle_ok else 0, h[0], h[1], h[2], h[3], h[4], h[5],
-                                                         len(rx)) + rx)
+                                                         a[0], a[1], a[2], len(rx)) + rx)
         if self._expect() != b"R":
             raise self._failure("broke the lockstep exchange")
         r = self._reply.unpack(self._read(self._reply.size))

@@ -26,6 +26,9 @@ class SimHal(fw_hal.HAL):
 
     def __init__(self, imu, config_bytes=None, handle_imu=None):
         self.imu = imu
+        # rotor-angle sensor counts for this tick (the world samples sim.angle_sensor once per tick,
+        # so both co-simulation modes see the same); -1: no sensor fitted
+        self.angle_counts = [-1, -1, -1]
         self.handle_imu = handle_imu  # None: no second IMU fitted on the handle
         self.now_us = 0
         self.imu_ok = True  # a test may set False to inject an I2C error
@@ -51,6 +54,9 @@ class SimHal(fw_hal.HAL):
             return False
         self.handle_imu.read_into(raw)
         return True
+
+    def angle_read(self, axis):
+        return self.angle_counts[axis]
 
     def motors_enable(self, on):
         self.motors_on = bool(on)

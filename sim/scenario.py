@@ -37,6 +37,9 @@ below, documented in docs/sim.md)::
     t_s = 4.0
     gesture = "open_palm"
 
+    [sensor]                # sim/angle_sensor.py: a rotor-angle sensor on every motor
+    kind = "as5048a"        # none | as5600 | as5048a (the firmware's <axis>_drive = 1 uses it)
+
     [firmware]              # firmware config keys over sim/board_config.py's tuning
     pitch_rate_kd_ms = 25.0
 """
@@ -49,6 +52,7 @@ try:
 except ImportError:  # Python < 3.11 (pyproject installs tomli there)
     import tomli as tomllib
 
+from opensteady.sim.angle_sensor import AngleSensorParams
 from opensteady.sim.camera import CameraParams
 from opensteady.sim.disturbance import HandleMotion
 from opensteady.sim.imu import ImuParams
@@ -141,6 +145,7 @@ class Scenario:
     link: LinkParams = field(default_factory=LinkParams)
     imu: ImuParams = field(default_factory=ImuParams)
     motor: BldcParams = field(default_factory=BldcParams)
+    sensor: AngleSensorParams = field(default_factory=AngleSensorParams)
     subjects: tuple = ()
     gestures: tuple = ()
     firmware: tuple = ()  # (config key name, value) pairs over sim/board_config.py
@@ -156,7 +161,7 @@ class Scenario:
             raise ValueError("mode = %r: unknown, expected one of %s" % (self.mode, ", ".join(MODES)))
         if self.tracker not in TRACKERS:
             raise ValueError("tracker = %r: unknown, expected one of %s" % (self.tracker, ", ".join(TRACKERS)))
-        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor):
+        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor, self.sensor):
             part.validate()
         for k, s in enumerate(self.subjects):
             s.validate("subjects[%d]" % k)
@@ -219,6 +224,7 @@ def _section(cls, table, where):
 
 _SECTIONS = {
     "handle": HandleMotion, "camera": None, "link": LinkParams, "imu": ImuParams, "motor": BldcParams,
+    "sensor": AngleSensorParams,
 }
 
 

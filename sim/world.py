@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from opensteady.sim.angle_sensor import AngleSensorModel
 from opensteady.sim.board_config import board_config_bytes
 from opensteady.sim.camera import Billboard, PinholeCamera, Scene
 from opensteady.sim.disturbance import HandleDisturbance
@@ -56,7 +57,7 @@ class Traces:
 def _seeds(seed):
     # independent, repeatable streams for each random part
     return {name: seed * 1009 + k for k, name in enumerate(("imu", "handle", "link_up", "link_down",
-                                                             "handle_imu"))}
+                                                             "handle_imu", "sensor"))}
 
 
 def load_face_image(path):
@@ -121,6 +122,8 @@ class SimGimbal:
         self.link_down = SerialLink(scenario.link, seed=s["link_down"])  # device -> host
         if config_bytes is None:
             config_bytes = board_config_bytes(scenario.firmware)
+        # rotor-angle sensors on the motors (the closed-loop drive): None when not fitted
+        self.angle_sensor = AngleSensorModel(scenario.sensor, seed=s["sensor"]) if scenario.sensor.fitted else None
         self.hal = SimHal(self.imu, config_bytes=config_bytes, handle_imu=self.handle_imu)
         self._settle()
         self.firmware = make_firmware(firmware, self.hal)
@@ -134,6 +137,12 @@ class SimGimbal:
         self._pose_block_start = 0
         self._pose_block_len = 0
         self._fw_tick = self.firmware.tick
+        # with sensors fitted the tick's reads take a real share of it: the new duties reach the
+        # motors output_delay_us after the tick starts, and the old ones drive it until then
+        self._hold_frac = 0.0
+        if self.angle_sensor is not None:
+            self._hold_frac = min(1.0, scenario.sensor.output_delay_us / self.period_us)
+        self._old_duties = [[32768, 32768, 32768] for _ in range(3)]
         self.traces = Traces()
         self.max_effort = 0.0
         self.camera = PinholeCamera(scenario.camera)
@@ -247,10 +256,16 @@ class SimGimbal:
                 hal.feed_rx(data)
         self._sample_imus(t_s)
         hal.now_us = now_us
+        angle, rate = plant.joint_state()
+        sensor = self.angle_sensor
+        if sensor is not None:
+            counts = hal.angle_counts
+            counts[0] = sensor.read(0, angle[0], rate[0])
+            counts[1] = sensor.read(1, angle[1], rate[1])
+            counts[2] = sensor.read(2, angle[2], rate[2])
         self._fw_tick(now_us)
         if hal.tx:
             self.link_down.write(hal.take_tx(), t_s)
-        angle, rate = plant.joint_state()
         servo_us = hal.servo_us
         duties = hal.duties
         motors = self.motors
@@ -267,6 +282,12 @@ class SimGimbal:
                 motor.enabled = on
                 d = duties[k]
                 torques[k] = motor.torque_nm(d[0], d[1], d[2], angle[k], rate[k])
+                w = self._hold_frac
+                if w:
+                    old = self._old_duties[k]
+                    torques[k] = (1.0 - w) * torques[k] + w * motor.torque_nm(old[0], old[1], old[2], angle[k],
+                                                                               rate[k])
+                    old[0], old[1], old[2] = d[0], d[1], d[2]
         self.tick_count += 1
         i = self.tick_count - self._pose_block_start
         if i >= self._pose_block_len:

@@ -85,7 +85,7 @@ def test_calibrator_finds_direction_and_zero_through_lag():
         # sensor electrical index of the rotor aligned with field 0
         expect = foc.rotor_elec_index(off, bits, pp, d, 0)
         assert abs(foc.wrap_index(zero - expect)) <= 3, (zero, expect)
-        assert ticks == 300 + 3 * 1000  # 3.3 s at 1 kHz
+        assert ticks == 300 + 4 * 1000  # 4.3 s at 1 kHz
 
 
 def test_calibrator_reports_a_rotor_that_does_not_move_or_wrong_pole_pairs():
@@ -147,3 +147,12 @@ print(json.dumps(m1 - m0))
 """
     assert run_micropython_json(code_core) == 0
     assert run_micropython_json(code) >= 0  # runs; the fakes' own allocations are not the driver's
+
+
+def test_closed_loop_tick_allocates_nothing_on_micropython():
+    out = run_micropython_json(
+        "import json; from firmware.offboard import bench_tick; print(json.dumps(bench_tick.run(1500, foc=True)))"
+    )
+    assert out["impl"] == "micropython" and out["drive"] == "foc"
+    assert out["foc_axes"] == [1, 1, 1]  # every axis commutated on its sensor inside the measured ticks
+    assert out["alloc_ticks"] == 0 and out["heap_locked_failures"] == 0

@@ -112,7 +112,7 @@ def test_simpipe_lockstep_framing_on_cpython():
             self.board.imu_read(raw)
             self.board.bldc_write(1, raw[0], now_us & 0xFFFF, 7)
 
-    head = struct.pack(simpipe._TICK_HEAD, 5000, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3)
+    head = struct.pack(simpipe._TICK_HEAD, 5000, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, 3)
     stream_in = io.BytesIO(simpipe.SYNC + b"I" + struct.pack("<H", simpipe.NO_CONFIG)
                            + simpipe.SYNC + b"T" + head + b"abc" + simpipe.SYNC + b"Q")
     stream_out = io.BytesIO()

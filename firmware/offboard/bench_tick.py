@@ -2,6 +2,7 @@
 
     opensteady bench firmware [ticks]                              # the MicroPython unix port
     .venv/bin/python -m opensteady.firmware.offboard.bench_tick [ticks]  # CPython, for comparison
+    ... bench_tick [ticks] --foc          # every axis on the closed-loop drive (sensor read + FOC)
 
 The gimbal runs in track mode against the plant in firmware/offboard/plant.py with
 the handle moving on all three axes; the host streams a SETPOINT every 20
@@ -23,6 +24,7 @@ import time
 
 from .. import protocol
 from ..app import Gimbal
+from ..config import Config, axis_key
 from .plant import PlantHAL
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -56,10 +58,22 @@ def _pct(sorted_vals, q):
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
 
 
-def run(ticks=20000):
+def foc_config():
+    """Every axis on the closed-loop drive with an ideal AS5048A whose calibration is already stored."""
+    cfg = Config()
+    for axis in range(3):
+        for name, value in (("drive", 1), ("sensor", 2), ("sensor_dir", 1), ("foc_zero", 0),
+                            ("joint_zero_counts", 0)):
+            cfg.set(axis_key(axis, name), value)
+    return cfg
+
+
+def run(ticks=20000, foc=False):
     hal = PlantHAL(handle_path=handle_wobble)
     hal.capture_tx = False
-    g = Gimbal(hal)
+    if foc:
+        hal.sensor_bits = 14
+    g = Gimbal(hal, config=foc_config() if foc else None)
     period = g.period_us
     # calibrate (1 s) and settle, then switch to track mode as a host would
     for _ in range(1500):
@@ -126,6 +140,8 @@ def run(ticks=20000):
     everything.sort()
     return {
         "impl": sys.implementation.name,
+        "drive": "foc" if foc else "open_loop",
+        "foc_axes": list(g.foc.active),
         "ticks": ticks,
         "tick_us_p10": _pct(plain, 0.1),
         "tick_us_median": _pct(plain, 0.5),
@@ -206,13 +222,17 @@ def tour(ticks_per_mode=300, variant=0, before=None, after=None):
     return n
 
 
-def main(ticks=None):
+def main(ticks=None, foc=None):
+    argv = getattr(sys, "argv", [])[1:]
+    args = [a for a in argv if a != "--foc"]
     if ticks is None:
-        ticks = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    r = run(ticks)
-    print("%s: %d ticks, plain tick median %d us (p10 %d, p90 %d, max %d); telemetry tick median %d us (%d ticks); "
+        ticks = int(args[0]) if args else 20000
+    if foc is None:
+        foc = "--foc" in argv
+    r = run(ticks, foc=foc)
+    print("%s, %s drive: %d ticks, plain tick median %d us (p10 %d, p90 %d, max %d); telemetry tick median %d us (%d ticks); "
           "setpoint tick median %d us (%d ticks)" % (
-              r["impl"], ticks, r["tick_us_median"], r["tick_us_p10"], r["tick_us_p90"], r["tick_us_max"],
+              r["impl"], r["drive"], ticks, r["tick_us_median"], r["tick_us_p10"], r["tick_us_p90"], r["tick_us_max"],
               r["telemetry_tick_us_median"], r["telemetry_ticks"], r["setpoint_tick_us_median"], r["setpoint_ticks"]))
     print("heap: %d of %d ticks allocated, %.2f bytes/tick; heap_lock failures %d" % (
         r["alloc_ticks"], ticks, r["alloc_bytes_per_tick"], r["heap_locked_failures"]))

@@ -64,6 +64,8 @@ class PlantHAL(HAL):
         self.stored = None
         self._rng = 12345
         self._tmp = [0.0, 0.0, 0.0]
+        self.sensor_bits = 0  # 14: an ideal AS5048A on every joint (angle_read), 0: none
+        self.angle_counts = [-1, -1, -1]
         self._synth()
 
     # --- HAL (native like a board's driver code, so benchmarks time the firmware) ---
@@ -75,6 +77,10 @@ class PlantHAL(HAL):
         for i in range(6):
             raw[i] = s[i]
         return True
+
+    @micropython.native
+    def angle_read(self, axis):
+        return self.angle_counts[axis]  # sampled by step(): no float work inside the firmware's tick
 
     def motors_enable(self, on):
         self.enabled = bool(on)
@@ -191,6 +197,10 @@ class PlantHAL(HAL):
         s[3] = self._clip(p * GYRO_COUNTS_PER_RAD_S + self.bias[0] + self._noise())
         s[4] = self._clip(-q * GYRO_COUNTS_PER_RAD_S + self.bias[1] + self._noise())
         s[5] = self._clip(-r * GYRO_COUNTS_PER_RAD_S + self.bias[2] + self._noise())
+        if self.sensor_bits:
+            cpr = 1 << self.sensor_bits
+            for i in range(3):
+                self.angle_counts[i] = int(math.floor(self.joint(i) / (2 * math.pi) * cpr)) % cpr
 
     @staticmethod
     def _clip(v):

@@ -17,6 +17,7 @@ type byte, so console text the firmware prints can be told apart)::
     board -> sim  'i' u32 period_us
     sim -> board  'T' u32 now_us_lo, u32 now_us_hi, u8 imu_ok, 6 x i16 imu counts,
                       u8 handle_imu_ok, 6 x i16 handle imu counts (ok 0: not fitted),
+                      3 x i16 rotor-angle sensor counts (-1: none or a failed read),
                       u16 rx_len, rx bytes              run one tick
     board -> sim  'R' u8 motors_on, 9 x u16 duties (yaw a b c, pitch a b c, roll a b c),
                       3 x u16 servo_us, u16 tx_len, tx bytes, u16 saved_config_len, bytes
@@ -34,7 +35,7 @@ SYNC = b"\xf5\x1a"
 NO_CONFIG = 0xFFFF
 TX_BUFFER_BYTES = 2048
 RX_BUFFER_BYTES = 1024
-_TICK_HEAD = "<IIB6hB6hH"
+_TICK_HEAD = "<IIB6hB6h3hH"
 _TICK_HEAD_LEN = struct.calcsize(_TICK_HEAD)
 _REPLY_HEAD = "<B9H3HH"
 
@@ -49,6 +50,7 @@ class SimPipeBoard(_hal.HAL):
         self.imu_ok = False
         self.handle_raw = array("h", [0] * 6)
         self.handle_ok = False
+        self.angle = array("h", [-1, -1, -1])
         self.motors_on = 0
         self.duties = array("H", [32768] * 9)
         self.servo_us = array("H", [0] * 3)
@@ -66,6 +68,9 @@ class SimPipeBoard(_hal.HAL):
 
     def handle_imu_read(self, raw):
         return self.handle_ok and _copy_counts(self.handle_raw, raw)
+
+    def angle_read(self, axis):
+        return self.angle[axis]
 
     def motors_enable(self, on):
         self.motors_on = 1 if on else 0
@@ -163,7 +168,9 @@ def serve(stream_in, stream_out, make_gimbal):
             for i in range(6):
                 board.imu_raw[i] = head[3 + i]
                 board.handle_raw[i] = head[10 + i]
-            n = head[16]
+            for i in range(3):
+                board.angle[i] = head[16 + i]
+            n = head[19]
             data = _read_exact(stream_in, n) if n else b""
             board.rx[0:n] = data
             board.rx_len = n
