@@ -1,0 +1,165 @@
+"""Relay-feedback auto-tuning (Astrom-Hagglund) for one axis, and the tuning rules.
+
+A relay with hysteresis drives the axis' effort (the controller output:
+joint rate open-loop, torque closed-loop) to +d or -d by the sign of the
+camera angle error, switching only when the error leaves +-hyst. The loop
+settles into a limit cycle at the frequency where the axis' phase lag is
+180 deg; its period is the ultimate period Pu and, from the angle's
+amplitude a, the describing function gives the ultimate gain
+``Ku = 4 d / (pi * sqrt(a^2 - hyst^2))``. Integer maths, time passed in::
+
+    tuner = RelayTuner()
+    tuner.start(relay_mdps=20000, hyst_udeg=20000, cycles=4, max_us=5000000)
+    while tuner.state == TUNE_RUNNING:
+        effort_mdps = tuner.step(target_udeg - angle_udeg, dt_us)    # drive the axis with it
+    ku, pu = tuner.ku(), tuner.pu_us              # effort mdps per mdeg of angle, and us
+
+:func:`gains_from_ultimate` turns (Ku, Pu) into the cascade's gains by a
+conservative rule: Tyreus-Luyben's PID (Kp = Ku / 2.2, Ti = 2.2 Pu,
+Td = Pu / 6.3), which a quick trial on the simulated gimbal preferred over
+classic Ziegler-Nichols (about 65 % overshoot). The cascade angle P ->
+rate PI is a PID on the angle error: with rate_kp Kr, rate_ki Ki and
+angle_kp Ka, effort = (Kr Ka + Ki) e + Ki Ka int(e) + Kr de/dt, so
+Kr = Kp Td, Ki Ka = Kp / Ti and Kr Ka + Ki = Kp.
+"""
+
+import math
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    from .mpcompat import const  # type: ignore[assignment,no-redef]
+
+TUNE_IDLE = const(0)
+TUNE_RUNNING = const(1)
+TUNE_DONE = const(2)
+TUNE_FAILED = const(3)
+
+# why a run failed (RelayTuner.reason)
+TUNE_OK = const(0)
+TUNE_TIMEOUT = const(1)  # no steady limit cycle before max_us
+TUNE_TOO_BIG = const(2)  # the angle swung beyond max_swing_udeg: relay too strong
+TUNE_TOO_SMALL = const(3)  # the swing stayed inside the hysteresis: relay too weak or noise
+
+_SKIP_CYCLES = const(2)  # the first cycles carry the start transient
+
+
+class RelayTuner:
+    """One axis' relay experiment, stepped once per control tick."""
+
+    def __init__(self):
+        self.state = TUNE_IDLE
+        self.reason = TUNE_OK
+        self.relay_mdps = 0
+        self.hyst_udeg = 0
+        self.cycles = 0
+        self.max_us = 0
+        self.max_swing_udeg = 0
+        self.out = 0
+        self.t_us = 0
+        self.n = 0  # completed cycles (rising switches after the first)
+        self.pu_us = 0
+        self.amp_udeg = 0
+        self._last_rise_us = -1
+        self._sum_period = 0
+        self._sum_amp = 0
+        self._hi = 0
+        self._lo = 0
+
+    def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000):
+        if relay_mdps <= 0 or hyst_udeg < 0 or cycles < 1 or max_us <= 0:
+            raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
+                             % (relay_mdps, hyst_udeg, cycles, max_us))
+        self.state = TUNE_RUNNING
+        self.reason = TUNE_OK
+        self.relay_mdps = relay_mdps
+        self.hyst_udeg = hyst_udeg
+        self.cycles = cycles
+        self.max_us = max_us
+        self.max_swing_udeg = max_swing_udeg
+        self.out = relay_mdps
+        self.t_us = 0
+        self.n = 0
+        self.pu_us = 0
+        self.amp_udeg = 0
+        self._last_rise_us = -1
+        self._sum_period = 0
+        self._sum_amp = 0
+        self._hi = 0
+        self._lo = 0
+
+    def step(self, error_udeg, dt_us):
+        """The relay's output (mdps) for this tick's angle error (target - angle)."""
+        if self.state != TUNE_RUNNING:
+            return 0
+        self.t_us += dt_us
+        e = error_udeg
+        if e > self._hi:
+            self._hi = e
+        if e < self._lo:
+            self._lo = e
+        if e > self.max_swing_udeg or e < -self.max_swing_udeg:
+            self._end(TUNE_FAILED, TUNE_TOO_BIG)
+            return 0
+        if self.out < 0 and e > self.hyst_udeg:
+            self.out = self.relay_mdps
+            self._rise()
+        elif self.out > 0 and e < -self.hyst_udeg:
+            self.out = -self.relay_mdps
+        if self.state == TUNE_RUNNING and self.t_us >= self.max_us:
+            self._end(TUNE_FAILED, TUNE_TOO_SMALL if self._last_rise_us < 0 else TUNE_TIMEOUT)
+            return 0
+        return self.out
+
+    def _rise(self):
+        # one full cycle ends at each rising switch: its period and its peak-to-peak swing
+        if self._last_rise_us >= 0:
+            k = self.n
+            self.n += 1
+            if k >= _SKIP_CYCLES:
+                self._sum_period += self.t_us - self._last_rise_us
+                self._sum_amp += (self._hi - self._lo) // 2
+                if k + 1 - _SKIP_CYCLES >= self.cycles:
+                    self.pu_us = self._sum_period // self.cycles
+                    self.amp_udeg = self._sum_amp // self.cycles
+                    if self.amp_udeg <= self.hyst_udeg:
+                        self._end(TUNE_FAILED, TUNE_TOO_SMALL)
+                    else:
+                        self._end(TUNE_DONE, TUNE_OK)
+        self._last_rise_us = self.t_us
+        self._hi = 0
+        self._lo = 0
+
+    def _end(self, state, reason):
+        self.state = state
+        self.reason = reason
+        self.out = 0
+
+    def ku(self):
+        """Ultimate gain in effort mdps per mdeg of angle error (1/s for a joint-rate effort)."""
+        a = self.amp_udeg
+        h = self.hyst_udeg
+        return 4.0 * self.relay_mdps / (math.pi * math.sqrt(a * a - h * h) / 1000.0)
+
+
+RULE_TYREUS_LUYBEN = 0
+RULE_ZIEGLER_NICHOLS = 1
+
+
+def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
+    """(angle_kp 1/s, rate_kp, rate_ki 1/s) for the firmware cascade from Ku (1/s) and Pu (s)."""
+    if not ku > 0 or not pu_s > 0:
+        raise ValueError("ultimate gain and period must be positive, got %r, %r" % (ku, pu_s))
+    if rule == RULE_TYREUS_LUYBEN:
+        kp, ti, td = ku / 2.2, 2.2 * pu_s, pu_s / 6.3
+    elif rule == RULE_ZIEGLER_NICHOLS:
+        kp, ti, td = 0.6 * ku, 0.5 * pu_s, pu_s / 8.0
+    else:
+        raise ValueError("unknown tuning rule %r" % (rule,))
+    disc = 1.0 - 4.0 * td / ti
+    if disc < 0:
+        raise ValueError("Td > Ti / 4 has no cascade equivalent")
+    rate_kp = kp * td
+    rate_ki = kp * (1.0 - math.sqrt(disc)) / 2.0
+    angle_kp = (kp - rate_ki) / rate_kp
+    return angle_kp, rate_kp, rate_ki

@@ -1,0 +1,72 @@
+"""Relay auto-tuning core: limit cycle, ultimate gain and period, and the tuning rules."""
+
+import math
+
+import pytest
+
+from opensteady.firmware import autotune as at
+from tests.micropython import run_micropython_json
+
+RELAY_CODE = """
+import json
+from opensteady.firmware import autotune as at
+
+def integrator_with_delay(k_per_s, delay_ticks, relay, hyst, dt_us=1000):
+    # angle (udeg) = k * integral of the effort (mdps), seen delay_ticks late
+    t = at.RelayTuner()
+    t.start(relay, hyst, cycles=4, max_us=5000000)
+    angle = 0
+    history = [0] * (delay_ticks + 1)
+    ticks = 0
+    while t.state == at.TUNE_RUNNING:
+        u = t.step(0 - history[0], dt_us)
+        angle += (u * k_per_s * dt_us) // 1000  # mdps * us / 1000 = udeg
+        history = history[1:] + [angle]
+        ticks += 1
+    return [t.state, t.reason, t.pu_us, t.amp_udeg, ticks]
+
+print(json.dumps([integrator_with_delay(1, 25, 20000, 0), integrator_with_delay(1, 40, 30000, 200),
+                  integrator_with_delay(1, 25, 20000, 10 ** 7)]))
+"""
+
+
+def _relay_runs():
+    ns = {}
+    exec(RELAY_CODE.replace("print(json.dumps(", "RESULT = ((").replace("]))", "]))"), ns)
+    return ns["RESULT"]
+
+
+def test_relay_finds_the_ultimate_point_of_an_integrator_with_delay():
+    (state, reason, pu_us, amp, ticks), second, too_weak = _relay_runs()
+    assert state == at.TUNE_DONE and reason == at.TUNE_OK
+    # G(s) = e^(-sL)/s: phase -180 deg at w = pi / (2L), so Pu = 4 L = 100 ms (the tick adds one)
+    assert abs(pu_us - 4 * 26000) <= 2000
+    t = at.RelayTuner()
+    t.relay_mdps, t.hyst_udeg, t.amp_udeg = 20000, 0, amp
+    ku_true = (math.pi / (2 * 0.026)) / 1.0  # |G(j w_u)| = 1 / w_u for k = 1
+    # the describing function sees a triangle wave: it reads 8 / pi^2 of the true ultimate gain
+    assert t.ku() == pytest.approx(ku_true * 8 / math.pi ** 2, rel=0.1)
+    assert second[0] == at.TUNE_DONE and abs(second[2] - 4 * 41000) <= 4000
+    # a hysteresis far beyond the swing the relay can make: no steady cycle within max_us
+    assert too_weak[0] == at.TUNE_FAILED and too_weak[1] in (at.TUNE_TIMEOUT, at.TUNE_TOO_SMALL)
+
+
+def test_relay_runs_the_same_on_micropython():
+    assert run_micropython_json(RELAY_CODE) == [list(r) for r in _relay_runs()]
+
+
+def test_tuning_rules_map_to_the_cascade():
+    ku, pu = 50.0, 0.2
+    angle_kp, rate_kp, rate_ki = at.gains_from_ultimate(ku, pu)
+    # back to the PID on the angle: Kp = Kr Ka + Ki, Ki_total = Ki Ka, Kd = Kr
+    kp = rate_kp * angle_kp + rate_ki
+    assert kp == pytest.approx(ku / 2.2)
+    assert rate_ki * angle_kp == pytest.approx(kp / (2.2 * pu))
+    assert rate_kp == pytest.approx(kp * pu / 6.3)
+    # Ziegler-Nichols is the aggressive one
+    zn = at.gains_from_ultimate(ku, pu, at.RULE_ZIEGLER_NICHOLS)
+    assert zn[1] * zn[0] + zn[2] > kp
+    with pytest.raises(ValueError, match="positive"):
+        at.gains_from_ultimate(0.0, pu)
+    with pytest.raises(ValueError):
+        at.RelayTuner().start(0, 10)
