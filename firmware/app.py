@@ -46,7 +46,7 @@ from .estimator import AttitudeEstimator
 from .foc import FocDrive
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
 from .fixmath import TICKS_MASK, ticks_diff
-from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, implausible, to_body
+from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, PlausibilityCheck, to_body
 from .link import Link
 from .modes import Modes
 from .protocol import (
@@ -89,6 +89,7 @@ class Gimbal:
         self.drive = MotorDrive(hal)
         self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
         self.foc_needs_cal = False
+        self.plausibility = PlausibilityCheck()
         self.tel = Telemetry(hal, self.est, self.axes)
         self.link = Link(hal, self, self.modes, self.watchdog, self.tel)
         self.calibrated = False
@@ -192,7 +193,8 @@ class Gimbal:
             return
         off = self.accel_off
         to_body(raw, body, self.imu_mount, off[0], off[1], off[2], self.accel_scale_q12)
-        if implausible(body):
+        # a stuck bus, or near 0 g for longer than a running stride's flight: several samples in a row
+        if self.plausibility.dead(raw, body, dt):
             self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
             return
         self.imu_ok = True

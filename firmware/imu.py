@@ -149,6 +149,54 @@ def implausible(body):
             and ax * ax + ay * ay + az * az < _QUARTER_G * _QUARTER_G)
 
 
+class PlausibilityCheck:
+    """Whether the IMU has failed, from several samples in a row, not one.
+
+    A stuck bus reads the same six words every time: ``stuck_samples`` of
+    them in a row mean a dead IMU. A specific force under 0.25 g is what a
+    dead accelerometer reads, but also what a good one reads at the top of a
+    running stride (the hand and the gimbal briefly fall freely): only
+    ``low_g_us`` of it without a break counts as dead. Until then the tick
+    goes on with the gyro (the estimator ignores an accelerometer that is
+    far from 1 g anyway), so running no longer turns the motors off.
+
+        check = PlausibilityCheck()
+        if check.dead(raw, body, dt_us):   # each tick: the chip's words and the body-frame sample
+            ...fault
+    """
+
+    def __init__(self, stuck_samples=3, low_g_us=300000):
+        if stuck_samples < 1 or low_g_us < 0:
+            raise ValueError("stuck_samples >= 1 and low_g_us >= 0 needed, got %r, %r" % (stuck_samples, low_g_us))
+        self.stuck_samples = stuck_samples
+        self.low_g_us = low_g_us
+        self.stuck = 0
+        self.low_us = 0
+
+    def reset(self):
+        self.stuck = 0
+        self.low_us = 0
+
+    @micropython.native
+    def dead(self, raw, body, dt_us):
+        # a stuck bus: the chip's six words read the same (before any axis is turned or scaled)
+        if raw[0] == raw[1] == raw[2] == raw[3] == raw[4] == raw[5]:
+            self.stuck += 1
+        else:
+            self.stuck = 0
+        ax = body[0]
+        ay = body[1]
+        az = body[2]
+        # |a| < 0.25 g needs every axis under 2048 counts, so the squares stay within +-2**30
+        if (-2048 < ax < 2048 and -2048 < ay < 2048 and -2048 < az < 2048
+                and ax * ax + ay * ay + az * az < 4194304):
+            if self.low_us < 0x3FFFFFFF - dt_us:
+                self.low_us += dt_us
+        else:
+            self.low_us = 0
+        return self.stuck >= self.stuck_samples or self.low_us >= self.low_g_us
+
+
 CAL_RUNNING = const(0)
 CAL_DONE = const(1)
 CAL_MOVED = const(2)

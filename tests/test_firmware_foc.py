@@ -156,3 +156,22 @@ def test_closed_loop_tick_allocates_nothing_on_micropython():
     assert out["impl"] == "micropython" and out["drive"] == "foc"
     assert out["foc_axes"] == [1, 1, 1]  # every axis commutated on its sensor inside the measured ticks
     assert out["alloc_ticks"] == 0 and out["heap_locked_failures"] == 0
+
+
+def test_plausibility_needs_several_bad_samples_and_rides_out_a_stride_in_free_fall():
+    from opensteady.firmware.imu import PlausibilityCheck
+
+    check = PlausibilityCheck(stuck_samples=3, low_g_us=300000)
+    good = [100, -50, -8192, 12, -3, 7]
+    stuck = [0, 0, 0, 0, 0, 0]
+    free_fall = [300, -900, -1200, 2000, -500, 40]  # 0.19 g with the gyro turning: the top of a stride
+    assert not check.dead(good, good, 1000)
+    assert [check.dead(stuck, stuck, 1000) for _ in range(3)] == [False, False, True]
+    check.reset()
+    # 120 ms of free fall, then a footfall: never dead
+    assert not any(check.dead(free_fall, free_fall, 1000) for _ in range(120))
+    assert not check.dead(good, good, 1000)
+    assert not any(check.dead(free_fall, free_fall, 1000) for _ in range(120))
+    # a dead accelerometer reads near 0 g for good: dead after 300 ms
+    results = [check.dead(free_fall, free_fall, 1000) for _ in range(300)]
+    assert results.index(True) == 300 - 120 - 1
