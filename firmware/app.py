@@ -26,8 +26,9 @@ What this module itself decides:
 - Motors stay off until the boot gyro calibration has passed (the gimbal
   must be still for ``calib_ms``; movement restarts it and raises FAULT
   calibration_moved), then the ``boot_mode`` is entered.
-- An IMU read error or implausible sample turns the motors off at once and
-  raises FAULT imu_read / imu_implausible. After ``fault_recover_ms`` of good
+- An IMU read error turns the motors off at once and raises FAULT
+  imu_read; an implausible IMU (3 stuck samples in a row, or 300 ms under
+  0.25 g: imu.PlausibilityCheck) does the same with FAULT imu_implausible. After ``fault_recover_ms`` of good
   samples the motors come back (bumplessly); with ``fault_recover_ms = 0`` a
   MODE command is needed.
 - When the link failsafe turns on in track mode, the camera holds the

@@ -131,24 +131,6 @@ def gyro_mean_mdps(total_counts, n):
     return (total_counts * GYRO_COUNTS_TO_MDPS_NUM) // (GYRO_COUNTS_TO_MDPS_DEN * n)
 
 
-@micropython.native
-def implausible(body):
-    """True for samples no working MPU-6050 produces: a stuck bus or a dead accelerometer.
-
-    A stuck I2C line reads all six words the same (0x0000 or 0xFFFF); a
-    specific force under 0.25 g while the gimbal is held is not credible.
-    |a| < 0.25 g needs every axis under 2048 counts, so the squares are only
-    summed then and stay within +-2**30 (a 32-bit board's small ints).
-    """
-    ax = body[0]
-    ay = body[1]
-    az = body[2]
-    if ax == ay == az == body[3] == body[4] == body[5]:
-        return True
-    return (-_QUARTER_G < ax < _QUARTER_G and -_QUARTER_G < ay < _QUARTER_G and -_QUARTER_G < az < _QUARTER_G
-            and ax * ax + ay * ay + az * az < _QUARTER_G * _QUARTER_G)
-
-
 class PlausibilityCheck:
     """Whether the IMU has failed, from several samples in a row, not one.
 
@@ -188,8 +170,8 @@ class PlausibilityCheck:
         ay = body[1]
         az = body[2]
         # |a| < 0.25 g needs every axis under 2048 counts, so the squares stay within +-2**30
-        if (-2048 < ax < 2048 and -2048 < ay < 2048 and -2048 < az < 2048
-                and ax * ax + ay * ay + az * az < 4194304):
+        if (-_QUARTER_G < ax < _QUARTER_G and -_QUARTER_G < ay < _QUARTER_G and -_QUARTER_G < az < _QUARTER_G
+                and ax * ax + ay * ay + az * az < _QUARTER_G * _QUARTER_G):
             if self.low_us < 0x3FFFFFFF - dt_us:
                 self.low_us += dt_us
         else:
