@@ -17,7 +17,6 @@ toggling are emitted as events; saving files is the application's job.
 """
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -124,57 +123,28 @@ class AsyncHands:
     """Hand detection on a worker thread: ``submit`` a frame when idle, ``take`` the newest result."""
 
     def __init__(self, perception):
+        from opensteady.vision.workers import LatestWorker
+
         self.perception = perception
-        self.processed = 0
-        self._cond = threading.Condition()
-        self._job = None
-        self._result = None
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="hands", daemon=True)
-        self._thread.start()
+        self._worker = LatestWorker(lambda job: perception.process(*job), name="hands")
+
+    @property
+    def processed(self):
+        return self._worker.processed
 
     def submit(self, frame_rgb, t_s):
         """Queue this frame unless the worker is busy; returns True when queued."""
-        with self._cond:
-            if self._busy or self._job is not None:
-                return False
-            self._job = (frame_rgb, t_s)
-            self._cond.notify()
-            return True
+        return self._worker.submit((frame_rgb, t_s))
 
     def wait_idle(self, timeout_s=5.0):
         """Block until the queued frame (if any) has been processed; True if idle in time."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout_s)
+        return self._worker.wait_idle(timeout_s)
 
     def take(self):
-        with self._cond:
-            result, self._result = self._result, None
-            return result
-
-    def _run(self):
-        while True:
-            with self._cond:
-                while self._job is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                frame_rgb, t_s = self._job
-                self._job = None
-                self._busy = True
-            detections = self.perception.process(frame_rgb, t_s)
-            with self._cond:
-                self._result = detections
-                self._busy = False
-                self.processed += 1
-                self._cond.notify_all()
+        return self._worker.take()
 
     def close(self):
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join(timeout=2.0)
+        self._worker.close()
         self.perception.close()
 
 
@@ -236,6 +206,9 @@ class TrackingPipeline:
     def close(self):
         if self.hands_worker is not None:
             self.hands_worker.close()
+        close_tracker = getattr(self.tracker, "close", None)
+        if close_tracker is not None:
+            close_tracker()
         close = getattr(self.perception, "close", None)
         if close is not None:
             close()
@@ -265,7 +238,7 @@ class TrackingPipeline:
         if self.hands_worker is not None:
             detections = self._merge_hands(detections, frame_rgb, t_s)
         t1 = clock()
-        target = self.tracker.update(detections, t_s, camera_shift=self._camera_shift(telemetry))
+        target = self.tracker.update(detections, t_s, camera_shift=self._camera_shift(telemetry), frame_rgb=frame_rgb)
         t2 = clock()
         fired = self._gestures(detections, t_s, events)
         if target.locked != self._was_locked:

@@ -118,7 +118,9 @@ def _make_pipeline(scenario, perception):
     cam = scenario.camera
     framing = FramingConfig(hfov_deg=cam.hfov_deg, vfov_deg=cam.vfov_deg)
     # no photos of hands exist offline, so hand detection is off; gestures are injected
-    config = PipelineConfig(framing=framing, vision={"hands": False}, nominal_dt_s=1.0 / scenario.vision.fps)
+    # face descriptors in line: the same run every time
+    config = PipelineConfig(framing=framing, vision={"hands": False}, tracker={"reid": "inline"},
+                            nominal_dt_s=1.0 / scenario.vision.fps)
     return TrackingPipeline(config, perception=perception)
 
 
@@ -133,7 +135,7 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
     if scenario.uses_vision:
         from opensteady.vision.pipeline import Perception, VisionConfig
 
-        perception = Perception(VisionConfig(hands=False))
+        perception = Perception(VisionConfig(hands=False, persons="none"))  # the subjects are heads, not figures
     with SimGimbal(scenario, firmware=firmware, seed=seed, face_image=face_image) as g:
         result = _run(g, scenario, tracker, perception, progress, stream)
     if perception is not None:

@@ -93,7 +93,7 @@ def locate_face(image_rgb, perception=None):
     if perception is None:
         from opensteady.vision.pipeline import Perception, VisionConfig
 
-        perception = Perception(VisionConfig(hands=False, static_images=True))
+        perception = Perception(VisionConfig(hands=False, persons="none", static_images=True))
     det = perception.process(image_rgb, 0.0)
     if not det.faces:
         raise ValueError("no face found in the subject image (%dx%d); use a clear frontal photo of a person"
@@ -174,7 +174,7 @@ class SimGimbal:
         if perception is None:
             from opensteady.vision.pipeline import Perception, VisionConfig
 
-            perception = Perception(VisionConfig(hands=False, static_images=True))
+            perception = Perception(VisionConfig(hands=False, persons="none", static_images=True))
         for subj in self.scenario.subjects:
             img = subject_image(subj.image, face_image)
             cx, cy, w = locate_face(img, perception)

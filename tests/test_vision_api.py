@@ -36,7 +36,7 @@ def test_results_are_immutable_and_empty_not_none():
         ({"face_range": "near"}, "face_range"),
         ({"min_face_score": 1.5}, "min_face_score"),
         ({"backend": "haar", "hands": True}, "hands"),
-        ({"faces": False, "hands": False, "pose": False}, "faces"),
+        ({"faces": False, "hands": False, "pose": False, "persons": "none"}, "faces"),
         ({"hand_model_complexity": 2}, "hand_model_complexity"),
     ],
 )

@@ -31,7 +31,7 @@ def mediapipe_all():
 
 @pytest.fixture(scope="module")
 def haar():
-    with Perception(VisionConfig(backend="haar", hands=False)) as perception:
+    with Perception(VisionConfig(backend="haar", hands=False, persons="none")) as perception:
         yield perception
 
 
@@ -85,7 +85,7 @@ def test_a_photo_without_people_gives_empty_tuples(mediapipe_all):
 def test_in_video_mode_a_vanished_person_is_gone_within_a_few_frames():
     # MediaPipe's pose tracking carries a body over for a frame or two after
     # the person leaves; it must not linger.
-    with Perception(VisionConfig(faces=True, hands=False, pose=True)) as p:
+    with Perception(VisionConfig(faces=True, hands=False, pose=True, persons="none")) as p:
         frame, _ = compose([Placement("astronaut", 0.5, 0.3, 0.2)])
         assert len(p.process(frame, 0.0).bodies) == 1
         after = [p.process(background(), (1 + i) / FPS) for i in range(4)]

@@ -162,6 +162,78 @@ def detection_rows() -> List[str]:
     return rows
 
 
+def evaluate_reid(placements_per_frame: List[list], perception: Perception, tracker: TargetTracker,
+                  fps: float = FPS) -> dict:
+    """Run one scripted sequence (``scenes.reid_sequences``); lock on its first person at frame 0.
+
+    Returns ``wrong_frames`` (frames following someone else), ``switches``
+    (times the followed person became someone else), ``id_changes`` (times
+    the locked track id changed), and ``delays``: for each return of the
+    target (fully in frame again after at least 5 frames away), the frames
+    until the tracker follows that person by face under the original track
+    id again (0: on the frame of return; None: never).
+    """
+    target_who = placements_per_frame[0][0].who
+    target_id: Optional[int] = None
+    wrong = switches = id_changes = 0
+    delays: List[Optional[int]] = []
+    away, back_at, following = 0, None, None
+    for i, placements in enumerate(placements_per_frame):
+        frame, boxes = compose(placements)
+        t_s = i / fps
+        state = tracker.update(perception.process(frame, t_s), t_s, frame_rgb=frame)
+        truth = {p.who: b for p, b in zip(placements, boxes)}
+        if i == 0:
+            tracker.lock_on(point=(truth[target_who].cx, truth[target_who].cy))
+            state = tracker.update(perception.process(frame, t_s + 1e-3), t_s + 1e-3, frame_rgb=frame)
+            target_id = state.track_id
+        on = None
+        if state.locked and state.source in ("face", "body") and state.box is not None:
+            on = next((who for who, b in truth.items() if b.contains(state.box.cx, state.box.cy)), None)
+        if on is not None and on != target_who:
+            wrong += 1
+            switches += following != on
+        following = on
+        if state.locked and state.track_id != target_id:
+            id_changes += 1
+            target_id = state.track_id
+        box = truth.get(target_who)
+        inside = box is not None and box.x >= 0.0 and box.x + box.w <= 1.0
+        if not inside:
+            away += 1
+            if back_at is not None:
+                delays.append(None)
+                back_at = None
+            continue
+        if away >= 5:
+            back_at = i
+        away = 0
+        if back_at is not None and on == target_who and state.source == "face" and not id_changes:
+            delays.append(i - back_at)
+            back_at = None
+    if back_at is not None:
+        delays.append(None)
+    return {"wrong_frames": wrong, "switches": switches, "id_changes": id_changes, "delays": delays}
+
+
+def reid_rows(reid: str = "inline") -> List[str]:
+    """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors."""
+    from opensteady.vision.scenes import reid_sequences
+
+    rows = ["| sequence | re-identification | frames on someone else | switches | id changes "
+            "| re-acquisition delay (frames) |", "|---|---|---|---|---|---|"]
+    for name, seq in reid_sequences(FPS).items():
+        for mode in (reid, "off"):
+            tracker = TargetTracker(TrackerConfig(select="manual", reid=mode))
+            with Perception(VisionConfig(hands=False, persons="none")) as perception:
+                r = evaluate_reid(seq, perception, tracker)
+            tracker.close()
+            label = "face descriptor" if mode != "off" else "position + colour only"
+            delays = ", ".join("never" if d is None else str(d) for d in r["delays"]) or "-"
+            rows.append(f"| {name} | {label} | {r['wrong_frames']} | {r['switches']} | {r['id_changes']} | {delays} |")
+    return rows
+
+
 def _time_per_call_us(fn: Callable[[], object], n: int) -> float:
     samples = []
     for _ in range(n):

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
-from opensteady.vision.appearance import face_signature
+from opensteady.vision.appearance import body_signature, face_signature
 from opensteady.vision.backends import Backend, make_backend
-from opensteady.vision.types import Detections
+from opensteady.vision.people import PersonDetector, _covered
+from opensteady.vision.types import Body, Detections
+from opensteady.vision.workers import LatestWorker
 
 _BACKENDS = ("mediapipe", "haar")
 _FACE_RANGES = ("auto", "short", "full")
+_PERSONS = ("hog", "none")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,15 @@ class VisionConfig:
     of overlapping boxes.
     ``face_signatures``: attach an appearance signature to each face (about
     0.05 ms per face), which the tracker uses to re-identify people.
+    ``persons``: the whole-person detector, ``'hog'`` (OpenCV's pedestrian
+    detector, ``vision.people``) or ``'none'``. It runs at most every
+    ``person_interval_s`` of frame time, on a worker thread when
+    ``person_async`` (the bodies of a frame then arrive with a later frame,
+    once), in line otherwise (deterministic; tests and the simulator). With
+    ``static_images`` every frame is its own photo: persons are detected in
+    line on each.
+    ``person_upscale`` > 1 finds smaller, farther figures at its square in
+    cost. Bodies get a clothing signature when ``face_signatures`` is on.
     """
 
     faces: bool = True
@@ -63,6 +75,11 @@ class VisionConfig:
     mirrored: bool = False
     static_images: bool = False
     face_signatures: bool = True
+    persons: str = "hog"
+    person_interval_s: float = 0.25
+    person_async: bool = True
+    person_upscale: float = 1.5
+    min_person_score: float = 0.5
 
     def __post_init__(self) -> None:
         def bad(key: str, reason: str) -> ValueError:
@@ -86,8 +103,16 @@ class VisionConfig:
             raise bad("haar_min_face", "must be a fraction of the frame in (0, 1)")
         if not 0.1 <= self.haar_scale <= 1.0:
             raise bad("haar_scale", "must be in [0.1, 1] (the frame is shrunk by it before Haar detection)")
-        if not (self.faces or self.hands or self.pose):
-            raise bad("faces", "at least one of faces, hands, pose must be enabled")
+        if self.persons not in _PERSONS:
+            raise bad("persons", f"must be one of {_PERSONS}")
+        if not (isinstance(self.person_interval_s, (int, float)) and self.person_interval_s >= 0.0):
+            raise bad("person_interval_s", "must be >= 0 seconds (0: every frame)")
+        if not 0.5 <= self.person_upscale <= 3.0:
+            raise bad("person_upscale", "must be in [0.5, 3] (the frame is resized by it before person detection)")
+        if not self.min_person_score >= 0.0:
+            raise bad("min_person_score", "must be >= 0 (an SVM margin, 0.5 is a good default)")
+        if not (self.faces or self.hands or self.pose or self.persons != "none"):
+            raise bad("faces", "at least one of faces, hands, pose, persons must be enabled")
         if self.backend == "haar":
             for key in ("hands", "pose"):
                 if getattr(self, key):
@@ -112,25 +137,77 @@ class Perception:
 
     def __init__(self, config: Optional[VisionConfig] = None) -> None:
         self.config = config if config is not None else VisionConfig()
-        self._backend: Optional[Backend] = make_backend(self.config)
+        self._backend: Optional[Backend] = make_backend(self.config) if self._needs_backend() else None
+        self._persons: Optional[PersonDetector] = None
+        self._person_worker: Optional[LatestWorker] = None
+        self._person_run_s: Optional[float] = None  # frame time of the last person detection started
+        self._closed = False
+        if self.config.persons == "hog":
+            self._persons = PersonDetector(self.config.person_upscale, self.config.min_person_score)
+            if self.config.person_async and not self.config.static_images:
+                self._person_worker = LatestWorker(self._detect_persons, name="persons")
+
+    def _needs_backend(self) -> bool:
+        c = self.config
+        return c.faces or c.hands or c.pose
 
     @property
     def capabilities(self) -> frozenset:
-        return self._backend.capabilities if self._backend is not None else frozenset()
+        caps = set(self._backend.capabilities) if self._backend is not None else set()
+        if self._persons is not None:
+            caps.add("persons")
+        return frozenset(caps)
 
     def process(self, frame_rgb: np.ndarray, t_s: float) -> Detections:
-        if self._backend is None:
+        if self._closed:
             raise RuntimeError("Perception.process() called after close()")
         if not isinstance(t_s, (int, float)) or not math.isfinite(t_s):
             raise ValueError(f"t_s must be a finite number of seconds, got {t_s!r}")
         frame = check_frame(frame_rgb)
-        detections = self._backend.detect(frame, float(t_s))
+        if self._backend is not None:
+            detections = self._backend.detect(frame, float(t_s))
+        else:
+            detections = Detections.empty(float(t_s), (frame.shape[1], frame.shape[0]))
         if self.config.face_signatures and detections.faces:
             faces = tuple(replace(f, signature=face_signature(frame, f.box)) for f in detections.faces)
             detections = replace(detections, faces=faces)
+        if self._persons is not None:
+            people = self._people(frame, float(t_s))
+            # A pose and a detector window around the same person: keep the pose (it has landmarks).
+            people = tuple(p for p in people if all(_covered(p.box, b.box) < 0.5 for b in detections.bodies))
+            if people:
+                detections = replace(detections, bodies=detections.bodies + people)
         return detections
 
+    def _detect_persons(self, frame: np.ndarray) -> Tuple[Body, ...]:
+        assert self._persons is not None
+        bodies = self._persons.detect(frame)
+        if self.config.face_signatures:
+            bodies = tuple(replace(b, signature=body_signature(frame, b.box)) for b in bodies)
+        return bodies
+
+    def _people(self, frame: np.ndarray, t_s: float) -> Tuple[Body, ...]:
+        """Person detections for this frame: due ones in line, or the worker's newest finished result."""
+        due = (self._person_run_s is None or self.config.static_images
+               or t_s - self._person_run_s >= self.config.person_interval_s)
+        if self._person_worker is None:
+            if not due:
+                return ()
+            self._person_run_s = t_s
+            return self._detect_persons(frame)
+        if due and self._person_worker.submit(frame.copy()):  # the caller may reuse its buffer
+            self._person_run_s = t_s
+        return self._person_worker.take() or ()
+
+    def wait_persons(self, timeout_s: float = 5.0) -> bool:
+        """Block until the person worker is idle (benchmarks and replays that want every result)."""
+        return self._person_worker.wait_idle(timeout_s) if self._person_worker is not None else True
+
     def close(self) -> None:
+        self._closed = True
+        if self._person_worker is not None:
+            self._person_worker.close()
+            self._person_worker = None
         if self._backend is not None:
             self._backend.close()
             self._backend = None

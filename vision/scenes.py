@@ -1,10 +1,12 @@
 """Test scenes made from real photos that ship with scikit-image (no downloads).
 
-Two real faces are available offline: the astronaut (Eileen Collins,
-``astronaut.png``) and the cameraman (``camera.png``). This module pastes head
-crops of them onto a real, face-free photo (``coffee.png``) at a chosen
-position, face size, rotation and exposure, and adds sensor noise, so tests and
-benchmarks get frames whose true face boxes are known.
+Three real people are available offline: the astronaut (Eileen Collins,
+scikit-image's ``astronaut.png``), the cameraman (scikit-image's
+``camera.png``) and Grace Hopper (matplotlib's sample ``grace_hopper.jpg``).
+This module pastes head crops of them onto a real, face-free photo
+(``coffee.png``) at a chosen position, face size, rotation and exposure, and
+adds sensor noise, so tests and benchmarks get frames whose true face boxes
+are known.
 
     from opensteady.vision.scenes import Placement, compose, astronaut_variants
 
@@ -42,7 +44,10 @@ class _Source:
 _SOURCES = {
     "astronaut": _Source("astronaut", face=(178, 84, 96, 100), crop=(110, 10, 240, 300), hair=(178, 30, 90, 48)),
     "cameraman": _Source("camera", face=(186, 118, 76, 84), crop=(120, 50, 210, 230), hair=(175, 70, 80, 40)),
+    "hopper": _Source("mpl:grace_hopper.jpg", face=(165, 150, 205, 190), crop=(40, 20, 450, 480),
+                      hair=(200, 95, 130, 40)),
 }
+PEOPLE = tuple(_SOURCES)
 FRAME_SIZE = (640, 480)
 
 
@@ -67,9 +72,15 @@ class Variant:
 
 @lru_cache(maxsize=None)
 def _photo(loader: str) -> np.ndarray:
-    import skimage.data
+    if loader.startswith("mpl:"):  # a sample photo that ships with matplotlib
+        import matplotlib
+        import matplotlib.image
 
-    image = getattr(skimage.data, loader)()
+        image = matplotlib.image.imread(f"{matplotlib.get_data_path()}/sample_data/{loader[4:]}")
+    else:
+        import skimage.data
+
+        image = getattr(skimage.data, loader)()
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return np.ascontiguousarray(image[..., :3])
@@ -167,3 +178,39 @@ def astronaut_variants(size: Tuple[int, int] = FRAME_SIZE) -> List[Variant]:
 def matches(found: Box, truth: Box, min_iou: float = 0.3) -> bool:
     """A detection matches a true face when it overlaps it and its centre lies inside it."""
     return found.iou(truth) >= min_iou and truth.contains(found.cx, found.cy)
+
+
+def reid_sequences(fps: float = 30.0) -> dict:
+    """Scripted shots of the three people for re-identification: name -> one list of placements per frame.
+
+    The first person listed in frame 0 is the one to lock on. Each sequence
+    takes that person away for longer than a tracker coasts and brings them
+    back elsewhere, while someone else is in view:
+
+    - ``cut``: the astronaut, a cut to the cameraman alone, a cut back to the
+      astronaut at another place and size.
+    - ``occlusion``: the astronaut and Grace Hopper; the astronaut is hidden
+      for a second while Hopper walks through where she was, then reappears
+      on the other side, where Hopper came from.
+    - ``leave_and_return``: Hopper walks out of the right edge, the cameraman
+      walks in from the left and stays, Hopper comes back from the right.
+    """
+    n = int(round(fps))  # one second of frames
+
+    def walk(who: str, x0: float, x1: float, y: float, w: float, frames: int) -> List[Placement]:
+        return [Placement(who, x0 + (x1 - x0) * i / max(frames - 1, 1), y, w) for i in range(frames)]
+
+    cut = ([[p] for p in walk("astronaut", 0.3, 0.35, 0.45, 0.15, n)]
+           + [[p] for p in walk("cameraman", 0.6, 0.55, 0.4, 0.14, n)]
+           + [[p] for p in walk("astronaut", 0.82, 0.78, 0.55, 0.12, n)])
+    hopper = walk("hopper", 0.8, 0.2, 0.42, 0.13, 3 * n)
+    astro = walk("astronaut", 0.45, 0.5, 0.48, 0.14, n) + walk("astronaut", 0.75, 0.7, 0.5, 0.14, 2 * n)
+    occlusion = [[a, h] if not n <= i < 2 * n else [h] for i, (a, h) in enumerate(zip(astro, hopper))]
+    out = walk("hopper", 0.5, 1.2, 0.45, 0.14, n)
+    cam = walk("cameraman", -0.2, 0.3, 0.42, 0.13, n)
+    back = walk("hopper", 1.15, 0.7, 0.45, 0.14, n)
+    leave = ([[p] for p in out[: n // 2]]
+             + [[p, c] for p, c in zip(out[n // 2:], cam[: n - n // 2])]
+             + [[c] for c in cam[n - n // 2:]] + [[cam[-1]]] * (n // 2)
+             + [[cam[-1], b] for b in back])
+    return {"cut": cut, "occlusion": occlusion, "leave_and_return": leave}

@@ -19,25 +19,48 @@ centre in face widths, face-size consistency and appearance
 someone else, can never feed that track. So a second face that comes closer or
 grows larger keeps its own track, and the locked target does not jump to it.
 
-When the target's face is missing, the pose's head estimate (shifted by the
-face-to-pose offset learnt while both were seen) keeps the target updated
-(``source='body'``). With neither, the filter coasts (``source='predicted'``)
-for ``coast_s``, then holds. A face that appears near the predicted position
-with a consistent size, and that belongs to no other track, is re-acquired as
-the same target within ``lost_timeout_s``; after that the lock is released.
+Bodies are targets of their own. A body (a person detector's window or a
+pose) that holds a face seen this frame teaches that face's track where the
+face sits in it and what the clothes look like; any other body continues the
+track whose head it explains (the face turned away: ``source='body'``),
+re-takes the lost target near where it was with matching clothes, or starts
+a body-only track that can be selected and locked like a face. A face that
+later appears in a body-only track's head continues that track (the same
+identity either way).
+
+With neither face nor body, the filter coasts (``source='predicted'``) for
+``coast_s``, then holds. A face that appears near the predicted position with
+a consistent size, and that belongs to no other track, is re-acquired as the
+same target within ``coast_s``. Past that, and anywhere in the frame (after a
+cut, or someone leaving and coming back), the target is recognised by its
+face descriptor (``vision.reid``, dlib's ResNet): one is computed when the
+target is acquired, and one for each new face while the target is lost, on a
+worker thread; a close match takes the target's identity, a far one is marked
+as someone else for good. Nobody else is taken before ``lost_timeout_s``;
+after that the lock is released. Pass ``frame_rgb`` to ``update`` for this.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
+from opensteady.vision import reid
 from opensteady.vision.appearance import similarity
 from opensteady.vision.gestures import GESTURES, GestureDebouncer
 from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 _SELECT = ("largest", "nearest", "gesture", "manual")
+_REID = ("async", "inline", "off")
+# Where a face sits in a pedestrian detector's window when nothing is learnt
+# yet: the window has a margin of about 1/8 above the head; centre offset in
+# window widths and heights, face width in window widths.
+_DEFAULT_FACE_IN_BODY = (0.0, 0.18, 0.125)
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,19 @@ class TrackerConfig:
     accel_noise: float = 3.0  # Kalman process noise, frame widths per second squared
     face_noise: float = 0.05  # face centre measurement noise, in face widths
     body_noise: float = 0.25  # pose head estimate noise, in face widths
+    # Clothing (vision.appearance.body_signature) a body needs to continue a
+    # track, and to re-take the lost target near where it was; 0 disables.
+    min_body_similarity: float = 0.6
+    min_reacquire_body_similarity: float = 0.8
+    # A body-only track counts as seen this long after its last detection (the
+    # person detector runs every few frames).
+    body_fresh_s: float = 0.4
+    # Face descriptors (vision.reid): computed on a worker thread ('async'),
+    # in update() ('inline': deterministic, for tests and the simulator), or
+    # not at all ('off'; also when dlib is not installed: see reid_status).
+    reid: str = "async"
+    reid_refresh_s: float = 1.0  # a new descriptor of the visible target at most this often
+    max_descriptors: int = 4  # descriptors kept per person (several views)
 
     def __post_init__(self) -> None:
         def bad(key: str, reason: str) -> ValueError:
@@ -93,7 +129,15 @@ class TrackerConfig:
                     "accel_noise", "face_noise", "body_noise"):
             if not getattr(self, key) > 0.0:
                 raise bad(key, "must be > 0")
-        for key in ("min_track_similarity", "min_reacquire_similarity"):
+        if self.reid not in _REID:
+            raise bad("reid", f"must be one of {_REID}")
+        if not (isinstance(self.max_descriptors, int) and self.max_descriptors >= 1):
+            raise bad("max_descriptors", "must be an integer >= 1")
+        for key in ("reid_refresh_s", "body_fresh_s"):
+            if not getattr(self, key) >= 0.0:
+                raise bad(key, "must be >= 0")
+        for key in ("min_track_similarity", "min_reacquire_similarity", "min_body_similarity",
+                    "min_reacquire_body_similarity"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise bad(key, "must be in [0, 1]")
         if not (isinstance(self.min_hits, int) and self.min_hits >= 1):
@@ -108,8 +152,9 @@ class TrackerConfig:
 class TargetState:
     """Where the followed subject is (predicted ``latency_s`` ahead), normalised.
 
-    ``source``: 'face' (seen this frame), 'body' (pose head estimate this
-    frame), 'predicted' (coasting or holding while lost), 'none' (no target).
+    ``source``: 'face' (seen this frame), 'body' (the head estimated from a
+    body seen within ``body_fresh_s``), 'predicted' (coasting or holding
+    while lost), 'none' (no target).
     """
 
     locked: bool
@@ -174,14 +219,22 @@ class _Track:
     # learnt while face and pose are seen together.
     body_offsets: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     source: str = "face"
-    hits: int = 1  # frames with a face
+    hits: int = 1  # frames with a face or a body
     signature: Tuple[float, ...] = ()  # running average of the face's appearance signature
+    # Where the face sits in a person detector's window: centre offset from
+    # the window's top centre in window widths and heights, width in window widths.
+    face_in_body: Optional[Tuple[float, float, float]] = None
+    body_signature: Tuple[float, ...] = ()  # running average of the clothing signature
+    descriptors: List[Any] = field(default_factory=list)  # face descriptors (vision.reid)
+    described_s: float = -math.inf  # when a descriptor was last asked for
+    not_target: bool = False  # its face descriptor says it is not the (lost) target
     born_s: float = field(init=False)
-    face_seen_s: float = field(init=False)  # last sighting of the face itself (not the body)
+    face_seen_s: Optional[float] = field(init=False)  # last sighting of the face itself; None: body only so far
 
     def __post_init__(self) -> None:
         self.x, self.y, self.width = _Axis(self.box.cx), _Axis(self.box.cy), self.box.w
-        self.born_s = self.face_seen_s = self.t_s
+        self.born_s = self.t_s
+        self.face_seen_s = self.t_s if self.source == "face" else None
 
     def predict_to(self, t_s: float, q: float) -> None:
         self.x.predict(t_s - self.t_s, q)
@@ -205,13 +258,39 @@ class _Track:
 class TargetTracker:
     """Multi-face tracking with one locked target; see the module docstring."""
 
-    def __init__(self, config: Optional[TrackerConfig] = None) -> None:
+    def __init__(self, config: Optional[TrackerConfig] = None, describer: Any = None) -> None:
+        """``describer``: anything with ``describe(frame_rgb, box) -> vector`` (default: ``reid.FaceDescriber``)."""
         self.config = config if config is not None else TrackerConfig()
         self._tracks: Dict[int, _Track] = {}
         self._next_id = 1
         self._target: Optional[int] = None
         self._t_s: Optional[float] = None
         self._gestures = GestureDebouncer(hold_ms=self.config.gesture_hold_ms)
+        self._worker: Optional[reid.DescriptorWorker] = None
+        self._describer = describer
+        self.reid_status = "not started (no frame passed to update yet)"
+        if self.config.reid == "off":
+            self.reid_status = "off (TrackerConfig.reid)"
+
+    def _reid_worker(self) -> Optional[reid.DescriptorWorker]:
+        """The descriptor worker, started on first use; None (with reid_status saying why) when unavailable."""
+        if self._worker is None and self.config.reid != "off" and not self.reid_status.startswith("unavailable"):
+            if self._describer is None:
+                available, reason = reid.reid_status()
+                if not available:
+                    self.reid_status = f"unavailable: {reason}; re-identification uses position and colour only"
+                    _log.warning("face re-identification %s", self.reid_status)
+                    return None
+            # The models load on first use, in the worker thread when asynchronous.
+            self._worker = reid.DescriptorWorker(self._describer, asynchronous=self.config.reid == "async")
+            self.reid_status = f"on ({self.config.reid})"
+        return self._worker
+
+    def close(self) -> None:
+        """Stop the descriptor worker thread, if one runs."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     # -- public ------------------------------------------------------------
     @property
@@ -220,7 +299,11 @@ class TargetTracker:
         return tuple(TrackView(t.track_id, t.box, max(0.0, now - t.seen_s)) for t in self._tracks.values())
 
     def update(
-        self, detections: Detections, t_s: float, camera_shift: Tuple[float, float] = (0.0, 0.0)
+        self,
+        detections: Detections,
+        t_s: float,
+        camera_shift: Tuple[float, float] = (0.0, 0.0),
+        frame_rgb: Optional[np.ndarray] = None,
     ) -> TargetState:
         """Feed one frame's detections; returns the target predicted ``latency_s`` past ``t_s``.
 
@@ -229,6 +312,9 @@ class TargetTracker:
         telemetry: angle change over field of view, with the sign of the image
         motion). Tracks are shifted by it before matching, so a fast pan
         neither breaks the gate nor shows up as subject velocity.
+        ``frame_rgb``: the frame the detections came from; with it, faces are
+        described for re-identification (``vision.reid``), without it only
+        position and colour keep identities.
         """
         if not isinstance(detections, Detections):
             raise TypeError(f"detections must be vision.types.Detections, got {type(detections).__name__}")
@@ -245,8 +331,11 @@ class TargetTracker:
             if now - track.seen_s > self.config.coast_s:
                 track.x.v = track.y.v = 0.0  # coasting is over: hold the last position
             track.predict_to(now, self.config.accel_noise)
-        matched = self._associate(detections.faces, now)
-        self._update_target_from_body(detections.bodies, matched, now)
+        seen = self._associate(detections.faces, now)
+        w, h = detections.frame_size
+        self._associate_bodies(detections.bodies, seen, now, w / max(h, 1))
+        if frame_rgb is not None or self._worker is not None:
+            self._reidentify(frame_rgb, now)
         self._forget(now)
         if self._target is None:
             self._auto_select(detections)
@@ -295,7 +384,9 @@ class TargetTracker:
 
     def _cost(self, track: _Track, face: Face, now: float, reacquire: bool) -> Optional[float]:
         ratio = max(face.box.w, 1e-6) / max(track.width, 1e-6)
-        if not 1.0 / self.config.max_size_ratio <= ratio <= self.config.max_size_ratio:
+        # A body-only track's face width is a guess from the body's size.
+        max_ratio = self.config.max_size_ratio * (1.0 if track.face_seen_s is not None else 1.6)
+        if not 1.0 / max_ratio <= ratio <= max_ratio:
             return None
         dist = math.hypot(face.box.cx - track.x.p, face.box.cy - track.y.p)
         if dist > self._gate(track, now):
@@ -317,6 +408,10 @@ class TargetTracker:
         active_gap = self.config.active_gap_s
         active = {tid: t for tid, t in self._tracks.items() if now - t.seen_s <= active_gap}
         lost = {tid: t for tid, t in self._tracks.items() if tid not in active}
+        target = self._tracks.get(self._target) if self._target is not None else None
+        if target is not None and target.descriptors and now - target.seen_s > self.config.coast_s:
+            # Gone for longer than a glance: only its face descriptor may bring it back.
+            lost.pop(target.track_id, None)
         matched: Dict[int, Face] = {}
         used: set = set()
         for group, reacquire in ((active, False), (lost, True)):
@@ -336,10 +431,16 @@ class TargetTracker:
             self._observe_face(self._tracks[tid], face, now)
         for i, face in enumerate(faces):
             if i not in used:
-                track = _Track(self._next_id, face.box, now, now, signature=face.signature)
-                self._tracks[track.track_id] = track
-                self._next_id += 1
+                track = self._new_track(face.box, now, "face")
+                track.signature = face.signature
+                matched[track.track_id] = face
         return matched
+
+    def _new_track(self, box: Box, now: float, source: str) -> _Track:
+        track = _Track(self._next_id, box, now, now, source=source)
+        self._tracks[track.track_id] = track
+        self._next_id += 1
+        return track
 
     def _observe_face(self, track: _Track, face: Face, now: float) -> None:
         if now - track.seen_s > self.config.coast_s:
@@ -357,31 +458,114 @@ class TargetTracker:
             # Slow average: the look of a person, not of one frame.
             track.signature = tuple(0.9 * a + 0.1 * b for a, b in zip(old, face.signature))
 
-    def _update_target_from_body(self, bodies: Tuple[Body, ...], matched: Dict[int, Face], now: float) -> None:
+    def _associate_bodies(self, bodies: Tuple[Body, ...], seen: Dict[int, Face], now: float, aspect: float) -> None:
+        """Bodies: teach the face seen in them, else continue a track, re-take the lost target, or start a track.
+
+        ``seen``: the faces seen this frame, by track. ``aspect``: frame width over height.
+        """
+        if not bodies:
+            return
         target = self._tracks.get(self._target) if self._target is not None else None
-        if target is None or not bodies:
+        target_lost = target is not None and target.track_id not in seen
+        free = list(range(len(bodies)))
+        for tid, face in seen.items():
+            track = self._tracks[tid]
+            if target_lost and target is not None and track.born_s > (target.face_seen_s or target.born_s):
+                # A face that only appeared once the target was lost (often the
+                # back of the target's own head, which detectors sometimes
+                # report) does not claim a body.
+                continue
+            holder = min((i for i in free if self._holds(bodies[i], face.box)),
+                         key=lambda i: abs(bodies[i].box.cx - face.box.cx), default=None)
+            if holder is not None:
+                free.remove(holder)
+                self._learn_body(track, bodies[holder], face.box)
+        matched: Dict[int, int] = {}
+        candidates = {tid: t for tid, t in self._tracks.items() if tid not in seen}
+        gap = max(self.config.active_gap_s, self.config.body_fresh_s)  # the person detector runs every few frames
+        active = {tid: t for tid, t in candidates.items() if now - t.seen_s <= gap}
+        lost = {tid: t for tid, t in candidates.items() if tid not in active}
+        for group, reacquire in ((active, False), (lost, True)):
+            pairs: List[Tuple[float, int, int]] = []
+            for tid, track in group.items():
+                for i in free:
+                    cost = self._body_cost(track, bodies[i], now, reacquire, aspect)
+                    if cost is not None:
+                        pairs.append((cost, tid, i))
+            for _, tid, i in sorted(pairs):
+                if tid in matched or i not in free:
+                    continue
+                matched[tid] = i
+                free.remove(i)
+                self._observe_body(self._tracks[tid], bodies[i], now, aspect)
+        followed = [self._tracks[tid] for tid in (*seen, *matched)]
+        for i in free:
+            body = bodies[i]
+            if body.keypoints and target is not None:
+                continue  # a pose is single-person and follows the target; it does not start tracks
+            head = self._head_from_body(None, body, aspect)
+            if head is None or any(t.box.contains(head[0], head[1]) for t in followed):
+                continue  # no usable head, or a second detection of someone already followed
+            track = self._new_track(Box.from_center(head[0], head[1], head[2], head[2] * aspect), now, "body")
+            self._learn_body(track, body, None)
+
+    @staticmethod
+    def _holds(body: Body, face: Box) -> bool:
+        """Whether ``face`` is this body's own face."""
+        if body.keypoints:
+            head = body.head()
+            return head is not None and math.hypot(head[0] - face.cx, head[1] - face.cy) <= 2.0 * face.w
+        b = body.box
+        return (abs(face.cx - b.cx) <= 0.3 * b.w and b.y <= face.cy <= b.y + 0.4 * b.h
+                and face.w <= 0.5 * b.w)
+
+    def _body_cost(self, track: _Track, body: Body, now: float, reacquire: bool, aspect: float) -> Optional[float]:
+        head = self._head_from_body(track, body, aspect)
+        if head is None:
+            return None
+        cx, cy, width = head
+        ratio = max(width, 1e-6) / max(track.width, 1e-6)
+        if not 0.4 <= ratio <= 2.5:  # a loose check: the face width from a body is a rough guess
+            return None
+        dist = math.hypot(cx - track.x.p, cy - track.y.p)
+        if dist > self._gate(track, now):
+            return None
+        look = similarity(track.body_signature, body.signature)
+        needed = self.config.min_reacquire_body_similarity if reacquire else self.config.min_body_similarity
+        if look < needed:
+            return None
+        if reacquire and track.track_id == self._target and track.descriptors and not track.body_signature:
+            return None  # a known face, unknown clothes: wait for the face
+        return dist / max(track.width, 1e-6) + (1.0 - look)
+
+    def _learn_body(self, track: _Track, body: Body, face: Optional[Box]) -> None:
+        if body.signature:
+            old = track.body_signature if len(track.body_signature) == len(body.signature) else body.signature
+            track.body_signature = tuple(0.8 * a + 0.2 * b for a, b in zip(old, body.signature))
+        if face is None:
             return
-        if self._target in matched:
-            self._learn_body_offsets(target, bodies)
+        if body.keypoints:
+            self._learn_body_offsets(track, (body,))
             return
-        # Faces of people seen while the target was still visible. A face that
-        # only appeared once the target was lost (often the back of the
-        # target's own head, which detectors sometimes report) does not
-        # claim the pose.
-        others = [self._tracks[t].box for t in matched if self._tracks[t].born_s <= target.face_seen_s]
-        best: Optional[Tuple[float, float]] = None
-        best_d = self._gate(target, now)
-        for body in bodies:
-            head = self._head_from_body(target, body)
-            if head is None or any(math.hypot(head[0] - b.cx, head[1] - b.cy) < b.w for b in others):
-                continue  # no usable landmarks, or this body belongs to another, visible face
-            d = math.hypot(head[0] - target.x.p, head[1] - target.y.p)
-            if d <= best_d:
-                best, best_d = head, d
-        if best is not None:
-            target.correct(best[0], best[1], self.config.body_noise)
-            target.seen_s, target.source = now, "body"
-            target.box = Box.from_center(target.x.p, target.y.p, target.box.w, target.box.h)
+        b = body.box
+        new = ((face.cx - b.cx) / b.w, (face.cy - b.y) / b.h, face.w / b.w)
+        old = track.face_in_body or new
+        track.face_in_body = (0.7 * old[0] + 0.3 * new[0], 0.7 * old[1] + 0.3 * new[1], 0.7 * old[2] + 0.3 * new[2])
+
+    def _observe_body(self, track: _Track, body: Body, now: float, aspect: float) -> None:
+        head = self._head_from_body(track, body, aspect)
+        assert head is not None
+        cx, cy, width = head
+        if now - track.seen_s > self.config.coast_s:
+            track.x, track.y = _Axis(cx), _Axis(cy)
+        else:
+            track.correct(cx, cy, self.config.body_noise)
+        if track.face_seen_s is None:
+            track.width = width  # never seen its face: the body's guess is all there is
+        track.seen_s, track.source = now, "body"
+        track.hits += 1
+        track.box = Box.from_center(track.x.p, track.y.p, track.width, track.box.h)
+        self._learn_body(track, body, None)
 
     @staticmethod
     def _anchors(body: Body) -> Dict[str, Tuple[float, float]]:
@@ -405,19 +589,83 @@ class TargetTracker:
                 target.body_offsets[kind] = (0.7 * old[0] + 0.3 * new[0], 0.7 * old[1] + 0.3 * new[1])
             return
 
-    @staticmethod
-    def _head_from_body(target: _Track, body: Body) -> Optional[Tuple[float, float]]:
-        """Where the target's face centre should be, from the pose: learnt offsets first.
+    def _head_from_body(
+        self, track: Optional[_Track], body: Body, aspect: float
+    ) -> Optional[Tuple[float, float, float]]:
+        """Where ``track``'s face centre should be, and its width, from a body: learnt offsets first.
 
-        The shoulders come first because they stay visible, and keep their
-        relation to the face, when the person turns away.
+        For a pose the shoulders come first, because they stay visible, and
+        keep their relation to the face, when the person turns away. For a
+        person detector's window, the face's learnt place in it, or where a
+        face usually sits in such a window.
         """
-        anchors = TargetTracker._anchors(body)
-        for kind in ("shoulders", "head"):
-            if kind in anchors and kind in target.body_offsets:
-                (ax, ay), (ox, oy) = anchors[kind], target.body_offsets[kind]
-                return (ax + ox * target.width, ay + oy * target.width)
-        return body.head()
+        if body.keypoints:
+            anchors = self._anchors(body)
+            width = track.width if track is not None else max(0.5 * body.shoulder_width(), 0.01)
+            for kind in ("shoulders", "head"):
+                if track is not None and kind in anchors and kind in track.body_offsets:
+                    (ax, ay), (ox, oy) = anchors[kind], track.body_offsets[kind]
+                    return (ax + ox * track.width, ay + oy * track.width, width)
+            head = body.head()
+            return None if head is None else (head[0], head[1], width)
+        b = body.box
+        dx, dy, fw = (track.face_in_body if track is not None and track.face_in_body else _DEFAULT_FACE_IN_BODY)
+        return (b.cx + dx * b.w, b.y + dy * b.h, fw * b.w)
+
+    # -- re-identification -------------------------------------------------
+    def _reidentify(self, frame_rgb: Optional[np.ndarray], now: float) -> None:
+        """Ask for descriptors of the target and of return candidates; apply those that arrived."""
+        worker = self._reid_worker()
+        if worker is None:
+            return
+        target = self._tracks.get(self._target) if self._target is not None else None
+        if frame_rgb is not None and target is not None:
+            if target.seen_s == now and target.source == "face":
+                if len(target.descriptors) < self.config.max_descriptors and \
+                        now - target.described_s >= self.config.reid_refresh_s:
+                    self._describe(worker, target, frame_rgb, now)
+            elif target.descriptors:
+                # Lost: every face that was not seen beside the target may be it coming back.
+                since = target.face_seen_s if target.face_seen_s is not None else target.born_s
+                for track in self._tracks.values():
+                    if (track is not target and track.seen_s == now and track.source == "face"
+                            and not track.descriptors and not track.not_target and track.born_s > since
+                            and not worker.pending(track.track_id)):
+                        self._describe(worker, track, frame_rgb, now)
+        for tid, vector in worker.results():
+            track = self._tracks.get(tid)
+            if track is not None:
+                track.descriptors = (track.descriptors + [vector])[-self.config.max_descriptors:]
+        target = self._tracks.get(self._target) if self._target is not None else None
+        if target is None or not target.descriptors or target.seen_s == now and target.source == "face":
+            return
+        best, best_d = None, math.inf
+        for track in self._tracks.values():
+            if track is target or not track.descriptors or track.not_target:
+                continue
+            d = min(reid.distance(a, b) for a in track.descriptors for b in target.descriptors)
+            if d > reid.OTHER_PERSON_ABOVE:
+                track.not_target = True
+            elif d < reid.SAME_PERSON_BELOW and d < best_d:
+                best, best_d = track, d
+        if best is not None:
+            self._merge_into_target(target, best)
+
+    def _describe(self, worker: reid.DescriptorWorker, track: _Track, frame_rgb: np.ndarray, now: float) -> None:
+        track.described_s = now
+        worker.submit(track.track_id, frame_rgb, track.box)
+
+    def _merge_into_target(self, target: _Track, found: _Track) -> None:
+        """``found`` is the target back: the target takes over its state and keeps its own identity."""
+        keep = target.descriptors
+        del self._tracks[found.track_id]
+        found.track_id = target.track_id
+        found.descriptors = (keep + found.descriptors)[-self.config.max_descriptors:]
+        found.described_s = max(found.described_s, target.described_s)
+        found.face_in_body = found.face_in_body or target.face_in_body
+        found.body_signature = found.body_signature or target.body_signature
+        found.born_s = target.born_s
+        self._tracks[target.track_id] = found
 
     def _forget(self, now: float) -> None:
         for tid in list(self._tracks):
@@ -430,7 +678,10 @@ class TargetTracker:
 
     # -- selection ---------------------------------------------------------
     def _visible(self) -> List[_Track]:
-        return [t for t in self._tracks.values() if t.seen_s == self._t_s and t.source == "face"]
+        """Faces seen this frame, and bodies seen within ``body_fresh_s``."""
+        now = self._t_s if self._t_s is not None else 0.0
+        return [t for t in self._tracks.values()
+                if t.seen_s == now or (t.source == "body" and now - t.seen_s <= self.config.body_fresh_s)]
 
     def _owner_of(self, hand: Hand, candidates: List[_Track]) -> Optional[_Track]:
         """The face nearest the hand's wrist, within reach (a few face widths)."""
@@ -465,7 +716,8 @@ class TargetTracker:
         if track is None:
             return TargetState.none(t_s)
         lost_s = max(0.0, track.t_s - track.seen_s)
-        source = track.source if lost_s == 0.0 else "predicted"
+        fresh = lost_s == 0.0 or (track.source == "body" and lost_s <= self.config.body_fresh_s)
+        source = track.source if fresh else "predicted"
         vx, vy = track.x.v, track.y.v
         # Coast on the velocity for coast_s after the last sighting, then hold.
         horizon = (t_s - track.t_s) + self.config.latency_s

@@ -122,15 +122,20 @@ class Hand:
 class Body:
     """One detected body (MediaPipe Pose).
 
-    ``keypoints`` are the 33 pose landmarks ``(x, y)``, normalised, in
-    MediaPipe's order; ``visibility`` gives each one's visibility in [0, 1].
-    ``box`` encloses the visible landmarks.
+    From MediaPipe Pose, ``keypoints`` are the 33 pose landmarks ``(x, y)``,
+    normalised, in MediaPipe's order; ``visibility`` gives each one's
+    visibility in [0, 1]; ``box`` encloses the visible landmarks. From a
+    person detector (``vision.people``), ``keypoints`` is empty and ``box``
+    is the detector's window around the whole figure. ``signature`` is the
+    clothing's appearance (``vision.appearance.body_signature``), empty when
+    not computed.
     """
 
     box: Box
     keypoints: Tuple[Point2, ...] = ()
     score: float = 1.0
     visibility: Tuple[float, ...] = ()
+    signature: Tuple[float, ...] = ()
 
     def head(self, min_visibility: float = 0.5) -> Optional[Point2]:
         """Estimated centre of the head, or None when the pose cannot tell.
