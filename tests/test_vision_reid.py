@@ -100,6 +100,7 @@ def test_without_descriptors_a_cut_loses_the_target_but_takes_no_one_else(faces_
 def test_missing_dlib_degrades_to_position_and_colour_with_the_reason(monkeypatch, faces_only):
     monkeypatch.setattr(reid, "reid_status", lambda: (False, "dlib is not installed; install opensteady[reid]"))
     tracker = TargetTracker(TrackerConfig(select="largest"))
+    assert tracker.reid_status.startswith("unavailable: dlib is not installed")
     frame, _ = compose([Placement("astronaut", 0.4, 0.45, 0.15)])
     for i in range(3):
         state = tracker.update(faces_only.process(frame, i / FPS), i / FPS, frame_rgb=frame)

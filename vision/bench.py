@@ -110,14 +110,18 @@ def _bare_haar(scale: float) -> Tuple[Callable[[np.ndarray], None], Callable[[],
 def latency_rows(n_frames: int, only: str = "") -> List[str]:
     frames = _frames(n_frames)
     setups = [
-        ("face", "face", VisionConfig(faces=True, hands=False, pose=False),
+        ("face", "face", VisionConfig(faces=True, hands=False, pose=False, persons="none"),
          lambda: _bare_mediapipe(True, False, False)),
-        ("hands", "face + hands", VisionConfig(faces=True, hands=True, pose=False),
+        ("hands", "face + hands", VisionConfig(faces=True, hands=True, pose=False, persons="none"),
          lambda: _bare_mediapipe(True, True, False)),
-        ("pose", "face + hands + pose", VisionConfig(faces=True, hands=True, pose=True),
+        ("pose", "face + hands + pose", VisionConfig(faces=True, hands=True, pose=True, persons="none"),
          lambda: _bare_mediapipe(True, True, True)),
-        ("haar", "Haar face (baseline)", VisionConfig(backend="haar", hands=False), lambda: _bare_haar(1.0)),
-        ("haar-half", "Haar face, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5),
+        ("persons", "face + hands + persons (default: HOG every 0.25 s on a worker)", VisionConfig(),
+         lambda: _bare_mediapipe(True, True, False)),
+        ("haar", "Haar face (baseline)", VisionConfig(backend="haar", hands=False, persons="none"),
+         lambda: _bare_haar(1.0)),
+        ("haar-half", "Haar face, haar_scale 0.5",
+         VisionConfig(backend="haar", hands=False, haar_scale=0.5, persons="none"),
          lambda: _bare_haar(0.5)),
     ]
     rows = ["| pipeline | OpenSteady median / p95 (ms) | bare calls median / p95 (ms) | ratio of medians "
@@ -140,11 +144,11 @@ def latency_rows(n_frames: int, only: str = "") -> List[str]:
 def detection_rows() -> List[str]:
     variants = astronaut_variants()
     setups = [
-        ("MediaPipe, face range auto", VisionConfig(hands=False, static_images=True)),
-        ("MediaPipe, short range", VisionConfig(hands=False, face_range="short", static_images=True)),
-        ("MediaPipe, full range", VisionConfig(hands=False, face_range="full", static_images=True)),
-        ("Haar cascade", VisionConfig(backend="haar", hands=False)),
-        ("Haar cascade, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5)),
+        ("MediaPipe, face range auto", VisionConfig(hands=False, static_images=True, persons="none")),
+        ("MediaPipe, short range", VisionConfig(hands=False, face_range="short", static_images=True, persons="none")),
+        ("MediaPipe, full range", VisionConfig(hands=False, face_range="full", static_images=True, persons="none")),
+        ("Haar cascade", VisionConfig(backend="haar", hands=False, persons="none")),
+        ("Haar cascade, haar_scale 0.5", VisionConfig(backend="haar", hands=False, haar_scale=0.5, persons="none")),
     ]
     rows = ["| detector | astronaut variants found | false detections | missed |", "|---|---|---|---|"]
     for name, config in setups:
@@ -159,6 +163,61 @@ def detection_rows() -> List[str]:
                     missed.append(v.name)
         rows.append(f"| {name} | {found}/{len(variants)} ({100.0 * found / len(variants):.0f} %) | {false} | "
                     f"{', '.join(missed) or '-'} |")
+    return rows
+
+
+VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"  # Debian's opencv-doc package
+
+
+def person_detector_rows(video: str, every: int = 20) -> List[str]:
+    """Person detectors on real footage of several small walking people (every ``every``-th frame, at 640x480)."""
+    import cv2
+
+    from opensteady.vision.people import PersonDetector
+    from opensteady.vision.types import Body
+
+    capture = cv2.VideoCapture(video)
+    if not capture.isOpened():
+        raise SystemExit(f"cannot read {video}: install Debian's opencv-doc (apt-get install opencv-doc) "
+                         f"or pass --video with footage of walking people")
+    frames = []
+    for i in range(100000):
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        if i % every == 0:
+            frames.append(cv2.cvtColor(cv2.resize(bgr, (640, 480), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    capture.release()
+
+    def cascade(name: str) -> Callable[[np.ndarray], Tuple[Body, ...]]:
+        c = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
+        return lambda f: tuple(Body(Box(0, 0, 0, 0)) for _ in c.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY),
+                                                                                   1.1, 3))
+
+    setups: List[Tuple[str, Callable[[], Tuple[Callable[[np.ndarray], tuple], Callable[[], None]]]]] = []
+    for upscale in (1.0, 1.25, 1.5, 2.0):
+        setups.append((f"OpenCV HOG, upscale {upscale:g}" + (" (default)" if upscale == 1.5 else ""),
+                       lambda u=upscale: (PersonDetector(u).detect, lambda: None)))
+    setups.append(("OpenCV Haar full body", lambda: (cascade("haarcascade_fullbody.xml"), lambda: None)))
+    setups.append(("OpenCV Haar upper body", lambda: (cascade("haarcascade_upperbody.xml"), lambda: None)))
+
+    def pose() -> Tuple[Callable[[np.ndarray], tuple], Callable[[], None]]:
+        p = Perception(VisionConfig(faces=False, hands=False, pose=True, persons="none", static_images=True))
+        return (lambda f: p.process(f, 0.0).bodies), p.close
+
+    setups.insert(0, ("MediaPipe Pose", pose))
+    rows = [f"{len(frames)} frames of {video} (every {every}th, 640x480):", "",
+            "| detector | frames with a person | people per frame | median ms per frame |", "|---|---|---|---|"]
+    for name, make in setups:
+        detect, close = make()
+        counts, times = [], []
+        for f in frames:
+            start = time.perf_counter()
+            counts.append(len(detect(f)))
+            times.append(time.perf_counter() - start)
+        close()
+        rows.append(f"| {name} | {sum(c > 0 for c in counts)}/{len(frames)} | {np.mean(counts):.2f} "
+                    f"| {statistics.median(times) * 1000:.0f} |")
     return rows
 
 
@@ -216,19 +275,20 @@ def evaluate_reid(placements_per_frame: List[list], perception: Perception, trac
     return {"wrong_frames": wrong, "switches": switches, "id_changes": id_changes, "delays": delays}
 
 
-def reid_rows(reid: str = "inline") -> List[str]:
+def reid_rows(reid: str = "async") -> List[str]:
     """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors."""
     from opensteady.vision.scenes import reid_sequences
 
     rows = ["| sequence | re-identification | frames on someone else | switches | id changes "
             "| re-acquisition delay (frames) |", "|---|---|---|---|---|---|"]
     for name, seq in reid_sequences(FPS).items():
-        for mode in (reid, "off"):
+        for mode in ("inline", reid, "off") if reid != "inline" else ("inline", "off"):
             tracker = TargetTracker(TrackerConfig(select="manual", reid=mode))
             with Perception(VisionConfig(hands=False, persons="none")) as perception:
                 r = evaluate_reid(seq, perception, tracker)
             tracker.close()
-            label = "face descriptor" if mode != "off" else "position + colour only"
+            label = {"inline": "face descriptor, in line", "async": "face descriptor, worker thread",
+                     "off": "position + colour only"}[mode]
             delays = ", ".join("never" if d is None else str(d) for d in r["delays"]) or "-"
             rows.append(f"| {name} | {label} | {r['wrong_frames']} | {r['switches']} | {r['id_changes']} | {delays} |")
     return rows
@@ -266,12 +326,25 @@ def cpu_rows(n: int = 2000) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="frames per latency measurement (default 200)")
-    parser.add_argument("--only", default="", choices=["face", "hands", "pose", "haar", "haar-half", "detection"],
-                        help="run one latency row (face, face+hands, face+hands+pose, Haar, Haar at half "
-                             "scale) or only the detection rates")
+    parser.add_argument("--only", default="",
+                        choices=["face", "hands", "pose", "persons", "haar", "haar-half", "detection", "people",
+                                 "reid"],
+                        help="run one latency row (face, face+hands, face+hands+pose, face+hands+persons, Haar, "
+                             "Haar at half scale), only the detection rates, only the person-detector comparison "
+                             "on --video (people), or only identity switches and re-acquisition delays (reid)")
+    parser.add_argument("--video", default=VTEST,
+                        help="footage of walking people for --only people (default: OpenCV's vtest.avi from "
+                             "Debian's opencv-doc)")
     args = parser.parse_args(argv)
     if args.frames < 20:
         parser.error("--frames must be at least 20 (the first 10 are warm-up)")
+    if args.only == "people":
+        print("\n".join(person_detector_rows(args.video)))
+        return 0
+    if args.only == "reid":
+        print("Re-identification on vision.scenes.reid_sequences (30 fps, frames processed back to back):\n")
+        print("\n".join(reid_rows()))
+        return 0
     if args.only != "detection":
         print(f"Latency per 640x480 frame, {args.frames} frames, first 10 dropped as warm-up:\n", flush=True)
         print("\n".join(latency_rows(args.frames, args.only)), flush=True)

@@ -271,16 +271,15 @@ class TargetTracker:
         self.reid_status = "not started (no frame passed to update yet)"
         if self.config.reid == "off":
             self.reid_status = "off (TrackerConfig.reid)"
+        elif describer is None:
+            available, reason = reid.reid_status()  # imports dlib now, not on the first frame
+            if not available:
+                self.reid_status = f"unavailable: {reason}; re-identification uses position and colour only"
+                _log.warning("face re-identification %s", self.reid_status)
 
     def _reid_worker(self) -> Optional[reid.DescriptorWorker]:
         """The descriptor worker, started on first use; None (with reid_status saying why) when unavailable."""
         if self._worker is None and self.config.reid != "off" and not self.reid_status.startswith("unavailable"):
-            if self._describer is None:
-                available, reason = reid.reid_status()
-                if not available:
-                    self.reid_status = f"unavailable: {reason}; re-identification uses position and colour only"
-                    _log.warning("face re-identification %s", self.reid_status)
-                    return None
             # The models load on first use, in the worker thread when asynchronous.
             self._worker = reid.DescriptorWorker(self._describer, asynchronous=self.config.reid == "async")
             self.reid_status = f"on ({self.config.reid})"
