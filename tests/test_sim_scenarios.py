@@ -64,7 +64,9 @@ def test_occlusion_reacquires_the_subject():
 
 def test_subject_leaving_the_frame_is_survived_calmly():
     m = run_scenario(_short("subject-leaves-frame", 6.0)).metrics
-    assert m["frames"] - m["frames_in_view"] >= 40  # gone for the last ~2 s
+    # Gone for over a second (73 of 120 frames in view without face descriptors; with them the tracker
+    # recognises her again once the coasting camera brings her back into view: 89).
+    assert m["frames"] - m["frames_in_view"] >= 20
     assert m["max_motor_effort"] < 1.2
     assert "imu_read" not in m["faults"] and "loop_overrun" not in m["faults"]
 

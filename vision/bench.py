@@ -127,8 +127,9 @@ def latency_rows(n_frames: int, only: str = "") -> List[str]:
     rows = ["| pipeline | OpenSteady median / p95 (ms) | bare calls median / p95 (ms) | ratio of medians "
             "| median of per-frame ratios |",
             "|---|---|---|---|---|"]
+    keys = {"budget": ("hands", "persons")}.get(only, (only,))
     for key, name, config, make_bare in setups:
-        if only and only != key:
+        if only and key not in keys:
             continue
         bare, close = make_bare()
         with Perception(config) as perception:
@@ -279,7 +280,13 @@ def reid_rows(reid: str = "async") -> List[str]:
     """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors."""
     from opensteady.vision.scenes import reid_sequences
 
-    rows = ["| sequence | re-identification | frames on someone else | switches | id changes "
+    from opensteady.vision.reid import FaceDescriber
+
+    describer = FaceDescriber.load()
+    frame, (box,) = compose([Placement("hopper", 0.5, 0.45, 0.16)])
+    cost_ms = _time_per_call_us(lambda: describer.describe(frame, box), 10) / 1000.0
+    rows = [f"One face descriptor (dlib 5-point alignment + ResNet, 640x480 frame): {cost_ms:.0f} ms median of 10.", "",
+            "| sequence | re-identification | frames on someone else | switches | id changes "
             "| re-acquisition delay (frames) |", "|---|---|---|---|---|---|"]
     for name, seq in reid_sequences(FPS).items():
         for mode in ("inline", reid, "off") if reid != "inline" else ("inline", "off"):
@@ -327,10 +334,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--frames", type=int, default=200, help="frames per latency measurement (default 200)")
     parser.add_argument("--only", default="",
-                        choices=["face", "hands", "pose", "persons", "haar", "haar-half", "detection", "people",
-                                 "reid"],
+                        choices=["face", "hands", "pose", "persons", "budget", "haar", "haar-half", "detection",
+                                 "people", "reid"],
                         help="run one latency row (face, face+hands, face+hands+pose, face+hands+persons, Haar, "
-                             "Haar at half scale), only the detection rates, only the person-detector comparison "
+                             "Haar at half scale; budget: face+hands and face+hands+persons), only the detection rates, only the person-detector comparison "
                              "on --video (people), or only identity switches and re-acquisition delays (reid)")
     parser.add_argument("--video", default=VTEST,
                         help="footage of walking people for --only people (default: OpenCV's vtest.avi from "

@@ -629,6 +629,7 @@ class TargetTracker:
                 for track in self._tracks.values():
                     if (track is not target and track.seen_s == now and track.source == "face"
                             and not track.descriptors and not track.not_target and track.born_s > since
+                            and now - track.described_s >= self.config.reid_refresh_s
                             and not worker.pending(track.track_id)):
                         self._describe(worker, track, frame_rgb, now)
         for tid, vector in worker.results():
