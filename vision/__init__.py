@@ -8,8 +8,10 @@
 
 Modules: ``types`` (results), ``pipeline`` (Perception, VisionConfig),
 ``backends`` (MediaPipe, Haar), ``gestures`` (classify, GestureDebouncer),
-``appearance`` (face signatures), ``tracker`` (TargetTracker), ``scenes``
-(test frames from real photos), ``bench`` (``python -m vision.bench``).
+``appearance`` (face and clothing signatures), ``people`` (whole-person
+detector), ``reid`` (face descriptors), ``workers`` (a detector on a thread),
+``tracker`` (TargetTracker), ``scenes`` (test frames from real photos),
+``bench`` (``python -m vision.bench``).
 See docs/vision.md.
 """
 
