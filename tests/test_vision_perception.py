@@ -88,9 +88,10 @@ def test_in_video_mode_a_vanished_person_is_gone_within_a_few_frames():
     with Perception(VisionConfig(faces=True, hands=False, pose=True, persons="none")) as p:
         frame, _ = compose([Placement("astronaut", 0.5, 0.3, 0.2)])
         assert len(p.process(frame, 0.0).bodies) == 1
-        after = [p.process(background(), (1 + i) / FPS) for i in range(4)]
+        # Here (mediapipe 0.10.21, 2 cores) the pose lingers for 4 frames with its visibility fading.
+        after = [p.process(background(), (1 + i) / FPS) for i in range(6)]
     assert all(d.faces == () for d in after)
-    assert after[-1] == Detections.empty(4 / FPS, (640, 480))
+    assert after[-1] == Detections.empty(6 / FPS, (640, 480))
 
 
 def test_pose_gives_a_body_whose_head_estimate_is_on_the_face(mediapipe_all):
