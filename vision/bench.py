@@ -278,9 +278,8 @@ def evaluate_reid(placements_per_frame: List[list], perception: Perception, trac
 
 def reid_rows(reid: str = "async") -> List[str]:
     """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors."""
-    from opensteady.vision.scenes import reid_sequences
-
     from opensteady.vision.reid import FaceDescriber
+    from opensteady.vision.scenes import reid_sequences
 
     describer = FaceDescriber.load()
     frame, (box,) = compose([Placement("hopper", 0.5, 0.45, 0.16)])

@@ -7,7 +7,7 @@ figure is at least about 96 pixels tall after ``upscale``, seen from the
 front, the side or behind. docs/vision.md compares the candidates on real
 footage of several small walking people.
 
-    detector = PersonDetector(upscale=1.25)
+    detector = PersonDetector(upscale=1.5)
     bodies = detector.detect(frame_rgb)        # Body(box, score=...) per person, no keypoints
 
 It costs tens of milliseconds per 640x480 frame, so ``Perception`` runs it at
@@ -18,7 +18,7 @@ deterministic tests.
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -28,8 +28,15 @@ from opensteady.vision.types import Body, Box
 class PersonDetector:
     """HOG people detector (64x128 window). ``upscale`` > 1 finds smaller figures at upscale**2 the cost."""
 
-    def __init__(self, upscale: float = 1.25, min_score: float = 0.5, overlap: float = 0.5, step: float = 1.1) -> None:
+    def __init__(self, upscale: float = 1.5, min_score: float = 0.5, overlap: float = 0.5, step: float = 1.1,
+                 opencv_threads: Optional[int] = 1) -> None:
+        """``opencv_threads``: OpenCV's thread count, which is process-wide. One keeps the HOG (and
+        every other OpenCV call) on one core, leaving the other to MediaPipe: on 2 cores that halved
+        what the detector added to the frame path's p95 (docs/benchmarks.md). None leaves it alone."""
         import cv2
+
+        if opencv_threads is not None:
+            cv2.setNumThreads(opencv_threads)
 
         self._cv2 = cv2
         self.upscale = upscale

@@ -54,7 +54,8 @@ class VisionConfig:
     ``static_images`` every frame is its own photo: persons are detected in
     line on each.
     ``person_upscale`` > 1 finds smaller, farther figures at its square in
-    cost. Bodies get a clothing signature when ``face_signatures`` is on.
+    cost. The person detector sets OpenCV to one thread (process-wide), so
+    it keeps to one core and leaves the other to MediaPipe. Bodies get a clothing signature when ``face_signatures`` is on.
     """
 
     faces: bool = True

@@ -488,7 +488,7 @@ class TargetTracker:
             pairs: List[Tuple[float, int, int]] = []
             for tid, track in group.items():
                 for i in free:
-                    cost = self._body_cost(track, bodies[i], now, reacquire, aspect)
+                    cost = self._body_cost(track, bodies[i], now, reacquire)
                     if cost is not None:
                         pairs.append((cost, tid, i))
             for _, tid, i in sorted(pairs):
@@ -496,13 +496,13 @@ class TargetTracker:
                     continue
                 matched[tid] = i
                 free.remove(i)
-                self._observe_body(self._tracks[tid], bodies[i], now, aspect)
+                self._observe_body(self._tracks[tid], bodies[i], now)
         followed = [self._tracks[tid] for tid in (*seen, *matched)]
         for i in free:
             body = bodies[i]
             if body.keypoints and target is not None:
                 continue  # a pose is single-person and follows the target; it does not start tracks
-            head = self._head_from_body(None, body, aspect)
+            head = self._head_from_body(None, body)
             if head is None or any(t.box.contains(head[0], head[1]) for t in followed):
                 continue  # no usable head, or a second detection of someone already followed
             track = self._new_track(Box.from_center(head[0], head[1], head[2], head[2] * aspect), now, "body")
@@ -518,8 +518,8 @@ class TargetTracker:
         return (abs(face.cx - b.cx) <= 0.3 * b.w and b.y <= face.cy <= b.y + 0.4 * b.h
                 and face.w <= 0.5 * b.w)
 
-    def _body_cost(self, track: _Track, body: Body, now: float, reacquire: bool, aspect: float) -> Optional[float]:
-        head = self._head_from_body(track, body, aspect)
+    def _body_cost(self, track: _Track, body: Body, now: float, reacquire: bool) -> Optional[float]:
+        head = self._head_from_body(track, body)
         if head is None:
             return None
         cx, cy, width = head
@@ -551,8 +551,8 @@ class TargetTracker:
         old = track.face_in_body or new
         track.face_in_body = (0.7 * old[0] + 0.3 * new[0], 0.7 * old[1] + 0.3 * new[1], 0.7 * old[2] + 0.3 * new[2])
 
-    def _observe_body(self, track: _Track, body: Body, now: float, aspect: float) -> None:
-        head = self._head_from_body(track, body, aspect)
+    def _observe_body(self, track: _Track, body: Body, now: float) -> None:
+        head = self._head_from_body(track, body)
         assert head is not None
         cx, cy, width = head
         if now - track.seen_s > self.config.coast_s:
@@ -588,9 +588,7 @@ class TargetTracker:
                 target.body_offsets[kind] = (0.7 * old[0] + 0.3 * new[0], 0.7 * old[1] + 0.3 * new[1])
             return
 
-    def _head_from_body(
-        self, track: Optional[_Track], body: Body, aspect: float
-    ) -> Optional[Tuple[float, float, float]]:
+    def _head_from_body(self, track: Optional[_Track], body: Body) -> Optional[Tuple[float, float, float]]:
         """Where ``track``'s face centre should be, and its width, from a body: learnt offsets first.
 
         For a pose the shoulders come first, because they stay visible, and
