@@ -1,9 +1,9 @@
 """Firmware configuration: the one table of keys, validation and the file format.
 
 Every tunable value has a numeric key id (sent in CONFIG_GET/SET/VALUE), a
-name, a default, a range and a kind (``K_FLOAT`` or ``K_INT``). The host
-imports this table (``from firmware.config import KEYS, KEY_IDS``), so the ids
-exist in exactly one place.
+name, a default, a range and a kind (``K_FLOAT`` or ``K_INT``). The firmware
+and the simulator's board set-up (sim/board_config.py) both read this table,
+so the ids exist in exactly one place.
 
 Per-axis keys repeat for yaw, pitch and roll: key id = base + 16 * axis, with
 bases ``YAW_BASE = 32``, pitch 48, roll 64, and names ``yaw_angle_kp``,

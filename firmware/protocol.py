@@ -14,7 +14,8 @@ over LEN, SEQ, MSG_ID and the payload.
 
 Usage, host side (allocates freely)::
 
-    frame = protocol.encode(protocol.MSG_SETPOINT, seq, protocol.pack_setpoint(...))
+    payload = protocol.pack(protocol.MSG_SETPOINT, flags, yaw, pitch, roll)  # FIELDS order
+    frame = protocol.encode(protocol.MSG_SETPOINT, seq, payload)
     parser = protocol.Parser()
     for b in data:
         if parser.feed(b) >= 0:

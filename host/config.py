@@ -1,6 +1,12 @@
 """The tracker's settings: defaults, one TOML file, then command-line flags.
 
-Every setting has one default here (``SCHEMA``). A TOML file (see
+``SCHEMA`` lists every setting with its default and its check. A default that
+belongs to a component (``FramingConfig``, ``VisionConfig``, ``TrackerConfig``,
+``PipelineConfig``, a driver's or the camera's constructor) is read from that
+component, so each default is written in exactly one place; only the
+application's own settings (source, driver, port, output) are written here.
+tests/test_host_app.py checks that the defaults built from ``SCHEMA`` equal
+the components' own. A TOML file (see
 docs/config.example.toml) overrides them; ``opensteady track`` flags
 override the file. A bad key or value raises :class:`ConfigError` whose
 message names the file, the line, the key, the value and the reason.
@@ -11,6 +17,7 @@ message names the file, the line, the key, the value and the reason.
 """
 
 import copy
+import inspect
 import math
 import re
 
@@ -20,8 +27,14 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 from opensteady.host.calibration import PRESETS, CameraMapping, parse_point
+from opensteady.host.capture import CameraSource
 from opensteady.host.framing import LOST_ACTIONS, FramingConfig
-from opensteady.host.pipeline import ACTIONS, PipelineConfig
+from opensteady.host.mount import Mount, create_backend
+from opensteady.host.mount.mavlink import MavlinkBackend
+from opensteady.host.mount.simplebgc import SimpleBGCBackend
+from opensteady.host.pipeline import ACTIONS, DEFAULT_GESTURE_ACTIONS, PipelineConfig
+from opensteady.vision.pipeline import VisionConfig
+from opensteady.vision.tracker import TrackerConfig
 
 GIMBAL_CHOICES = ("auto", "opensteady", "simplebgc", "mavlink", "sim", "none")
 ORIENTATIONS = ("landscape", "portrait")
@@ -66,6 +79,10 @@ def _camera_source(v):
     return None
 
 
+def _preset_name(point):
+    return next(name for name, xy in PRESETS.items() if xy == tuple(point))
+
+
 def _point(v):
     try:
         parse_point(v)
@@ -74,40 +91,56 @@ def _point(v):
     return None
 
 
-_F = FramingConfig()  # the framing defaults live in FramingConfig
+def _default_of(component, name):
+    """The default of parameter ``name`` of a dataclass or a constructor: where that default lives."""
+    default = inspect.signature(component).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError("%s.%s has no default" % (component.__qualname__, name))
+    return default
+
+
+_F = FramingConfig()
+_V = VisionConfig()
+_T = TrackerConfig()
+_P = PipelineConfig()
 _POS = _number(0, lo_open=True)
 _NONNEG = _number(0)
 
-# section -> key -> (default, check). The single place defaults live.
+
+def _vision(key, check):
+    return (getattr(_V, key), check)
+
+
+# section -> key -> (default, check).
 SCHEMA = {
     "camera": {
         "source": (0, _camera_source),
-        "width": (640, _number(16, 7680, integer=True)),
-        "height": (480, _number(16, 4320, integer=True)),
-        "fps": (30, _number(1, 240)),
+        "width": (_default_of(CameraSource, "width"), _number(16, 7680, integer=True)),
+        "height": (_default_of(CameraSource, "height"), _number(16, 4320, integer=True)),
+        "fps": (_default_of(CameraSource, "fps"), _number(1, 240)),
         "hfov_deg": (_F.hfov_deg, _number(1, 179)),
         "vfov_deg": (_F.vfov_deg, _number(1, 179)),
-        "mirror": (False, _bool),
-        "retry_s": (1.0, _POS),
-        "give_up_s": (30.0, _POS),
+        "mirror": (_V.mirrored, _bool),
+        "retry_s": (_default_of(CameraSource, "retry_s"), _POS),
+        "give_up_s": (30.0, _POS),  # the app gives up on a missing camera; FrameGrabber itself never does
     },
     "gimbal": {
         "driver": ("auto", _choice(GIMBAL_CHOICES)),
         "port": ("", _string),
-        "baud": (115200, _number(1200, 4000000, integer=True)),
-        "stall_s": (0.5, _POS),
+        "baud": (_default_of(create_backend, "baud"), _number(1200, 4000000, integer=True)),
+        "stall_s": (_default_of(Mount, "stall_s"), _POS),
         "motors_off_on_exit": (False, _bool),
     },
     "mavlink": {
-        "message": ("pitchyaw", _choice(("pitchyaw", "attitude"))),
-        "source_system": (1, _number(1, 255, integer=True)),
-        "target_system": (1, _number(0, 255, integer=True)),
-        "target_component": (154, _number(0, 255, integer=True)),
-        "gimbal_device_id": (0, _number(0, 255, integer=True)),
+        "message": (_default_of(MavlinkBackend, "message"), _choice(("pitchyaw", "attitude"))),
+        "source_system": (_default_of(MavlinkBackend, "source_system"), _number(1, 255, integer=True)),
+        "target_system": (_default_of(MavlinkBackend, "target_system"), _number(0, 255, integer=True)),
+        "target_component": (_default_of(MavlinkBackend, "target_component"), _number(0, 255, integer=True)),
+        "gimbal_device_id": (_default_of(MavlinkBackend, "gimbal_device_id"), _number(0, 255, integer=True)),
     },
     "simplebgc": {
-        "telemetry_interval_s": (0.05, _POS),
-        "motors_on_at_open": (True, _bool),
+        "telemetry_interval_s": (_default_of(SimpleBGCBackend, "telemetry_interval_s"), _POS),
+        "motors_on_at_open": (_default_of(SimpleBGCBackend, "motors_on_at_open"), _bool),
     },
     "framing": {
         "kp": (_F.kp, _NONNEG),
@@ -120,7 +153,7 @@ SCHEMA = {
         "smoothing_s": (_F.smoothing_s, _NONNEG),
         "feedforward": (_F.feedforward, _number(0, 2)),
         "feedforward_smoothing_s": (_F.feedforward_smoothing_s, _NONNEG),
-        "orientation": ("landscape", _choice(ORIENTATIONS)),
+        "orientation": (ORIENTATIONS[_F.roll_deg == 90.0], _choice(ORIENTATIONS)),
         "invert_yaw": (_F.invert_yaw, _bool),
         "invert_pitch": (_F.invert_pitch, _bool),
         "lost_hold_s": (_F.lost_hold_s, _NONNEG),
@@ -131,36 +164,34 @@ SCHEMA = {
         "max_dt_s": (_F.max_dt_s, _POS),
     },
     "calibration": {
-        "point": ("centre", _point),
-        "offset_x": (0.0, _number(-1, 1)),
-        "offset_y": (0.0, _number(-1, 1)),
-        "scale_x": (1.0, _number(0, 10, lo_open=True)),
-        "scale_y": (1.0, _number(0, 10, lo_open=True)),
+        "point": (_preset_name(_P.calibration_point), _point),
+        "offset_x": (_default_of(CameraMapping, "offset_x"), _number(-1, 1)),
+        "offset_y": (_default_of(CameraMapping, "offset_y"), _number(-1, 1)),
+        "scale_x": (_default_of(CameraMapping, "scale_x"), _number(0, 10, lo_open=True)),
+        "scale_y": (_default_of(CameraMapping, "scale_y"), _number(0, 10, lo_open=True)),
     },
     "vision": {
-        "faces": (True, _bool),
-        "hands": (True, _bool),
-        "pose": (False, _bool),
-        "backend": ("mediapipe", _choice(("mediapipe", "haar"))),
-        "face_range": ("auto", _choice(("auto", "short", "full"))),
-        "min_face_score": (0.5, _number(0, 1)),
-        "min_hand_score": (0.5, _number(0, 1)),
-        "max_hands": (2, _number(1, 4, integer=True)),
-        "hand_model_complexity": (1, _choice((0, 1))),
-        "hands_async": (True, _bool),
+        "faces": _vision("faces", _bool),
+        "hands": _vision("hands", _bool),
+        "pose": _vision("pose", _bool),
+        "backend": _vision("backend", _choice(("mediapipe", "haar"))),
+        "face_range": _vision("face_range", _choice(("auto", "short", "full"))),
+        "min_face_score": _vision("min_face_score", _number(0, 1)),
+        "min_hand_score": _vision("min_hand_score", _number(0, 1)),
+        "max_hands": _vision("max_hands", _number(1, 4, integer=True)),
+        "hand_model_complexity": _vision("hand_model_complexity", _choice((0, 1))),
+        "hands_async": (_P.hands_async, _bool),
     },
     "tracker": {
-        "select": ("largest", _choice(("largest", "nearest", "gesture", "manual"))),
-        "latency_s": (0.0, _NONNEG),
-        "coast_s": (0.5, _POS),
-        "lost_timeout_s": (3.0, _POS),
+        "select": (_T.select, _choice(("largest", "nearest", "gesture", "manual"))),
+        "latency_s": (_T.latency_s, _NONNEG),
+        "coast_s": (_T.coast_s, _POS),
+        "lost_timeout_s": (_T.lost_timeout_s, _POS),
     },
     "gestures": dict(
-        {name: (action, _choice(ACTIONS)) for name, action in (
-            ("open_palm", "pause_toggle"), ("victory", "photo"), ("fist", "record_toggle"),
-            ("pointing", "recentre"), ("thumbs_up", "lock_on"))},
-        hold_ms=(1000.0, _NONNEG),
-        photo_countdown_s=(3.0, _NONNEG),
+        {name: (DEFAULT_GESTURE_ACTIONS[name], _choice(ACTIONS)) for name in GESTURE_NAMES},
+        hold_ms=(_P.gesture_hold_ms, _NONNEG),
+        photo_countdown_s=(_P.photo_countdown_s, _NONNEG),
     ),
     "output": {
         "dir": ("opensteady-output", _string),

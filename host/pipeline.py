@@ -57,8 +57,8 @@ class PipelineConfig:
     tracker: dict = field(default_factory=dict)  # keyword arguments for vision.tracker.TrackerConfig
     # Run hand detection on a worker thread, off the frame -> setpoint path. Gestures
     # then use the newest finished hand result (at most hands_max_age_s old). Not
-    # deterministic in time, so the simulator keeps the default (in line).
-    hands_async: bool = False
+    # deterministic in time, so the simulator turns it off (hands in line).
+    hands_async: bool = True
     hands_max_age_s: float = 0.3
     # With hands_async, start hand detection at most this often: gestures are held
     # for a second, so 10 Hz is plenty, and the core stays free for faces.

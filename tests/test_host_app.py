@@ -35,6 +35,49 @@ def test_documented_example_config_loads_and_matches_the_defaults_it_shows():
             assert "\n%s = " % key in text or "\n# %s = " % key in text, "%s.%s is not documented" % (section, key)
 
 
+def test_the_settings_defaults_are_the_components_own():
+    """Drift check: the app's defaults build exactly the components a caller gets with no arguments."""
+    import inspect
+
+    from opensteady.host.capture import CameraSource
+    from opensteady.host.framing import FramingConfig
+    from opensteady.host.mount import Mount, create_backend
+    from opensteady.host.mount.mavlink import MavlinkBackend
+    from opensteady.host.mount.simplebgc import SimpleBGCBackend
+    from opensteady.vision.pipeline import VisionConfig
+    from opensteady.vision.tracker import TrackerConfig
+
+    settings = load_config(None)
+    built, plain = build_pipeline_config(settings), PipelineConfig()
+    assert built.framing == FramingConfig() == plain.framing
+    assert VisionConfig(**built.vision) == VisionConfig()
+    assert TrackerConfig(calibration_point=built.calibration_point, **built.tracker) == TrackerConfig()
+    for field in ("calibration_point", "camera_mapping", "gesture_actions", "gesture_hold_ms", "photo_countdown_s",
+                  "hands_async", "nominal_dt_s"):
+        assert getattr(built, field) == pytest.approx(getattr(plain, field)), field
+
+    def defaults_of(component, names):
+        params = inspect.signature(component).parameters
+        return {name: params[name].default for name in names}
+
+    cam, gimbal = settings["camera"], settings["gimbal"]
+    assert defaults_of(CameraSource, ("width", "height", "fps", "retry_s")) == {
+        k: cam[k] for k in ("width", "height", "fps", "retry_s")}
+    assert defaults_of(Mount, ["stall_s"]) == {"stall_s": gimbal["stall_s"]}
+    for backend in (create_backend, MavlinkBackend, SimpleBGCBackend):
+        assert defaults_of(backend, ["baud"]) == {"baud": gimbal["baud"]}
+    assert defaults_of(MavlinkBackend, settings["mavlink"]) == settings["mavlink"]
+    assert defaults_of(SimpleBGCBackend, settings["simplebgc"]) == settings["simplebgc"]
+
+
+def test_changing_loaded_settings_never_changes_the_defaults():
+    settings = load_config(None)
+    settings["vision"]["hands"] = not settings["vision"]["hands"]
+    settings["gestures"]["victory"] = "none"
+    assert load_config(None)["vision"]["hands"] != settings["vision"]["hands"]
+    assert load_config(None)["gestures"]["victory"] == "photo"
+
+
 @pytest.mark.parametrize("text,line,words", [
     ("[framing]\nkp = 2.0\nki = -1\n", 3, ["framing.ki = -1", "must be >= 0"]),
     ("[camera]\nfps = 30\n\n[gimbal]\ndrive = \"none\"\n", 5, ["unknown key gimbal.drive", "driver"]),

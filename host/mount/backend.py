@@ -8,10 +8,11 @@ bytes and turns the gimbal's replies into one telemetry dict::
 in the OpenSteady sign convention (yaw positive pans right, pitch positive
 tilts up, roll positive rolls right), plus driver-specific extras.
 
-Backends take the time as an argument (``t_s``, monotonic seconds) and never
-read a clock, so tests drive them with simulated time. They must not raise
-once open: a vanished port marks them disconnected and they reopen it on a
-later call (``reconnect_interval_s``).
+Every call takes the time as an argument (``t_s``, monotonic seconds); the
+serial drivers time their reconnects, telemetry requests and heartbeats on
+it. (The ``opensteady`` driver hands its timing to ``host.link.Link``.)
+Backends must not raise once open: a vanished port marks them disconnected
+and they reopen it on a later call (``reconnect_interval_s``).
 
 No value from a device reaches the application unchecked: every backend hands
 its parsed telemetry to :meth:`MountBackend.accept_telemetry`, which refuses a
@@ -52,9 +53,6 @@ class MountBackend:
     """Base class and the ``none`` driver: accepts everything, moves nothing."""
 
     name = "none"
-    # capability flags, queried by the frontend instead of special-casing drivers
-    supports_rate = True
-    supports_roll = True
     telemetry = None  # the last accepted telemetry dict
     rejected = 0  # device messages refused at the boundary (bad values)
     last_rejection = None  # why the last one was refused

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 NAN = float("nan")
 QUATERNION_NORM_TOLERANCE = 0.1  # a float32 unit quaternion is within 1e-6; anything far off is not an attitude
+MAV_COMP_ID_GIMBAL = 154  # the component id a gimbal device answers on (MAVLink common.xml)
 
 
 def _mavlink():
@@ -61,11 +62,9 @@ class MavlinkBackend(SerialBackend):
     """A MAVLink gimbal manager (an autopilot, or a gimbal that is its own manager)."""
 
     name = "mavlink"
-    supports_rate = True
-    supports_roll = False  # SET_PITCHYAW carries no roll
 
     def __init__(self, url, baud=115200, message="pitchyaw", source_system=1, source_component=None,
-                 target_system=1, target_component=None, gimbal_device_id=0, heartbeat_interval_s=1.0,
+                 target_system=1, target_component=MAV_COMP_ID_GIMBAL, gimbal_device_id=0, heartbeat_interval_s=1.0,
                  reconnect_interval_s=1.0):
         super().__init__(url, baud, reconnect_interval_s)
         if message not in ("pitchyaw", "attitude"):
@@ -73,9 +72,8 @@ class MavlinkBackend(SerialBackend):
         m = _mavlink()
         self.m = m
         self.message = message
-        self.supports_roll = message == "attitude"
         self.target_system = target_system
-        self.target_component = m.MAV_COMP_ID_GIMBAL if target_component is None else target_component
+        self.target_component = target_component
         self.gimbal_device_id = gimbal_device_id
         self.heartbeat_interval_s = heartbeat_interval_s
         self.mav = m.MAVLink(None, srcSystem=source_system,

@@ -36,8 +36,6 @@ def telemetry_from_fields(fields):
 
 class OpenSteadyBackend(MountBackend):
     name = "opensteady"
-    supports_rate = True
-    supports_roll = True
 
     def __init__(self, url, baud=115200, handshake=True, link=None, mode_retry_s=0.5):
         if link is None:

@@ -184,8 +184,6 @@ class SimpleBGCBackend(SerialBackend):
     """SimpleBGC 32-bit controller over its serial API v2."""
 
     name = "simplebgc"
-    supports_rate = True
-    supports_roll = True
 
     def __init__(self, url, baud=115200, telemetry_interval_s=0.05, motors_on_at_open=True, reconnect_interval_s=1.0):
         super().__init__(url, baud, reconnect_interval_s)
