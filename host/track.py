@@ -46,6 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--output-dir", metavar="DIR", help="photos, videos and session logs go here")
     parser.add_argument("--no-pace", action="store_true",
                         help="video files: process every frame in order instead of playing in real time")
+    parser.add_argument("--loop", action="store_true", help="video files: start again at the end (never ends)")
     parser.add_argument("--scenario", default="track-crossing", help="--sim: scenario name or file")
     parser.add_argument("--seed", type=int, default=0, help="--sim: random seed (runs are repeatable per seed)")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
@@ -207,7 +208,7 @@ def _make_source(settings, args):
     cam = settings["camera"]
     source = cam["source"]
     if isinstance(source, str) and not source.isdigit():
-        return VideoFileSource(source, paced=not args.no_pace)
+        return VideoFileSource(source, paced=not args.no_pace, loop=args.loop)
     return CameraSource(int(source), cam["width"], cam["height"], cam["fps"], cam["retry_s"])
 
 

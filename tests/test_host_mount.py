@@ -35,33 +35,56 @@ def pty_pair():
                 pass
 
 
-def read_master(fd, n_min, timeout_s=2.0):
+HANG_S = 60.0  # only a hung driver waits this long: every wait below ends on I/O
+
+
+def read_master(fd, n_min):
     """Read at least n_min bytes from the device side (waits on I/O, never on a timer for logic)."""
     out = b""
     while len(out) < n_min:
-        ready, _, _ = select.select([fd], [], [], timeout_s)
+        ready, _, _ = select.select([fd], [], [], HANG_S)
         if not ready:
             break
         out += os.read(fd, 4096)
     return out
 
 
-def poll_until(poll, ready, t0=0.0, tries=50):
-    """Call poll(t) on a simulated clock (10 ms steps) until ready(result); returns the last result."""
+def poll_until(poll, ready, port, t0=0.0, tries=50):
+    """Call poll(t) on a simulated clock (10 ms steps) until ready(result); returns the last result.
+
+    Before each poll it waits (on I/O) until the device's bytes have reached
+    the host's end of the pty, ``port``: the kernel carries pty bytes on a
+    worker thread, so they may arrive a moment after the device wrote them.
+    """
     result = None
     for i in range(tries):
-        select.select([], [], [], 0.01)  # give the pty a moment to carry the bytes (I/O, not logic)
+        if not select.select([port], [], [], HANG_S)[0]:
+            break
         result = poll(t0 + 0.01 * i)
         if ready(result):
             break
     return result
 
 
-def drain(fd):
+SYNC = b"<sync>"  # not a frame of any protocol here: the device side only ever sees it in drain()
+
+
+def drain(fd, port):
+    """Everything the host has written so far, and nothing later.
+
+    A marker is written through the host's own port after whatever the driver
+    wrote; bytes keep their order, so reading up to the marker returns exactly
+    the driver's bytes (an empty result proves it sent nothing) without
+    waiting on a timer.
+    """
+    port.write(SYNC)
+    port.flush()
     out = b""
-    while select.select([fd], [], [], 0.05)[0]:
+    while not out.endswith(SYNC):
+        ready, _, _ = select.select([fd], [], [], HANG_S)
+        assert ready, "the sync marker never arrived"
         out += os.read(fd, 4096)
-    return out
+    return out[:-len(SYNC)]
 
 
 # --- SimpleBGC -------------------------------------------------------------------
@@ -167,9 +190,9 @@ def test_simplebgc_backend_over_a_pty():
         mount.poll(0.0)
         assert read_master(dev, 6) == sbgc.frame(sbgc.CMD_REALTIME_DATA_4)
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, -455, 2048))))
-        telemetry = poll_until(mount.poll, bool)
+        telemetry = poll_until(mount.poll, bool, backend.port)
         assert telemetry["yaw_deg"] == pytest.approx(45.0) and telemetry["pitch_deg"] == pytest.approx(10.0, abs=0.01)
-        drain(dev)
+        drain(dev, backend.port)
         # stall watchdog: no setpoint for stall_s -> one stop command, not repeated
         assert not mount.check_stall(0.4)
         assert mount.check_stall(0.6)
@@ -253,14 +276,14 @@ def test_mavlink_heartbeat_and_attitude_status():
         hb = device.parse_buffer(read_master(dev, 12))[0]
         assert hb.get_type() == "HEARTBEAT" and hb.type == m.MAV_TYPE_ONBOARD_CONTROLLER
         backend.poll(0.5)
-        assert not select.select([dev], [], [], 0.05)[0]  # no second heartbeat within 1 s
+        assert drain(dev, backend.port) == b""  # no second heartbeat within 1 s
         # the gimbal reports roll 2, pitch -20 (down), yaw 35 (right)
         q = Quaternion([math.radians(2.0), math.radians(-20.0), math.radians(35.0)]).q
         frame = device.gimbal_device_attitude_status_encode(
             0, 0, 1234, 0, [float(v) for v in q], 0.0, 0.1, -0.2, 0).pack(device)
         frame += device.heartbeat_encode(m.MAV_TYPE_GIMBAL, m.MAV_AUTOPILOT_INVALID, 0, 0, 0).pack(device)
         os.write(dev, frame)
-        telemetry = poll_until(backend.poll, lambda t: t and backend.gimbal_heartbeat_s is not None, t0=0.6)
+        telemetry = poll_until(backend.poll, lambda t: t and backend.gimbal_heartbeat_s is not None, backend.port, t0=0.6)
         assert telemetry["roll_deg"] == pytest.approx(2.0, abs=1e-4)
         assert telemetry["pitch_deg"] == pytest.approx(-20.0, abs=1e-4)
         assert telemetry["yaw_deg"] == pytest.approx(35.0, abs=1e-4)
@@ -321,10 +344,10 @@ def test_opensteady_backend_sends_mode_and_setpoints_and_reads_telemetry():
         assert got[1] == (p.MSG_SETPOINT, cmd.to_protocol())
         fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
         os.write(dev, p.encode(p.MSG_TELEMETRY, 6, p.pack(p.MSG_TELEMETRY, *fields)))
-        telemetry = poll_until(mount.poll, bool)
+        telemetry = poll_until(mount.poll, bool, backend.link._port)
         assert telemetry["yaw_deg"] == 12.34 and telemetry["pitch_deg"] == -5.67 and telemetry["roll_deg"] == 0.12
         assert telemetry["mode"] == "track" and telemetry["yaw_joint_deg"] == 15.0
-        drain(dev)
+        drain(dev, backend.link._port)
         mount.close(1.0)
         tail = decode_opensteady(read_master(dev, 14 + 8))
         assert tail[0][0] == p.MSG_SETPOINT and tail[0][1][1:] == (0, 0, 0)
@@ -363,15 +386,16 @@ def test_opensteady_backend_asks_for_track_mode_until_the_firmware_reports_it():
 
         def device_says(fields):
             os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))
-            return poll_until(backend.poll, lambda t: t is not None and t["mode"] == p.MODE_NAMES[fields[0]])
+            return poll_until(backend.poll, lambda t: t is not None and t["mode"] == p.MODE_NAMES[fields[0]],
+                              backend.link._port)
 
         assert device_says(lock)["mode"] == "lock"
         assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
         backend.poll(0.3)  # within mode_retry_s: no second request
-        assert drain(dev) == b""
+        assert drain(dev, backend.link._port) == b""
         backend.poll(0.6)
         assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
         device_says([p.MODE_TRACK] + lock[1:])
         backend.poll(5.0)
-        assert drain(dev) == b""  # in track mode: no more requests
+        assert drain(dev, backend.link._port) == b""  # in track mode: no more requests
         backend.close()

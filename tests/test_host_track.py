@@ -4,6 +4,7 @@ The video is scikit-image's astronaut (a real face) moved across a 640x480
 frame; the real MediaPipe pipeline runs in a real `opensteady` process.
 """
 
+import errno
 import json
 import os
 import select
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 import cv2
 import numpy as np
@@ -116,36 +118,62 @@ def test_replay_reports_a_truncated_line_and_keeps_the_rest(tracked, tmp_path):
     assert "not a JSON line" in result.stderr and "%d frames" % N_FRAMES in result.stdout
 
 
+def read_until_hangup(fd, into):
+    """Read a pty master until every slave end is closed (EIO): nothing written before that is lost."""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return
+            raise
+        if not chunk:
+            return
+        into += chunk
+
+
 def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_path):
+    """SIGINT while the tracker streams setpoints from a looping video (a source that never ends).
+
+    No step waits on the wall clock: the interrupt is sent once setpoints have
+    been seen on the port, and the port is read until the tracker's end is
+    closed, so every byte it wrote is checked whatever the machine's speed.
+    """
     from opensteady.host.mount import simplebgc as sbgc
 
     master, slave = os.openpty()
     log = tmp_path / "session.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opensteady.host.cli", "track", "--video", str(video), "--headless", "--json",
-         "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log), "--output-dir", str(tmp_path),
-         "--portrait"],
+        [sys.executable, "-m", "opensteady.host.cli", "track", "--video", str(video), "--loop", "--no-pace",
+         "--headless", "--json", "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log),
+         "--output-dir", str(tmp_path), "--portrait"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    received = bytearray()
+    reader = None
     try:
-        received = b""
         # wait (on I/O) until CMD_CONTROL setpoints stream in, then interrupt
-        while not any(cmd == sbgc.CMD_CONTROL for cmd, _ in sbgc.Parser().feed(received)):
-            ready, _, _ = select.select([master], [], [], 60)
+        while not any(cmd == sbgc.CMD_CONTROL for cmd, _ in sbgc.Parser().feed(bytes(received))):
+            ready, _, _ = select.select([master], [], [], 120)  # only a hung tracker gets here
             assert ready, "no bytes from the tracker"
             received += os.read(master, 4096)
+        # keep draining the port so the tracker never blocks on a full pty buffer
+        reader = threading.Thread(target=read_until_hangup, args=(master, received))
+        reader.start()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        while select.select([master], [], [], 0.2)[0]:
-            received += os.read(master, 4096)
+        out, err = proc.communicate(timeout=120)  # only a hung tracker reaches the limit
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        os.close(slave)  # the tracker has exited: ours was the last open slave end
+        if reader is not None:
+            reader.join()
         os.close(master)
-        os.close(slave)
     assert proc.returncode == 130, err[-2000:]
     summary = json_lines(out)[-1]
     assert summary["type"] == "summary" and summary["exit"] == "interrupted"
-    frames = sbgc.Parser().feed(received)
+    assert summary["frames"] >= 1 and summary["setpoints_sent"] >= 1
+    frames = sbgc.Parser().feed(bytes(received))
     assert frames[0] == (sbgc.CMD_MOTORS_ON, b"")
     controls = [payload for cmd, payload in frames[1:-1] if cmd == sbgc.CMD_CONTROL]
     assert controls and all(c[:1] == bytes([sbgc.MODE_ANGLE]) and c[5:7] == (4096).to_bytes(2, "little")

@@ -45,3 +45,26 @@ def test_the_console_script_points_into_the_namespace(wheel):
     (entry,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     text = wheel.read(entry).decode()
     assert "opensteady = opensteady.host.cli:main" in text
+
+
+def test_an_unsupported_python_is_refused_by_the_build_backend_naming_the_versions():
+    """pip asks the backend for build requirements first: this check ends an install in seconds."""
+    import importlib.util
+
+    from packaging.specifiers import SpecifierSet
+
+    spec = importlib.util.spec_from_file_location("opensteady_backend", ROOT / "build_backend" / "opensteady_backend.py")
+    backend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backend)
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    requires = SpecifierSet(tomllib.loads(text)["project"]["requires-python"])
+    for minor in range(6, 16):
+        message = backend.unsupported_message((3, minor, 0), text)
+        assert (message is None) == ("3.%d" % minor in requires), minor
+        if message is not None:
+            assert "Python 3.9 to 3.12" in message and "this is Python 3.%d" % minor in message
+    assert backend.unsupported_message(sys.version_info, text) is None  # the suite runs on a supported one
