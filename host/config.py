@@ -19,7 +19,9 @@ message names the file, the line, the key, the value and the reason.
 import copy
 import inspect
 import math
+import os
 import re
+import sys
 
 try:
     import tomllib
@@ -194,10 +196,57 @@ SCHEMA = {
         photo_countdown_s=(_P.photo_countdown_s, _NONNEG),
     ),
     "output": {
-        "dir": ("opensteady-output", _string),
+        "dir": ("", _string),  # "" = default_output_dir()
         "session_log": (True, _bool),
     },
 }
+
+
+OUTPUT_DIR_ENV = "OPENSTEADY_OUTPUT_DIR"
+
+
+def _xdg_videos_dir(env, home):
+    """The desktop's videos folder on Linux: $XDG_VIDEOS_DIR, then user-dirs.dirs, then ~/Videos."""
+    if env.get("XDG_VIDEOS_DIR"):
+        return env["XDG_VIDEOS_DIR"]
+    config_home = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    try:
+        with open(os.path.join(config_home, "user-dirs.dirs"), encoding="utf-8") as f:
+            for line in f:
+                match = re.match(r'^\s*XDG_VIDEOS_DIR\s*=\s*"(.*)"\s*$', line)
+                if match:
+                    return match.group(1).replace("$HOME", home)
+    except OSError:
+        pass
+    return os.path.join(home, "Videos")
+
+
+def default_output_dir(env=None, platform=None, home=None):
+    """Where photos, videos and session logs go when neither --output-dir nor [output] dir is given.
+
+    ``$OPENSTEADY_OUTPUT_DIR`` if set; otherwise an ``OpenSteady`` folder in the
+    desktop's videos folder, as a desktop app would use: ``~/Videos`` on Linux
+    (or the XDG videos folder) and Windows, ``~/Movies`` on macOS. Never
+    relative to the current directory, so nothing lands inside a checkout.
+    """
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    home = os.path.expanduser("~") if home is None else home
+    if env.get(OUTPUT_DIR_ENV):
+        return os.path.expanduser(env[OUTPUT_DIR_ENV])
+    if platform == "darwin":
+        videos = os.path.join(home, "Movies")
+    elif platform.startswith("win"):
+        videos = os.path.join(home, "Videos")
+    else:
+        videos = _xdg_videos_dir(env, home)
+    return os.path.join(videos, "OpenSteady")
+
+
+def output_dir(settings, env=None):
+    """The output folder for these settings: ``[output] dir`` (or --output-dir) if given, else the default."""
+    configured = settings["output"]["dir"]
+    return os.path.expanduser(configured) if configured else default_output_dir(env)
 
 
 def defaults():

@@ -43,7 +43,7 @@ def add_arguments(parser):
                         help="stdout: one JSON status line per second and a JSON summary line at exit")
     parser.add_argument("--log", metavar="FILE.jsonl", help="session log path (default: in the output directory)")
     parser.add_argument("--no-log", action="store_true", help="do not write a session log")
-    parser.add_argument("--output-dir", metavar="DIR", help="photos, videos and session logs go here")
+    parser.add_argument("--output-dir", metavar="DIR", help=output_dir_help())
     parser.add_argument("--no-pace", action="store_true",
                         help="video files: process every frame in order instead of playing in real time")
     parser.add_argument("--loop", action="store_true", help="video files: start again at the end (never ends)")
@@ -52,6 +52,15 @@ def add_arguments(parser):
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     parser.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--motors-off-on-exit", action="store_true", help="switch the motors off at exit")
+
+
+def output_dir_help():
+    from opensteady.host.config import OUTPUT_DIR_ENV, default_output_dir
+
+    env = {k: v for k, v in os.environ.items() if k != OUTPUT_DIR_ENV}
+    text = ("photos, videos and session logs go here (default: [output] dir in --config, else $%s, else %s)"
+            % (OUTPUT_DIR_ENV, default_output_dir(env)))
+    return text.replace("%", "%%")  # argparse formats help strings
 
 
 def _percentile(values, q):
@@ -246,12 +255,13 @@ def _track(args, settings, pipeline_config, source, sim):
     from opensteady.host.link import LinkError
     from opensteady.host.mount import Mount, create_backend
     from opensteady.host.pipeline import TrackingPipeline
+    from opensteady.host.config import output_dir
     from opensteady.host.session_log import SessionLog, frame_record
 
     # Load the models before opening the gimbal port, so nothing is left half-open if
     # loading fails or Ctrl-C arrives meanwhile.
     pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
-    out_dir = settings["output"]["dir"]
+    out_dir = output_dir(settings)
     g = settings["gimbal"]
     mount = None
     session = None
@@ -408,6 +418,7 @@ def _status_line(stats, mount, grabber, started):
         "telemetry": mount.telemetry,
         "camera": getattr(grabber, "status", "ok"),
         "camera_error": str(grabber.error) if getattr(grabber, "error", None) else None,
+        "camera_errors": getattr(grabber, "errors", 0),
         "dropped_frames": getattr(grabber, "dropped", 0),
     }
 

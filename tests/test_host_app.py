@@ -394,3 +394,26 @@ def test_click_sets_a_normalised_point_and_keys_map_to_actions():
     clicks.on_mouse(cv2.EVENT_LBUTTONDOWN, 700, -5)  # dragged outside the window
     assert clicks.take() == (1.0, 0.0)
     assert KEY_ACTIONS[ord("q")] == "quit" and KEY_ACTIONS[27] == "quit" and KEY_ACTIONS[ord(" ")] == "pause_toggle"
+
+
+# --- output folder -----------------------------------------------------------------
+
+def test_the_default_output_folder_is_the_desktops_videos_folder_never_relative(tmp_path):
+    from opensteady.host.config import default_output_dir, output_dir
+
+    home = str(tmp_path)
+    assert default_output_dir({}, "linux", home) == os.path.join(home, "Videos", "OpenSteady")
+    assert default_output_dir({}, "darwin", home) == os.path.join(home, "Movies", "OpenSteady")
+    assert default_output_dir({}, "win32", home) == os.path.join(home, "Videos", "OpenSteady")
+    assert default_output_dir({"XDG_VIDEOS_DIR": "/media/v"}, "linux", home) == os.path.join("/media/v", "OpenSteady")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "user-dirs.dirs").write_text('# written by xdg-user-dirs-update\nXDG_VIDEOS_DIR="$HOME/Filme"\n')
+    assert default_output_dir({"XDG_CONFIG_HOME": str(tmp_path / "cfg")}, "linux", home) == os.path.join(
+        home, "Filme", "OpenSteady")
+    for platform in ("linux", "darwin", "win32"):
+        assert default_output_dir({"OPENSTEADY_OUTPUT_DIR": "/data/os"}, platform, home) == "/data/os"
+        assert os.path.isabs(default_output_dir({}, platform, home))
+    settings = load_config(None)
+    assert settings["output"]["dir"] == "" and os.path.isabs(output_dir(settings))
+    set_value(settings, "output", "dir", "~/clips", "--output-dir")
+    assert output_dir(settings) == os.path.expanduser("~/clips")

@@ -15,6 +15,7 @@ import tempfile
 import threading
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 
@@ -36,8 +37,10 @@ def video(tmp_path_factory):
 
 
 def opensteady(*args, cwd=None, env=None, **kw):
-    """Run the real CLI; from a scratch directory so default outputs never land in the repository."""
-    env = dict(os.environ if env is None else env, PYTHONPATH=ROOT)
+    """Run the real CLI from a scratch directory, with its default output folder in a scratch directory too."""
+    if env is None:
+        env = dict(os.environ, OPENSTEADY_OUTPUT_DIR=tempfile.mkdtemp(prefix="opensteady-output-"))
+    env = dict(env, PYTHONPATH=ROOT)
     cwd = cwd or tempfile.mkdtemp(prefix="opensteady-cli-")
     return subprocess.run([sys.executable, "-m", "opensteady.host.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120, **kw)
@@ -184,15 +187,33 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
 
 
 def test_missing_camera_gives_one_clear_message_and_keeps_retrying(tmp_path):
-    result = opensteady("track", "--camera", "97", "--headless", "--json", "--gimbal", "none", "--no-log",
-                        "--max-seconds", "2.5")
-    assert result.returncode == 1
-    assert result.stderr.count("camera 97 could not be opened") == 1
-    assert "retrying every 1.0 s" in result.stderr
-    lines = json_lines(result.stdout)
-    assert any(line.get("camera") == "retrying" for line in lines if line["type"] == "status")
+    """Waits on the tracker's own status lines (events), not on a wall-clock budget, then interrupts it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opensteady.host.cli", "track", "--camera", "97", "--headless", "--json",
+         "--gimbal", "none", "--no-log"],
+        cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines = []
+    try:
+        for line in proc.stdout:  # one status line a second while the camera is away
+            lines.append(json.loads(line))
+            if lines[-1].get("camera_errors", 0) >= 2:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)  # only a hung tracker reaches the limit
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines += json_lines(out)
+    status = [line for line in lines if line["type"] == "status"]
+    assert status and status[-1]["camera"] == "retrying" and status[-1]["camera_errors"] >= 2, err[-2000:]
+    assert "camera 97 could not be opened" in status[-1]["camera_error"]
+    assert err.count("camera 97 could not be opened") == 1  # reported once, however often it is retried
+    assert "retrying every 1.0 s" in err
     summary = lines[-1]
-    assert summary["frames"] == 0 and summary["camera_errors"] >= 2 and summary["exit"] == "max_seconds"
+    assert summary["type"] == "summary" and summary["exit"] == "interrupted" and proc.returncode == 130
+    assert summary["frames"] == 0 and summary["camera_errors"] >= 2
 
 
 def test_bad_config_file_is_refused_with_its_line(tmp_path):
@@ -208,9 +229,31 @@ def test_missing_video_file_and_missing_port_are_clear_errors(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = opensteady("track", "--video", str(tmp_path / "none.avi"), "--headless", "--gimbal", "simplebgc")
     assert result.returncode == 2
-    result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"), cwd=str(tmp_path))
+    out = tmp_path / "out"
+    result = opensteady("track", "--camera", "97", "--headless", "--port", str(tmp_path / "ttyNOPE"), cwd=str(tmp_path),
+                        env=dict(os.environ, OPENSTEADY_OUTPUT_DIR=str(out)))
     assert result.returncode == 2 and "does not exist" in result.stderr and "ttyNOPE" in result.stderr
-    assert not (tmp_path / "opensteady-output").exists()  # no session log for a run that never started
+    assert not out.exists() and os.listdir(tmp_path) == []  # no session log for a run that never started
+
+
+def test_files_go_to_the_desktop_videos_folder_never_the_current_directory(video, tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "OPENSTEADY_OUTPUT_DIR"}
+    env["HOME"] = str(home)
+    env["MPLCONFIGDIR"] = matplotlib.get_cachedir()  # mediapipe imports matplotlib: keep its font cache
+    result = opensteady("track", "--video", str(video), "--no-pace", "--headless", "--gimbal", "none",
+                        "--max-frames", "3", cwd=str(cwd), env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = home / "Videos" / "OpenSteady"
+    (log,) = folder.glob("session-*.jsonl")
+    assert "session log: %s" % log in result.stdout and os.listdir(cwd) == []
+    env["OPENSTEADY_OUTPUT_DIR"] = str(tmp_path / "chosen")
+    help_text = opensteady("track", "--help", cwd=str(cwd), env=env).stdout
+    assert "$OPENSTEADY_OUTPUT_DIR" in help_text and str(folder) in "".join(help_text.split())  # argparse wraps it
+    result = opensteady("track", "--video", str(video), "--no-pace", "--headless", "--gimbal", "none",
+                        "--max-frames", "3", cwd=str(cwd), env=env)
+    assert result.returncode == 0 and len(list((tmp_path / "chosen").glob("session-*.jsonl"))) == 1
 
 
 def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
