@@ -121,6 +121,17 @@ def test_replay_reports_a_truncated_line_and_keeps_the_rest(tracked, tmp_path):
     assert "not a JSON line" in result.stderr and "%d frames" % N_FRAMES in result.stdout
 
 
+def interrupt(proc):
+    """Ctrl-C the tracker; its (stdout, stderr) once it has exited. Only a hung tracker meets the timeout."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def read_until_hangup(fd, into):
     """Read a pty master until every slave end is closed (EIO): nothing written before that is lost."""
     while True:
@@ -162,8 +173,7 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
         # keep draining the port so the tracker never blocks on a full pty buffer
         reader = threading.Thread(target=read_until_hangup, args=(master, received))
         reader.start()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)  # only a hung tracker reaches the limit
+        out, err = interrupt(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -194,17 +204,11 @@ def test_missing_camera_gives_one_clear_message_and_keeps_retrying(tmp_path):
         cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     lines = []
-    try:
-        for line in proc.stdout:  # one status line a second while the camera is away
-            lines.append(json.loads(line))
-            if lines[-1].get("camera_errors", 0) >= 2:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)  # only a hung tracker reaches the limit
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    for line in proc.stdout:  # one status line a second while the camera is away
+        lines.append(json.loads(line))
+        if lines[-1].get("camera_errors", 0) >= 2:
+            break
+    out, err = interrupt(proc)
     lines += json_lines(out)
     status = [line for line in lines if line["type"] == "status"]
     assert status and status[-1]["camera"] == "retrying" and status[-1]["camera_errors"] >= 2, err[-2000:]
