@@ -155,7 +155,7 @@ SCHEMA = {
         "smoothing_s": (_F.smoothing_s, _NONNEG),
         "feedforward": (_F.feedforward, _number(0, 2)),
         "feedforward_smoothing_s": (_F.feedforward_smoothing_s, _NONNEG),
-        "orientation": (ORIENTATIONS[_F.roll_deg == 90.0], _choice(ORIENTATIONS)),
+        "orientation": ("portrait" if _F.roll_deg == 90.0 else "landscape", _choice(ORIENTATIONS)),
         "invert_yaw": (_F.invert_yaw, _bool),
         "invert_pitch": (_F.invert_pitch, _bool),
         "lost_hold_s": (_F.lost_hold_s, _NONNEG),
