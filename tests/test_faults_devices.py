@@ -48,10 +48,10 @@ def test_mavlink_refuses_bad_attitudes_and_keeps_the_last_good_one(q, rates, rea
         mount = Mount(MavlinkBackend(path))
         mount.open()
         os.write(dev, attitude_status(device, (1, 0, 0, 0)))
-        good = poll_until(mount.poll, bool)
+        good = poll_until(mount.poll, bool, mount.backend.port)
         assert good["yaw_deg"] == 0.0
         os.write(dev, attitude_status(device, q, rates) * 3)
-        poll_until(mount.poll, lambda t: mount.rejected == 3, t0=1.0)
+        poll_until(mount.poll, lambda t: mount.rejected == 3, mount.backend.port, t0=1.0)
         assert mount.rejected == 3
         assert mount.telemetry == good  # unchanged
         assert reason in mount.device_problem and "mavlink" in mount.device_problem
@@ -65,7 +65,7 @@ def test_mavlink_nan_rates_mean_unknown_and_the_attitude_is_kept():
         backend.open()
         half = math.sqrt(0.5)
         os.write(dev, attitude_status(device, (half, 0, 0, half), (NAN, NAN, NAN)))  # yaw 90, rates unknown
-        telemetry = poll_until(backend.poll, bool)
+        telemetry = poll_until(backend.poll, bool, backend.port)
         assert telemetry["yaw_deg"] == pytest.approx(90.0, abs=1e-3)
         assert "yaw_rate_dps" not in telemetry and backend.rejected == 0
         backend.close()
@@ -76,10 +76,10 @@ def test_simplebgc_refuses_an_impossible_pitch_and_a_short_payload():
         backend = sbgc.SimpleBGCBackend(path, motors_on_at_open=False)
         backend.open()
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, -455, 2048))))
-        good = poll_until(backend.poll, bool)
+        good = poll_until(backend.poll, bool, backend.port)
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, 30000, 0))))  # pitch 659 deg
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, b"\x01\x02"))
-        poll_until(backend.poll, lambda t: backend.rejected == 2, t0=1.0)
+        poll_until(backend.poll, lambda t: backend.rejected == 2, backend.port, t0=1.0)
         assert backend.rejected == 2 and backend.telemetry == good
         assert "too short" in backend.last_rejection or "need at least" in backend.last_rejection
         backend.close()
@@ -91,12 +91,12 @@ def test_opensteady_refuses_an_unknown_mode_and_an_impossible_attitude():
         backend.open()
         fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
         os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))
-        good = poll_until(backend.poll, bool)
+        good = poll_until(backend.poll, bool, backend.link._port)
         bad_mode = [99] + fields[1:]
         bad_pitch = fields[:4] + [30000] + fields[5:]  # 300 deg of pitch
         os.write(dev, p.encode(p.MSG_TELEMETRY, 2, p.pack(p.MSG_TELEMETRY, *bad_mode)))
         os.write(dev, p.encode(p.MSG_TELEMETRY, 3, p.pack(p.MSG_TELEMETRY, *bad_pitch)))
-        poll_until(backend.poll, lambda t: backend.rejected == 2, t0=1.0)
+        poll_until(backend.poll, lambda t: backend.rejected == 2, backend.link._port, t0=1.0)
         assert backend.rejected == 2 and backend.telemetry == good
         assert "pitch_deg = 300" in backend.last_rejection
         backend.close()
