@@ -185,7 +185,6 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
     assert proc.returncode == 130, err[-2000:]
     summary = json_lines(out)[-1]
     assert summary["type"] == "summary" and summary["exit"] == "interrupted"
-    assert summary["frames"] >= 1 and summary["setpoints_sent"] >= 1
     frames = sbgc.Parser().feed(bytes(received))
     assert frames[0] == (sbgc.CMD_MOTORS_ON, b"")
     controls = [payload for cmd, payload in frames[1:-1] if cmd == sbgc.CMD_CONTROL]
