@@ -144,23 +144,6 @@ def test_falls_back_to_the_body_when_the_face_turns_away_and_follows_it():
     assert back.track_id == target and back.source == "face"
 
 
-def test_a_body_alone_carries_the_target_for_body_only_s_then_it_is_released():
-    """A pose that never goes away (MediaPipe's ghost body after the person left) cannot hold the target for ever."""
-    cfg = TrackerConfig(select="largest", body_only_s=2.0, coast_s=0.5, lost_timeout_s=1.0)
-    tracker = TargetTracker(cfg)
-    for i in range(16):
-        t = i / FPS
-        target = tracker.update(dets(t, [face(0.5, 0.4, 0.12)], [body_under(0.5, 0.42, 0.2)]), t).track_id
-    left_s = 15 / FPS  # the face's last frame
-    states = [(i / FPS, tracker.update(dets(i / FPS, [], [body_under(0.5, 0.42, 0.2)]), i / FPS)) for i in range(16, 160)]
-    body = [t for t, s in states if s.source == "body"]
-    assert body and all(s.track_id == target for _, s in states if s.locked)
-    assert max(body) <= left_s + cfg.body_only_s + 1e-9 and min(body) == 16 / FPS
-    locked = [t for t, s in states if s.locked]
-    assert max(locked) <= left_s + cfg.body_only_s + cfg.lost_timeout_s + 1 / FPS
-    assert not states[-1][1].locked and states[-1][1].source == "none"
-
-
 def test_a_body_that_belongs_to_another_visible_face_is_not_used():
     tracker = TargetTracker(TrackerConfig(select="manual"))
     run(tracker, [dets(i / FPS, [face(0.45, 0.4, 0.12), face(0.6, 0.4, 0.12)]) for i in range(5)])
