@@ -88,24 +88,22 @@ def atan2_udeg(y: int, x: int) -> int:
         ax >>= 1
         ay >>= 1
         m >>= 1
+    # atan of the smaller over the larger (t in [0, 1]); beyond 45 deg it is 90 deg minus that
+    lo = ay
+    hi = ax
+    if ay > ax:
+        lo = ax
+        hi = ay
+    # r = floor(lo * 2**20 / hi), tan in Q20, in two 10-bit steps (operands < 2**30)
+    n = lo << 10
+    r = n // hi
+    r = (r << 10) + ((n - r * hi) << 10) // hi
+    i = r >> 12
     tab = _ATAN
-    if ay <= ax:
-        # r = floor(ay * 2**20 / ax), tan in Q20, in two 10-bit steps (operands < 2**30)
-        n = ay << 10
-        r = n // ax
-        r = (r << 10) + ((n - r * ax) << 10) // ax
-        i = r >> 12
-        a = int(tab[i])
-        if i < _ATAN_STEPS:
-            a += ((int(tab[i + 1]) - a) * (r & 4095)) >> 12
-    else:
-        n = ax << 10
-        r = n // ay
-        r = (r << 10) + ((n - r * ay) << 10) // ay
-        i = r >> 12
-        a = int(tab[i])
-        if i < _ATAN_STEPS:
-            a += ((int(tab[i + 1]) - a) * (r & 4095)) >> 12
+    a = int(tab[i])
+    if i < _ATAN_STEPS:
+        a += ((int(tab[i + 1]) - a) * (r & 4095)) >> 12
+    if ay > ax:
         a = 90000000 - a
     if x < 0:
         a = 180000000 - a

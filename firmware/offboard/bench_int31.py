@@ -23,8 +23,8 @@ import types
 
 LIMIT = 1 << 30
 # instrumented in import order: a module's firmware imports come before it
-MODULES = ("fixmath", "imu", "estimator", "control", "motor", "failsafe", "modes", "drive", "telemetry", "link",
-           "app")
+MODULES = ("fixmath", "protocol", "config", "imu", "estimator", "control", "motor", "angle_sensor", "foc",
+           "failsafe", "modes", "drive", "telemetry", "link", "app")
 
 
 class _Wrap(ast.NodeTransformer):
@@ -63,7 +63,7 @@ def instrument(counter):
     """Replace firmware modules in sys.modules with checked builds; return them."""
     import importlib
 
-    pkg_name = __name__.rsplit(".", 2)[0]  # "opensteady.firmware" (or "firmware" from a checkout)
+    pkg_name = __package__.rsplit(".", 1)[0]  # "opensteady.firmware" (or "firmware" from a checkout)
     firmware = importlib.import_module(pkg_name)
 
     mods = {}
@@ -83,11 +83,17 @@ def instrument(counter):
     return mods
 
 
-def run(ticks=2000):
+def _instrumented():
+    """A Counter, with the firmware instrumented and the VM-side modules reloaded on top of it."""
     counter = Counter()
     instrument(counter)
     sys.modules.pop(__package__ + ".plant", None)
     sys.modules.pop(__package__ + ".bench_tick", None)
+    return counter
+
+
+def run(ticks=2000):
+    counter = _instrumented()
     from .. import protocol
     from ..app import Gimbal
     from .bench_tick import handle_wobble
@@ -121,10 +127,7 @@ def run(ticks=2000):
 
 def tour(ticks_per_mode=300):
     """Results beyond +-2**30 over bench_tick.tour (both variants): {"ticks", "hits", "worst_lines"}."""
-    counter = Counter()
-    instrument(counter)
-    sys.modules.pop(__package__ + ".plant", None)
-    sys.modules.pop(__package__ + ".bench_tick", None)
+    counter = _instrumented()
     from . import bench_tick
 
     def on():
