@@ -158,6 +158,8 @@ SCHEMA = {
         "orientation": ("portrait" if _F.roll_deg == 90.0 else "landscape", _choice(ORIENTATIONS)),
         "invert_yaw": (_F.invert_yaw, _bool),
         "invert_pitch": (_F.invert_pitch, _bool),
+        "coast_s": (_F.coast_s, _NONNEG),
+        "coast_decay_s": (_F.coast_decay_s, _NONNEG),
         "lost_hold_s": (_F.lost_hold_s, _NONNEG),
         "lost_action": (_F.lost_action, _choice(LOST_ACTIONS)),
         "recentre_s": (_F.recentre_s, _NONNEG),
@@ -333,6 +335,7 @@ def build_pipeline_config(settings):
         feedforward=f["feedforward"], feedforward_smoothing_s=f["feedforward_smoothing_s"],
         roll_deg=90.0 if f["orientation"] == "portrait" else 0.0,
         invert_yaw=f["invert_yaw"], invert_pitch=f["invert_pitch"],
+        coast_s=f["coast_s"], coast_decay_s=f["coast_decay_s"],
         lost_hold_s=f["lost_hold_s"], lost_action=f["lost_action"], recentre_s=f["recentre_s"],
         sweep_rate_dps=f["sweep_rate_dps"], sweep_amplitude_deg=f["sweep_amplitude_deg"], max_dt_s=f["max_dt_s"],
     )

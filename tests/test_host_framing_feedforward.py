@@ -129,3 +129,12 @@ def test_pause_never_coasts():
     ctl.pause()
     cmds = [ctl.update(FramingTarget(locked=False), DT) for _ in range(30)]
     assert cmds[-1].is_still and cmds[-1].state == "paused"
+
+
+def test_coasting_is_set_from_the_config_file():
+    from opensteady.host.config import ConfigError, build_pipeline_config, load_config
+
+    framing = build_pipeline_config(load_config(text="[framing]\ncoast_s = 0.0\ncoast_decay_s = 0.2\n")).framing
+    assert (framing.coast_s, framing.coast_decay_s) == (0.0, 0.2)
+    with pytest.raises(ConfigError, match="coast_s"):
+        load_config(text="[framing]\ncoast_s = -1\n")
