@@ -40,13 +40,14 @@ What this module itself decides:
 import gc
 from array import array
 
-from .config import Config
+from .autotune import TUNE_RUNNING, AxisAutotune
+from .config import DRIVER_BLDC, Config, axis_key
 from .control import AxisController, HandleFeedForward
 from .drive import MotorDrive
 from .estimator import AttitudeEstimator
-from .foc import FocDrive
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
-from .fixmath import TICKS_MASK, ticks_diff
+from .foc import FocDrive
+from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
 from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, PlausibilityCheck, to_body
 from .link import Link
 from .modes import Modes
@@ -62,6 +63,7 @@ from .protocol import (
     MODE_TRACK,
     NACK_BAD_MODE,
     NACK_NOT_READY,
+    NACK_OUT_OF_RANGE,
     STATE_CALIBRATED,
     STATE_CONFIG_DEFAULTED,
     STATE_FAILSAFE,
@@ -91,6 +93,7 @@ class Gimbal:
         self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
         self.foc_needs_cal = False
         self.plausibility = PlausibilityCheck()
+        self.tune = AxisAutotune()  # a relay auto-tune on one axis (MSG_TUNE), else idle
         self.tel = Telemetry(hal, self.est, self.axes)
         self.link = Link(hal, self, self.modes, self.watchdog, self.tel)
         self.calibrated = False
@@ -231,16 +234,26 @@ class Gimbal:
         limit = False
         hal = self.hal
         foc_on = fd.active
+        tune_axis = self.tune.axis
         for i in range(3):
             c = axes[i]
             # closed-loop axes: the measured joint angle, before the step (fd.closed[i] says it was read)
             closed = foc_on[i] and fd.measure(hal, i, c)
+            if i == tune_axis:
+                # the relay drives this axis' effort instead of its controller
+                u = self.tune.tuner.step(wrap_udeg(target[i] - ang[i]), dt)
+                c.effort_mdps = u
+                if not closed:
+                    c.add_joint_rate(u, dt)
+                continue
             c.step(target[i], ff[i], ang[i], rate[i], dt)
             if hff is not None and not closed:
                 c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
             if c.at_limit:
                 limit = True
         self.drive.write(axes, fd)
+        if tune_axis >= 0:
+            self._tune_tick()
         faults.joint_limit(limit, dt)
 
     def _calibrate(self, handle_ok):
@@ -258,6 +271,36 @@ class Gimbal:
                 self.set_mode(self.cfg.get("boot_mode"))
         elif status == CAL_MOVED:
             self.faults.raise_fault(FAULT_CALIBRATION_MOVED)
+
+    def start_tune(self, axis, rule, relay_permille, hyst_mdeg):
+        """MSG_TUNE: a relay experiment on ``axis`` (motors on, BLDC, not already tuning); an ACK status."""
+        if not 0 <= axis <= 2 or not 1 <= relay_permille <= 1000 or rule > 1:
+            return NACK_OUT_OF_RANGE
+        if not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC:
+            return NACK_NOT_READY
+        relay = (self.axes[axis].effort_limit_mdps // 1000) * relay_permille
+        self.tune.start(axis, rule, relay, hyst_mdeg * 1000)
+        return ACK_OK
+
+    def _tune_tick(self):
+        t = self.tune
+        tuner = t.tuner
+        axis = t.axis
+        if tuner.state == TUNE_RUNNING:
+            if tuner.n != t.reported:  # a cycle more: tell the host
+                t.reported = tuner.n
+                self.tel.send_tune_status(axis, tuner.state, tuner.reason, tuner.n, 0, 0.0, t.gains)
+            return
+        state, reason, trial = t.result(self.cfg, axis_key)
+        if trial is not None:
+            self.configure(trial)
+            try:
+                self.hal.config_save(trial.to_bytes())
+            except Exception:  # noqa: BLE001 - the gains hold until power-off
+                pass
+        c = self.axes[axis]
+        c.reset(c.joint_udeg, self.est.rate_mdps[axis])  # bumpless back to the controller
+        self.tel.send_tune_status(axis, state, reason, tuner.n, tuner.pu_us, t.ku, t.gains)
 
     def _foc_calibrated(self):
         """Sensor calibration finished: keep and save what it found, then enter the boot mode."""

@@ -40,6 +40,8 @@ TUNE_OK = const(0)
 TUNE_TIMEOUT = const(1)  # no steady limit cycle before max_us
 TUNE_TOO_BIG = const(2)  # the angle swung beyond max_swing_udeg: relay too strong
 TUNE_TOO_SMALL = const(3)  # the swing stayed inside the hysteresis: relay too weak or noise
+TUNE_OUT_OF_RANGE = const(4)  # the rule's gains fall outside the config's ranges: not applied
+TUNE_REFUSED = const(5)  # the tick could not tune (motors off, or the axis is not a BLDC/closed-loop one)
 
 _SKIP_CYCLES = const(2)  # the first cycles carry the start transient
 
@@ -163,3 +165,53 @@ def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
     rate_ki = kp * (1.0 - math.sqrt(disc)) / 2.0
     angle_kp = (kp - rate_ki) / rate_kp
     return angle_kp, rate_kp, rate_ki
+
+
+class AxisAutotune:
+    """One relay experiment on the firmware at a time, and its result turned into checked config values.
+
+    The Gimbal's tick asks ``active(i)`` per axis; for the tuned axis it
+    drives the effort from ``tuner.step()`` instead of the axis controller.
+    When the tuner stops, ``result(cfg)`` computes the gains by the chosen
+    rule, sets them on a copy of the config (so every range is checked) and
+    returns (state, reason, config or None).
+    """
+
+    def __init__(self):
+        self.tuner = RelayTuner()
+        self.axis = -1
+        self.rule = RULE_TYREUS_LUYBEN
+        self.reported = -1  # tuner cycles last reported to the host
+        self.gains = (0.0, 0.0, 0.0)
+        self.ku = 0.0
+
+    def start(self, axis, rule, relay_mdps, hyst_udeg, max_us=10000000):
+        if not 0 <= axis <= 2 or rule not in (RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS) or relay_mdps <= 0:
+            return False
+        self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us)
+        self.axis = axis
+        self.rule = rule
+        self.reported = -1
+        self.gains = (0.0, 0.0, 0.0)
+        self.ku = 0.0
+        return True
+
+    def result(self, cfg, axis_key):
+        """(state, reason, new config or None) once the tuner has stopped; ends the session."""
+        t = self.tuner
+        axis = self.axis
+        self.axis = -1
+        if t.state != TUNE_DONE:
+            return t.state, t.reason, None
+        self.ku = t.ku()
+        try:
+            self.gains = gains_from_ultimate(self.ku, t.pu_us / 1e6, self.rule)
+        except ValueError:
+            return TUNE_FAILED, TUNE_OUT_OF_RANGE, None
+        trial = cfg.copy()
+        names = ("angle_kp", "rate_kp", "rate_ki", "rate_kd_ms")
+        values = (self.gains[0], self.gains[1], self.gains[2], 0.0)  # the rule's D is the rate P
+        for k in range(4):
+            if trial.set(axis_key(axis, names[k]), values[k]) != 0:
+                return TUNE_FAILED, TUNE_OUT_OF_RANGE, None
+        return TUNE_DONE, TUNE_OK, trial

@@ -6,6 +6,7 @@ Each tick ``poll(now_us)`` reads at most 64 bytes (115200 baud brings about
 - SETPOINT: goes to the modes, and feeds the link watchdog;
 - HEARTBEAT from a host: feeds the link watchdog;
 - VERSION_REQUEST: answered with VERSION;
+- TUNE: starts a relay auto-tune through ``app.start_tune`` (ACK/NACK);
 - MODE, CONFIG_GET, CONFIG_SET, CONFIG_SAVE: carried out through the
   application (``app.set_mode(mode)`` returns the ACK status,
   ``app.configure(cfg)`` applies a validated config, ``app.cfg`` is the
@@ -34,6 +35,7 @@ from .protocol import (
     MSG_HEARTBEAT,
     MSG_MODE,
     MSG_SETPOINT,
+    MSG_TUNE,
     MSG_VERSION_REQUEST,
     NACK_BAD_LENGTH,
     NACK_STORAGE_ERROR,
@@ -115,6 +117,9 @@ class Link:
                 self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
             elif mid == MSG_CONFIG_SAVE:
                 self._config_save(p.seq)
+            elif mid == MSG_TUNE:
+                tel.send_ack(mid, p.seq, self.app.start_tune(buf[o], buf[o + 1], buf[o + 2] | (buf[o + 3] << 8),
+                                                             buf[o + 4] | (buf[o + 5] << 8)))
         except Exception:  # noqa: BLE001 - bytes from outside must never stop the loop
             tel.send_ack(mid, p.seq, NACK_BAD_LENGTH)
 

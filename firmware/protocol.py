@@ -35,7 +35,7 @@ except ImportError:  # CPython: the compiler directives become no-ops
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-PROTOCOL_VERSION = const(1)
+PROTOCOL_VERSION = const(2)  # 2: TUNE and TUNE_STATUS
 
 SYNC0 = const(0xA5)
 SYNC1 = const(0x5A)
@@ -59,6 +59,8 @@ MSG_CONFIG_VALUE = const(0x42)  # device -> host, answer to GET and SET
 MSG_CONFIG_SAVE = const(0x43)  # host -> device: write config to flash
 MSG_ACK = const(0x44)  # device -> host: status 0 = ack, else nack reason
 MSG_FAULT = const(0x50)  # device -> host
+MSG_TUNE = const(0x60)  # host -> device: start a relay auto-tune on one axis
+MSG_TUNE_STATUS = const(0x61)  # device -> host: its progress and result
 
 # Payload layouts. Units are in the field names: cdeg = 0.01 deg,
 # cdps = 0.01 deg/s, permille = 1/1000 of full effort. int16 fields saturate.
@@ -75,6 +77,8 @@ FORMATS = {
     MSG_CONFIG_SAVE: "<B",
     MSG_ACK: "<BBB",
     MSG_FAULT: "<HBh",
+    MSG_TUNE: "<BBHH",
+    MSG_TUNE_STATUS: "<BBBBHffff",
 }
 
 FIELDS = {
@@ -97,6 +101,8 @@ FIELDS = {
     MSG_CONFIG_SAVE: ("reserved",),
     MSG_ACK: ("msg_id", "seq", "status"),
     MSG_FAULT: ("fault_flags", "code", "detail"),
+    MSG_TUNE: ("axis", "rule", "relay_permille", "hyst_mdeg"),
+    MSG_TUNE_STATUS: ("axis", "state", "reason", "cycles", "pu_ms", "ku", "angle_kp", "rate_kp", "rate_ki"),
 }
 
 # Every message has a fixed payload size; a frame whose LEN disagrees, or

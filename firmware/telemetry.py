@@ -26,6 +26,7 @@ from .protocol import (
     MAX_FRAME,
     MSG_ACK,
     MSG_CONFIG_VALUE,
+    MSG_TUNE_STATUS,
     MSG_FAULT,
     MSG_HEARTBEAT,
     MSG_TELEMETRY,
@@ -154,6 +155,11 @@ class Telemetry:
         major, minor, patch = FW_VERSION
         self._send_payload(MSG_VERSION, pack(MSG_VERSION, PROTOCOL_VERSION, major, minor, patch, board_id,
                                              CAPABILITIES))
+
+    def send_tune_status(self, axis, state, reason, cycles, pu_us, ku, gains):
+        """Auto-tune progress or result (not a control-tick path: only while a tune runs, a few times)."""
+        self._send_payload(MSG_TUNE_STATUS, pack(MSG_TUNE_STATUS, axis, state, reason, cycles & 0xFF,
+                                                 min(65535, pu_us // 1000), ku, gains[0], gains[1], gains[2]))
 
     def send_config_value(self, key, value):
         self._send_payload(MSG_CONFIG_VALUE, pack(MSG_CONFIG_VALUE, key, value))

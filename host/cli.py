@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "ping": ("opensteady.host.ping", "connect to OpenSteady firmware, handshake and show telemetry"),
     "flash": ("opensteady.host.flash", "compile the firmware with mpy-cross and copy it to a board"),
     "bench": ("opensteady.host.bench", "run the benchmarks written down in docs/benchmarks.md"),
+    "tune": ("opensteady.host.tune", "auto-tune the gimbal's axes (relay experiment on the firmware) and show a step"),
     "sweep": ("opensteady.sim.sweep", "run a grid of simulator scenarios on Dask and write one CSV row per run"),
     "replay": ("opensteady.host.replay", "turn a session log (JSON lines) into plots"),
 }

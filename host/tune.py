@@ -1,0 +1,291 @@
+"""Automatic tuning (``opensteady tune``): a relay experiment on the firmware, per axis, and a step response.
+
+The firmware does the work (firmware/autotune.py): on MSG_TUNE it drives
+one axis' effort with a relay, measures the ultimate gain and period, sets
+that axis' gains by the chosen rule (Tyreus-Luyben by default), checks them
+against the config's ranges and saves them. This command starts it, shows
+the progress the firmware reports (MSG_TUNE_STATUS), and then shows the
+result working: a 5 deg angle step on that axis in track mode, its
+overshoot and 10-90 % rise time.
+
+    opensteady tune --sim                         # every axis of the simulated gimbal
+    opensteady tune --sim --scenario stabilize-walking-foc --axis pitch
+    opensteady tune --port /dev/ttyACM0 --axis pitch --plot step.png
+
+On a board the gimbal must stand still on a table (or be held still) with
+the camera free to move: the relay swings the tuned axis by about a degree.
+"""
+
+import json
+import math
+import sys
+import time
+
+from opensteady.firmware import protocol as P
+from opensteady.firmware.autotune import RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS, TUNE_DONE, TUNE_RUNNING
+
+AXES = ("yaw", "pitch", "roll")
+RULES = {"tyreus-luyben": RULE_TYREUS_LUYBEN, "ziegler-nichols": RULE_ZIEGLER_NICHOLS}
+STATES = ("idle", "running", "done", "failed")
+REASONS = ("ok", "no steady cycle in time", "swing too big: lower --relay-permille",
+           "swing inside the hysteresis: raise --relay-permille", "gains outside the config ranges",
+           "refused")
+STEP_DEG = 5.0
+
+
+class TuneError(Exception):
+    """Something the user can fix; the message says what."""
+
+
+class SimDevice:
+    """The simulated gimbal behind the same write/read/wait calls as a serial port."""
+
+    def __init__(self, scenario, seed=0):
+        from opensteady.sim.world import SimGimbal
+
+        self.g = SimGimbal(scenario, seed=seed)
+
+    def write(self, data):
+        self.g.write(data)
+
+    def read(self):
+        return self.g.read()
+
+    def wait(self, dt_s):
+        self.g.step_to(self.g.time_s + dt_s)
+
+    def now(self):
+        return self.g.time_s
+
+    def close(self):
+        self.g.close()
+
+
+class SerialDevice:
+    def __init__(self, url, baud=115200):
+        import serial
+
+        try:
+            self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
+        except (serial.SerialException, ValueError) as exc:
+            raise TuneError("cannot open %s: %s" % (url, exc)) from None
+
+    def write(self, data):
+        self.port.write(data)
+
+    def read(self):
+        return self.port.read(self.port.in_waiting or 0)
+
+    def wait(self, dt_s):
+        time.sleep(dt_s)
+
+    def now(self):
+        return time.monotonic()
+
+    def close(self):
+        self.port.close()
+
+
+class Session:
+    """Frames to and from the device; the latest telemetry, ACKs and TUNE_STATUS messages."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.parser = P.Parser()
+        self.seq = 0
+        self.telemetry = None
+        self.telemetry_log = []  # (t_s, fields dict)
+        self.acks = []
+        self.tune_status = []
+        self._next_hb = 0.0
+
+    def send(self, msg_id, *fields):
+        self.dev.write(P.encode(msg_id, self.seq, P.pack(msg_id, *fields)))
+        self.seq = (self.seq + 1) & 0xFF
+        return (self.seq - 1) & 0xFF
+
+    def pump(self, dt_s=0.01):
+        """Let ``dt_s`` pass, keep the link alive, parse what arrived."""
+        now = self.dev.now()
+        if now >= self._next_hb:
+            self.send(P.MSG_HEARTBEAT, P.ROLE_HOST, int(now * 1000) & 0xFFFFFFFF)
+            self._next_hb = now + 0.1
+        self.dev.wait(dt_s)
+        for b in self.dev.read():
+            mid = self.parser.feed(b)
+            while mid >= 0:
+                fields = P.decode(mid, self.parser.payload())
+                if fields is not None:
+                    if mid == P.MSG_TELEMETRY:
+                        self.telemetry = dict(zip(P.FIELDS[mid], fields))
+                        self.telemetry_log.append((self.dev.now(), self.telemetry))
+                    elif mid == P.MSG_ACK:
+                        self.acks.append(fields)
+                    elif mid == P.MSG_TUNE_STATUS:
+                        self.tune_status.append(dict(zip(P.FIELDS[mid], fields)))
+                mid = self.parser.flush()
+
+    def request(self, msg_id, *fields, timeout_s=2.0, retry_s=0.5):
+        """Send until an ACK for it arrives; return the ACK status."""
+        end = self.dev.now() + timeout_s
+        while self.dev.now() < end:
+            seq = self.send(msg_id, *fields)
+            resend = self.dev.now() + retry_s
+            while self.dev.now() < min(resend, end):
+                self.pump()
+                for a in self.acks:
+                    if a[0] == msg_id and a[1] == seq:
+                        self.acks.clear()
+                        return a[2]
+        raise TuneError("no answer to message 0x%02x within %.1f s: is OpenSteady firmware running there?"
+                        % (msg_id, timeout_s))
+
+
+def _wait_ready(s, timeout_s):
+    """Until the firmware accepts MODE lock (gyro and any sensor calibration finished)."""
+    end = s.dev.now() + timeout_s
+    while s.dev.now() < end:
+        if s.request(P.MSG_MODE, P.MODE_LOCK) == P.ACK_OK:
+            return
+        s.pump(0.2)
+    raise TuneError("the gimbal did not become ready in %.0f s (calibration needs it still)" % timeout_s)
+
+
+def tune_axis(s, axis, rule, relay_permille, hyst_deg, progress, timeout_s=15.0):
+    s.tune_status.clear()
+    status = s.request(P.MSG_TUNE, axis, rule, relay_permille, int(round(hyst_deg * 1000)))
+    if status != P.ACK_OK:
+        raise TuneError("the firmware refused to tune %s: %s" % (AXES[axis], P.NACK_NAMES[status]))
+    end = s.dev.now() + timeout_s
+    while s.dev.now() < end:
+        s.pump()
+        while s.tune_status:
+            st = s.tune_status.pop(0)
+            if st["state"] == TUNE_RUNNING:
+                progress("%s: relay cycle %d" % (AXES[axis], st["cycles"]))
+            else:
+                return st
+    raise TuneError("no result from the firmware within %.0f s" % timeout_s)
+
+
+def step_response(s, axis, step_deg=STEP_DEG, hold_s=1.5):
+    """A step of the axis' earth-frame angle in track mode; (times, angles, metrics)."""
+    if s.telemetry is None:
+        s.pump(0.1)
+    start = [s.telemetry[n + "_cdeg"] for n in AXES]
+    if s.request(P.MSG_MODE, P.MODE_TRACK) != P.ACK_OK:
+        raise TuneError("the firmware refused track mode for the step response")
+    target = list(start)
+    target[axis] = start[axis] + int(round(step_deg * 100))
+    flags = P.SP_YAW_IN_EARTH_FRAME | P.SP_PITCH_IN_EARTH_FRAME | P.SP_ROLL_IN_EARTH_FRAME
+    s.telemetry_log.clear()
+    t0 = s.dev.now()
+    while s.dev.now() < t0 + hold_s:
+        s.send(P.MSG_SETPOINT, flags, *target)
+        for _ in range(5):
+            s.pump()
+    s.request(P.MSG_MODE, P.MODE_LOCK)
+    name = AXES[axis] + "_cdeg"
+    ts = [t - t0 for t, tel in s.telemetry_log]
+    ys = [(tel[name] - start[axis]) / 100.0 for t, tel in s.telemetry_log]
+    return ts, ys, step_metrics(ts, ys, step_deg)
+
+
+def step_metrics(ts, ys, step):
+    """Overshoot (fraction of the step), 10-90 % rise time (s) and the final error (deg) of a step response."""
+    if not ys:
+        return {"overshoot": None, "rise_s": None, "final_error_deg": None}
+    peak = max(ys) if step > 0 else min(ys)
+    t10 = next((t for t, y in zip(ts, ys) if y >= 0.1 * step), None)
+    t90 = next((t for t, y in zip(ts, ys) if y >= 0.9 * step), None)
+    tail = ys[-max(1, len(ys) // 5):]
+    return {"overshoot": round(max(0.0, (peak - step) / step), 4),
+            "rise_s": round(t90 - t10, 4) if t10 is not None and t90 is not None else None,
+            "final_error_deg": round(sum(tail) / len(tail) - step, 4)}
+
+
+def add_arguments(parser):
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sim", action="store_true", help="tune the simulated gimbal")
+    where.add_argument("--port", metavar="URL", help="serial port or pyserial URL of a board")
+    parser.add_argument("--scenario", default="stabilize-still",
+                        help="with --sim: the scenario to tune in (default: %(default)s, the handle still)")
+    parser.add_argument("--axis", choices=AXES + ("all",), default="all", help="axis to tune (default: all)")
+    parser.add_argument("--rule", choices=sorted(RULES), default="tyreus-luyben",
+                        help="tuning rule (default: %(default)s; ziegler-nichols overshoots)")
+    parser.add_argument("--relay-permille", type=int, default=100,
+                        help="relay amplitude, permille of the axis' effort limit (default: %(default)s)")
+    parser.add_argument("--hyst-deg", type=float, default=0.05, help="relay hysteresis, deg (default: %(default)s)")
+    parser.add_argument("--plot", metavar="OUT.png", help="plot the step responses")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
+
+
+def run(args):
+    if not 1 <= args.relay_permille <= 1000:
+        print("opensteady tune: error: --relay-permille must be 1..1000, got %d" % args.relay_permille,
+              file=sys.stderr)
+        return 2
+    out = sys.stderr if args.json else sys.stdout
+    axes = range(3) if args.axis == "all" else [AXES.index(args.axis)]
+    try:
+        if args.sim:
+            from opensteady.sim.scenario import ScenarioError, load_scenario
+
+            try:
+                dev = SimDevice(load_scenario(args.scenario))
+            except ScenarioError as exc:
+                raise TuneError(str(exc)) from None
+        else:
+            dev = SerialDevice(args.port)
+        results = []
+        try:
+            s = Session(dev)
+            _wait_ready(s, 20.0)
+            for axis in axes:
+                st = tune_axis(s, axis, RULES[args.rule], args.relay_permille, args.hyst_deg,
+                               lambda msg: print(msg, file=out))
+                r = {"axis": AXES[axis], "state": STATES[st["state"]], "reason": REASONS[st["reason"]],
+                     "ku": round(st["ku"], 4), "pu_s": st["pu_ms"] / 1000.0,
+                     "angle_kp": round(st["angle_kp"], 4), "rate_kp": round(st["rate_kp"], 4),
+                     "rate_ki": round(st["rate_ki"], 4)}
+                if st["state"] == TUNE_DONE:
+                    ts, ys, m = step_response(s, axis)
+                    r.update(m)
+                    r["_step"] = (ts, ys)
+                print("%-6s %-7s Ku %.3g 1/s, Pu %.3f s -> angle_kp %.3g, rate_kp %.3g, rate_ki %.3g; step %s%s"
+                      % (r["axis"], r["state"], r["ku"], r["pu_s"], r["angle_kp"], r["rate_kp"], r["rate_ki"],
+                         "overshoot %.0f %%, rise %.3f s" % (100 * r["overshoot"], r["rise_s"] or math.nan)
+                         if "overshoot" in r and r["overshoot"] is not None else "-",
+                         "" if r["state"] == "done" else " (%s)" % r["reason"]), file=out)
+                results.append(r)
+        finally:
+            dev.close()
+    except TuneError as exc:
+        print("opensteady tune: error: %s" % exc, file=sys.stderr)
+        return 2
+    if args.plot:
+        _plot(results, args.plot)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in results]))
+    return 0 if all(r["state"] == "done" for r in results) else 1
+
+
+def _plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for r in results:
+        if "_step" in r:
+            ts, ys = r["_step"]
+            ax.plot(ts, ys, label="%s (overshoot %.0f %%)" % (r["axis"], 100 * (r["overshoot"] or 0)))
+    ax.axhline(STEP_DEG, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("s after the step")
+    ax.set_ylabel("camera angle change, deg")
+    ax.set_title("step response with the auto-tuned gains")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""Auto-tuning end to end: MSG_TUNE to the simulated firmware, the relay experiment, saved gains, a step response."""
+
+import dataclasses
+
+import pytest
+
+from opensteady.firmware import config as fwconfig
+from opensteady.firmware import protocol as P
+from opensteady.firmware.autotune import TUNE_DONE
+from opensteady.host import tune
+from opensteady.sim.scenario import load_scenario
+
+
+def _session(name="stabilize-still", firmware="inprocess"):
+    sc = dataclasses.replace(load_scenario(name), seconds=60.0).validate()
+    dev = tune.SimDevice(sc)
+    if firmware != "inprocess":
+        dev.g.close()
+        from opensteady.sim.world import SimGimbal
+
+        dev.g = SimGimbal(sc, firmware=firmware)
+    return dev, tune.Session(dev)
+
+
+@pytest.mark.parametrize("firmware", ["inprocess", "micropython"])
+def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
+    dev, s = _session(firmware=firmware)
+    try:
+        # motors off (before MODE): refused, and nothing else happens
+        s.pump(0.2)
+        assert s.request(P.MSG_TUNE, 1, 0, 100, 50) == P.NACK_NOT_READY
+        tune._wait_ready(s, 20.0)
+        progress = []
+        st = tune.tune_axis(s, 1, 0, 100, 0.05, progress.append)
+        assert st["state"] == TUNE_DONE and st["reason"] == 0
+        assert len(progress) >= 4  # a status per relay cycle while it ran
+        assert 0.05 < st["pu_ms"] / 1000 < 1.0 and st["ku"] > 0
+        saved, ok = fwconfig.Config.from_bytes(dev.g.hal.config_bytes)
+        assert ok and dev.g.hal.config_saves >= 1
+        for name in ("angle_kp", "rate_kp", "rate_ki"):
+            assert saved.axis(1, name) == pytest.approx(st[name], rel=1e-6)
+        ts, ys, m = tune.step_response(s, 1)
+        assert len(ts) > 40 and m["overshoot"] is not None and m["rise_s"] is not None
+    finally:
+        dev.close()
+
+
+def test_tune_command_on_the_closed_loop_gimbal(capsys):
+    from opensteady.host.cli import main
+
+    assert main(["tune", "--sim", "--scenario", "stabilize-walking-foc", "--axis", "pitch", "--json"]) == 0
+    import json
+
+    (r,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["state"] == "done" and r["axis"] == "pitch"
+    assert r["overshoot"] < 0.6 and abs(r["final_error_deg"]) < 1.0
+
+
+def test_step_metrics():
+    ts = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    ys = [0.0, 2.0, 4.8, 5.5, 5.1, 5.0]
+    m = tune.step_metrics(ts, ys, 5.0)
+    assert m["overshoot"] == pytest.approx(0.1) and m["rise_s"] == pytest.approx(0.2 - 0.1)
