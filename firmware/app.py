@@ -40,7 +40,7 @@ What this module itself decides:
 import gc
 from array import array
 
-from .autotune import TUNE_RUNNING, AxisAutotune
+from .autotune import TUNE_RUNNING, TUNE_TOO_BIG, AxisAutotune
 from .config import DRIVER_BLDC, Config, axis_key
 from .control import AxisController, HandleFeedForward
 from .drive import MotorDrive
@@ -241,7 +241,11 @@ class Gimbal:
             closed = foc_on[i] and fd.measure(hal, i, c)
             if i == tune_axis:
                 # the relay drives this axis' effort instead of its controller
-                u = self.tune.tuner.step(wrap_udeg(target[i] - ang[i]), dt)
+                u = self.tune.tuner.step(0 - rate[i], dt)  # the rate loop, setpoint 0
+                e = wrap_udeg(target[i] - ang[i])
+                if e > 20000000 or e < -20000000:  # the camera wandered 20 deg off: stop
+                    self.tune.tuner.abort(TUNE_TOO_BIG)
+                    u = 0
                 c.effort_mdps = u
                 if not closed:
                     c.add_joint_rate(u, dt)
@@ -272,14 +276,17 @@ class Gimbal:
         elif status == CAL_MOVED:
             self.faults.raise_fault(FAULT_CALIBRATION_MOVED)
 
-    def start_tune(self, axis, rule, relay_permille, hyst_mdeg):
-        """MSG_TUNE: a relay experiment on ``axis`` (motors on, BLDC, not already tuning); an ACK status."""
+    def start_tune(self, axis, rule, relay_permille, hyst_cdps):
+        """MSG_TUNE: a relay experiment on ``axis`` (motors on, closed-loop drive, not already tuning); an ACK status."""
         if not 0 <= axis <= 2 or not 1 <= relay_permille <= 1000 or rule > 1:
             return NACK_OUT_OF_RANGE
-        if not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC:
+        # closed-loop axes only: on the open-loop drive the relay met the magnetic spring's resonance, and
+        # the gains it gave left the simulated gimbal unstable (docs/benchmarks.md)
+        if (not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC
+                or not self.foc.active[axis]):
             return NACK_NOT_READY
         relay = (self.axes[axis].effort_limit_mdps // 1000) * relay_permille
-        self.tune.start(axis, rule, relay, hyst_mdeg * 1000)
+        self.tune.start(axis, rule, relay, hyst_cdps * 10)  # cdps -> mdps
         return ACK_OK
 
     def _tune_tick(self):

@@ -2,25 +2,26 @@
 
 A relay with hysteresis drives the axis' effort (the controller output:
 joint rate open-loop, torque closed-loop) to +d or -d by the sign of the
-camera angle error, switching only when the error leaves +-hyst. The loop
-settles into a limit cycle at the frequency where the axis' phase lag is
-180 deg; its period is the ultimate period Pu and, from the angle's
+camera's rate error (the inner loop of the cascade, with the rate
+setpoint 0), switching only when the error leaves +-hyst. The loop settles
+into a limit cycle at the frequency where the rate loop's phase lag is
+180 deg; its period is the ultimate period Pu and, from the rate's
 amplitude a, the describing function gives the ultimate gain
 ``Ku = 4 d / (pi * sqrt(a^2 - hyst^2))``. Integer maths, time passed in::
 
     tuner = RelayTuner()
-    tuner.start(relay_mdps=20000, hyst_udeg=20000, cycles=4, max_us=5000000)
+    tuner.start(relay_mdps=20000, hyst=500, cycles=4, max_us=5000000)
     while tuner.state == TUNE_RUNNING:
-        effort_mdps = tuner.step(target_udeg - angle_udeg, dt_us)    # drive the axis with it
-    ku, pu = tuner.ku(), tuner.pu_us              # effort mdps per mdeg of angle, and us
+        effort_mdps = tuner.step(0 - rate_mdps, dt_us)    # drive the axis with it
+    ku, pu = tuner.ku(), tuner.pu_us                      # effort per unit of rate error, and us
 
-:func:`gains_from_ultimate` turns (Ku, Pu) into the cascade's gains by a
-conservative rule: Tyreus-Luyben's PID (Kp = Ku / 2.2, Ti = 2.2 Pu,
-Td = Pu / 6.3), which a quick trial on the simulated gimbal preferred over
-classic Ziegler-Nichols (about 65 % overshoot). The cascade angle P ->
-rate PI is a PID on the angle error: with rate_kp Kr, rate_ki Ki and
-angle_kp Ka, effort = (Kr Ka + Ki) e + Ki Ka int(e) + Kr de/dt, so
-Kr = Kp Td, Ki Ka = Kp / Ti and Kr Ka + Ki = Kp.
+:func:`gains_from_ultimate` turns (Ku, Pu) into the cascade's gains: the
+rate PI by a conservative rule, Tyreus-Luyben (Kp = Ku / 3.2,
+Ti = 2.2 Pu), which a quick trial on the simulated gimbal preferred over
+classic Ziegler-Nichols (Kp = Ku / 2.2, Ti = Pu / 1.2: about 65 %
+overshoot); the angle loop's P closes a quarter of the rate loop's
+ultimate frequency (angle_kp = pi / (2 Pu)), so the outer loop stays well
+inside the inner one.
 """
 
 import math
@@ -69,6 +70,7 @@ class RelayTuner:
         self._lo = 0
 
     def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000):
+        """``hyst_udeg`` and ``max_swing_udeg`` are in the units of the error given to step() (any)."""
         if relay_mdps <= 0 or hyst_udeg < 0 or cycles < 1 or max_us <= 0:
             raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
                              % (relay_mdps, hyst_udeg, cycles, max_us))
@@ -132,16 +134,20 @@ class RelayTuner:
         self._hi = 0
         self._lo = 0
 
+    def abort(self, reason):
+        """Stop the experiment from outside (e.g. the angle wandered too far)."""
+        self._end(TUNE_FAILED, reason)
+
     def _end(self, state, reason):
         self.state = state
         self.reason = reason
         self.out = 0
 
     def ku(self):
-        """Ultimate gain in effort mdps per mdeg of angle error (1/s for a joint-rate effort)."""
+        """Ultimate gain: effort (mdps) per unit of the error's units (a rate relay: the rate_kp scale)."""
         a = self.amp_udeg
         h = self.hyst_udeg
-        return 4.0 * self.relay_mdps / (math.pi * math.sqrt(a * a - h * h) / 1000.0)
+        return 4.0 * self.relay_mdps / (math.pi * math.sqrt(a * a - h * h))
 
 
 RULE_TYREUS_LUYBEN = 0
@@ -149,22 +155,16 @@ RULE_ZIEGLER_NICHOLS = 1
 
 
 def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
-    """(angle_kp 1/s, rate_kp, rate_ki 1/s) for the firmware cascade from Ku (1/s) and Pu (s)."""
+    """(angle_kp 1/s, rate_kp, rate_ki 1/s) for the firmware cascade from the rate loop's Ku and Pu (s)."""
     if not ku > 0 or not pu_s > 0:
         raise ValueError("ultimate gain and period must be positive, got %r, %r" % (ku, pu_s))
     if rule == RULE_TYREUS_LUYBEN:
-        kp, ti, td = ku / 2.2, 2.2 * pu_s, pu_s / 6.3
+        kp, ti = ku / 3.2, 2.2 * pu_s
     elif rule == RULE_ZIEGLER_NICHOLS:
-        kp, ti, td = 0.6 * ku, 0.5 * pu_s, pu_s / 8.0
+        kp, ti = ku / 2.2, pu_s / 1.2
     else:
         raise ValueError("unknown tuning rule %r" % (rule,))
-    disc = 1.0 - 4.0 * td / ti
-    if disc < 0:
-        raise ValueError("Td > Ti / 4 has no cascade equivalent")
-    rate_kp = kp * td
-    rate_ki = kp * (1.0 - math.sqrt(disc)) / 2.0
-    angle_kp = (kp - rate_ki) / rate_kp
-    return angle_kp, rate_kp, rate_ki
+    return math.pi / (2.0 * pu_s), kp, kp / ti
 
 
 class AxisAutotune:

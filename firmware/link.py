@@ -6,7 +6,7 @@ Each tick ``poll(now_us)`` reads at most 64 bytes (115200 baud brings about
 - SETPOINT: goes to the modes, and feeds the link watchdog;
 - HEARTBEAT from a host: feeds the link watchdog;
 - VERSION_REQUEST: answered with VERSION;
-- TUNE: starts a relay auto-tune through ``app.start_tune`` (ACK/NACK);
+- TUNE: starts a relay auto-tune of one axis' rate loop through ``app.start_tune`` (ACK/NACK);
 - MODE, CONFIG_GET, CONFIG_SET, CONFIG_SAVE: carried out through the
   application (``app.set_mode(mode)`` returns the ACK status,
   ``app.configure(cfg)`` applies a validated config, ``app.cfg`` is the

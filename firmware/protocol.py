@@ -101,7 +101,7 @@ FIELDS = {
     MSG_CONFIG_SAVE: ("reserved",),
     MSG_ACK: ("msg_id", "seq", "status"),
     MSG_FAULT: ("fault_flags", "code", "detail"),
-    MSG_TUNE: ("axis", "rule", "relay_permille", "hyst_mdeg"),
+    MSG_TUNE: ("axis", "rule", "relay_permille", "hyst_cdps"),
     MSG_TUNE_STATUS: ("axis", "state", "reason", "cycles", "pu_ms", "ku", "angle_kp", "rate_kp", "rate_ki"),
 }
 

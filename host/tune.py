@@ -1,7 +1,8 @@
 """Automatic tuning (``opensteady tune``): a relay experiment on the firmware, per axis, and a step response.
 
 The firmware does the work (firmware/autotune.py): on MSG_TUNE it drives
-one axis' effort with a relay, measures the ultimate gain and period, sets
+one axis' effort with a relay on the camera's rate (the cascade's inner
+loop), measures the ultimate gain and period, sets
 that axis' gains by the chosen rule (Tyreus-Luyben by default), checks them
 against the config's ranges and saves them. This command starts it, shows
 the progress the firmware reports (MSG_TUNE_STATUS), and then shows the
@@ -12,8 +13,11 @@ overshoot and 10-90 % rise time.
     opensteady tune --sim --scenario stabilize-walking-foc --axis pitch
     opensteady tune --port /dev/ttyACM0 --axis pitch --plot step.png
 
-On a board the gimbal must stand still on a table (or be held still) with
-the camera free to move: the relay swings the tuned axis by about a degree.
+Only closed-loop axes (``<axis>_drive = 1``) are tuned: on the open-loop
+drive the relay met the magnetic spring's resonance and the gains it gave
+left the simulated gimbal unstable, so the firmware refuses (not_ready). On
+a board the gimbal must stand still on a table (or be held still) with the
+camera free to move: the relay swings the tuned axis a little.
 """
 
 import json
@@ -151,9 +155,9 @@ def _wait_ready(s, timeout_s):
     raise TuneError("the gimbal did not become ready in %.0f s (calibration needs it still)" % timeout_s)
 
 
-def tune_axis(s, axis, rule, relay_permille, hyst_deg, progress, timeout_s=15.0):
+def tune_axis(s, axis, rule, relay_permille, hyst_dps, progress, timeout_s=15.0):
     s.tune_status.clear()
-    status = s.request(P.MSG_TUNE, axis, rule, relay_permille, int(round(hyst_deg * 1000)))
+    status = s.request(P.MSG_TUNE, axis, rule, relay_permille, int(round(hyst_dps * 100)))
     if status != P.ACK_OK:
         raise TuneError("the firmware refused to tune %s: %s" % (AXES[axis], P.NACK_NAMES[status]))
     end = s.dev.now() + timeout_s
@@ -208,14 +212,16 @@ def add_arguments(parser):
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sim", action="store_true", help="tune the simulated gimbal")
     where.add_argument("--port", metavar="URL", help="serial port or pyserial URL of a board")
-    parser.add_argument("--scenario", default="stabilize-still",
-                        help="with --sim: the scenario to tune in (default: %(default)s, the handle still)")
+    parser.add_argument("--scenario", default="stabilize-still-foc",
+                        help="with --sim: the scenario whose gimbal to tune (default: %(default)s, the handle "
+                             "still)")
     parser.add_argument("--axis", choices=AXES + ("all",), default="all", help="axis to tune (default: all)")
     parser.add_argument("--rule", choices=sorted(RULES), default="tyreus-luyben",
                         help="tuning rule (default: %(default)s; ziegler-nichols overshoots)")
     parser.add_argument("--relay-permille", type=int, default=100,
                         help="relay amplitude, permille of the axis' effort limit (default: %(default)s)")
-    parser.add_argument("--hyst-deg", type=float, default=0.05, help="relay hysteresis, deg (default: %(default)s)")
+    parser.add_argument("--hyst-dps", type=float, default=0.5,
+                        help="relay hysteresis on the camera rate, deg/s (default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT.png", help="plot the step responses")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
@@ -242,7 +248,7 @@ def run(args):
             s = Session(dev)
             _wait_ready(s, 20.0)
             for axis in axes:
-                st = tune_axis(s, axis, RULES[args.rule], args.relay_permille, args.hyst_deg,
+                st = tune_axis(s, axis, RULES[args.rule], args.relay_permille, args.hyst_dps,
                                lambda msg: print(msg, file=out))
                 r = {"axis": AXES[axis], "state": STATES[st["state"]], "reason": REASONS[st["reason"]],
                      "ku": round(st["ku"], 4), "pu_s": st["pu_ms"] / 1000.0,
