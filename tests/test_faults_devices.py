@@ -156,3 +156,40 @@ def test_track_keeps_running_against_a_mavlink_gimbal_that_sends_nan(tmp_path):
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["exit"] == "end_of_stream" and summary["frames"] == 40
     assert "the mavlink gimbal sent bad attitude status" in result.stderr
+
+
+# --- liveness: a silent device is never reported as connected ---------------------------
+
+def test_simplebgc_on_a_silent_port_is_not_connected_until_it_talks_and_not_after_it_stops():
+    with pty_pair() as (dev, path):
+        mount = Mount(sbgc.SimpleBGCBackend(path, motors_on_at_open=False, alive_s=1.0))
+        mount.open()
+        for k in range(30):  # 3 s of a port that opens but never answers
+            mount.poll(0.1 * k)
+        assert not mount.connected
+        os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, 0, 0))))
+        poll_until(mount.poll, bool, t0=3.0)
+        assert mount.connected
+        t = 3.5
+        while mount.connected and t < 10.0:  # falls silent: no longer connected after alive_s
+            mount.poll(t)
+            t += 0.1
+        assert 4.0 < t <= 5.0
+        mount.close(t)
+
+
+def test_mavlink_on_a_silent_port_is_not_connected_and_garbage_does_not_count():
+    m, device = independent_mavlink()
+    with pty_pair() as (dev, path):
+        backend = MavlinkBackend(path, alive_s=1.0)
+        backend.open()
+        os.write(dev, b"\xfd\x09garbage that is not MAVLink" * 4)
+        for k in range(20):
+            backend.poll(0.1 * k)
+        assert not backend.connected
+        os.write(dev, device.heartbeat_encode(m.MAV_TYPE_GIMBAL, m.MAV_AUTOPILOT_INVALID, 0, 0, 0).pack(device))
+        poll_until(backend.poll, lambda t: backend.connected, t0=2.0)
+        assert backend.connected
+        backend.poll(3.5)
+        assert not backend.connected
+        backend.close()

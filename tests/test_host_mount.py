@@ -228,7 +228,7 @@ def test_serial_backend_survives_a_vanished_port_and_reconnects(tmp_path):
             while n == 0 and t < 5.0:
                 t += 0.25
                 n = backend.send_setpoint(cmd, t)
-            assert n == 21 and backend.connected and backend.reconnects == 1
+            assert n == 21 and backend.port_open and backend.reconnects == 1
             assert read_master(dev2, 21) == sbgc.control_frame(cmd)
             backend.close()
 

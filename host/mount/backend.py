@@ -98,23 +98,38 @@ class MountBackend:
 class SerialBackend(MountBackend):
     """Shared plumbing for drivers that own a pyserial port: open, write, read, reconnect."""
 
-    def __init__(self, url, baud, reconnect_interval_s=1.0):
+    def __init__(self, url, baud, reconnect_interval_s=1.0, alive_s=1.0):
         self.url = url
         self.baud = baud
         self.reconnect_interval_s = reconnect_interval_s
+        self.alive_s = alive_s
         self.port = None
         self.reconnects = 0
         self._retry_at_s = None  # set when the port was lost
+        self._heard_s = None  # when the device last sent a valid frame
+        self._now_s = None  # the latest time this backend was called with
 
     @property
     def connected(self):
+        """The port is open and the device sent a valid frame within ``alive_s`` (AP_Mount's 1 s health
+        rule): an open port with nothing, or only garbage, behind it is not a connected gimbal."""
+        return (self.port is not None and self._heard_s is not None
+                and self._now_s - self._heard_s <= self.alive_s)
+
+    @property
+    def port_open(self):
         return self.port is not None
+
+    def heard(self, t_s):
+        """The device sent a valid frame at ``t_s``."""
+        self._heard_s = t_s
 
     def open(self):
         from opensteady.host.link import open_port  # the link's typed, user-facing port errors
 
         self.port = open_port(self.url, self.baud)
         self._retry_at_s = None
+        self._heard_s = None
         self.on_open()
 
     def on_open(self):
@@ -152,6 +167,7 @@ class SerialBackend(MountBackend):
         return True
 
     def write(self, data, t_s):
+        self._now_s = t_s
         if not self._ready(t_s):
             return 0
         try:
@@ -162,6 +178,7 @@ class SerialBackend(MountBackend):
         return len(data)
 
     def read(self, t_s):
+        self._now_s = t_s
         if not self._ready(t_s):
             return b""
         try:

@@ -65,8 +65,8 @@ class MavlinkBackend(SerialBackend):
 
     def __init__(self, url, baud=115200, message="pitchyaw", source_system=1, source_component=None,
                  target_system=1, target_component=MAV_COMP_ID_GIMBAL, gimbal_device_id=0, heartbeat_interval_s=1.0,
-                 reconnect_interval_s=1.0):
-        super().__init__(url, baud, reconnect_interval_s)
+                 reconnect_interval_s=1.0, alive_s=1.0):
+        super().__init__(url, baud, reconnect_interval_s, alive_s)
         if message not in ("pitchyaw", "attitude"):
             raise ValueError("mavlink.message = %r: must be 'pitchyaw' or 'attitude'" % (message,))
         m = _mavlink()
@@ -134,6 +134,8 @@ class MavlinkBackend(SerialBackend):
 
     def _handle(self, msg, t_s):
         kind = msg.get_type()
+        if kind != "BAD_DATA":
+            self.heard(t_s)
         if kind == "GIMBAL_DEVICE_ATTITUDE_STATUS":
             q = msg.q
             if not all(math.isfinite(v) for v in q):

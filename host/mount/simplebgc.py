@@ -185,8 +185,9 @@ class SimpleBGCBackend(SerialBackend):
 
     name = "simplebgc"
 
-    def __init__(self, url, baud=115200, telemetry_interval_s=0.05, motors_on_at_open=True, reconnect_interval_s=1.0):
-        super().__init__(url, baud, reconnect_interval_s)
+    def __init__(self, url, baud=115200, telemetry_interval_s=0.05, motors_on_at_open=True, reconnect_interval_s=1.0,
+                 alive_s=1.0):
+        super().__init__(url, baud, reconnect_interval_s, alive_s)
         self.telemetry_interval_s = telemetry_interval_s
         self.motors_on_at_open = motors_on_at_open
         self.parser = Parser()
@@ -206,6 +207,7 @@ class SimpleBGCBackend(SerialBackend):
             self.write(frame(CMD_REALTIME_DATA_4), t_s)  # the board answers each request once
             self._next_request_s = t_s + self.telemetry_interval_s
         for cmd_id, payload in self.parser.feed(self.read(t_s)):
+            self.heard(t_s)
             if cmd_id == CMD_REALTIME_DATA_4:
                 try:
                     telemetry = parse_realtime_data(payload)
