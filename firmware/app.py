@@ -174,10 +174,12 @@ class Gimbal:
                 ms &= 0xFFFF
             self.uptime_ms_lo = ms
         self._uptime_us = u
-        self._control(dt)
-        self.link.poll(now_us)
+        # the failsafe is decided before the control step, so the hold acts in the very tick that
+        # reaches failsafe_ms after the last valid frame (frames are read after the step)
         if self.watchdog.check(now_us):
             self._link_lost()
+        self._control(dt)
+        self.link.poll(now_us)
         faults = self.faults
         tel = self.tel
         if faults.pending:

@@ -58,6 +58,17 @@ _GLOBAL_KEYS = (
     (18, "heartbeat_ms", 1000, 0, 10000, K_INT),  # device heartbeat period, 0 = none
     (19, "follow_tc_s", 0.5, 0.02, 10.0, K_FLOAT),  # pan/follow smoothing time constant
     (20, "handle_ff", 1.0, 0.0, 2.0, K_FLOAT),  # handle-IMU gyro fed forward into the joints (0 = off)
+    (21, "rate_deadman_ms", 500, 20, 10000, K_INT),  # a rate SETPOINT runs this long unless renewed
+)
+
+# Settings that may change while the motors are powered: gains, smoothing, timing of
+# the link and telemetry. Every other key changes geometry or drive (joint limits, motor
+# direction, IMU mount and calibration, pole pairs, power, driver, commutation, loop rate,
+# the joint rate and slew limits) and is refused with NACK motors_on until MODE off.
+LIVE_TUNABLE = (
+    "telemetry_hz", "failsafe_ms", "est_kp", "est_ki", "accel_reject_g", "boot_mode", "recentre_dps",
+    "fault_recover_ms", "heartbeat_ms", "follow_tc_s", "handle_ff", "rate_deadman_ms",
+    "angle_kp", "rate_kp", "rate_ki", "rate_kd_ms", "rate_ff", "max_rate_dps", "follow_deadband_deg",
 )
 
 # (offset, name, default, min, max, kind) for each axis, names prefixed yaw_/pitch_/roll_
@@ -121,6 +132,19 @@ KEY_IDS = {}
 for _id in KEYS:
     KEY_IDS[KEYS[_id][0]] = _id
 MAX_KEY = max(KEYS) + 1
+
+
+def _live(name):
+    for prefix in _AXIS_PREFIX:
+        if name.startswith(prefix):
+            return name[len(prefix):] in LIVE_TUNABLE
+    return name in LIVE_TUNABLE
+
+
+LIVE_KEYS = {}  # key id -> True for the keys CONFIG_SET may change while the motors are on
+for _id in KEYS:
+    if _live(KEYS[_id][0]):
+        LIVE_KEYS[_id] = True
 
 
 def axis_key(axis, name):

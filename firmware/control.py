@@ -66,6 +66,8 @@ class AxisController:
         self.joint_frac = 0  # ndeg, 0..999
         self.at_limit = False
         self.rate_sp_mdps = 0
+        self.tick_start_udeg = 0  # the joint command when this tick's step() began
+        self.budget_udeg = 0  # how far it may move this tick (joint rate limit x dt)
         self.configure(8.0, 0.6, 5.0, 0.0, 1.0, 200.0, 400.0, 20000.0, -170.0, 170.0)
 
     def configure(self, angle_kp, rate_kp, rate_ki, rate_kd_ms, rate_ff, max_rate_dps,
@@ -210,15 +212,24 @@ class AxisController:
         elif out < prev - x:
             out = prev - x
         # integrate into the joint command (udeg + ndeg remainder), inside the joint limits
+        j0 = int(self.joint_udeg)
+        # the most the command may move this tick: the joint rate limit times dt (|out| <= lim)
+        budget = (lim // 1000) * dt_us + ((lim - (lim // 1000) * 1000) * dt_us) // 1000 + 1
+        self.tick_start_udeg = j0
+        self.budget_udeg = budget
         x = out // 1000
         f = int(self.joint_frac) + (out - x * 1000) * dt_us
-        j = int(self.joint_udeg) + x * dt_us + f // 1000
+        j = j0 + x * dt_us + f // 1000
         f %= 1000
-        # at_limit stays set while the joint rests on a limit, not only on the tick it arrives
+        # at_limit stays set while the joint rests on a limit, not only on the tick it arrives.
+        # A command found outside the limits (motors started there) walks back in at the rate
+        # limit instead of snapping: a jump of the field would slip poles.
         at = 0
         x = int(self.joint_max_udeg)
         if j >= x:
             j = x
+            if j0 > x and j0 - budget > x:
+                j = j0 - budget
             f = 0
             at = 1
             if out > 0:
@@ -227,6 +238,8 @@ class AxisController:
             x = int(self.joint_min_udeg)
             if j < x or (j == x and f == 0):
                 j = x
+                if j0 < x and j0 + budget < x:
+                    j = j0 + budget
                 f = 0
                 at = 1
                 if out < 0:
@@ -263,14 +276,23 @@ class AxisController:
         whole = rate_mdps // 1000  # udeg per us; the ndeg remainder carries in joint_frac
         frac = self.joint_frac + (rate_mdps - whole * 1000) * dt_us
         joint = self.joint_udeg + whole * dt_us + frac // 1000
-        if joint >= self.joint_max_udeg:
+        # step() and this together move the command by at most the joint rate limit per tick
+        lo = self.tick_start_udeg - self.budget_udeg
+        hi = self.tick_start_udeg + self.budget_udeg
+        if joint > hi:
+            joint = hi
+        elif joint < lo:
+            joint = lo
+        if joint >= self.joint_max_udeg and self.joint_udeg <= self.joint_max_udeg:
             self.joint_udeg = self.joint_max_udeg
             self.joint_frac = 0
             self.at_limit = True
-        elif joint <= self.joint_min_udeg:
+        elif joint <= self.joint_min_udeg and self.joint_udeg >= self.joint_min_udeg:
             self.joint_udeg = self.joint_min_udeg
             self.joint_frac = 0
             self.at_limit = True
+        elif self.joint_max_udeg < joint or joint < self.joint_min_udeg:
+            pass  # still walking back in from outside the limits (step() moves it): no feed-forward push
         else:
             self.joint_udeg = joint
             self.joint_frac = frac % 1000

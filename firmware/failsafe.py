@@ -106,7 +106,7 @@ class LinkWatchdog:
     @micropython.native
     def check(self, now_us):
         """Update the failsafe at ``now_us``; True on the tick it turns on."""
-        lost = ticks_diff(now_us, self._last_us) > self.timeout_us
+        lost = ticks_diff(now_us, self._last_us) >= self.timeout_us  # at failsafe_ms, not one tick later
         if lost == self.active:
             return False
         self.active = lost

@@ -8,7 +8,9 @@ Each tick ``poll(now_us)`` reads at most 64 bytes (115200 baud brings about
 - VERSION_REQUEST: answered with VERSION;
 - TUNE: starts a relay auto-tune of one axis' rate loop through ``app.start_tune`` (ACK/NACK);
 - MODE, CONFIG_GET, CONFIG_SET, CONFIG_SAVE: carried out through the
-  application (``app.set_mode(mode)`` returns the ACK status,
+  application (a CONFIG_SET of a key that changes geometry or drive is
+  refused with NACK motors_on while the motors are powered: only the keys in
+  config.LIVE_TUNABLE change in motion) (``app.set_mode(mode)`` returns the ACK status,
   ``app.configure(cfg)`` applies a validated config, ``app.cfg`` is the
   config in force) and answered with ACK/NACK or CONFIG_VALUE.
 
@@ -26,7 +28,7 @@ KeyboardInterrupt, which hands the console back.
 
 import struct
 
-from .config import KEYS
+from .config import KEYS, LIVE_KEYS
 from .protocol import (
     ACK_OK,
     MSG_CONFIG_GET,
@@ -38,6 +40,7 @@ from .protocol import (
     MSG_TUNE,
     MSG_VERSION_REQUEST,
     NACK_BAD_LENGTH,
+    NACK_MOTORS_ON,
     NACK_STORAGE_ERROR,
     NACK_UNKNOWN_KEY,
     PAYLOAD_OFFSET,
@@ -124,6 +127,10 @@ class Link:
             tel.send_ack(mid, p.seq, NACK_BAD_LENGTH)
 
     def _config_set(self, key, value, seq):
+        if self.app.drive.on and key in KEYS and key not in LIVE_KEYS:
+            # geometry or drive must not change under a moving camera (a jump of the field slips poles)
+            self.tel.send_ack(MSG_CONFIG_SET, seq, NACK_MOTORS_ON)
+            return
         trial = self.app.cfg.copy()
         status = trial.set(key, value)
         if status != ACK_OK:

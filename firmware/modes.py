@@ -7,8 +7,11 @@
   ``follow_tc_s``.
 - track: the host's SETPOINT, per axis: an angle (earth frame, or relative
   to the handle) is the target; a rate is integrated into the target (earth
-  frame) or into the offset from the handle, and fed forward. While the link
-  failsafe is on the targets hold, and a new SETPOINT is needed after it.
+  frame) or into the offset from the handle, and fed forward. A rate is
+  valid for ``rate_deadman_ms`` (0.5 s, DJI R SDK's rule) unless a new
+  SETPOINT renews it; after that the axis stops where it is (heartbeats keep
+  the link alive, not the motion). While the link failsafe is on the targets
+  hold, and a new SETPOINT is needed after it.
 - recentre: the targets move to the handle (joint angle 0) at
   ``recentre_dps``, then the mode becomes lock.
 
@@ -50,6 +53,8 @@ class Modes:
         self.sp_flags = 0
         self.sp_value = [0, 0, 0]  # last SETPOINT, cdeg or cdps
         self.sp_valid = False  # a SETPOINT arrived since track mode began or the link came back
+        self.sp_age_us = 0  # time since the last SETPOINT, counted up to deadman_us
+        self.deadman_us = 500000
         self._track_kind = [0, 0, 0]  # per axis: 0 angle, 1 handle-frame rate, 2 earth-frame rate
         self.follow_q12 = 0
         self.recentre_mdps = 0
@@ -59,6 +64,7 @@ class Modes:
         follow_tc_us = int(cfg.get("follow_tc_s") * 1e6)
         self.follow_q12 = int(4096e6 / follow_tc_us)  # mdps per mdeg of error, Q12
         self.recentre_mdps = int(cfg.get("recentre_dps") * 1000)
+        self.deadman_us = cfg.get("rate_deadman_ms") * 1000
         for i in range(3):
             self.deadband_udeg[i] = int(cfg.axis(i, "follow_deadband_deg") * 1e6)
 
@@ -90,6 +96,7 @@ class Modes:
         v[1] = pitch
         v[2] = roll
         self.sp_valid = True
+        self.sp_age_us = 0
 
     @micropython.viper
     def handle_udeg(self, i: int) -> int:
@@ -110,8 +117,11 @@ class Modes:
             self._follow(0, dt)
             self._follow(1, dt)
         elif mode == MODE_TRACK:
+            age = self.sp_age_us
+            if age < self.deadman_us:
+                self.sp_age_us = age + dt
             if not failsafe:
-                self._track(dt)
+                self._track(dt, 1 if age >= self.deadman_us else 0)
         elif mode == MODE_RECENTRE:
             done = True
             for i in range(3):
@@ -165,8 +175,8 @@ class Modes:
         return False
 
     @micropython.viper
-    def _track(self, dt: int):
-        # Viper: every value within +-2**30.
+    def _track(self, dt: int, expired: int):
+        # Viper: every value within +-2**30. ``expired``: the last rate setpoint is older than the deadman.
         if not self.sp_valid:
             return
         flags = int(self.sp_flags)
@@ -190,7 +200,7 @@ class Modes:
                         start = int(wrap_udeg(start - handle))
                     tu[i] = start
                     tf[i] = 0
-                rate = v * 10  # cdps -> mdps
+                rate = 0 if expired else v * 10  # cdps -> mdps; a stale rate stops the axis
                 # += rate * dt ndeg, as udeg + ndeg remainder (exact, small ints)
                 x = rate // 1000
                 f = int(tf[i]) + (rate - x * 1000) * dt

@@ -164,9 +164,10 @@ NACK_BAD_MODE = const(4)
 NACK_STORAGE_ERROR = const(5)
 NACK_UNKNOWN_MESSAGE = const(6)  # reserved: the parser already drops unknown ids
 NACK_NOT_READY = const(7)  # e.g. motors requested before IMU calibration
+NACK_MOTORS_ON = const(8)  # a setting that changes geometry or drive: switch the motors off (MODE off) first
 NACK_NAMES = (
     "ok", "unknown_key", "out_of_range", "bad_length", "bad_mode",
-    "storage_error", "unknown_message", "not_ready",
+    "storage_error", "unknown_message", "not_ready", "motors on",
 )
 
 # --- capabilities (VERSION.capabilities) ---------------------------------------

@@ -505,11 +505,17 @@ def test_escape_to_repl_needs_three_ctrl_c_while_no_host_talks():
     assert not rig.g.motors_on
 
 
-def test_switching_an_axis_driver_at_run_time_silences_the_old_output():
+def test_switching_an_axis_driver_needs_the_motors_off_and_then_silences_the_old_output():
     rig = Rig()
     rig.run(1100)
     assert rig.hal.duty[1] != [0, 0, 0]
     rig.send(P.MSG_CONFIG_SET, axis_key(1, "driver"), 1.0)
+    rig.run(3)
+    assert rig.of(P.MSG_ACK)[-1] == (P.MSG_CONFIG_SET, 0, P.NACK_MOTORS_ON)  # refused while powered
+    assert rig.hal.duty[1] != [0, 0, 0] and rig.hal.servo_us[1] == 0
+    rig.send(P.MSG_MODE, P.MODE_OFF)
+    rig.send(P.MSG_CONFIG_SET, axis_key(1, "driver"), 1.0)
+    rig.send(P.MSG_MODE, P.MODE_LOCK)
     rig.run(3)
     assert rig.hal.duty[1] == [0, 0, 0] and rig.hal.servo_us[1] != 0
 
