@@ -168,7 +168,7 @@ def test_simplebgc_on_a_silent_port_is_not_connected_until_it_talks_and_not_afte
             mount.poll(0.1 * k)
         assert not mount.connected
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, 0, 0))))
-        poll_until(mount.poll, bool, t0=3.0)
+        poll_until(mount.poll, bool, mount.backend.port, t0=3.0)
         assert mount.connected
         t = 3.5
         while mount.connected and t < 10.0:  # falls silent: no longer connected after alive_s
@@ -188,7 +188,7 @@ def test_mavlink_on_a_silent_port_is_not_connected_and_garbage_does_not_count():
             backend.poll(0.1 * k)
         assert not backend.connected
         os.write(dev, device.heartbeat_encode(m.MAV_TYPE_GIMBAL, m.MAV_AUTOPILOT_INVALID, 0, 0, 0).pack(device))
-        poll_until(backend.poll, lambda t: backend.connected, t0=2.0)
+        poll_until(backend.poll, lambda t: backend.connected, backend.port, t0=2.0)
         assert backend.connected
         backend.poll(3.5)
         assert not backend.connected
