@@ -8,6 +8,7 @@
     opensteady bench sim --repeat 2    # realtime factors, tracking and jitter vs the baseline
     opensteady bench host --markdown   # end-to-end capture-to-bytes latency
     opensteady bench faults            # fuzzed streams, hostile frames, a frozen child, a NaN device
+    opensteady bench gestures --csv F  # gesture recall and confusion on labelled hands (--loro: retrain)
 
 Arguments after the suite name go to that suite (``opensteady bench vision --help``).
 
@@ -21,7 +22,7 @@ import json
 import statistics
 import time
 
-SUITES = ("protocol", "firmware", "vision", "sim", "host", "faults")
+SUITES = ("protocol", "firmware", "vision", "sim", "host", "faults", "gestures")
 
 
 def add_arguments(parser):
@@ -210,5 +211,6 @@ def run(args):
     import importlib
 
     module = {"vision": "opensteady.vision.bench", "sim": "opensteady.sim.bench", "host": "opensteady.host.track_bench",
-              "faults": "opensteady.host.faultbench"}[args.suite]
+              "faults": "opensteady.host.faultbench",
+              "gestures": "opensteady.vision.gesture_bench"}[args.suite]
     return int(importlib.import_module(module).main(args.args) or 0)

@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "tune": ("opensteady.host.tune", "auto-tune the gimbal's axes (relay experiment on the firmware) and show a step"),
     "sweep": ("opensteady.sim.sweep", "run a grid of simulator scenarios on Dask and write one CSV row per run"),
     "replay": ("opensteady.host.replay", "turn a session log (JSON lines) into plots"),
+    "gestures": ("opensteady.host.gesture_record", "record your own hand's gestures as a labelled landmark CSV"),
 }
 
 
