@@ -95,6 +95,11 @@ def test_bench_gestures_prints_recall_and_confusion_for_any_csv(small_csv, capsy
     for label, counts in zip(GESTURES, matrix):
         assert f"| {label} | " + " | ".join(str(c) for c in counts) + " |" in out
     assert "rules only (before)" in out and "µs per hand" in out
+    # --loro retrains without each recorder in turn and adds that row.
+    assert cli_main(["bench", "gestures", "--csv", str(small_csv), "--loro"]) == 0
+    captured = capsys.readouterr()
+    assert "| model, leave-one-repo-out |" in captured.out and "Worst single source" in captured.out
+    assert "held out alice" in captured.err and "held out bob" in captured.err
 
 
 def test_bench_gestures_reports_a_missing_file_clearly(tmp_path, capsys):

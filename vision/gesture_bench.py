@@ -55,6 +55,20 @@ def report(expected: np.ndarray, runs: Dict[str, np.ndarray]) -> str:
     return "\n".join(lines)
 
 
+def worst_sources(expected: np.ndarray, predicted: np.ndarray, sources: np.ndarray, min_rows: int = 30) -> str:
+    """Per class, the held-out source with the lowest recall (among sources with ``min_rows`` rows of it)."""
+    cells = []
+    for c in TRUTH:
+        rates = [
+            (float(np.mean(predicted[m] == c)), s)
+            for s in np.unique(sources[expected == c])
+            for m in [(expected == c) & (sources == s)]
+            if m.sum() >= min_rows
+        ]
+        cells.append(f"{c} {min(rates)[0]:.3f} ({min(rates)[1]})" if rates else f"{c} -")
+    return "Worst single source per class (held out): " + "; ".join(cells)
+
+
 def cost_us(points: np.ndarray, fn, n: int = 300) -> float:
     """Median µs per call of ``fn`` over single hands (batches of 50 calls)."""
     rows = [points[i % len(points)] for i in range(n)]
@@ -87,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     groups = len(np.unique(hands.source_repo))
     print(f"{args.csv}: {len(expected)} hands from {groups} source(s)\n")
     print(report(expected, runs))
+    if args.loro:
+        print("\n" + worst_sources(expected, runs["model, leave-one-repo-out"], hands.source_repo))
     print(
         f"\nclassify: {cost_us(hands.points, classify):.0f} µs per hand; "
         f"rules only: {cost_us(hands.points, classify_by_pattern):.0f} µs"
