@@ -68,3 +68,8 @@ def test_an_unsupported_python_is_refused_by_the_build_backend_naming_the_versio
         if message is not None:
             assert "Python 3.9 to 3.12" in message and "this is Python 3.%d" % minor in message
     assert backend.unsupported_message(sys.version_info, text) is None  # the suite runs on a supported one
+
+
+def test_the_wheel_carries_the_gesture_weights_and_their_notice(wheel_names):
+    assert "opensteady/vision/gesture_model.npz" in wheel_names
+    assert [n for n in wheel_names if ".dist-info/" in n and n.endswith("/NOTICE")]  # credits for the training data
