@@ -166,15 +166,16 @@ def test_simplebgc_on_a_silent_port_is_not_connected_until_it_talks_and_not_afte
         mount.open()
         for k in range(30):  # 3 s of a port that opens but never answers
             mount.poll(0.1 * k)
-        assert not mount.connected
+        assert not mount.connected and mount.device_problem == "the simplebgc gimbal has sent no valid frame since the port opened"
         os.write(dev, sbgc.frame(sbgc.CMD_REALTIME_DATA_4, realtime_payload((0, 0, 0))))
         poll_until(mount.poll, bool, mount.backend.port, t0=3.0)
-        assert mount.connected
+        assert mount.connected and mount.device_problem is None
         t = 3.5
         while mount.connected and t < 10.0:  # falls silent: no longer connected after alive_s
             mount.poll(t)
             t += 0.1
         assert 4.0 < t <= 5.0
+        assert "the simplebgc gimbal has sent no valid frame for 1." in mount.device_problem
         mount.close(t)
 
 

@@ -109,9 +109,11 @@ class Mount:
 
     @property
     def device_problem(self):
-        """None, or one line saying what is wrong with what the device sends (for the HUD and JSON status)."""
-        if not self.backend.rejected:
-            return None
+        """None, or one line saying what is wrong with the device (for the HUD and JSON status): silent for
+        longer than its ``alive_s``, talking something else, or sending refused values."""
+        problem = self.backend.health_problem()
+        if problem is not None or not self.backend.rejected:
+            return problem
         return "%d bad messages from the %s gimbal ignored (last: %s)" % (
             self.backend.rejected, self.backend.name, self.backend.last_rejection)
 

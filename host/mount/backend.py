@@ -49,6 +49,17 @@ def telemetry_problem(telemetry):
     return None
 
 
+def silence_problem(name, port_open, heard_s, now_s, alive_s):
+    """The health line for a device whose port is open: None, or how long it has been silent."""
+    if not port_open or now_s is None:
+        return None
+    if heard_s is None:
+        return "the %s gimbal has sent no valid frame since the port opened" % name
+    if now_s - heard_s > alive_s:
+        return "the %s gimbal has sent no valid frame for %.1f s" % (name, now_s - heard_s)
+    return None
+
+
 class MountBackend:
     """Base class and the ``none`` driver: accepts everything, moves nothing."""
 
@@ -65,6 +76,10 @@ class MountBackend:
             return True
         self.reject(what, problem)
         return False
+
+    def health_problem(self):
+        """None while the device is healthy, else one line saying what is wrong (silent, talking something else)."""
+        return None
 
     def reject(self, what, problem):
         """Count one refused device message (``what``, e.g. "attitude status") and say why, once in a while."""
@@ -123,6 +138,9 @@ class SerialBackend(MountBackend):
     def heard(self, t_s):
         """The device sent a valid frame at ``t_s``."""
         self._heard_s = t_s
+
+    def health_problem(self):
+        return silence_problem(self.name, self.port is not None, self._heard_s, self._now_s, self.alive_s)
 
     def open(self):
         from opensteady.host.link import open_port  # the link's typed, user-facing port errors
