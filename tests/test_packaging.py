@@ -53,7 +53,7 @@ def test_an_unsupported_python_is_refused_by_the_build_backend_naming_the_versio
 
     from packaging.specifiers import SpecifierSet
 
-    spec = importlib.util.spec_from_file_location("opensteady_backend", ROOT / "build_backend" / "opensteady_backend.py")
+    spec = importlib.util.spec_from_file_location("build_backend", ROOT / "host" / "build_backend.py")
     backend = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(backend)
     text = (ROOT / "pyproject.toml").read_text()

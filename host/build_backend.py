@@ -1,5 +1,8 @@
 """PEP 517 build backend: setuptools' own, after a check that this Python can run OpenSteady.
 
+pyproject.toml names it (``backend-path = ["host"]``); pip imports it from this
+folder while building, before anything is installed. Nothing imports it at run time.
+
 pip checks a local project's ``requires-python`` only after it has resolved
 the dependencies. On an unsupported Python (3.13, say) ``pip install -e .``
 would first try to build numpy < 2 from source, for minutes, before saying
@@ -24,7 +27,7 @@ def supported_minors(pyproject_text):
     """(lowest, highest) supported 3.x minor version from ``requires-python = ">=3.A,<3.B"``."""
     match = re.search(r'^requires-python\s*=\s*">=3\.(\d+),\s*<3\.(\d+)"', pyproject_text, re.M)
     if match is None:
-        raise RuntimeError("pyproject.toml: requires-python must read \">=3.A,<3.B\" for build_backend/ to check it")
+        raise RuntimeError("pyproject.toml: requires-python must read \">=3.A,<3.B\" for host/build_backend.py to check it")
     return int(match.group(1)), int(match.group(2)) - 1
 
 
