@@ -210,7 +210,7 @@ def run(args):
         return _firmware_main(args.args)
     import importlib
 
-    module = {"vision": "opensteady.vision.bench", "sim": "opensteady.sim.bench", "host": "opensteady.host.track_bench",
+    module = {"vision": "opensteady.vision.bench", "sim": "opensteady.host.simbench", "host": "opensteady.host.track_bench",
               "faults": "opensteady.host.faultbench",
               "gestures": "opensteady.vision.gesture_bench"}[args.suite]
     return int(importlib.import_module(module).main(args.args) or 0)

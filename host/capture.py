@@ -48,6 +48,9 @@ class Frame:
     t_s: float  # capture time in the source's clock (camera: monotonic; video: file time)
     index: int  # frame number from the source
     grabbed_at: float  # time.perf_counter() right after the frame was read (for latency)
+    # Gestures known to be shown in this frame without seeing hands: the simulated
+    # rig's scripted gestures (it has no photos of hands). Cameras leave it empty.
+    gestures: tuple = ()
 
 
 def _to_rgb(bgr):

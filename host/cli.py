@@ -24,7 +24,7 @@ from opensteady.host.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USAGE, Comma
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "sim": ("opensteady.sim.cli", "run a headless closed-loop gimbal simulation scenario"),
+    "sim": ("opensteady.host.simcli", "run a headless closed-loop gimbal simulation scenario"),
     "track": ("opensteady.host.track", "track a face with a webcam, video file or the simulator"),
     "ping": ("opensteady.host.ping", "connect to OpenSteady firmware, handshake and show telemetry"),
     "flash": ("opensteady.host.flash", "compile the firmware with mpy-cross and copy it to a board"),

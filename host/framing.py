@@ -44,6 +44,7 @@ STATE_RECENTRE = "recentre"
 STATE_SWEEP = "sweep"
 STATE_PAUSED = "paused"
 STATE_STALLED = "stalled"  # the frame interval was too long to trust
+STATE_WAITING = "waiting"  # the gimbal reports a mode that ignores setpoints (booting, calibrating, lock)
 
 
 @dataclass
@@ -346,6 +347,10 @@ class FramingController:
             self._stop_loops()
             return self._command(STATE_RECENTRE, yaw_deg=0.0, pitch_deg=0.0)
         return self._sweep(dt_s)
+
+    def hold(self, dt_s):
+        """The gimbal is not following setpoints yet: ramp to zero with the PID cleared, so nothing winds up."""
+        return self._coast(STATE_WAITING, dt_s)
 
     def _stop_loops(self):
         self.yaw.stop()

@@ -23,7 +23,10 @@ inside later ``poll()`` calls, and ``send()`` returns -1 until it is done.
 
 ``port_factory`` replaces ``serial_for_url`` with any callable returning an
 object with pyserial's ``read``/``write``/``in_waiting``/``close`` (the
-simulator passes its UART model this way).
+simulated rig passes its UART this way). ``clock`` (``time.monotonic`` by
+default) is the only time source: heartbeats, handshake deadlines and
+reconnection intervals all run on it, so the simulator drives the link on
+simulated time and tests step a fake clock.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ class Link:
         reconnect_interval_s: float = 1.0,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
         port_factory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.url = url
         self.baud = baud
@@ -157,6 +161,7 @@ class Link:
         self.telemetry: dict[str, int] | None = None
         self.last_error: LinkError | None = None
         self.reconnects = 0
+        self.heartbeats_sent = 0
         self._port: serial.SerialBase | None = None
         self._parser = p.Parser()
         self._seq = 0
@@ -165,6 +170,7 @@ class Link:
         self._foreign = bytearray()  # bytes seen during a handshake, for diagnosis
         self._echo_only = True
         self._port_factory = port_factory
+        self._clock = clock
         self._handshaking = False
         self._hs_deadline_s = 0.0
         self._hs_next_request_s = 0.0
@@ -181,6 +187,11 @@ class Link:
     def connected(self) -> bool:
         """True once the port is open and the handshake (if enabled) has passed."""
         return self._port is not None and not self._handshaking
+
+    @property
+    def crc_errors(self) -> int:
+        """Frames the parser dropped for a bad CRC since the port was opened (a noisy line)."""
+        return self._parser.crc_errors
 
     def open(self) -> None:
         """Open the port and handshake, blocking up to ``handshake_timeout_s``.
@@ -236,7 +247,7 @@ class Link:
             self._lost(exc)
             return -1
         self._seq = (self._seq + 1) & 0xFF
-        self._last_tx_s = time.monotonic()
+        self._last_tx_s = self._clock()
         return seq
 
     # -- receiving ---------------------------------------------------------------
@@ -269,8 +280,10 @@ class Link:
                 self._reconnected()
             return out
         out = self._decode(data)
-        if time.monotonic() - self._last_tx_s >= self.heartbeat_interval_s:
-            self.send(p.MSG_HEARTBEAT, p.ROLE_HOST, int(time.monotonic() * 1000) & 0xFFFFFFFF)
+        now = self._clock()
+        if now - self._last_tx_s >= self.heartbeat_interval_s:
+            if self.send(p.MSG_HEARTBEAT, p.ROLE_HOST, int(now * 1000) & 0xFFFFFFFF) >= 0:
+                self.heartbeats_sent += 1
         return out
 
     def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any]]]:
@@ -294,7 +307,7 @@ class Link:
         self.close()
         self._port = self._port_factory() if self._port_factory else open_port(self.url, self.baud)
         self._parser.reset()
-        self._last_tx_s = time.monotonic()
+        self._last_tx_s = self._clock()
         if not self.handshake_enabled:
             return
         try:
@@ -305,14 +318,14 @@ class Link:
         self._foreign = bytearray()
         self._parser.frames = 0
         self._echo_only = True
-        self._hs_deadline_s = time.monotonic() + self.handshake_timeout_s
+        self._hs_deadline_s = self._clock() + self.handshake_timeout_s
         self._hs_next_request_s = 0.0
         self._handshake_step(b"")
 
     def _handshake_step(self, chunk: bytes) -> list[tuple[int, dict[str, Any]]]:
         """Advance the handshake with newly read bytes; raises a LinkError when it fails."""
         assert self._port is not None
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._hs_next_request_s:  # ask again: the first request may hit a booting board
             self._port.write(p.encode(p.MSG_VERSION_REQUEST, self._seq, p.pack(p.MSG_VERSION_REQUEST, p.PROTOCOL_VERSION)))
             self._seq = (self._seq + 1) & 0xFF
@@ -361,13 +374,14 @@ class Link:
         self.telemetry = None
         if not self.reconnect:
             self.last_error = LinkError("link to %r lost: %s" % (self.url, exc))
-        self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
+        self._next_reconnect_s = self._clock() + self.reconnect_interval_s
 
     def _try_reconnect(self) -> bool:
         """Start reopening the port if it is time; True only when the link is usable."""
-        if not self.reconnect or time.monotonic() < self._next_reconnect_s:
+        now = self._clock()
+        if not self.reconnect or now < self._next_reconnect_s:
             return False
-        self._next_reconnect_s = time.monotonic() + self.reconnect_interval_s
+        self._next_reconnect_s = now + self.reconnect_interval_s
         try:
             self._start()
         except LinkError as exc:

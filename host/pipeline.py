@@ -1,7 +1,7 @@
 """One tracking step per frame: vision -> target -> gestures -> framing -> setpoint.
 
-:class:`TrackingPipeline` is shared by ``opensteady track`` and the
-simulator's scenario runner. It does no I/O and never reads the wall clock
+:class:`TrackingPipeline` is the per-frame step of the one host loop
+(host/loop.py), which ``opensteady track`` and ``opensteady sim`` both run. It does no I/O and never reads the wall clock
 for a decision: time comes in as ``t_s`` (camera or simulated time). The
 wall clock is read only to *measure* per-stage latency.
 
@@ -117,6 +117,14 @@ def attitude_deg(telemetry):
     if telemetry.get("yaw_cdeg") is not None and telemetry.get("pitch_cdeg") is not None:
         return (telemetry["yaw_cdeg"] / 100.0, telemetry["pitch_cdeg"] / 100.0)
     return None
+
+
+def gimbal_following(telemetry):
+    """False when the gimbal says it is in a mode that ignores setpoints (the OpenSteady
+    firmware while it boots and calibrates, or in lock); True otherwise, also when the
+    protocol reports no mode at all."""
+    mode = telemetry.get("mode") if telemetry else None
+    return mode is None or mode == "track"
 
 
 class AsyncHands:
@@ -249,7 +257,10 @@ class TrackingPipeline:
             events.append(PipelineEvent(t_s, "photo_now"))
             self._photo_at_s = None
         t3 = clock()
-        setpoint = self.framing.update(self._framing_target(target, telemetry), dt_s)
+        if gimbal_following(telemetry):
+            setpoint = self.framing.update(self._framing_target(target, telemetry), dt_s)
+        else:
+            setpoint = self.framing.hold(dt_s)
         t4 = clock()
         return PipelineOutput(
             t_s=t_s,

@@ -5,9 +5,12 @@
     opensteady track --sim                                # simulated camera and gimbal
     opensteady track --video clip.mp4 --headless --json --gimbal none
 
-Capture (own thread, newest frame wins) -> vision -> target -> gestures ->
-framing controller -> output driver, with a preview window and HUD, a JSON
-lines session log, and a JSON summary. Settings: built-in defaults, then
+Each frame goes through the one host loop (host/loop.py): capture (own
+thread, newest frame wins; with --sim the simulated rig's camera, host/simrig.py)
+-> TrackingPipeline (vision, target, gestures, framing controller) -> mount
+and output driver. Around it: a preview window and HUD, a JSON lines session
+log, and a JSON summary (with --sim also the scenario metrics that
+``opensteady sim`` prints). Settings: built-in defaults, then
 ``--config FILE.toml`` (docs/config.example.toml), then these flags.
 """
 
@@ -235,40 +238,51 @@ def run(args):
     except ConfigError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
+    g = settings["gimbal"]
     try:
         if args.sim:
-            from opensteady.host.mount.sim import SimSession
+            # The simulated rig: its camera, its serial port into the firmware, its clock.
+            from opensteady.host.simrig import ScenarioRecorder, open_rig
+            from opensteady.sim.scenario import load_scenario
 
-            sim = SimSession(args.scenario, pipeline_config, seed=args.seed)
-            source = sim.source()
-        else:
-            sim = None
-            source = _make_source(settings, args)
+            rig, pipeline, mount = open_rig(load_scenario(args.scenario), pipeline_config, seed=args.seed,
+                                            stall_s=g["stall_s"])
+            return _track(args, settings, rig.camera(), pipeline, mount, rig.clock, rig,
+                          ScenarioRecorder(rig, pipeline, mount))
+        source = _make_source(settings, args)
+        backend = _create_backend(settings)
     except (CaptureError, ValueError) as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
-    return _track(args, settings, pipeline_config, source, sim)
-
-
-def _track(args, settings, pipeline_config, source, sim):
     from opensteady.host.capture import FrameGrabber
-    from opensteady.host.link import LinkError
-    from opensteady.host.mount import Mount, create_backend
+    from opensteady.host.mount import Mount
     from opensteady.host.pipeline import TrackingPipeline
-    from opensteady.host.config import output_dir
-    from opensteady.host.session_log import SessionLog, frame_record
 
     # Load the models before opening the gimbal port, so nothing is left half-open if
     # loading fails or Ctrl-C arrives meanwhile.
-    pipeline = TrackingPipeline(pipeline_config) if sim is None else sim.pipeline
+    pipeline = TrackingPipeline(pipeline_config)
+    grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"])
+    return _track(args, settings, grabber, pipeline, Mount(backend, stall_s=g["stall_s"]), time.monotonic)
+
+
+def _create_backend(settings):
+    from opensteady.host.mount import create_backend
+
+    g = settings["gimbal"]
+    return create_backend(g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
+
+
+def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=None):
+    """Open the gimbal and run the host loop on ``source`` until it ends, a limit, q or Ctrl-C."""
+    from opensteady.host.link import LinkError
+    from opensteady.host.loop import HostLoop
+    from opensteady.host.config import output_dir
+    from opensteady.host.session_log import SessionLog, frame_record
+
     out_dir = output_dir(settings)
     g = settings["gimbal"]
-    mount = None
     session = None
     try:
-        backend = sim.backend() if sim is not None else create_backend(
-            g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
-        mount = Mount(backend, stall_s=g["stall_s"])
         mount.open()
         if not args.no_log and (args.log or settings["output"]["session_log"]):
             path = args.log or os.path.join(out_dir, "session-%s.jsonl" % time.strftime("%Y%m%d-%H%M%S"))
@@ -276,16 +290,16 @@ def _track(args, settings, pipeline_config, source, sim):
             session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
     except (LinkError, ValueError, OSError) as exc:
         print("error: %s" % exc, file=sys.stderr)
-        if mount is not None and mount.connected:
-            mount.close(time.monotonic())
+        if mount.connected:
+            mount.close(clock())
         pipeline.close()
-        if sim is not None:
-            sim.close()
+        if rig is not None:
+            rig.close()
         return 2
 
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     media = MediaOutput(out_dir, settings["camera"]["fps"])
-    grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"]).start() if sim is None else source
+    grabber = source.start() if hasattr(source, "start") else source
     window = None
     if not args.headless:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -298,14 +312,12 @@ def _track(args, settings, pipeline_config, source, sim):
                 window = PreviewWindow()
             except Exception as exc:  # OpenCV built without GUI support
                 log.warning("no preview window (%s); running headless", exc)
-    if sim is None:
-        clock = time.monotonic
-        mount.start_watchdog()
-    else:
-        clock = sim.clock  # lockstep: the driver runs on simulated time and nothing can stall
+    if rig is None:
+        mount.start_watchdog(clock)  # on simulated time nothing can stall
+    loop = HostLoop(grabber, pipeline, mount, clock=clock)
 
     stats = Stats()
-    started = time.monotonic()
+    started = clock()
     next_status = started + 1.0
     exit_reason = "end_of_stream"
     status = {"gimbal": mount.name, "gesture": None, "message": None}
@@ -313,31 +325,30 @@ def _track(args, settings, pipeline_config, source, sim):
     code = 0
     try:
         while True:
-            now = time.monotonic()
+            now = clock()
             if args.max_seconds is not None and now - started >= args.max_seconds:
                 exit_reason = "max_seconds"
                 break
             if args.max_frames is not None and stats.frames >= args.max_frames:
                 exit_reason = "max_frames"
                 break
-            frame = grabber.latest(timeout_s=0.1)
-            if frame is None:
-                mount.poll(clock())
-                if grabber.ended:
+            step = loop.step()
+            if step is None:
+                if loop.ended:
                     break
                 if window is not None and getattr(grabber, "error", None) is not None:
                     if _waiting_preview(window, grabber, mount) == "quit":
                         exit_reason = "quit"
                         break
-                if args.json and time.monotonic() >= next_status:
-                    next_status = time.monotonic() + 1.0
-                    _emit(_status_line(stats, mount, grabber, started))
+                if args.json and clock() >= next_status:
+                    next_status = clock() + 1.0
+                    _emit(_status_line(stats, mount, grabber, clock() - started))
                 continue
-            telemetry = mount.poll(clock())
-            out = pipeline.step(frame.rgb, frame.t_s, telemetry)
-            mount.send(out.setpoint, clock())
+            if recorder is not None:
+                recorder.record(step)
+            frame, out = step.frame, step.out
             e2e_ms = (time.perf_counter() - frame.grabbed_at) * 1e3
-            now = time.monotonic()
+            now = clock()
             stats.add(out, e2e_ms, now)
             for event in out.events:
                 if event.kind == "photo_now":
@@ -359,18 +370,19 @@ def _track(args, settings, pipeline_config, source, sim):
                     exit_reason = "quit"
                     break
             if args.json and now >= next_status:
-                next_status = time.monotonic() + 1.0
-                _emit(_status_line(stats, mount, grabber, started))
+                next_status = now + 1.0
+                _emit(_status_line(stats, mount, grabber, now - started))
     except KeyboardInterrupt:
         exit_reason = "interrupted"
         code = 130
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+        sim_result = recorder.result() if recorder is not None else None
         mount.close(clock(), motors_off=g["motors_off_on_exit"])
         grabber.stop()
         pipeline.close()
-        if sim is not None:
-            sim.close()
+        if rig is not None:
+            rig.close()
         media.close()
         if window is not None:
             window.close()
@@ -380,8 +392,8 @@ def _track(args, settings, pipeline_config, source, sim):
                        camera_errors=getattr(grabber, "errors", 0), events=stats.events,
                        photos=media.photos, videos=media.videos,
                        log=session.path if session is not None else None)
-        if sim is not None:
-            summary["sim"] = sim.metrics()
+        if sim_result is not None:
+            summary["sim"] = sim_result.metrics
         if session is not None:
             session.write(summary)
             session.close()
@@ -402,11 +414,11 @@ def _fmt(v):
     return "-" if v is None else "%.1f" % v
 
 
-def _status_line(stats, mount, grabber, started):
+def _status_line(stats, mount, grabber, elapsed_s):
     recent = stats.pipeline_ms[-max(1, int(stats.fps)):]
     return {
         "type": "status",
-        "elapsed_s": round(time.monotonic() - started, 2),
+        "elapsed_s": round(elapsed_s, 2),
         "frames": stats.frames,
         "frames_with_target": stats.frames_with_target,
         "fps": stats.fps,

@@ -255,7 +255,7 @@ def test_pwm_board_reads_the_handle_imu_and_probes_a_missing_one_rarely():
 def test_sim_walking_jitter_with_and_without_the_handle_imu():
     import dataclasses
 
-    from opensteady.sim.runner import run_scenario
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario
 
     sc = load_scenario("stabilize-walking", overrides={"seconds": 4.0})

@@ -263,8 +263,9 @@ def test_track_sim_gesture_pause_scenario_runs_the_real_protocol(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json_lines(result.stdout)[-1]
     assert summary["gimbal"] == "opensteady" and summary["sim"]["scenario"] == "gesture-pause"
-    assert summary["frames"] == 301 and summary["setpoints_sent"] == 301  # 10 s at 30 fps, t = 0 included
-    assert summary["bytes_written"] >= 301 * 14  # every setpoint crossed the simulated UART
+    # 10 s at 30 fps from t = 0; each frame reaches the host 30 ms after capture, within the 10 s
+    assert summary["frames"] == 300 and summary["setpoints_sent"] == 300
+    assert summary["bytes_written"] >= 300 * 14  # every setpoint crossed the simulated UART
     from opensteady.host.session_log import read_log
 
     frames = [r for r in read_log(str(log))[0] if r["type"] == "frame"]
@@ -296,8 +297,8 @@ def test_track_sim_crossing_keeps_the_subject_framed():
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json_lines(result.stdout)[-1]
     sim = summary["sim"]
-    assert sim["target_in_view_fraction"] >= 0.95
-    assert sim["target_error_deg_median"] < 5.0 and sim["target_error_deg_p95"] < 12.0
+    assert sim["frames_in_view"] >= 0.95 * sim["frames"] and sim["tracking_lost_frac"] < 0.05
+    assert sim["tracking_rms_frac"] < 0.03 and sim["faults"] == [] and sim["mode_reached"]
     assert summary["frames_with_target"] >= 0.9 * summary["frames"]
 
 

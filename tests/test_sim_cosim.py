@@ -12,7 +12,7 @@ import pytest
 
 from opensteady.firmware.offboard import simpipe
 from opensteady.sim.link import LinkParams
-from opensteady.sim.runner import run_scenario
+from opensteady.host.simrig import run_scenario
 from opensteady.sim.scenario import load_scenario
 from opensteady.sim.world import SimGimbal
 
@@ -29,7 +29,7 @@ def _short(name, seconds, **changes):
 
 def test_stabilize_still_boots_calibrates_and_holds_level():
     m = run_scenario(_short("stabilize-still", 3.0)).metrics
-    assert m["mode_acked"]
+    assert m["mode_reached"]
     assert m["faults"] == []
     assert m["telemetry_frames"] >= 100  # 50 Hz telemetry parsed by the host side
     assert m["camera_jitter_rms_deg"] < 0.05
@@ -49,7 +49,7 @@ def test_inprocess_and_micropython_firmware_agree():
     sc = _short("stabilize-walking", 2.5)
     a = run_scenario(sc, firmware="inprocess", seed=4).metrics
     b = run_scenario(sc, firmware="micropython", seed=4).metrics
-    assert b["firmware"] == "micropython" and b["mode_acked"]
+    assert b["firmware"] == "micropython" and b["mode_reached"]
     for key in COMPARED:
         assert a[key] == pytest.approx(b[key], abs=AGREEMENT_TOL), key
     assert a["final_camera_ypr_deg"] == b["final_camera_ypr_deg"]
@@ -70,7 +70,7 @@ def test_lossy_link_is_survived_and_counted():
     m = run_scenario(sc, seed=2).metrics
     assert m["link_bytes_dropped"] > 0 and m["link_bytes_corrupted"] > 0
     assert m["host_crc_errors"] > 0  # the host's parser saw damaged telemetry and rejected it
-    assert m["mode_acked"]  # MODE is retried until acknowledged
+    assert m["mode_reached"]  # MODE is retried until telemetry reports it
     assert m["telemetry_frames"] > 50
     assert "link_lost" not in m["faults"]  # heartbeats every 100 ms outlast a few damaged frames
     assert m["camera_jitter_rms_deg"] < 0.05
@@ -133,7 +133,7 @@ def test_every_scenario_runs_on_the_micropython_firmware(name):
     sc = load_scenario(name, overrides={"seconds": sc.warmup_s + 0.6})
     m = run_scenario(sc, firmware="micropython").metrics
     assert m["firmware"] == "micropython"
-    assert m["mode_acked"] and m["telemetry_frames"] > 50
+    assert m["mode_reached"] and m["telemetry_frames"] > 50
     # running's flight phases read near 0 g: the plausibility check rides them out
     assert m["faults"] == []
     if sc.uses_vision:

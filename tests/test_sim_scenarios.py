@@ -12,7 +12,7 @@ import json
 import pytest
 
 from opensteady.host.cli import main as opensteady
-from opensteady.sim.runner import run_scenario
+from opensteady.host.simrig import run_scenario
 from opensteady.sim.scenario import Subject, load_scenario
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_track_crossing_in_micropython_firmware_matches_inprocess():
     sc = _short("track-crossing", 3.5)
     m = run_scenario(sc, firmware="micropython").metrics
     assert m["firmware"] == "micropython"
-    assert m["mode_acked"] and m["faults"] == []
+    assert m["mode_reached"] and m["faults"] == []
     assert m["frames_in_view"] >= 30
     assert m["tracking_lost_frac"] < 0.2
     assert m["tracking_rms_frac"] < 0.1  # the subject stands still in this part

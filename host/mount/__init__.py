@@ -13,9 +13,11 @@ name       protocol                                        module
 opensteady OpenSteady wire protocol via host.link.Link     host.mount.opensteady
 simplebgc  SimpleBGC Serial API v2                         host.mount.simplebgc
 mavlink    MAVLink Gimbal Protocol v2 (pymavlink)          host.mount.mavlink
-sim        OpenSteady protocol over the simulated UART     host.mount.sim
 none       nothing (dry run)                               host.mount.backend
 ========== =============================================== =========================
+
+``--sim`` (host/simrig.py) uses the opensteady backend over the simulated
+rig's serial port; ``--gimbal sim`` names that choice.
 
     mount = Mount(create_backend("simplebgc", "/dev/ttyUSB0"))
     mount.open()
@@ -56,10 +58,7 @@ def create_backend(kind, port=None, baud=115200, **options):
         from opensteady.host.mount.mavlink import MavlinkBackend
 
         return MavlinkBackend(port, baud=baud, **options)
-    session = options.get("session")
-    if session is None:
-        raise ValueError("--gimbal sim comes with the simulator's camera: use --sim")
-    return session.backend()
+    raise ValueError("--gimbal sim is the simulated rig's port, which comes with its camera: use --sim")
 
 
 class Mount:

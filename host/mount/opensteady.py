@@ -1,14 +1,15 @@
 """OpenSteady firmware driver: the wire protocol through host.link.Link.
 
-On open it handshakes (Link does) and switches the firmware to MODE_TRACK;
-setpoints go out as MSG_SETPOINT with the flags SetpointCommand.to_protocol()
-chooses. Telemetry arrives in 0.01 deg units and is converted to degrees.
-The firmware refuses MODE_TRACK until its gyro calibration is done, and a
-reconnected board boots in another mode, so while telemetry reports any mode
-but track, MODE_TRACK is asked for again every ``mode_retry_s``.
+On open it handshakes (Link does) and asks the firmware for its mode
+(``mode``, track by default); setpoints go out as MSG_SETPOINT with the
+flags SetpointCommand.to_protocol() chooses. Telemetry arrives in 0.01 deg
+units and is converted to degrees. The firmware refuses a mode until its
+gyro calibration is done, and a reconnected board boots in another mode, so
+while telemetry reports any other mode the request is repeated every
+``mode_retry_s``.
 
-``link`` may be any object with Link's interface (the simulator passes one
-that carries the same bytes over its simulated UART).
+``link`` may be any object with Link's interface; the simulated rig passes a
+real Link whose port carries the bytes over its simulated UART.
 """
 
 from opensteady.firmware import protocol as p
@@ -37,15 +38,22 @@ def telemetry_from_fields(fields):
 class OpenSteadyBackend(MountBackend):
     name = "opensteady"
 
-    def __init__(self, url, baud=115200, handshake=True, link=None, mode_retry_s=0.5):
+    def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5):
         if link is None:
             from opensteady.host.link import Link
 
             link = Link(url, baud=baud, handshake=handshake, reconnect=True)
+        if mode not in p.MODE_NAMES:
+            raise ValueError("mode %r: unknown, expected one of %s" % (mode, ", ".join(p.MODE_NAMES)))
         self.link = link
+        self.mode = mode
+        self._mode_id = p.MODE_NAMES.index(mode)
         self.mode_retry_s = mode_retry_s
         self.telemetry = None
         self.faults = []  # FAULT messages received, newest last
+        self.telemetry_frames = 0
+        self.fault_flags_seen = 0  # every fault bit seen in telemetry or a FAULT message
+        self.mode_reached = False  # telemetry has reported ``mode`` (acknowledged, or the board's boot mode)
         self._reconnects_seen = 0
         self._mode_retry_at_s = None
         self._safe = False
@@ -56,7 +64,7 @@ class OpenSteadyBackend(MountBackend):
 
     def open(self):
         self.link.open()
-        self.link.send(p.MSG_MODE, p.MODE_TRACK)
+        self.link.send(p.MSG_MODE, self._mode_id)
         self._reconnects_seen = self.link.reconnects
 
     def close(self):
@@ -65,7 +73,7 @@ class OpenSteadyBackend(MountBackend):
     def _after_reconnect(self):
         if self.link.reconnects != self._reconnects_seen and self.link.connected:
             self._reconnects_seen = self.link.reconnects
-            self.link.send(p.MSG_MODE, p.MODE_TRACK)
+            self.link.send(p.MSG_MODE, self._mode_id)
 
     def send_setpoint(self, cmd, t_s):
         flags, yaw, pitch, roll = cmd.to_protocol()
@@ -78,16 +86,20 @@ class OpenSteadyBackend(MountBackend):
             if msg_id == p.MSG_TELEMETRY:
                 if fields["mode"] >= len(p.MODE_NAMES):
                     self.reject("telemetry", "unknown mode %d" % fields["mode"])
-                else:
-                    self.accept_telemetry(telemetry_from_fields(fields))
+                elif self.accept_telemetry(telemetry_from_fields(fields)):
+                    self.telemetry_frames += 1
+                    self.fault_flags_seen |= fields["fault_flags"]
+                    if self.telemetry["mode"] == self.mode:
+                        self.mode_reached = True
             elif msg_id == p.MSG_FAULT:
                 self.faults.append(fields)
+                self.fault_flags_seen |= fields["fault_flags"]
         self._after_reconnect()
         if not self.link.connected:
             self.telemetry = None
-        elif self.telemetry is not None and self.telemetry["mode"] != "track" and not self._safe:
+        elif self.telemetry is not None and self.telemetry["mode"] != self.mode and not self._safe:
             if self._mode_retry_at_s is None or t_s >= self._mode_retry_at_s:
-                self.link.send(p.MSG_MODE, p.MODE_TRACK)
+                self.link.send(p.MSG_MODE, self._mode_id)
                 self._mode_retry_at_s = t_s + self.mode_retry_s
         return self.telemetry
 

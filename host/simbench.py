@@ -1,6 +1,6 @@
 """Simulator benchmarks (``opensteady bench sim``), the figures in docs/benchmarks.md "## Simulator".
 
-    python -m sim.bench --repeat 3 [--json]
+    python -m opensteady.host.simbench --repeat 3 [--json]
 
 1. realtime factor of physics + in-process firmware at 1 kHz (stabilize-walking, no camera);
 2. the same with the firmware in the MicroPython binary;
@@ -67,7 +67,7 @@ def tick_breakdown(ticks=3000):
 
 
 def measure(repeat=1):
-    from opensteady.sim.runner import run_scenario
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario
 
     walking = load_scenario("stabilize-walking")

@@ -5,6 +5,10 @@ the frame, real vision in the loop, firmware in-process) for 10 simulated
 seconds, prints the metrics and writes ./opensteady-sim.png. No camera, board
 or GPU needed.
 
+The run is the application's own host loop (host/loop.py: TrackingPipeline,
+mount, OpenSteady backend and link) on the simulated rig (host/simrig.py),
+so ``opensteady track --sim --scenario X --seed N`` reports the same metrics.
+
     opensteady sim
     opensteady sim --scenario stabilize-walking --firmware micropython --json
     opensteady sim --scenario track-crossing --baseline --plot out.png
@@ -29,6 +33,8 @@ def add_arguments(parser):
     parser.add_argument("--firmware", choices=("inprocess", "micropython"), default="inprocess",
                         help="run the firmware in this Python process or in the real MicroPython binary")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are repeatable per seed)")
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="host settings, as for `opensteady track` (framing, tracker, vision)")
     parser.add_argument("--tracker", choices=("opensteady", "baseline"),
                         help="tracker on the host side (default: the scenario's, normally opensteady)")
     parser.add_argument("--baseline", action="store_true",
@@ -87,20 +93,26 @@ def run(args):
     if plot_path and not os.path.isdir(os.path.dirname(os.path.abspath(plot_path))):
         return _fail("cannot write the plot %r: its folder does not exist" % plot_path)
 
+    from opensteady.host.config import ConfigError, build_pipeline_config, load_config
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.firmware_runner import FirmwareError
-    from opensteady.sim.runner import run_scenario
+
+    try:
+        pipeline_config = build_pipeline_config(load_config(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
 
     progress = not args.no_progress and sys.stderr.isatty()
     out = sys.stdout
     try:
         result = run_scenario(scenario, firmware=args.firmware, seed=args.seed, face_image=face_image,
-                              tracker=args.tracker, progress=progress)
+                              tracker=args.tracker, progress=progress, pipeline_config=pipeline_config)
         metrics = result.metrics
         if args.baseline:
             if not scenario.uses_vision:
                 return _fail("--baseline needs a tracking scenario (this one has no camera subjects)")
             base = run_scenario(scenario, firmware=args.firmware, seed=args.seed, face_image=face_image,
-                                tracker="baseline", progress=progress)
+                                tracker="baseline", progress=progress, pipeline_config=pipeline_config)
             b = base.metrics["tracking_rms_frac"]
             metrics["baseline_tracking_rms_frac"] = b
             metrics["baseline_tracking_lost_frac"] = base.metrics["tracking_lost_frac"]

@@ -1,0 +1,63 @@
+"""The one per-frame host loop: frame -> TrackingPipeline -> setpoint -> gimbal.
+
+Every path that closes the loop runs this class: ``opensteady track`` with a
+camera, a video file or the simulated rig, ``opensteady sim`` scenarios (with
+or without vision) and the benchmarks. Its parts are the capture source
+(``host.capture``, or ``host.simrig``'s simulated camera), the
+``host.pipeline.TrackingPipeline`` and the mount frontend
+(``host.mount.Mount`` over a backend and its port). The simulator supplies
+only what a real rig does: frames on its own time and a serial port.
+
+    loop = HostLoop(source, pipeline, mount, clock=time.monotonic)
+    while not loop.ended:
+        step = loop.step()          # None when no frame came within idle_wait_s
+        if step is not None:
+            print(step.out.setpoint, step.bytes_written)
+
+Per frame: poll the gimbal (heartbeats, mode handshake and telemetry happen
+inside the backend and link), run the pipeline with that telemetry, send the
+setpoint. With no frame, the gimbal is still polled, so its failsafe stays
+fed and telemetry keeps flowing. ``clock`` is the only time source; the
+simulated rig passes its simulated clock.
+"""
+
+import time
+from dataclasses import dataclass
+
+IDLE_WAIT_S = 0.02  # the longest wait for a frame before the gimbal is polled anyway
+
+
+@dataclass
+class LoopStep:
+    frame: object  # host.capture.Frame
+    out: object  # host.pipeline.PipelineOutput
+    sent_s: float  # clock time the setpoint was handed to the mount
+    bytes_written: int  # 0 when the port was down (or for the ``none`` gimbal)
+
+
+class HostLoop:
+    def __init__(self, source, pipeline, mount, clock=time.monotonic, idle_wait_s=IDLE_WAIT_S):
+        self.source = source
+        self.pipeline = pipeline
+        self.mount = mount
+        self.clock = clock
+        self.idle_wait_s = idle_wait_s
+
+    @property
+    def ended(self):
+        """True once the source has no more frames (a file or a scenario ran out)."""
+        return self.source.ended
+
+    def step(self):
+        """Wait for one frame and process it; returns a LoopStep, or None when no frame came."""
+        frame = self.source.latest(timeout_s=self.idle_wait_s)
+        if frame is None:
+            self.mount.poll(self.clock())
+            return None
+        for gesture in frame.gestures:
+            self.pipeline.inject_gesture(gesture)
+        telemetry = self.mount.poll(self.clock())
+        out = self.pipeline.step(frame.rgb, frame.t_s, telemetry)
+        sent_s = self.clock()
+        n = self.mount.send(out.setpoint, sent_s)
+        return LoopStep(frame, out, sent_s, n)

@@ -1,0 +1,128 @@
+"""One host loop for every path, and imports that point one way.
+
+- ``opensteady sim`` and ``opensteady track --sim`` run the same loop
+  (host/loop.py) on the same simulated rig, so they print the same metrics;
+- the loop talks to the simulated firmware the way it talks to a board:
+  handshake, mode request, heartbeats and telemetry through host.link;
+- nothing in sim/ imports the host application; vision and firmware import
+  neither; sim/ imports vision only where it finds the face in a photo.
+"""
+
+import ast
+import json
+import pathlib
+
+import pytest
+
+from opensteady.firmware import protocol as p
+from opensteady.sim.scenario import load_scenario, scenario_path
+from tests.micropython import ROOT
+from tests.test_host_track import json_lines, opensteady
+
+
+def _short_scenario(tmp_path, name, seconds):
+    text = pathlib.Path(scenario_path(name)).read_text()
+    assert "\nseconds = 10.0\n" in text
+    path = tmp_path / ("%s-short.toml" % name)
+    path.write_text(text.replace("\nseconds = 10.0\n", "\nseconds = %s\n" % seconds))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_sim_and_track_sim_print_the_same_metrics(tmp_path):
+    scenario = _short_scenario(tmp_path, "track-crossing", 3.5)
+    sim = opensteady("sim", "--scenario", scenario, "--seed", "3", "--json", "--no-progress")
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    a = json.loads(sim.stdout.splitlines()[-1])
+    track = opensteady("track", "--sim", "--scenario", scenario, "--seed", "3", "--headless", "--json", "--no-log")
+    assert track.returncode == 0, track.stderr[-2000:]
+    b = json_lines(track.stdout)[-1]["sim"]
+    assert a["frames"] > 30 and a["tracking_rms_frac"] is not None
+    assert abs(a["tracking_rms_frac"] - b["tracking_rms_frac"]) <= 1e-6
+    timing = ("wall_seconds", "realtime_factor", "cpu_seconds", "realtime_factor_cpu")
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+def test_stabilize_run_keeps_the_firmware_fed_with_heartbeats_alone():
+    """No camera: the loop only polls the gimbal; Link's heartbeats keep the failsafe quiet, on simulated time."""
+    from opensteady.host.simrig import run_scenario
+
+    m = run_scenario(load_scenario("stabilize-still", overrides={"seconds": 2.5, "warmup_s": 1.5})).metrics
+    assert m["frames"] == 0 and m["mode_reached"]
+    assert m["faults"] == []  # no link_lost: heartbeats every 100 ms
+    assert 18 <= m["heartbeats_sent"] <= 26  # 2.5 s at 10 Hz, less the mode requests that count as traffic
+    assert m["telemetry_frames"] > 50
+
+
+def test_the_rig_handshakes_like_a_board_on_simulated_time():
+    from opensteady.host.simrig import open_rig
+
+    rig, pipeline, mount = open_rig(load_scenario("stabilize-still"))
+    try:
+        mount.open()  # version request, answered by the simulated firmware through the simulated UART
+        link = mount.backend.link
+        assert link.version["protocol_version"] == p.PROTOCOL_VERSION
+        assert 0 < rig.clock() < 0.05  # the handshake took simulated time, not wall time
+    finally:
+        mount.close(rig.clock())
+        rig.close()
+
+
+# --- imports ------------------------------------------------------------------------
+
+PACKAGES = ("host", "vision", "sim", "firmware")
+
+
+def _imports(path):
+    """Every module a file imports, at any depth, relative imports resolved within opensteady."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ["opensteady", *path.relative_to(ROOT).parent.parts]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.append((name, node.lineno))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            out.append((str(node.args[0].value), node.lineno))
+    return out
+
+
+def _layer(module):
+    parts = module.split(".")
+    if parts[0] == "opensteady" and len(parts) > 1 and parts[1] in PACKAGES:
+        return parts[1]
+    if parts[0] in PACKAGES:  # a bare top-level import would bypass the namespace
+        return parts[0]
+    return None
+
+
+def _violations(package, allowed):
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for module, line in _imports(path):
+            layer = _layer(module)
+            if layer is not None and layer != package and not allowed(layer, path):
+                bad.append("%s:%d imports %s" % (path.relative_to(ROOT), line, module))
+    return bad
+
+
+def test_imports_point_one_way():
+    # host -> sim -> firmware; host -> vision; sim -> vision only to find the face in a photo
+    assert _violations("sim", lambda layer, path: layer == "firmware"
+                       or (layer == "vision" and path.name == "world.py")) == []
+    assert _violations("vision", lambda layer, path: False) == []
+    assert _violations("firmware", lambda layer, path: False) == []
+
+
+def test_sim_never_names_the_host_application():
+    # also catches a module name built in a string for importlib
+    hits = [str(path.relative_to(ROOT)) for path in (ROOT / "sim").rglob("*.py")
+            if "opensteady.host" in path.read_text() or "from host" in path.read_text()]
+    assert hits == []
