@@ -64,8 +64,9 @@ class CameraSource:
 
     live = True
 
-    def __init__(self, index, width=640, height=480, fps=30, retry_s=1.0):
+    def __init__(self, index, width=640, height=480, fps=30, retry_s=1.0, clock=time.monotonic):
         self.index = index
+        self.clock = clock  # stamps t_s
         self.width, self.height, self.fps = width, height, fps
         self.retry_s = retry_s
         self.cap = None
@@ -92,7 +93,7 @@ class CameraSource:
         ok, bgr = self.cap.read()
         if not ok or bgr is None:
             raise CaptureError("camera %d stopped delivering frames (unplugged?)" % self.index)
-        t_s = time.monotonic()
+        t_s = self.clock()
         grabbed = time.perf_counter()
         self.count += 1
         return Frame(_to_rgb(bgr), t_s, self.count - 1, grabbed)
@@ -108,7 +109,7 @@ class VideoFileSource:
 
     live = False
 
-    def __init__(self, path, paced=True, loop=False):
+    def __init__(self, path, paced=True, loop=False, clock=time.monotonic, sleep=time.sleep):
         if not os.path.exists(path):
             raise CaptureError("video file %s does not exist" % path)
         self.path = path
@@ -118,6 +119,7 @@ class VideoFileSource:
         self.fps = 30.0
         self.index = 0
         self._start_wall = None
+        self.clock, self.sleep = clock, sleep  # pacing only: a test passes a fake clock that sleep advances
         self.description = "video %s" % os.path.basename(path)
 
     def open(self):
@@ -135,11 +137,11 @@ class VideoFileSource:
         if self.paced:
             # Play in real time: wait until this frame's time in the file comes round.
             if self._start_wall is None:
-                self._start_wall = time.monotonic()
+                self._start_wall = self.clock()
             due = self._start_wall + self.index / self.fps
-            delay = due - time.monotonic()
+            delay = due - self.clock()
             if delay > 0:
-                time.sleep(delay)
+                self.sleep(delay)
         ok, bgr = self.cap.read()
         if not ok or bgr is None:
             if not self.loop or self.index == 0:

@@ -31,20 +31,21 @@ def _clean(value):
 
 
 class SessionLog:
-    def __init__(self, path, fsync_interval_s=1.0):
+    def __init__(self, path, fsync_interval_s=1.0, clock=time.monotonic):
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         self.path = path
         self.fsync_interval_s = fsync_interval_s
         self._f = open(path, "w", encoding="utf-8", buffering=1)
-        self._last_sync = time.monotonic()
+        self._clock = clock  # paces the fsyncs only
+        self._last_sync = clock()
         self.records = 0
 
     def write(self, record):
         self._f.write(json.dumps(_clean(record), separators=(",", ":")) + "\n")
         self._f.flush()
         self.records += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last_sync >= self.fsync_interval_s:
             os.fsync(self._f.fileno())
             self._last_sync = now

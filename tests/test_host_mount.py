@@ -332,9 +332,14 @@ def decode_opensteady(data):
     return out
 
 
+def STILL():
+    """The link's clock in these tests: time stands still, so no heartbeat interleaves (they are tested in test_link)."""
+    return 0.0
+
+
 def test_opensteady_backend_sends_mode_and_setpoints_and_reads_telemetry():
     with pty_pair() as (dev, path):
-        backend = OpenSteadyBackend(path, handshake=False)
+        backend = OpenSteadyBackend(path, handshake=False, clock=STILL)
         mount = Mount(backend)
         mount.open()
         cmd = SetpointCommand(yaw_rate_dps=15.0, pitch_rate_dps=-2.5)
@@ -357,7 +362,7 @@ def test_opensteady_backend_sends_mode_and_setpoints_and_reads_telemetry():
 
 
 def test_opensteady_backend_over_loop_url():
-    backend = OpenSteadyBackend("loop://", handshake=False)
+    backend = OpenSteadyBackend("loop://", handshake=False, clock=STILL)
     backend.open()
     cmd = SetpointCommand(yaw_rate_dps=-3.0, roll_deg=90.0)
     backend.send_setpoint(cmd, 0.0)
@@ -379,7 +384,7 @@ def test_create_backend_errors_name_the_problem():
 
 def test_opensteady_backend_asks_for_track_mode_until_the_firmware_reports_it():
     with pty_pair() as (dev, path):
-        backend = OpenSteadyBackend(path, handshake=False, mode_retry_s=0.5)
+        backend = OpenSteadyBackend(path, handshake=False, mode_retry_s=0.5, clock=STILL)
         backend.open()
         assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
         lock = [p.MODE_LOCK, 3, 0] + [0] * 12 + [100]  # calibrated, motors on, but in lock mode (NACKed before)

@@ -5,7 +5,6 @@ import os
 import pty
 import select
 import threading
-import time
 import tty
 
 import pytest
@@ -28,10 +27,11 @@ class PtyDevice:
 
     ``answer`` decides what it does with a VERSION_REQUEST: "version" replies
     with protocol ``protocol_version``; raw bytes are written as they are;
-    None stays silent.
+    None stays silent. It serves requests on its own thread, or, with
+    ``threaded=False``, only when :meth:`serve` is called (see DeviceClock).
     """
 
-    def __init__(self, answer="version", protocol_version=p.PROTOCOL_VERSION):
+    def __init__(self, answer="version", protocol_version=p.PROTOCOL_VERSION, threaded=True):
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         # Keep our own slave fd open: with no slave open, reads on the master fail (EIO).
@@ -41,33 +41,58 @@ class PtyDevice:
         self.received = []
         self.parser = p.Parser()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._thread = None
+        if threaded:
+            self._thread = threading.Thread(target=self._serve, daemon=True)
+            self._thread.start()
 
     def _serve(self):
         while not self._stop.is_set():
             ready, _, _ = select.select([self.master], [], [], 0.02)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.master, 256)
-            except OSError:
+            if ready and self._handle_input() is None:
                 return
-            for b in data:
-                m = self.parser.feed(b)
-                if m < 0:
-                    continue
-                fields = p.decode(m, self.parser.payload())
-                self.received.append((m, fields))
-                if m == p.MSG_VERSION_REQUEST and self.answer is not None:
-                    reply = self.answer
-                    if reply == "version":
-                        reply = p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, self.protocol_version, 0, 1, 0, 1, 3))
-                    os.write(self.master, reply)
+
+    def serve(self):
+        """Answer whatever the host has sent so far, without waiting for more.
+
+        Returns once any reply is readable on the host's side of the pty, so a
+        read by the host after this call finds it (bounded by a long I/O cap).
+        """
+        if not select.select([self.master], [], [], 0)[0]:
+            return
+        if self._handle_input():
+            select.select([self._slave], [], [], 2.0)
+
+    def pending_for_host(self):
+        """True while bytes wait on the host's side of the pty."""
+        return bool(select.select([self._slave], [], [], 0)[0])
+
+    def _handle_input(self):
+        """Read what arrived and reply; True if a reply was written, None when the pty is gone."""
+        try:
+            data = os.read(self.master, 256)
+        except OSError:
+            return None
+        replied = False
+        for b in data:
+            m = self.parser.feed(b)
+            if m < 0:
+                continue
+            fields = p.decode(m, self.parser.payload())
+            self.received.append((m, fields))
+            if m == p.MSG_VERSION_REQUEST and self.answer is not None:
+                reply = self.answer
+                if reply == "version":
+                    reply = p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, self.protocol_version, 0, 1, 0, 1, 3))
+                os.write(self.master, reply)
+                replied = True
+        return replied
 
     def wait_for(self, predicate, polls=400):
         """Wait (bounded by a poll count) until predicate(received) holds."""
         for _ in range(polls):
+            if self._thread is None:
+                self.serve()
             if predicate(self.received):
                 return
             select.select([], [], [], 0.005)
@@ -78,9 +103,44 @@ class PtyDevice:
 
     def close(self):
         self._stop.set()
-        self._thread.join(1)
+        if self._thread is not None:
+            self._thread.join(1)
         os.close(self.master)
         os.close(self._slave)
+
+
+class DeviceClock:
+    """The link's clock in handshake tests: simulated seconds that pass only while the line is idle.
+
+    Each reading first lets the (unthreaded) device answer what it has
+    received; time advances by ``step_s`` only when no byte waits for the
+    host. So a device's answer always arrives "before" any deadline that is
+    more than a few steps away, and a silent device reaches the deadline
+    after a fixed number of readings: the outcome never depends on how fast
+    the machine is.
+    """
+
+    def __init__(self, device=None, step_s=0.05):
+        self.device = device
+        self.step_s = step_s
+        self.t_s = 0.0
+        self.readings = 0
+
+    def __call__(self):
+        self.readings += 1
+        if self.device is not None:
+            self.device.serve()
+            if self.device.pending_for_host():
+                return self.t_s
+        self.t_s += self.step_s
+        return self.t_s
+
+
+def patient_clock():
+    """For a device on its own thread: 1 ms of link time per reading, so a 1.5 s handshake
+    deadline lies 1500 readings (each a read that may wait 20 ms) away; it is never what
+    decides whether an answering device is heard."""
+    return DeviceClock(step_s=0.001)
 
 
 @pytest.fixture
@@ -102,7 +162,7 @@ def wait_for(predicate, link, polls=400):
 
 
 def test_handshake_setpoint_and_telemetry_over_a_pty(device):
-    with Link(device.slave_name) as link:
+    with Link(device.slave_name, clock=patient_clock()) as link:
         assert link.version["protocol_version"] == p.PROTOCOL_VERSION
         assert link.version["capabilities"] == 3
         link.send_setpoint(p.SP_YAW_IS_RATE, 1500, -250.4, 1e9)
@@ -115,7 +175,7 @@ def test_handshake_setpoint_and_telemetry_over_a_pty(device):
 
 
 def test_spy_url_hexdumps_traffic(device, capsys):
-    with Link("spy://%s" % device.slave_name) as link:
+    with Link("spy://%s" % device.slave_name, clock=patient_clock()) as link:
         link.send(p.MSG_MODE, p.MODE_TRACK)
     err = capsys.readouterr().err
     assert "TX" in err and "A5 5A 01" in err  # the MODE frame, hexdumped
@@ -136,10 +196,16 @@ def test_permission_denied_explains_the_dialout_group(monkeypatch):
 
 
 def test_silent_board_is_no_response():
-    dev = PtyDevice(answer=None)
+    dev = PtyDevice(answer=None, threaded=False)
+    clock = DeviceClock(dev)
     try:
         with pytest.raises(NoResponse, match="nothing answered"):
-            Link(dev.slave_name, handshake_timeout_s=0.3).open()
+            Link(dev.slave_name, handshake_timeout_s=0.3, clock=clock).open()
+        # the version request was repeated every 0.25 s of the link's clock until the 0.3 s deadline
+        dev.wait_for(lambda r: len(r) >= 2)
+        assert [m for m, _ in dev.received] == [p.MSG_VERSION_REQUEST] * 2
+        # the deadline was set at the second reading (0.1 s): the link gave up at the first reading past 0.4 s
+        assert clock.t_s == pytest.approx(0.45)
     finally:
         dev.close()
 
@@ -153,10 +219,10 @@ def test_silent_board_is_no_response():
     ],
 )
 def test_other_firmware_is_diagnosed(answer, hint):
-    dev = PtyDevice(answer=answer)
+    dev = PtyDevice(answer=answer, threaded=False)
     try:
         with pytest.raises(WrongFirmware, match=hint):
-            Link(dev.slave_name, handshake_timeout_s=0.4).open()
+            Link(dev.slave_name, handshake_timeout_s=0.4, clock=DeviceClock(dev)).open()
     finally:
         dev.close()
 
@@ -166,24 +232,25 @@ def test_mavlink_device_is_diagnosed():
 
     mav = mavlink.MAVLink(None, srcSystem=1, srcComponent=154)
     heartbeat = mav.heartbeat_encode(26, 0, 0, 0, 0).pack(mav)
-    dev = PtyDevice(answer=heartbeat)
+    dev = PtyDevice(answer=heartbeat, threaded=False)
     try:
         with pytest.raises(WrongFirmware, match="mavlink"):
-            Link(dev.slave_name, handshake_timeout_s=0.4).open()
+            Link(dev.slave_name, handshake_timeout_s=0.4, clock=DeviceClock(dev)).open()
     finally:
         dev.close()
 
 
 def test_loopback_is_not_mistaken_for_a_device():
+    # loop:// hands our own bytes back at once, so the echo is there before the clock moves on
     with pytest.raises(WrongFirmware, match="echoes"):
-        Link("loop://", handshake_timeout_s=0.3).open()
+        Link("loop://", handshake_timeout_s=0.3, clock=DeviceClock()).open()
 
 
 def test_protocol_version_mismatch():
-    dev = PtyDevice(protocol_version=p.PROTOCOL_VERSION + 1)
+    dev = PtyDevice(protocol_version=p.PROTOCOL_VERSION + 1, threaded=False)
     try:
         with pytest.raises(ProtocolVersionMismatch, match="v%d" % (p.PROTOCOL_VERSION + 1)):
-            Link(dev.slave_name).open()
+            Link(dev.slave_name, clock=DeviceClock(dev)).open()
     finally:
         dev.close()
 
@@ -192,7 +259,7 @@ def test_reconnects_when_the_device_disappears_and_comes_back(tmp_path):
     path = tmp_path / "ttyGIMBAL"
     first = PtyDevice()
     path.symlink_to(first.slave_name)
-    link = Link(str(path), reconnect_interval_s=0.0)
+    link = Link(str(path), reconnect_interval_s=0.0, clock=patient_clock())
     link.open()
     assert link.connected
     # unplug: the device node vanishes
@@ -222,7 +289,8 @@ def test_reconnecting_to_a_silent_device_never_blocks_the_caller(tmp_path):
     path = tmp_path / "ttyGIMBAL"
     first = PtyDevice()
     path.symlink_to(first.slave_name)
-    link = Link(str(path), reconnect_interval_s=0.0, handshake_timeout_s=30.0)
+    clock = DeviceClock(step_s=0.0)  # time stands still: no deadline can pass during the polls
+    link = Link(str(path), reconnect_interval_s=0.0, handshake_timeout_s=1.0, clock=clock)
     link.open()
     first.close()
     path.unlink()
@@ -233,8 +301,8 @@ def test_reconnecting_to_a_silent_device_never_blocks_the_caller(tmp_path):
         for _ in range(20):
             assert link.poll() == []
             assert link.send(p.MSG_MODE, p.MODE_TRACK) == -1  # nothing but version requests yet
-        # twenty polls returned long before the 30 s handshake deadline: none of them waited for it
-        assert not link.connected and time.monotonic() < link._hs_deadline_s
+        # twenty polls returned while the handshake deadline was still ahead: none of them waited for it
+        assert not link.connected and clock.t_s < link._hs_deadline_s
         silent.wait_for(lambda r: any(m == p.MSG_VERSION_REQUEST for m, _ in r))
     finally:
         link.close()
@@ -244,7 +312,7 @@ def test_reconnecting_to_a_silent_device_never_blocks_the_caller(tmp_path):
 def test_link_over_a_port_object_from_a_factory():
     dev = PtyDevice()
     try:
-        link = Link("pty", port_factory=lambda: serial.Serial(dev.slave_name, timeout=0))
+        link = Link("pty", port_factory=lambda: serial.Serial(dev.slave_name, timeout=0), clock=patient_clock())
         link.open()
         assert link.connected and link.version["fw_minor"] == 1
         link.close()
@@ -253,6 +321,6 @@ def test_link_over_a_port_object_from_a_factory():
 
 
 def test_heartbeat_is_sent_when_the_host_is_otherwise_quiet(device):
-    with Link(device.slave_name, heartbeat_interval_s=0.0) as link:
+    with Link(device.slave_name, heartbeat_interval_s=0.0, clock=patient_clock()) as link:
         link.poll()
         device.wait_for(lambda r: any(m == p.MSG_HEARTBEAT and f[0] == p.ROLE_HOST for m, f in r))

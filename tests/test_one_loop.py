@@ -126,3 +126,36 @@ def test_sim_never_names_the_host_application():
     hits = [str(path.relative_to(ROOT)) for path in (ROOT / "sim").rglob("*.py")
             if "opensteady.host" in path.read_text() or "from host" in path.read_text()]
     assert hits == []
+
+
+# --- time is passed in ----------------------------------------------------------------
+
+class FakeClock:
+    """Seconds that pass only when the code under test sleeps."""
+
+    def __init__(self):
+        self.t_s = 100.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.t_s
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.t_s += s
+
+
+def test_a_paced_video_plays_on_the_clock_it_is_given(tmp_path):
+    from opensteady.host.capture import VideoFileSource
+    from opensteady.host.track_bench import write_astronaut_video
+
+    path = write_astronaut_video(tmp_path / "five.avi", 5, fps=20.0)
+    clock = FakeClock()
+    source = VideoFileSource(str(path), paced=True, clock=clock, sleep=clock.sleep)
+    source.open()
+    frames = [source.read() for _ in range(3)]
+    clock.t_s += 0.2  # the caller was slow: the next frame is already late, so no wait
+    frames.append(source.read())
+    source.close()
+    assert [f.t_s for f in frames] == [0.0, 0.05, 0.1, 0.15]
+    assert clock.sleeps == pytest.approx([0.05, 0.05])

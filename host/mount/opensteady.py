@@ -9,8 +9,12 @@ while telemetry reports any other mode the request is repeated every
 ``mode_retry_s``.
 
 ``link`` may be any object with Link's interface; the simulated rig passes a
-real Link whose port carries the bytes over its simulated UART.
+real Link whose port carries the bytes over its simulated UART. Otherwise
+the Link is built here on ``clock`` (its heartbeats, handshake deadline and
+reconnections run on it; tests pass a fake clock).
 """
+
+import time
 
 from opensteady.firmware import protocol as p
 from opensteady.host.mount.backend import MountBackend
@@ -38,11 +42,12 @@ def telemetry_from_fields(fields):
 class OpenSteadyBackend(MountBackend):
     name = "opensteady"
 
-    def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5):
+    def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5,
+                 clock=time.monotonic):
         if link is None:
             from opensteady.host.link import Link
 
-            link = Link(url, baud=baud, handshake=handshake, reconnect=True)
+            link = Link(url, baud=baud, handshake=handshake, reconnect=True, clock=clock)
         if mode not in p.MODE_NAMES:
             raise ValueError("mode %r: unknown, expected one of %s" % (mode, ", ".join(p.MODE_NAMES)))
         self.link = link
