@@ -1,6 +1,7 @@
 """Simulator benchmarks (``opensteady bench sim``), the figures in docs/benchmarks.md "## Simulator".
 
     python -m opensteady.host.simbench --repeat 3 [--json]
+    python -m opensteady.host.simbench --scenarios --seeds 4     # per scenario and seed, JSON lines
 
 1. realtime factor of physics + in-process firmware at 1 kHz (stabilize-walking, no camera);
 2. the same with the firmware in the MicroPython binary;
@@ -15,6 +16,12 @@ start) against the simulated time, by the wall clock (``rtf_*``) and by this
 process's CPU time (``rtf_cpu_*``, which other load on the machine disturbs
 less; the micropython figure's CPU time excludes the child process). The machine's load average is printed
 beside them because the machine is shared.
+
+``--scenarios`` prints, for every bundled scenario and seeds 0..N-1, the
+tracking figures (``tracking_rms_frac``, lost and wrong-target fractions; on
+the track-crossing scenarios also the baseline's) or, for the stabilize
+scenarios, ``camera_jitter_rms_deg`` and the handle's motion. These do not
+depend on the machine's speed: a run is repeatable for a seed.
 """
 
 import argparse
@@ -105,11 +112,39 @@ def measure(repeat=1):
     return out
 
 
+SCENARIO_KEYS = ("scenario", "seed", "tracking_rms_frac", "tracking_lost_frac", "wrong_target_frac",
+                 "camera_jitter_rms_deg", "handle_motion_rms_deg", "faults", "mode_reached")
+
+
+def scenario_figures(seeds, stream=sys.stdout):
+    """One JSON line per bundled scenario and seed (see the module docstring); returns the rows."""
+    from opensteady.host.simrig import run_scenario
+    from opensteady.sim.scenario import load_scenario, scenario_names
+
+    rows = []
+    for name in scenario_names():
+        sc = load_scenario(name)
+        for seed in range(seeds):
+            m = run_scenario(sc, seed=seed).metrics
+            row = {k: m.get(k) for k in SCENARIO_KEYS}
+            if name.startswith("track-crossing"):
+                row["baseline_tracking_rms_frac"] = run_scenario(sc, seed=seed, tracker="baseline").metrics[
+                    "tracking_rms_frac"]
+            rows.append(row)
+            print(json.dumps(row), file=stream, flush=True)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="opensteady bench sim", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scenarios", action="store_true", help="per-scenario tracking and jitter figures instead")
+    parser.add_argument("--seeds", type=int, default=4, help="with --scenarios: seeds 0..N-1")
     args = parser.parse_args(argv)
+    if args.scenarios:
+        scenario_figures(args.seeds)
+        return 0
     if args.repeat < 1:
         print("--repeat must be at least 1", file=sys.stderr)
         return 2
