@@ -1,7 +1,8 @@
 """The simulated gimbal as one steppable object: plant, motors, IMU, link, firmware, camera.
 
-This is what stands in for a real gimbal (``opensteady track --gimbal sim``,
-the scenario runner, tests). Time is simulated and advances only in
+This is what stands in for a real gimbal and its world; the host side
+(``host/simrig.py``) serves it to the host loop as a camera, a serial port
+and a clock. Time is simulated and advances only in
 :meth:`SimGimbal.step_to`; everything is deterministic for a seed.
 
     from opensteady.sim.scenario import load_scenario
