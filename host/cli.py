@@ -30,7 +30,7 @@ SUBCOMMANDS = {
     "flash": ("opensteady.host.flash", "compile the firmware with mpy-cross and copy it to a board"),
     "bench": ("opensteady.host.bench", "run the benchmarks written down in docs/benchmarks.md"),
     "tune": ("opensteady.host.tune", "auto-tune the gimbal's axes (relay experiment on the firmware) and show a step"),
-    "sweep": ("opensteady.sim.sweep", "run a grid of simulator scenarios on Dask and write one CSV row per run"),
+    "sweep": ("opensteady.host.sweep", "run a grid of simulator scenarios on Dask and write one CSV row per run"),
     "replay": ("opensteady.host.replay", "turn a session log (JSON lines) into plots"),
     "gestures": ("opensteady.host.gesture_record", "record your own hand's gestures as a labelled landmark CSV"),
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from opensteady.sim import sweep
+from opensteady.host import sweep
 
 pytest.importorskip("dask.distributed")
 

@@ -1,7 +1,7 @@
 """Scenario sweeps on Dask distributed (``opensteady sweep``): a grid of runs, one CSV row each, a plot.
 
 A grid file names scenarios, seeds and firmware config values; every
-combination is one simulator run (``sim.runner.run_scenario``), executed on a
+combination is one simulator run (``host.simrig.run_scenario``: the host loop on the simulated rig), executed on a
 Dask cluster: a local one on this machine by default (one single-threaded
 worker process per core), or an existing scheduler with ``--address``::
 
@@ -120,7 +120,7 @@ def load_grid(path):
 
 def run_one(run):
     """One grid point on whichever process runs it: a flat row of inputs and metrics."""
-    from opensteady.sim.runner import run_scenario
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario
 
     row = {"scenario": run["scenario"], "seed": run["seed"]}
