@@ -112,11 +112,11 @@ def test_firmware_calibrates_its_sensors_saves_them_and_commutates_on_them():
 
 
 def test_stabilize_walking_foc_meets_the_jitter_goal():
-    from opensteady.sim.runner import run_scenario
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario
 
     m = run_scenario(load_scenario("stabilize-walking-foc"), seed=0).metrics
-    assert m["faults"] == [] and m["mode_acked"]
+    assert m["faults"] == [] and m["mode_reached"]
     assert m["handle_motion_rms_deg"] > 2.0  # the hand really walks
     assert m["camera_jitter_rms_deg"] <= 0.05
 
@@ -124,14 +124,14 @@ def test_stabilize_walking_foc_meets_the_jitter_goal():
 def test_foc_firmware_agrees_inprocess_and_on_micropython():
     import dataclasses
 
-    from opensteady.sim.runner import run_scenario
+    from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario
 
     sc = load_scenario("stabilize-walking-foc")
     sc = dataclasses.replace(sc, seconds=7.5, warmup_s=6.0).validate()
     a = run_scenario(sc, firmware="inprocess", seed=3).metrics
     b = run_scenario(sc, firmware="micropython", seed=3).metrics
-    assert b["mode_acked"] and b["faults"] == []
+    assert b["mode_reached"] and b["faults"] == []
     for key in ("camera_jitter_rms_deg", "handle_motion_rms_deg", "max_motor_effort", "telemetry_frames"):
         assert a[key] == pytest.approx(b[key], abs=1e-6), key
     assert a["final_camera_ypr_deg"] == b["final_camera_ypr_deg"]
