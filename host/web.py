@@ -268,4 +268,6 @@ class WebServer:
 
 
 def _error(web, code, field, message):
+    if not message.startswith(field + ":"):
+        message = "%s: %s" % (field, message)
     return web.json_response({"error": message, "field": field}, status=code)

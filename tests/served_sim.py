@@ -17,7 +17,7 @@ from opensteady.host.serve import Services
 
 TWO_STILL_PEOPLE = """
 name = "two-still-people"
-description = "Two people stand still, 24 deg apart, in front of a still handle."
+description = "Two people stand still, 20 deg apart, in front of a still handle."
 seconds = 600.0
 warmup_s = 0.5
 mode = "track"
@@ -29,13 +29,13 @@ profile = "still"
 name = "left"
 image = "astronaut"
 target = true
-path = [[0.0, -12.0, 2.0, 0.1], [600.0, -12.0, 2.0, 0.1]]
+path = [[0.0, -10.0, 1.2, 0.1], [600.0, -10.0, 1.2, 0.1]]
 
 [[subjects]]
 name = "right"
 image = "astronaut-mirrored"
 target = false
-path = [[0.0, 12.0, 2.0, 0.1], [600.0, 12.0, 2.0, 0.1]]
+path = [[0.0, 10.0, 1.2, 0.1], [600.0, 10.0, 1.2, 0.1]]
 """
 
 
