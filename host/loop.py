@@ -36,7 +36,8 @@ class LoopStep:
 
 
 class HostLoop:
-    def __init__(self, source, pipeline, mount, clock=time.monotonic, idle_wait_s=IDLE_WAIT_S):
+    def __init__(self, source, pipeline, mount, clock=time.monotonic, idle_wait_s=IDLE_WAIT_S, services=None):
+        self.services = services  # host.serve.Services (--serve): remote commands in, manual moves override
         self.source = source
         self.pipeline = pipeline
         self.mount = mount
@@ -57,7 +58,10 @@ class HostLoop:
         for gesture in frame.gestures:
             self.pipeline.inject_gesture(gesture)
         telemetry = self.mount.poll(self.clock())
+        if self.services is not None:
+            self.services.before_step(self.pipeline)
         out = self.pipeline.step(frame.rgb, frame.t_s, telemetry)
         sent_s = self.clock()
-        n = self.mount.send(out.setpoint, sent_s)
+        setpoint = out.setpoint if self.services is None else self.services.setpoint(out.setpoint, out.t_s)
+        n = self.mount.send(setpoint, sent_s)
         return LoopStep(frame, out, sent_s, n)

@@ -55,6 +55,9 @@ def add_arguments(parser):
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     parser.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--motors-off-on-exit", action="store_true", help="switch the motors off at exit")
+    from opensteady.host.serve import add_arguments as add_serve_arguments
+
+    add_serve_arguments(parser)
 
 
 def output_dir_help():
@@ -297,6 +300,15 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             rig.close()
         return 2
 
+    try:
+        services = _start_services(args, settings, pipeline)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        mount.close(clock())
+        pipeline.close()
+        if rig is not None:
+            rig.close()
+        return 2
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     media = MediaOutput(out_dir, settings["camera"]["fps"])
     grabber = source.start() if hasattr(source, "start") else source
@@ -314,7 +326,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                 log.warning("no preview window (%s); running headless", exc)
     if rig is None:
         mount.start_watchdog(clock)  # on simulated time nothing can stall
-    loop = HostLoop(grabber, pipeline, mount, clock=clock)
+    loop = HostLoop(grabber, pipeline, mount, clock=clock, services=services)
 
     stats = Stats()
     started = clock()
@@ -350,6 +362,9 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             e2e_ms = (time.perf_counter() - frame.grabbed_at) * 1e3
             now = clock()
             stats.add(out, e2e_ms, now)
+            if services is not None:
+                services.after_step(frame, out, pipeline, hud_status=status, fps=stats.fps, e2e_ms=e2e_ms,
+                                    link=_link_status(mount))
             for event in out.events:
                 if event.kind == "photo_now":
                     path = media.photo(frame.rgb, frame.index)
@@ -378,6 +393,8 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         sim_result = recorder.result() if recorder is not None else None
+        if services is not None:
+            services.close()
         mount.close(clock(), motors_off=g["motors_off_on_exit"])
         grabber.stop()
         pipeline.close()
@@ -408,6 +425,22 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     if stats.frames == 0 and getattr(grabber, "errors", 0) and code == 0:
         code = 1  # the camera never delivered a frame
     return code
+
+
+def _start_services(args, settings, pipeline):
+    """--serve / --virtual-camera (host.serve); None when neither is asked for."""
+    from opensteady.host.serve import Services
+
+    cam = settings["camera"]
+    services = Services.from_args(args, pipeline.config.framing, cam["width"], cam["height"], cam["fps"])
+    if services is not None:
+        services.start(stream=sys.stderr if args.json else sys.stdout)
+    return services
+
+
+def _link_status(mount):
+    return {"gimbal": mount.name, "connected": mount.connected, "setpoints_sent": mount.setpoints_sent,
+            "bytes_written": mount.bytes_written, "stall_stops": mount.stall_stops, "telemetry": mount.telemetry}
 
 
 def _fmt(v):

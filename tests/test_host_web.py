@@ -147,3 +147,21 @@ def test_websocket_pushes_status_and_takes_commands(sim):
     assert replies[1]["field"] == "x"
     sim.step(1)
     assert sim.pipeline.calibration_point == (0.6, 0.5)
+
+
+def test_track_serve_prints_where_everything_is(capsys):
+    from opensteady.host.cli import main
+
+    code = main(["track", "--sim", "--serve", "--serve-port", "0", "--visca-port", "0", "--headless",
+                 "--max-frames", "3", "--no-log"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "control panel: http://127.0.0.1:" in out and "stream.mjpg" in out and "VISCA over IP: udp://127.0.0.1:" in out
+
+
+def test_track_refuses_to_serve_off_localhost_without_a_token(capsys):
+    from opensteady.host.cli import main
+
+    code = main(["track", "--sim", "--serve", "--serve-host", "0.0.0.0", "--serve-port", "0", "--no-visca",
+                 "--headless", "--max-frames", "1", "--no-log"])
+    assert code == 2 and "--serve-token" in capsys.readouterr().err
