@@ -31,7 +31,7 @@ def add_arguments(parser):
     src.add_argument("--sim", action="store_true", help="use the simulator's virtual camera and gimbal")
     parser.add_argument("--config", metavar="FILE.toml", help="settings file (see docs/config.example.toml)")
     parser.add_argument("--gimbal", choices=("auto", "opensteady", "simplebgc", "mavlink", "sim", "none"),
-                        help="output driver (auto: sim with --sim, opensteady with --port, else none)")
+                        help="output driver (auto: sim with --sim, opensteady with --port, else an OpenSteady board found by its USB IDs, else none)")
     parser.add_argument("--port", metavar="URL", help="serial port or pyserial URL (/dev/ttyACM0, COM3, socket://h:p)")
     parser.add_argument("--baud", type=int, help="serial baud rate (default 115200)")
     parser.add_argument("--calibration", metavar="PRESET|X,Y",
@@ -103,7 +103,8 @@ def apply_flags(settings, args):
         set_value(settings, "gimbal", "motors_off_on_exit", True, "--motors-off-on-exit")
     g = settings["gimbal"]
     if g["driver"] == "auto":
-        g["driver"] = "sim" if args.sim else ("opensteady" if g["port"] else "none")
+        # no --port: look for an OpenSteady board by its USB IDs at start-up (host.autodetect)
+        g["driver"] = "sim" if args.sim else ("opensteady" if g["port"] else "detect")
     if args.sim and g["driver"] != "sim":
         from opensteady.host.config import ConfigError
 
@@ -285,6 +286,8 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     out_dir = output_dir(settings)
     g = settings["gimbal"]
     session = None
+    if g["driver"] == "detect":
+        g["driver"], g["port"] = _detect_board(g["baud"])
     try:
         mount.open()
         if not args.no_log and (args.log or settings["output"]["session_log"]):
@@ -425,6 +428,20 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     if stats.frames == 0 and getattr(grabber, "errors", 0) and code == 0:
         code = 1  # the camera never delivered a frame
     return code
+
+
+def _detect_board(baud):
+    """("opensteady", port) for a board found by USB IDs and handshake, else ("none", "") with a note why."""
+    from opensteady.host.autodetect import BoardNotFound, find_board
+
+    try:
+        port, version = find_board(baud=baud)
+    except BoardNotFound as exc:
+        log.warning("%s Running without a gimbal.", exc)
+        return "none", ""
+    print("OpenSteady board found on %s (firmware %s.%s)" % (port, version.get("fw_major"), version.get("fw_minor")),
+          file=sys.stderr)
+    return "opensteady", port
 
 
 def _start_services(args, settings, pipeline):
