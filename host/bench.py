@@ -9,6 +9,7 @@
     opensteady bench host --markdown   # end-to-end capture-to-bytes latency
     opensteady bench faults            # fuzzed streams, hostile frames, a frozen child, a NaN device
     opensteady bench gestures --csv F  # gesture recall and confusion on labelled hands (--loro: retrain)
+    opensteady bench apps              # stream latency (captured -> served), start-up to first setpoint
 
 Arguments after the suite name go to that suite (``opensteady bench vision --help``).
 
@@ -22,7 +23,7 @@ import json
 import statistics
 import time
 
-SUITES = ("protocol", "firmware", "vision", "sim", "host", "faults", "gestures")
+SUITES = ("protocol", "firmware", "vision", "sim", "host", "faults", "gestures", "apps")
 
 
 def add_arguments(parser):
@@ -212,5 +213,6 @@ def run(args):
 
     module = {"vision": "opensteady.vision.bench", "sim": "opensteady.host.simbench", "host": "opensteady.host.track_bench",
               "faults": "opensteady.host.faultbench",
-              "gestures": "opensteady.vision.gesture_bench"}[args.suite]
+              "gestures": "opensteady.vision.gesture_bench",
+              "apps": "opensteady.host.apps_bench"}[args.suite]
     return int(importlib.import_module(module).main(args.args) or 0)

@@ -2,8 +2,10 @@
 
 With no arguments it runs the ``track-crossing`` scenario (a person crossing
 the frame, real vision in the loop, firmware in-process) for 10 simulated
-seconds, prints the metrics and writes ./opensteady-sim.png. No camera, board
-or GPU needed.
+seconds, and the naive baseline on the same run; it prints the metrics, each
+with what it means and what is good, and writes ./opensteady-sim.png (where the
+face was in the picture against the calibration point, OpenSteady beside the
+baseline). No camera, board or GPU needed.
 
 The run is the application's own host loop (host/loop.py: TrackingPipeline,
 mount, OpenSteady backend and link) on the simulated rig (host/simrig.py),
@@ -50,13 +52,42 @@ def _fail(message, code=EXIT_USAGE):
     return fail("sim", message, code)
 
 
+# name -> (what it means, what is good); printed beside each figure
+EXPLAIN = {
+    "scenario": ("the simulated situation (opensteady sim --list)", None),
+    "firmware": ("where the firmware ran: in this process, or in the real MicroPython VM", None),
+    "tracker": ("what turned camera frames into gimbal commands", None),
+    "sim_seconds": ("simulated time", None),
+    "wall_seconds": ("how long it took on this computer", None),
+    "realtime_factor": ("simulated seconds per real second", "above 1 is faster than real time"),
+    "tracking_rms_frac": ("how far the face sat from the calibration point, RMS, in frame widths",
+                          "lower is better; below 0.05 looks steady on screen"),
+    "tracking_lost_frac": ("share of the time the person was in view but not followed",
+                           "0 is best"),
+    "camera_jitter_rms_deg": ("shake left in the camera after stabilisation (above 0.5 Hz), degrees RMS",
+                              "lower is better; compare with the handle's motion"),
+    "handle_motion_rms_deg": ("how much the hand-held handle moved, degrees RMS", "the disturbance, not a score"),
+    "max_motor_effort": ("the highest motor torque as a share of its peak", "below 1 leaves torque to spare"),
+    "faults": ("faults the firmware reported", "none is good"),
+    "baseline_tracking_rms_frac": ("the same error for a naive tracker (bang-bang steps on the pixel offset)",
+                                   "what OpenSteady should beat"),
+    "tracking_rms_vs_baseline": ("OpenSteady's error divided by the baseline's", "below 1 means OpenSteady framed "
+                                 "better; 0.3 means 70% less error"),
+}
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return "%.4g" % v
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v) or "none"
+    return str(v)
+
+
 def _print_metrics(m, stream):
-    keys = ("scenario", "firmware", "tracker", "sim_seconds", "wall_seconds", "realtime_factor", "tracking_rms_frac",
-            "tracking_lost_frac", "camera_jitter_rms_deg", "handle_motion_rms_deg", "max_motor_effort", "faults",
-            "baseline_tracking_rms_frac", "tracking_rms_vs_baseline")
-    for k in keys:
+    for k, (meaning, good) in EXPLAIN.items():
         if k in m:
-            print("%-28s %s" % (k, m[k]), file=stream)
+            print("%-27s %-10s %s%s" % (k, _fmt(m[k]), meaning, "" if good is None else " (%s)" % good), file=stream)
 
 
 def run(args):
@@ -108,7 +139,8 @@ def run(args):
         result = run_scenario(scenario, firmware=args.firmware, seed=args.seed, face_image=face_image,
                               tracker=args.tracker, progress=progress, pipeline_config=pipeline_config)
         metrics = result.metrics
-        if args.baseline:
+        base = None
+        if args.baseline or (no_args and scenario.uses_vision):
             if not scenario.uses_vision:
                 return _fail("--baseline needs a tracking scenario (this one has no camera subjects)")
             base = run_scenario(scenario, firmware=args.firmware, seed=args.seed, face_image=face_image,
@@ -125,11 +157,14 @@ def run(args):
     if plot_path:
         from opensteady.sim.plot import plot_run
 
-        plot_path = plot_run(result, scenario, plot_path)
+        plot_path = plot_run(result, scenario, plot_path, baseline=base)
         metrics["plot"] = plot_path
     _print_metrics(metrics, out if not args.json else sys.stderr)
     if plot_path:
-        print("plot written to %s" % plot_path, file=out if not args.json else sys.stderr)
+        print("plot written to %s: where the face was in the picture over time against the calibration "
+              "point%s, then stabilisation and motor effort" % (plot_path, ", OpenSteady beside the baseline"
+                                                                if base is not None else ""),
+              file=out if not args.json else sys.stderr)
     if args.json:
         print(json.dumps(metrics), file=out)
     return 0

@@ -134,4 +134,7 @@ def test_no_argument_run_is_the_first_time_user_demo(tmp_path, monkeypatch, caps
     assert opensteady(["sim", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "track-crossing" in out and "tracking_rms_frac" in out
+    # each figure says what it means and what is good; the baseline runs beside OpenSteady
+    assert "frame widths (lower is better" in out and "tracking_rms_vs_baseline" in out
+    assert "OpenSteady beside the baseline" in out
     assert (tmp_path / "opensteady-sim.png").stat().st_size > 10000
