@@ -273,6 +273,8 @@ def _create_backend(settings):
     from opensteady.host.mount import create_backend
 
     g = settings["gimbal"]
+    if g["driver"] == "detect":
+        g["driver"], g["port"] = _detect_board(g["baud"])
     return create_backend(g["driver"], g["port"] or None, g["baud"], **_backend_options(settings))
 
 
@@ -286,8 +288,6 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     out_dir = output_dir(settings)
     g = settings["gimbal"]
     session = None
-    if g["driver"] == "detect":
-        g["driver"], g["port"] = _detect_board(g["baud"])
     try:
         mount.open()
         if not args.no_log and (args.log or settings["output"]["session_log"]):

@@ -9,11 +9,12 @@ stepping on a thread for clients that act on their own (a browser).
 import threading
 
 from opensteady.host.control import Controls
-from opensteady.host.mount import Mount
-from opensteady.host.mount.sim import SimSession
+from opensteady.host.loop import HostLoop
 from opensteady.host.outputs import FrameHub
 from opensteady.host.pipeline import PipelineConfig
 from opensteady.host.serve import Services
+from opensteady.host.simrig import open_rig
+from opensteady.sim.scenario import load_scenario
 
 TWO_STILL_PEOPLE = """
 name = "two-still-people"
@@ -45,16 +46,13 @@ class ServedSim:
         from opensteady.host.visca import ViscaServer
         from opensteady.host.web import WebServer
 
-        self.session = SimSession(scenario, PipelineConfig())
-        self.pipeline = self.session.pipeline
-        framing = self.session.config.framing
+        self.rig, self.pipeline, self.mount = open_rig(load_scenario(scenario), PipelineConfig())
+        framing = self.pipeline.config.framing
         self.controls = Controls(framing.hfov_deg, framing.vfov_deg)
         self.hub = FrameHub()
         self.services = Services(self.controls, self.hub)
-        self.source = self.session.source()
-        self.mount = Mount(self.session.backend())
-        self.mount.open()
         try:
+            self.mount.open()
             if web:
                 self.services.web = WebServer(self.controls, self.hub, web_host, 0, token)
             if visca:
@@ -63,26 +61,28 @@ class ServedSim:
         except Exception:
             self.close()
             raise
+        self.loop = HostLoop(self.rig.camera(), self.pipeline, self.mount, clock=self.rig.clock,
+                             services=self.services)
         self.frames = 0
         self.last = None
         self._stop = threading.Event()
         self._thread = None
 
     def step(self, n=1):
-        for _ in range(n):
-            frame = self.source.latest()
-            if frame is None:
+        """Advance n camera frames through the host loop (as `opensteady track --sim --serve` does)."""
+        done = 0
+        while done < n:
+            if self.loop.ended:
                 raise RuntimeError("the scenario ended")
-            clock = self.session.clock
-            telemetry = self.mount.poll(clock())
-            self.services.before_step(self.pipeline)
-            out = self.pipeline.step(frame.rgb, frame.t_s, telemetry)
-            self.mount.send(self.services.setpoint(out.setpoint, out.t_s), clock())
+            step = self.loop.step()
+            if step is None:
+                continue
             link = {"gimbal": self.mount.name, "connected": self.mount.connected,
                     "setpoints_sent": self.mount.setpoints_sent}
-            self.services.after_step(frame, out, self.pipeline, fps=30.0, e2e_ms=None, link=link)
+            self.services.after_step(step.frame, step.out, self.pipeline, fps=30.0, e2e_ms=None, link=link)
             self.frames += 1
-            self.last = out
+            done += 1
+            self.last = step.out
         return self.last
 
     def run_in_background(self):
@@ -103,6 +103,6 @@ class ServedSim:
         if self._thread is not None:
             self._thread.join(30.0)
         self.services.close()
-        self.mount.close(self.session.clock())
+        self.mount.close(self.rig.clock())
         self.pipeline.close()
-        self.session.close()
+        self.rig.close()
