@@ -25,6 +25,7 @@ from opensteady.host.errors import EXIT_FAILED, EXIT_USAGE, fail
 
 DEFAULT_SCENARIO = "track-crossing"
 DEFAULT_PLOT = "opensteady-sim.png"
+DEFAULT_VIDEO = "opensteady-sim.mp4"
 
 
 def add_arguments(parser):
@@ -43,6 +44,9 @@ def add_arguments(parser):
                         help="also run the naive baseline tracker on the same scenario and seed, and report the ratio")
     parser.add_argument("--plot", metavar="OUT.png",
                         help="write a plot here (default: %s when run without arguments)" % DEFAULT_PLOT)
+    parser.add_argument("--video", metavar="OUT.mp4",
+                        help="write what the gimbal's camera saw, with the HUD (default: %s when run without "
+                             "arguments)" % DEFAULT_VIDEO)
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
@@ -101,6 +105,7 @@ def run(args):
     no_args = (args.scenario == DEFAULT_SCENARIO and args.plot is None and not args.json and args.seconds is None
                and args.face is None and not args.baseline and args.tracker is None)
     plot_path = args.plot or (DEFAULT_PLOT if no_args else None)
+    video_path = args.video or (DEFAULT_VIDEO if no_args else None)
     overrides = {}
     if args.seconds is not None:
         overrides["seconds"] = args.seconds
@@ -121,8 +126,9 @@ def run(args):
             face_image = load_face_image(args.face)
         except ValueError as exc:
             return _fail(str(exc))
-    if plot_path and not os.path.isdir(os.path.dirname(os.path.abspath(plot_path))):
-        return _fail("cannot write the plot %r: its folder does not exist" % plot_path)
+    for what, path in (("plot", plot_path), ("video", video_path)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            return _fail("cannot write the %s %r: its folder does not exist" % (what, path))
 
     from opensteady.host.config import ConfigError, build_pipeline_config, load_config
     from opensteady.host.simrig import run_scenario
@@ -135,9 +141,19 @@ def run(args):
 
     progress = not args.no_progress and sys.stderr.isatty()
     out = sys.stdout
+    video = on_step = None
+    if video_path and scenario.uses_vision:
+        from opensteady.host.hud_video import HudVideo
+
+        video = HudVideo(video_path, scenario.vision.fps)
+
+        def on_step(step):
+            if hasattr(step.out, "detections"):  # the baseline tracker has no HUD to draw
+                video.write(step.frame.rgb, step.out, {"gimbal": "sim", "fps": scenario.vision.fps})
     try:
         result = run_scenario(scenario, firmware=args.firmware, seed=args.seed, face_image=face_image,
-                              tracker=args.tracker, progress=progress, pipeline_config=pipeline_config)
+                              tracker=args.tracker, progress=progress, pipeline_config=pipeline_config,
+                              on_step=on_step)
         metrics = result.metrics
         base = None
         if args.baseline or (no_args and scenario.uses_vision):
@@ -150,10 +166,15 @@ def run(args):
             metrics["baseline_tracking_lost_frac"] = base.metrics["tracking_lost_frac"]
             mine = metrics["tracking_rms_frac"]
             metrics["tracking_rms_vs_baseline"] = round(mine / b, 4) if (mine is not None and b) else None
-    except FirmwareError as exc:
+    except (FirmwareError, OSError) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except ValueError as exc:
         return _fail(str(exc))
+    finally:
+        if video is not None:
+            video.close()
+    if video is not None and video.frames:
+        metrics["video"] = video.path
     if plot_path:
         from opensteady.sim.plot import plot_run
 
@@ -165,6 +186,9 @@ def run(args):
               "point%s, then stabilisation and motor effort" % (plot_path, ", OpenSteady beside the baseline"
                                                                 if base is not None else ""),
               file=out if not args.json else sys.stderr)
+    if video is not None and video.frames:
+        print("video written to %s: what the gimbal's camera saw, with the HUD (red box: the tracked face, "
+              "cyan circle: the calibration point)" % video.path, file=out if not args.json else sys.stderr)
     if args.json:
         print(json.dumps(metrics), file=out)
     return 0

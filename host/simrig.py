@@ -497,8 +497,11 @@ def _progress(fraction, t_s, total_s, stream):
 
 
 def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracker=None, progress=False,
-                 progress_stream=None, pipeline_config=None):
-    """Run ``scenario`` to its end through the host loop; returns RunResult(metrics, series)."""
+                 progress_stream=None, pipeline_config=None, on_step=None):
+    """Run ``scenario`` to its end through the host loop; returns RunResult(metrics, series).
+
+    ``on_step(step)``, when given, sees every host.loop.LoopStep (the demo's video uses it).
+    """
     stream = progress_stream or sys.stderr
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -513,6 +516,8 @@ def run_scenario(scenario, firmware="inprocess", seed=0, face_image=None, tracke
             step = loop.step()
             if step is not None:
                 recorder.record(step)
+                if on_step is not None:
+                    on_step(step)
             if progress and int(100 * rig.clock() / scenario.seconds) != shown:
                 shown = int(100 * rig.clock() / scenario.seconds)
                 _progress(rig.clock() / scenario.seconds, rig.clock(), scenario.seconds, stream)

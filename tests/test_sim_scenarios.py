@@ -138,3 +138,11 @@ def test_no_argument_run_is_the_first_time_user_demo(tmp_path, monkeypatch, caps
     assert "frame widths (lower is better" in out and "tracking_rms_vs_baseline" in out
     assert "OpenSteady beside the baseline" in out
     assert (tmp_path / "opensteady-sim.png").stat().st_size > 10000
+    import cv2
+
+    video = cv2.VideoCapture(str(tmp_path / "opensteady-sim.mp4"))
+    n = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = video.read()
+    video.release()
+    assert ok and first.shape == (480, 640, 3) and n > 200  # 10 s at 30 fps after boot, with the HUD
+    assert "video written to opensteady-sim.mp4" in out
