@@ -165,3 +165,12 @@ def test_track_refuses_to_serve_off_localhost_without_a_token(capsys):
     code = main(["track", "--sim", "--serve", "--serve-host", "0.0.0.0", "--serve-port", "0", "--no-visca",
                  "--headless", "--max-frames", "1", "--no-log"])
     assert code == 2 and "--serve-token" in capsys.readouterr().err
+
+
+def test_track_virtual_camera_without_a_driver_says_how_to_install_one(capsys):
+    from opensteady.host.cli import main
+
+    assert main(["track", "--sim", "--virtual-camera", "--virtual-camera-device", "/dev/video-none", "--headless",
+                 "--max-frames", "1", "--no-log"]) == 2
+    err = capsys.readouterr().err
+    assert "no virtual camera available" in err and "v4l2loopback" in err
