@@ -78,7 +78,7 @@ def test_click_a_person_to_lock_on(tmp_path, browser):
         assert after["target"]["locked"]
         WebDriverWait(browser, 60).until(
             lambda d: d.find_element(By.ID, "s-target").text.startswith("#%d " % after["target"]["track_id"]))
-        assert "lock" in browser.find_element(By.ID, "message").text
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "message").text == "lock sent")
 
         # The panel's buttons act too: pause shows up as the mode.
         browser.find_element(By.ID, "pause").click()
