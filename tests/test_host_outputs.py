@@ -135,6 +135,8 @@ class RecordingBackend:
     entered = threading.Event()  # set when send() has a frame
 
     def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        if device not in (None, "recording-test-device"):  # as pyvirtualcam's Backend contract asks
+            raise RuntimeError("no device %s here" % device)
         self.width, self.height = width, height
 
     def send(self, frame):
