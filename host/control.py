@@ -206,10 +206,18 @@ class Controls:
 
     @property
     def attitude(self):
-        """(yaw_deg, pitch_deg) from the newest telemetry, or None."""
+        """(pan_deg, tilt_deg) from the newest telemetry, or None.
+
+        The frames of an absolute move (SetpointCommand.yaw_deg/pitch_deg): pan is
+        the yaw joint's angle from the handle (a PTZ camera's pan from its base),
+        tilt the earth-level pitch.
+        """
         with self._lock:
             att = self._status.get("attitude")
-        return None if att is None else (att["yaw_deg"], att["pitch_deg"])
+        if att is None:
+            return None
+        pan = att["yaw_deg"] if att.get("pan_deg") is None else att["pan_deg"]
+        return (pan, att["pitch_deg"])
 
     # --- the tracking loop ------------------------------------------------------
     def apply(self, pipeline):
@@ -310,13 +318,15 @@ class Controls:
 
         att = attitude_deg(out.telemetry)
         roll = (out.telemetry or {}).get("roll_deg")
+        pan = (out.telemetry or {}).get("yaw_joint_deg")
         mapping = self._gesture_mapping if self._gesture_mapping is not None else (
             dict(pipeline.config.gesture_actions) if pipeline is not None else {})
         status = {
             "t_s": out.t_s,
             "mode": "manual" if self.manual.active else ("paused" if out.paused else out.setpoint.state),
             "power": self.power,
-            "attitude": None if att is None else {"yaw_deg": att[0], "pitch_deg": att[1], "roll_deg": roll},
+            "attitude": None if att is None else {"yaw_deg": att[0], "pitch_deg": att[1], "roll_deg": roll,
+                                                  "pan_deg": pan},
             "target": {"locked": t.locked, "track_id": t.track_id, "x": t.x, "y": t.y, "source": t.source},
             "faces": [{"x": f.box.x, "y": f.box.y, "w": f.box.w, "h": f.box.h} for f in out.detections.faces],
             "calibration_point": list(out.calibration_point),

@@ -26,8 +26,9 @@ Supported (x = camera address 1..7, p = nibble):
 Tracking on/off uses ``01 0A 11 54``, which Sony's VISCA command set leaves
 unused; PTZOptics cameras use the same bytes for their auto-tracking switch,
 so controllers with a PTZOptics profile (Companion) get a working button.
-Speeds: step 1 is 2.5 deg/s, step 24 (0x18) is 60 deg/s. Positions are the
-gimbal's yaw (pan, + right) and pitch (tilt, + up) from telemetry.
+Speeds: step 1 is 2.5 deg/s, step 24 (0x18) is 60 deg/s. Positions come from
+telemetry: pan is the yaw joint's angle from the handle (+ right), as a PTZ
+camera's pan is from its base; tilt is the earth-level pitch (+ up).
 
 A malformed datagram gets a VISCA error reply (``90 60 01 FF`` length,
 ``90 60 02 FF`` syntax, ``90 61 41 FF`` not executable); nothing a client

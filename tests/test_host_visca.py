@@ -107,7 +107,7 @@ def test_drive_position_home_and_tracking_from_an_independent_client(sim, camera
 
     # The position inquiry reports the telemetry in 0.1 deg units.
     pan, tilt = camera.get_pantilt_position()
-    assert pan == pytest.approx(sim.controls.attitude[0] * 10, abs=2)
+    assert pan == pytest.approx(sim.telemetry["yaw_joint_deg"] * 10, abs=2)
     assert tilt == pytest.approx(sim.controls.attitude[1] * 10, abs=2)
 
     # Stop: tracking carries on from the new framing instead of pulling back.
@@ -118,14 +118,14 @@ def test_drive_position_home_and_tracking_from_an_independent_client(sim, camera
     # Absolute position: 20 deg left, 5 deg up, at top speed; tracking pauses.
     camera.pantilt(24, 24, -200, 50)
     sim.step(60)
-    assert sim.telemetry["yaw_deg"] == pytest.approx(-20.0, abs=2.0)
+    assert sim.telemetry["yaw_joint_deg"] == pytest.approx(-20.0, abs=2.0)
     assert sim.telemetry["pitch_deg"] == pytest.approx(5.0, abs=2.0)
     assert sim.last.paused
 
     # Home: straight ahead.
     camera.pantilt_home()
     sim.step(60)
-    assert sim.telemetry["yaw_deg"] == pytest.approx(0.0, abs=2.0)
+    assert sim.telemetry["yaw_joint_deg"] == pytest.approx(0.0, abs=2.0)
     assert sim.telemetry["pitch_deg"] == pytest.approx(0.0, abs=2.0)
 
     # Tracking on (01 0A 11 54 02) and its inquiry; then off again.
