@@ -32,8 +32,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 VIEWS = ("clean", "hud")
@@ -45,8 +43,8 @@ class PublishedFrame:
     index: int  # the source's frame number
     t_s: float  # capture time in the source's clock
     captured_at: float  # time.perf_counter() when the frame was grabbed (for stream latency)
-    clean: np.ndarray  # H x W x 3 RGB
-    hud: np.ndarray = None  # H x W x 3 RGB with the HUD, when some output wants it
+    clean: object  # H x W x 3 RGB (numpy uint8)
+    hud: object = None  # H x W x 3 RGB with the HUD, when some output wants it
     _jpeg: dict = field(default_factory=dict)  # view -> JPEG bytes, encoded once
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -148,6 +146,8 @@ class OutputStats:
             return self._cond.wait_for(lambda: self.last_seq >= seq, timeout_s)
 
     def as_dict(self):
+        import numpy as np
+
         lat = self.latency_ms
         return {"sent": self.sent, "dropped": self.dropped,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None}
@@ -283,6 +283,8 @@ class VirtualCamera(CameraOutput):
             import cv2
 
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        import numpy as np
+
         self.cam.send(np.ascontiguousarray(rgb))
 
     def close(self):

@@ -20,7 +20,6 @@ one-frame slot (host.outputs.FrameHub), status is a snapshot.
 
 import logging
 
-from opensteady.host.control import Controls
 from opensteady.host.outputs import VIEWS, FrameHub
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,8 @@ class Services:
         """Build what the flags ask for (not started); None without --serve or --virtual-camera."""
         if not (getattr(args, "serve", False) or getattr(args, "virtual_camera", False)):
             return None
+        from opensteady.host.control import Controls
+
         controls = Controls(framing_config.hfov_deg, framing_config.vfov_deg)
         hub = FrameHub()
         services = cls(controls, hub)
