@@ -280,9 +280,9 @@ def _create_backend(settings):
 
 def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=None):
     """Open the gimbal and run the host loop on ``source`` until it ends, a limit, q or Ctrl-C."""
+    from opensteady.host.config import output_dir
     from opensteady.host.link import LinkError
     from opensteady.host.loop import HostLoop
-    from opensteady.host.config import output_dir
     from opensteady.host.session_log import SessionLog, frame_record
 
     out_dir = output_dir(settings)
