@@ -46,8 +46,8 @@ from .control import AxisController, HandleFeedForward
 from .drive import MotorDrive
 from .estimator import AttitudeEstimator
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
-from .foc import FocDrive
 from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
+from .foc import FocDrive
 from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, PlausibilityCheck, to_body
 from .link import Link
 from .modes import Modes

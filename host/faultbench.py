@@ -158,7 +158,7 @@ def bench_hostile(runs, seconds, seed=0):
     exceptions = nacks = frames = crossings = 0
     worst_beyond_deg = worst_step_deg = 0.0
     names = ("yaw", "pitch", "roll")
-    for run in range(runs):
+    for _run in range(runs):
         hal = PlantHAL()
         g = Gimbal(hal)
         parser = p.Parser()

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from opensteady.host.errors import EXIT_FAILED, EXIT_USAGE, CommandError
-
 from opensteady.sim.micropython_vm import FIRMWARE_DIR as FIRMWARE
 
 # board -> (mpy-cross architecture, board module)

@@ -17,7 +17,7 @@ Importable on MicroPython: no pytest or hypothesis at module level.
 import math
 
 from opensteady.firmware import protocol as P
-from opensteady.firmware.config import KEYS, K_INT, LIVE_KEYS, KEY_IDS, axis_key
+from opensteady.firmware.config import K_INT, KEY_IDS, KEYS, LIVE_KEYS, axis_key
 from tests.test_firmware_loop import Rig
 
 BOOT_TICKS = 1100  # gyro calibration (1 s) and the boot mode's motor start

@@ -100,7 +100,7 @@ def test_without_coasting_the_camera_stops_and_the_subject_comes_out_far_behind(
 def test_a_long_loss_decays_to_a_hold_before_the_lost_action():
     cfg = FramingConfig(coast_s=0.5, coast_decay_s=0.25, lost_hold_s=2.0, lost_action="recentre")
     ctl = FramingController(cfg)
-    for i in range(60):
+    for _ in range(60):
         ctl.update(FramingTarget(locked=True, x=0.5, y=0.5, yaw_rate_ff_dps=20.0), DT)
     rates = {}
     for i in range(int(round(2.5 / DT))):

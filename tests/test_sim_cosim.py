@@ -11,8 +11,8 @@ import struct
 import pytest
 
 from opensteady.firmware.offboard import simpipe
-from opensteady.sim.link import LinkParams
 from opensteady.host.simrig import run_scenario
+from opensteady.sim.link import LinkParams
 from opensteady.sim.scenario import load_scenario
 from opensteady.sim.world import SimGimbal
 

@@ -75,11 +75,11 @@ def test_scheduler_and_two_workers_on_loopback(tmp_path):
                                "--scheduler-file", str(sched_file)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)]
     try:
-        from dask.distributed import Client
-
         # the scheduler writes its address when it is listening
         import json
         import time
+
+        from dask.distributed import Client
 
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline and procs[0].poll() is None:
