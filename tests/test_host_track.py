@@ -121,6 +121,16 @@ def test_replay_reports_a_truncated_line_and_keeps_the_rest(tracked, tmp_path):
     assert "not a JSON line" in result.stderr and "%d frames" % N_FRAMES in result.stdout
 
 
+def ctrl_c_reaches_the_child():
+    """Popen preexec_fn: SIGINT at its default in the tracker, as in a terminal.
+
+    A test run started in the background of a non-interactive shell inherits SIGINT
+    ignored, and Python then never turns it into KeyboardInterrupt; a user's Ctrl-C
+    always arrives with the default disposition.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(proc):
     """Ctrl-C the tracker; its (stdout, stderr) once it has exited. Only a hung tracker meets the timeout."""
     try:
@@ -160,7 +170,7 @@ def test_ctrl_c_stops_the_gimbal_closes_the_port_and_keeps_the_log(video, tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "opensteady.host.cli", "track", "--video", str(video), "--loop", "--no-pace",
          "--headless", "--json", "--gimbal", "simplebgc", "--port", os.ttyname(slave), "--log", str(log),
-         "--output-dir", str(tmp_path), "--portrait"],
+         "--output-dir", str(tmp_path), "--portrait"], preexec_fn=ctrl_c_reaches_the_child,
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     received = bytearray()
     reader = None
@@ -199,7 +209,7 @@ def test_missing_camera_gives_one_clear_message_and_keeps_retrying(tmp_path):
     """Waits on the tracker's own status lines (events), not on a wall-clock budget, then interrupts it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "opensteady.host.cli", "track", "--camera", "97", "--headless", "--json",
-         "--gimbal", "none", "--no-log"],
+         "--gimbal", "none", "--no-log"], preexec_fn=ctrl_c_reaches_the_child,
         cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     lines = []
