@@ -52,13 +52,17 @@ class RelayTuner:
 
     def __init__(self):
         self.state = TUNE_IDLE
+        self._clear(0, 0, 0, 0, 0)
+
+    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg):
+        # the one place that sets every field: a new experiment starts from nothing
         self.reason = TUNE_OK
-        self.relay_mdps = 0
-        self.hyst_udeg = 0
-        self.cycles = 0
-        self.max_us = 0
-        self.max_swing_udeg = 0
-        self.out = 0
+        self.relay_mdps = relay_mdps
+        self.hyst_udeg = hyst_udeg
+        self.cycles = cycles
+        self.max_us = max_us
+        self.max_swing_udeg = max_swing_udeg
+        self.out = relay_mdps
         self.t_us = 0
         self.n = 0  # completed cycles (rising switches after the first)
         self.pu_us = 0
@@ -75,22 +79,7 @@ class RelayTuner:
             raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
                              % (relay_mdps, hyst_udeg, cycles, max_us))
         self.state = TUNE_RUNNING
-        self.reason = TUNE_OK
-        self.relay_mdps = relay_mdps
-        self.hyst_udeg = hyst_udeg
-        self.cycles = cycles
-        self.max_us = max_us
-        self.max_swing_udeg = max_swing_udeg
-        self.out = relay_mdps
-        self.t_us = 0
-        self.n = 0
-        self.pu_us = 0
-        self.amp_udeg = 0
-        self._last_rise_us = -1
-        self._sum_period = 0
-        self._sum_amp = 0
-        self._hi = 0
-        self._lo = 0
+        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg)
 
     def step(self, error_udeg, dt_us):
         """The relay's output (mdps) for this tick's angle error (target - angle)."""

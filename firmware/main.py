@@ -9,14 +9,20 @@ import sys
 
 
 def _board():
+    from firmware.boards.base import FileStore, config_sensor_kinds
+    from firmware.config import Config
+
+    # the rotor sensors the saved config names (<axis>_sensor) decide which sensor buses come alive
+    cfg, _ok = Config.from_bytes(FileStore().load())
+    sensors = config_sensor_kinds(cfg)
     if sys.platform == "rp2":
         from firmware.boards import rp2
 
-        return rp2.Board(link="usb")
+        return rp2.Board(link="usb", sensors=sensors)
     if sys.platform == "esp32":
         from firmware.boards import esp32
 
-        return esp32.Board(link="usb")
+        return esp32.Board(link="usb", sensors=sensors)
     return None
 
 

@@ -212,6 +212,39 @@ class _FakeI2C:
         self.regs[reg] = buf[0]
 
 
+class _FakeSoftI2C(_FakeI2C):
+    def __init__(self, sda=None, scl=None, freq=None):
+        super().__init__(-1, sda, scl, freq)
+
+
+class _FakeSensorI2C(_FakeI2C):
+    """A bus with an AS5600 (0x36) on it: magnet detected, RAW ANGLE 0x0ABC; records the pins."""
+
+    def __init__(self, bus_id, sda=None, scl=None, freq=None):
+        super().__init__(bus_id, sda, scl, freq)
+        self.pins = (bus_id, sda.n, scl.n)
+        self.regs[0x0B] = 0x20
+        self.regs[0x0C:0x0E] = b"\x0a\xbc"
+
+
+class _FakeSPI:
+    """An SPI bus with AS5048A chips: every reply is angle 0x1234 with even parity; records its pins."""
+
+    def __init__(self, spi_id, baudrate=None, polarity=None, phase=None, sck=None, mosi=None, miso=None):
+        self.pins = (spi_id, sck.n, mosi.n, miso.n)
+        self.mode = (baudrate, polarity, phase)
+
+    def write_readinto(self, tx, rx):
+        w = 0x1234 | 0x0100  # angle, or diagnostics with OCF set
+        w |= (bin(w).count("1") & 1) << 15
+        rx[0], rx[1] = w >> 8, w & 0xFF
+
+
+class _FakeCsPin(_FakePin):
+    def __call__(self, v):
+        self.v = v
+
+
 class _FakeUART:
     def __init__(self, *a, **kw):
         self.inbox = bytearray(b"\xa5\x5a")
@@ -233,7 +266,8 @@ class _FakeUART:
 @pytest.fixture
 def fake_machine(monkeypatch):
     m = types.ModuleType("machine")
-    m.Pin, m.PWM, m.I2C, m.UART = _FakePin, _FakePWM, _FakeI2C, _FakeUART
+    m.Pin, m.PWM, m.I2C, m.UART = _FakeCsPin, _FakePWM, _FakeI2C, _FakeUART
+    m.SoftI2C, m.SPI = _FakeSoftI2C, _FakeSPI
     monkeypatch.setitem(sys.modules, "machine", m)
     for name in ("opensteady.firmware.boards.rp2", "opensteady.firmware.boards.esp32"):
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -270,6 +304,54 @@ def test_board_modules_drive_their_documented_pins(board, fake_machine, tmp_path
         phase_slices = {(p >> 1) & 7 for axis in mod.PHASE_PINS for p in axis}
         servo_slices = {(p >> 1) & 7 for p in mod.SERVO_PINS}
         assert not phase_slices & servo_slices
+
+
+@pytest.mark.parametrize("board", ["rp2", "esp32"])
+def test_board_modules_read_the_rotor_sensors_on_their_documented_buses(board, fake_machine, monkeypatch):
+    import importlib
+
+    mod = importlib.import_module("opensteady.firmware.boards." + board)
+    b = mod.Board(link="uart")
+    assert [b.angle_read(a) for a in range(3)] == [-1, -1, -1]  # none fitted
+    # three AS5048A on one SPI bus, a chip select each (idle high)
+    b = mod.Board(link="uart", sensors="as5048a")
+    spi = {s.spi for s in b.angle_sensors}
+    assert len(spi) == 1 and spi.pop().pins == (mod.AS5048A_SPI_ID, mod.AS5048A_SCK, mod.AS5048A_MOSI,
+                                                 mod.AS5048A_MISO)
+    assert [s.cs.n for s in b.angle_sensors] == list(mod.AS5048A_CS)
+    assert all(s.cs.v == 1 for s in b.angle_sensors)
+    assert [b.angle_read(a) for a in range(3)] == [0x1234 | 0x0100] * 3
+    # three AS5600, one per bus (the address is fixed): the first a hardware bus, the others SoftI2C
+    monkeypatch.setattr(fake_machine, "I2C", _FakeSensorI2C)
+    monkeypatch.setattr(fake_machine, "SoftI2C", lambda sda, scl, freq: _FakeSensorI2C(-1, sda, scl, freq))
+    b = mod.Board(link="uart", sensors=(1, 1, 1))
+    assert [s.i2c.pins for s in b.angle_sensors] == [tuple(t) for t in mod.AS5600_BUSES]
+    assert [b.angle_read(a) for a in range(3)] == [0x0ABC] * 3
+    # no pin does two jobs on a board with sensors (an ESP32 gives its servo pins to the sensor buses)
+    fixed = [p for axis in mod.PHASE_PINS for p in axis] + [mod.ENABLE_PIN, mod.I2C_SDA, mod.I2C_SCL]
+    if board == "rp2":
+        fixed += list(mod.SERVO_PINS) + [mod.UART_TX, mod.UART_RX]
+    else:
+        b.servo_write(0, 1500)  # no servo outputs: nothing is driven, nothing raised
+        assert b._servo == [None, None, None]
+    for pins in ([mod.AS5048A_SCK, mod.AS5048A_MOSI, mod.AS5048A_MISO, *mod.AS5048A_CS],
+                 [p for bus in mod.AS5600_BUSES for p in bus[1:]]):
+        assert len(set(pins)) == len(pins) and not set(pins) & set(fixed), pins
+    with pytest.raises(ValueError, match="one kind per board"):
+        mod.Board(link="uart", sensors=(1, 2, 0))
+    with pytest.raises(ValueError, match="sensors must be one of"):
+        mod.Board(link="uart", sensors="as5047")
+
+
+def test_main_wires_the_sensors_the_config_names():
+    from opensteady.firmware.boards.base import config_sensor_kinds
+    from opensteady.firmware.config import Config, axis_key
+
+    cfg = Config()
+    assert config_sensor_kinds(cfg) == (0, 0, 0)
+    cfg.set(axis_key(1, "sensor"), 2)
+    cfg.set(axis_key(2, "sensor"), 1)  # a mix cannot be wired: the yaw-most kind is kept
+    assert config_sensor_kinds(cfg) == (0, 2, 0)
 
 
 def test_flash_dry_run_prints_every_command(capsys):

@@ -11,12 +11,73 @@ board's flash filesystem, replaced atomically.
 import os
 import sys
 
+from ..angle_sensor import AS5048A, AS5600
 from ..hal import HAL
 
 BLDC_PWM_HZ = 25000  # above hearing; DRV8313 handles up to 250 kHz
 SERVO_PWM_HZ = 50
 HANDLE_IMU_ADDR = 0x69  # the optional handle MPU-6050, AD0 tied to 3V3 (the camera's is at 0x68)
 HANDLE_IMU_RETRY_TICKS = 1000  # an unanswered handle IMU is probed again after this many reads
+SENSOR_KINDS = ("none", "as5600", "as5048a")  # the config's <axis>_sensor values 0, 1, 2
+AS5048A_SPI_HZ = 10000000  # the chip's maximum; drop it for leads longer than about 20 cm
+AS5600_I2C_HZ = 400000
+
+
+def sensor_kinds(sensors):
+    """Per-axis sensor kinds (0 none, 1 AS5600, 2 AS5048A) from a kind name for every axis or three config values.
+
+    A board wires one kind only (the AS5600 buses and the AS5048A's SPI share pins), so a mix is refused.
+    """
+    if isinstance(sensors, str):
+        if sensors not in SENSOR_KINDS:
+            raise ValueError("sensors must be one of %s, got %r" % (", ".join(SENSOR_KINDS), sensors))
+        k = SENSOR_KINDS.index(sensors)
+        return (k, k, k)
+    kinds = tuple(sensors)
+    if len(kinds) != 3 or any(k not in (0, 1, 2) for k in kinds):
+        raise ValueError("sensors: give a name (%s) or three <axis>_sensor values 0..2, got %r"
+                         % (", ".join(SENSOR_KINDS), sensors))
+    used = [k for k in kinds if k]
+    if used and min(used) != max(used):
+        raise ValueError("sensors %r: one kind per board (the AS5600 buses and the AS5048A's SPI share pins)"
+                         % (kinds,))
+    return kinds
+
+
+def config_sensor_kinds(cfg):
+    """The ``<axis>_sensor`` values of a Config, made wireable: with a mix, the yaw-most kind is kept."""
+    kinds = [cfg.axis(i, "sensor") for i in range(3)]
+    first = 0
+    for k in kinds:
+        if k and not first:
+            first = k
+    return tuple(k if k == first else 0 for k in kinds)
+
+
+def angle_sensors(machine, kinds, spi_id, spi_pins, cs_pins, i2c_buses):
+    """A rotor-sensor driver per axis (None where ``kinds`` says 0) on the board's buses; nothing is read yet.
+
+    ``machine`` is the board module's (this module imports none); ``spi_pins``
+    = (SCK, MOSI, MISO) of the AS5048A bus, ``cs_pins`` one per axis;
+    ``i2c_buses`` = (I2C id or -1 for SoftI2C, SDA, SCL) per axis, since every
+    AS5600 answers at 0x36.
+    """
+    out = [None, None, None]  # type: list
+    spi = None
+    for axis in range(3):
+        if kinds[axis] == 2:
+            if spi is None:
+                spi = machine.SPI(spi_id, baudrate=AS5048A_SPI_HZ, polarity=0, phase=1, sck=machine.Pin(spi_pins[0]),
+                                  mosi=machine.Pin(spi_pins[1]), miso=machine.Pin(spi_pins[2]))
+            out[axis] = AS5048A(spi, machine.Pin(cs_pins[axis], machine.Pin.OUT, value=1))
+        elif kinds[axis] == 1:
+            bus_id, sda, scl = i2c_buses[axis]
+            if bus_id >= 0:
+                bus = machine.I2C(bus_id, sda=machine.Pin(sda), scl=machine.Pin(scl), freq=AS5600_I2C_HZ)
+            else:
+                bus = machine.SoftI2C(sda=machine.Pin(sda), scl=machine.Pin(scl), freq=AS5600_I2C_HZ)
+            out[axis] = AS5600(bus)
+    return out
 
 
 class StdioLink:
@@ -98,6 +159,10 @@ class PwmBoard(HAL):
 
     ``handle_imu`` is an optional second MPU6050 on the handle
     (``HAL.handle_imu_read``); without one the board behaves as before.
+    ``angle_sensors`` is None or three rotor-angle sensor drivers (or None
+    per axis) from firmware/angle_sensor.py, read by ``HAL.angle_read``
+    for the closed-loop drive; a sensor that does not answer at start is
+    probed again every HANDLE_IMU_RETRY_TICKS reads.
 
     ``make_bldc(axis)`` returns three PWM objects (``duty_u16``) for the axis'
     phases and ``make_servo(axis)`` one 50 Hz PWM (``duty_ns``); they are
@@ -105,13 +170,18 @@ class PwmBoard(HAL):
     choice decides which pins come alive.
     """
 
-    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None):
+    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None, angle_sensors=None):
         self.imu = imu
         self.imu_ready = False
         # optional second MPU-6050 on the handle (0x69 on the same bus); None: not wired
         self.handle_imu = handle_imu
         self.handle_imu_ready = False
         self._handle_retry = 0
+        self.angle_sensors = list(angle_sensors) if angle_sensors is not None else [None, None, None]
+        if len(self.angle_sensors) != 3:
+            raise ValueError("angle_sensors: give three drivers (yaw, pitch, roll; None where none is fitted)")
+        self.angle_ready = [False, False, False]
+        self._angle_retry = [0, 0, 0]
         self._make_bldc = make_bldc
         self._make_servo = make_servo
         self._bldc = [None, None, None]
@@ -148,6 +218,21 @@ class PwmBoard(HAL):
             self.handle_imu_ready = False
         return ok
 
+    def angle_read(self, axis):
+        s = self.angle_sensors[axis]
+        if s is None:
+            return -1
+        if not self.angle_ready[axis]:
+            # an absent chip, or a magnet out of range: probe again only now and then, not every tick
+            if self._angle_retry[axis] > 0:
+                self._angle_retry[axis] -= 1
+                return -1
+            if not s.init():
+                self._angle_retry[axis] = HANDLE_IMU_RETRY_TICKS
+                return -1
+            self.angle_ready[axis] = True
+        return s.read()  # -1 on a failed read; the driver counts it (and the AS5048A clears its error flag)
+
     def motors_enable(self, on):
         if self.enable_pin is not None:
             self.enable_pin.value(1 if on else 0)
@@ -163,6 +248,8 @@ class PwmBoard(HAL):
     def servo_write(self, axis, pulse_us):
         p = self._servo[axis]
         if p is None:
+            if self._make_servo is None:  # no servo outputs on this board (their pins carry sensor buses)
+                return
             p = self._servo[axis] = self._make_servo(axis)
         p.duty_ns(pulse_us * 1000)
 

@@ -13,6 +13,12 @@ roll      GP12, GP13, GP14             DRV8313 IN1..IN3 (PWM 6A 6B 7A)
 enable    GP15                         all three DRV8313 EN1-3 + nSLEEP
 servos    GP16 yaw, GP17 pitch, GP18   50 Hz, own PWM slices 0/1
 link      USB serial (default), or     UART0 TX GP0, RX GP1
+AS5048A   SPI0 SCK GP2, MOSI GP3,      rotor sensors (``sensors="as5048a"``),
+          MISO GP20; CS yaw GP19,      SPI mode 1, 10 MHz
+          pitch GP21, roll GP22
+AS5600    yaw I2C1 SDA GP26 SCL GP27;  rotor sensors (``sensors="as5600"``):
+          pitch SDA GP2 SCL GP3, roll  one 0x36 chip per bus; pitch and roll
+          SDA GP20 SCL GP21            on SoftI2C, 400 kHz
 ========  ===========================  ============================
 
 The three phase pins of an axis sit on PWM slices that no servo pin shares,
@@ -21,6 +27,9 @@ so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
     from firmware.boards.rp2 import Board
     from firmware.app import Gimbal
     Gimbal(Board()).run_forever()
+    Gimbal(Board(sensors="as5048a")).run_forever()   # an AS5048A on every motor (docs/firmware.md)
+
+The two sensor kinds share GP2, GP3, GP20 and GP21, so a board wires one kind.
 """
 
 import machine
@@ -40,12 +49,18 @@ SERVO_PINS = (16, 17, 18)
 UART_ID = 0
 UART_TX = 0
 UART_RX = 1
+AS5048A_SPI_ID = 0
+AS5048A_SCK = 2
+AS5048A_MOSI = 3
+AS5048A_MISO = 20
+AS5048A_CS = (19, 21, 22)  # yaw, pitch, roll
+AS5600_BUSES = ((1, 26, 27), (-1, 2, 3), (-1, 20, 21))  # (I2C id, or -1 for SoftI2C; SDA; SCL) per axis
 
 
 class Board(PwmBoard):
     board_id = BOARD_RP2
 
-    def __init__(self, link="usb", baud=115200, imu_addr=0x68, handle_imu_addr=base.HANDLE_IMU_ADDR):
+    def __init__(self, link="usb", baud=115200, imu_addr=0x68, handle_imu_addr=base.HANDLE_IMU_ADDR, sensors="none"):
         if link not in ("usb", "uart"):
             raise ValueError("link must be 'usb' or 'uart', got %r" % (link,))
         i2c = machine.I2C(I2C_ID, sda=machine.Pin(I2C_SDA), scl=machine.Pin(I2C_SCL), freq=I2C_HZ)
@@ -55,7 +70,9 @@ class Board(PwmBoard):
         # the optional handle IMU shares the bus; if none answers, handle_imu_read reports it absent
         # (never the camera's own chip: with both at one address the "handle" would be the camera)
         handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr not in (None, imu_addr) else None
-        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle)
+        angle = base.angle_sensors(machine, base.sensor_kinds(sensors), AS5048A_SPI_ID,
+                                   (AS5048A_SCK, AS5048A_MOSI, AS5048A_MISO), AS5048A_CS, AS5600_BUSES)
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle, angle)
 
 
 def _bldc(axis):
@@ -73,3 +90,4 @@ def _servo(axis):
     p.freq(SERVO_PWM_HZ)
     p.duty_ns(0)
     return p
+
