@@ -77,12 +77,24 @@ def matrix_from_ypr_deg(ypr_deg):
     return _FLIP @ frd @ _FLIP
 
 
+PHONE_MASS_KG = 0.195  # the phone geom's mass in sim/models/gimbal.xml
+
+
+def load_model(model_path=MODEL_PATH, phone_mass_kg=None):
+    """The MuJoCo model; ``phone_mass_kg`` puts a heavier or lighter phone in the same clamp (same size and place)."""
+    try:
+        if phone_mass_kg is None or phone_mass_kg == PHONE_MASS_KG:
+            return mujoco.MjModel.from_xml_path(model_path)
+        spec = mujoco.MjSpec.from_file(model_path)
+        spec.geom("phone").mass = float(phone_mass_kg)
+        return spec.compile()
+    except ValueError as exc:
+        raise ValueError("cannot load the gimbal model %s: %s" % (model_path, exc)) from None
+
+
 class GimbalPlant:
-    def __init__(self, model_path=MODEL_PATH, timestep_s=None):
-        try:
-            self.model = mujoco.MjModel.from_xml_path(model_path)
-        except ValueError as exc:
-            raise ValueError("cannot load the gimbal model %s: %s" % (model_path, exc)) from None
+    def __init__(self, model_path=MODEL_PATH, timestep_s=None, phone_mass_kg=None):
+        self.model = load_model(model_path, phone_mass_kg)
         if timestep_s is not None:
             self.model.opt.timestep = timestep_s
         self.data = mujoco.MjData(self.model)

@@ -40,6 +40,9 @@ below, documented in docs/sim.md)::
     [sensor]                # sim/angle_sensor.py: a rotor-angle sensor on every motor
     kind = "as5048a"        # none | as5600 | as5048a (the firmware's <axis>_drive = 1 uses it)
 
+    [phone]                 # the payload: a heavier or lighter phone than the default
+    mass_kg = 0.195
+
     [firmware]              # firmware config keys over sim/board_config.py's tuning
     pitch_rate_kd_ms = 25.0
 """
@@ -126,6 +129,18 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class PhoneParams:
+    """The phone in the clamp: its mass (same size and place; the gimbal's range is about 0.13-0.29 kg)."""
+
+    mass_kg: float = 0.195
+
+    def validate(self):
+        if not 0.05 <= self.mass_kg <= 0.5:
+            raise ValueError("phone.mass_kg = %r: must be 0.05..0.5 kg" % self.mass_kg)
+        return self
+
+
+@dataclass(frozen=True)
 class GestureEvent:
     t_s: float
     gesture: str
@@ -146,6 +161,7 @@ class Scenario:
     imu: ImuParams = field(default_factory=ImuParams)
     motor: BldcParams = field(default_factory=BldcParams)
     sensor: AngleSensorParams = field(default_factory=AngleSensorParams)
+    phone: PhoneParams = field(default_factory=PhoneParams)
     subjects: tuple = ()
     gestures: tuple = ()
     firmware: tuple = ()  # (config key name, value) pairs over sim/board_config.py
@@ -161,7 +177,7 @@ class Scenario:
             raise ValueError("mode = %r: unknown, expected one of %s" % (self.mode, ", ".join(MODES)))
         if self.tracker not in TRACKERS:
             raise ValueError("tracker = %r: unknown, expected one of %s" % (self.tracker, ", ".join(TRACKERS)))
-        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor, self.sensor):
+        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor, self.sensor, self.phone):
             part.validate()
         for k, s in enumerate(self.subjects):
             s.validate("subjects[%d]" % k)
@@ -224,7 +240,7 @@ def _section(cls, table, where):
 
 _SECTIONS = {
     "handle": HandleMotion, "camera": None, "link": LinkParams, "imu": ImuParams, "motor": BldcParams,
-    "sensor": AngleSensorParams,
+    "sensor": AngleSensorParams, "phone": PhoneParams,
 }
 
 

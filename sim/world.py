@@ -109,7 +109,7 @@ class SimGimbal:
         self.scenario = scenario
         self.seed = seed
         s = _seeds(seed)
-        self.plant = GimbalPlant()
+        self.plant = GimbalPlant(phone_mass_kg=scenario.phone.mass_kg)
         self._sensor_adr = self.plant.sensor_adr
         self.dt_s = self.plant.timestep_s
         self.handle = HandleDisturbance(scenario.handle, seed=s["handle"])

@@ -263,3 +263,15 @@ def test_handle_profile_vectorised_equals_scalar_and_fades_in(profile):
     if profile == "walking":
         yaw_pitch_roll = block[t > 2.0, 3:]
         assert 0.5 < yaw_pitch_roll.std(axis=0).min() and yaw_pitch_roll.std(axis=0).max() < 4.0
+
+
+def test_a_heavier_phone_weighs_more_in_the_same_place():
+    light, default, heavy = (GimbalPlant(phone_mass_kg=m) for m in (0.15, None, 0.26))
+    masses = [float(p.model.body("payload").mass[0]) for p in (light, default, heavy)]
+    assert masses == pytest.approx([0.18, 0.225, 0.29])
+    inertia = [float(p.model.body("payload").inertia.sum()) for p in (light, default, heavy)]
+    assert inertia[0] < inertia[1] < inertia[2]
+    sc = parse_scenario({"name": "x", "phone": {"mass_kg": 0.26}})
+    assert sc.phone.mass_kg == 0.26
+    with pytest.raises(ScenarioError, match="phone.mass_kg"):
+        parse_scenario({"name": "x", "phone": {"mass_kg": 2.0}})
