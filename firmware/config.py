@@ -51,7 +51,7 @@ _GLOBAL_KEYS = (
     (11, "accel_off_y", 0, -4000, 4000, K_INT),
     (12, "accel_off_z", 0, -4000, 4000, K_INT),
     (13, "accel_scale", 1.0, 0.8, 1.25, K_FLOAT),
-    (14, "boot_mode", 1, 0, 5, K_INT),  # mode entered after calibration
+    (14, "boot_mode", 3, 0, 5, K_INT),  # mode entered after calibration: 3 follow (power on and go, no host)
     (15, "commutation", 0, 0, 1, K_INT),  # 0 sinusoidal, 1 SVPWM
     (16, "recentre_dps", 30.0, 1.0, 360.0, K_FLOAT),
     (17, "fault_recover_ms", 500, 0, 10000, K_INT),  # IMU healthy this long -> motors back on

@@ -10,7 +10,7 @@ from array import array
 from opensteady.firmware.app import Gimbal
 from opensteady.firmware.control import HandleFeedForward
 from opensteady.firmware.offboard.bench_tick import handle_wobble
-from opensteady.firmware.offboard.plant import PlantHAL
+from opensteady.firmware.offboard.plant import PlantHAL, lock_config
 
 
 class HandlePlantHAL(PlantHAL):
@@ -67,7 +67,7 @@ def ff_vectors():
 def closed_loop(fitted, ticks=4000):
     """Lock mode on the plant with the hand wobbling; camera error RMS (deg) per axis after calibration."""
     hal = HandlePlantHAL(fitted=fitted, handle_path=handle_wobble)
-    g = Gimbal(hal)
+    g = Gimbal(hal, lock_config())
     sq = [0.0, 0.0, 0.0]
     n = 0
     for k in range(ticks):

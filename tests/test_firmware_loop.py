@@ -14,7 +14,7 @@ from opensteady.firmware.config import KEY_IDS, Config, axis_key
 from opensteady.firmware.offboard.bench_tick import (
     handle_wobble as _wobble,  # still for calibration, then 10/5/5 deg
 )
-from opensteady.firmware.offboard.plant import PlantHAL
+from opensteady.firmware.offboard.plant import PlantHAL, lock_config
 
 P = protocol
 
@@ -63,7 +63,7 @@ class Rig:
 
 def stabilise():
     """Lock mode against a wobbling handle: how still does the camera stay?"""
-    rig = Rig(handle_path=_wobble)
+    rig = Rig(handle_path=_wobble, config=lock_config())
     rig.run(1300)
     calibrated = rig.g.calibrated and rig.g.motors_on
     worst = [0.0, 0.0, 0.0]
@@ -129,6 +129,35 @@ def failsafe():
         "failsafe_after_resume": rig.g.failsafe,
         "moved_after_resume_deg": round((rig.g.est.angle_udeg[0] - yaw_after_hb) / 1e6, 1),
     }
+
+
+def handle_turns(t, out):
+    """Still for the boot calibration, then the hand turns 30 deg right, tilts 15 deg down and wobbles in roll."""
+    t -= 1.2
+    if t < 0:
+        return
+    ramp = min(1.0, t / 1.0)
+    out[0] = math.radians(30) * ramp
+    out[1] = math.radians(-15) * ramp
+    out[2] = math.radians(5) * math.sin(2 * math.pi * 0.7 * t)
+
+
+def power_on_and_go():
+    """No host, default config: after the boot calibration the gimbal stabilises in follow mode."""
+    rig = Rig(handle_path=handle_turns)
+    rig.run(1150)  # 1 s gyro calibration, then the boot mode
+    booted = {"mode": rig.g.modes.mode, "motors_on": rig.g.motors_on}
+    worst_roll = [0.0]
+
+    def each(r, k):
+        worst_roll[0] = max(worst_roll[0], abs(r.cam_deg()[2]))
+
+    rig.run(5000, each)  # the turn, then 3 s of holding it
+    tel = rig.of(P.MSG_TELEMETRY)
+    return dict(booted, rx_bytes=len(rig.hal.rx), telemetry_mode=tel[-1][0] if tel else -1,
+                cam_deg=[round(c, 2) for c in rig.cam_deg()],
+                handle_deg=[round(math.degrees(h), 2) for h in rig.hal.handle],
+                worst_roll_deg=round(worst_roll[0], 2), faults=rig.g.fault_flags)
 
 
 def garbage():
@@ -208,6 +237,27 @@ def test_closed_loop_stabilises_on_cpython_and_micropython():
         assert 214 <= r["telemetry"] <= 216  # 50 Hz for 4.3 s
     for a, b in zip(cp["worst_cam_deg"], mp["worst_cam_deg"]):
         assert abs(a - b) <= 0.02
+
+
+def test_power_on_and_go_boots_into_follow_without_a_host_on_cpython_and_micropython():
+    from tests.micropython import run_micropython_json
+
+    assert Config().get("boot_mode") == P.MODE_FOLLOW
+    cp = power_on_and_go()
+    mp = run_micropython_json("import json; from tests.test_firmware_loop import power_on_and_go; "
+                              "print(json.dumps(power_on_and_go()))")
+    for r in (cp, mp):
+        assert r["rx_bytes"] == 0  # nothing ever came from a host
+        assert r["mode"] == P.MODE_FOLLOW and r["motors_on"], r
+        assert r["telemetry_mode"] == P.MODE_FOLLOW, r
+        # yaw and pitch follow the handle's 30 deg / -15 deg turn (smoothed by follow_tc_s = 0.5 s) up to
+        # the follow deadband (follow_deadband_deg = 2) ...
+        assert 27.0 < r["cam_deg"][0] <= 30.0 and -15.0 <= r["cam_deg"][1] < -12.0, r
+        # ... while roll stays level against the 5 deg roll wobble
+        assert r["worst_roll_deg"] < 0.6, r
+        assert r["faults"] == 0, r
+    for a, b in zip(cp["cam_deg"], mp["cam_deg"]):
+        assert abs(a - b) <= 0.05
 
 
 def test_failsafe_trips_on_time_holds_and_resumes_on_cpython_and_micropython():
@@ -437,7 +487,7 @@ def test_slower_loop_rates_stay_stable():
     for hz in (500, 333):
         cfg = Config()
         cfg.set(KEY_IDS["loop_hz"], hz)
-        rig = Rig(handle_path=_wobble, config=cfg)
+        rig = Rig(handle_path=_wobble, config=lock_config(cfg))
         rig.run(int(1.3 * hz))
         worst = [0.0]
 
@@ -452,7 +502,7 @@ def test_slower_loop_rates_stay_stable():
 def test_servo_axis_stabilises_through_pulse_widths():
     cfg = Config()
     cfg.set(axis_key(1, "driver"), 1)  # pitch on a hobby servo
-    rig = Rig(handle_path=_wobble, config=cfg)
+    rig = Rig(handle_path=_wobble, config=lock_config(cfg))
     rig.run(1300)
     worst = [0.0]
     rig.run(2000, lambda r, k: worst.__setitem__(0, max(worst[0], abs(r.cam_deg()[1]))))

@@ -21,8 +21,10 @@ firmware), so closed-loop tests run on the real VM.
 
 import math
 
+from ..config import KEY_IDS, Config
 from ..hal import BOARD_SIM, HAL
 from ..motor import field_amplitude, field_angle_rad
+from ..protocol import MODE_LOCK
 
 try:
     import micropython
@@ -31,6 +33,17 @@ except ImportError:  # CPython
 
 G_COUNTS = 8192.0
 GYRO_COUNTS_PER_RAD_S = 65.5 * 180.0 / math.pi
+
+
+def lock_config(cfg=None):
+    """``cfg`` (default: the defaults) booting into MODE_LOCK, for tests of pure stabilisation.
+
+    The firmware boots into follow (power on and go); a test that measures how
+    still the camera stays against a wobbling handle wants lock instead.
+    """
+    cfg = Config() if cfg is None else cfg
+    cfg.set(KEY_IDS["boot_mode"], MODE_LOCK)
+    return cfg
 
 
 class PlantHAL(HAL):
