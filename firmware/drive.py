@@ -22,8 +22,12 @@ from .motor import bldc_amplitude, bldc_duties, servo_pulse_us
 
 try:
     import micropython
+    from micropython import const
 except ImportError:  # CPython
-    from .mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+_BLDC = const(0)  # config.DRIVER_BLDC (imported names are not constants to viper)
+_SERVO = const(1)  # config.DRIVER_SERVO
 
 
 class MotorDrive:
@@ -69,7 +73,7 @@ class MotorDrive:
         elif driver == DRIVER_SERVO:
             self.hal.servo_write(i, 0)
 
-    @micropython.native
+    @micropython.viper
     def write(self, axes, foc):
         """Drive each axis: to its controller's joint angle, or (``foc.closed``) with its effort as a torque."""
         hal = self.hal
@@ -77,16 +81,16 @@ class MotorDrive:
         pole_pairs = self.pole_pairs
         motor_dir = self.motor_dir
         amp = self.amp
-        svpwm = self.svpwm
+        svpwm = int(self.svpwm)
         d = self.duty
         closed = foc.closed
         for i in range(3):
-            drv = driver[i]
-            if drv == DRIVER_BLDC:
-                if closed[i]:
+            drv = int(driver[i])
+            if drv == _BLDC:
+                if int(closed[i]):
                     foc.duties(i, axes[i], amp[i], svpwm, d)
                 else:
                     bldc_duties(axes[i].joint_udeg, pole_pairs[i], motor_dir[i], amp[i], svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
-            elif drv == DRIVER_SERVO:
+            elif drv == _SERVO:
                 hal.servo_write(i, servo_pulse_us(axes[i].joint_udeg, motor_dir[i], self.servo_q8[i]))

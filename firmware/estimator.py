@@ -100,10 +100,10 @@ class AttitudeEstimator:
         for i in range(3):
             self.bias_mdps[i] = bias_mdps[i]
             self.i_corr[i] = 0
-        self.h = 0
         self.yaw_udeg = yaw_udeg
         self.yaw_frac = 0
-        self._angles()
+        self.angle_udeg[0] = yaw_udeg
+        self.h = _pitch_roll(d[0], d[1], d[2], 0, self.angle_udeg)
 
     @micropython.viper
     def update(self, body, dt_us: int):
@@ -195,7 +195,7 @@ class AttitudeEstimator:
         n = qh * yq + rh * zq
         y1 = n // h2
         yaw_rate = (y1 << 10) + (((n - y1 * h2) << 10) + ((ql * yq + rl * zq) << 5)) // h2
-        h = int(self.h) << 5  # |(dy, dz)| from the last _angles(), Q19
+        h = int(self.h) << 5  # |(dy, dz)| from the last _pitch_roll(), Q19
         if h < _H19_MIN:
             h = _H19_MIN
         n = qh * zq - rh * yq
@@ -221,7 +221,8 @@ class AttitudeEstimator:
         f = int(self.yaw_frac) + (yaw_rate - x * 1000) * dt_us
         y = int(self.yaw_udeg) + x * dt_us + f // 1000
         self.yaw_frac = f % 1000
-        self.yaw_udeg = wrap_udeg(y)
+        y = int(wrap_udeg(y))
+        self.yaw_udeg = y
         # rotate the down vector: d' = d + d x w, w = omega * dt in rad Q28
         # (omega split at 2**10 so each product with kdt < 2**20 stays < 2**30)
         k = (dt_us * _KDT) >> 10
@@ -252,21 +253,23 @@ class AttitudeEstimator:
         d[0] = dx
         d[1] = dy
         d[2] = dz
-        self._angles()
-
-    @micropython.viper
-    def _angles(self):
-        # pitch and roll from the down vector, yaw from its integral (viper: values within +-2**30)
-        d = self.d
-        dy = int(d[1])
-        dz = int(d[2])
-        yq = dy >> 14
-        zq = dz >> 14
-        # h = cos(pitch) = |(dy, dz)|, Q14, warm started from the last tick's
-        h = int(isqrt(yq * yq + zq * zq, self.h))
-        self.h = h
         ang = self.angle_udeg
-        ang[0] = self.yaw_udeg
-        # atan2 is scale-free: Q19 arguments keep its division under 2**30
-        ang[1] = atan2_udeg(0 - (int(d[0]) >> 9), h << 5)
-        ang[2] = atan2_udeg(dy >> 9, dz >> 9)
+        ang[0] = y
+        self.h = _pitch_roll(dx, dy, dz, int(self.h), ang)
+
+
+@micropython.viper
+def _pitch_roll(dx: int, dy: int, dz: int, h: int, ang) -> int:
+    """Pitch and roll (udeg) of the down vector (Q28) into ``ang[1:3]``; returns h = cos(pitch), Q14.
+
+    ``h`` in is last tick's, the square root's warm start. A function of the
+    vector, not a method: the tick passes the components it already holds
+    (viper: values within +-2**30).
+    """
+    yq = dy >> 14
+    zq = dz >> 14
+    h = int(isqrt(yq * yq + zq * zq, h))
+    # atan2 is scale-free: Q19 arguments keep its division under 2**30
+    ang[1] = atan2_udeg(0 - (dx >> 9), h << 5)
+    ang[2] = atan2_udeg(dy >> 9, dz >> 9)
+    return h

@@ -335,37 +335,38 @@ class FocDrive:
             self.cal[i] = None
         return failed
 
-    @micropython.native
-    def measure(self, hal, i, ctl):
+    @micropython.viper
+    def measure(self, hal, i: int, ctl) -> bool:
         """Read axis i's rotor; on success set the controller's joint angle to it and return True."""
-        counts = hal.angle_read(i)
+        counts = int(hal.angle_read(i))
         if counts < 0:
-            self.read_errors += 1
+            self.read_errors = int(self.read_errors) + 1
             self.closed[i] = 0
             return False
         self.closed[i] = 1
         self.counts[i] = counts
-        bits = self.bits[i]
-        d = (counts - self.joint_zero[i]) & ((1 << bits) - 1)
-        j = counts_to_udeg(d, bits)
+        bits = int(self.bits[i])
+        d = (counts - int(self.joint_zero[i])) & ((1 << bits) - 1)
+        j = int(counts_to_udeg(d, bits))
         if j >= 180000000:
             j -= 360000000
-        if self.joint_sign[i] < 0:
-            j = -j
+        if int(self.joint_sign[i]) < 0:
+            j = 0 - j
         ctl.joint_udeg = j
         ctl.joint_frac = 0
         return True
 
-    @micropython.native
-    def duties(self, i, ctl, amp, svpwm, out):
+    @micropython.viper
+    def duties(self, i: int, ctl, amp: int, svpwm: int, out):
         """Duties for the controller's effort as a torque on the rotor measured by ``measure``."""
-        lim = ctl.effort_limit_mdps >> 10
+        lim = int(ctl.effort_limit_mdps) >> 10
         if lim < 1:
             lim = 1
-        t = ((ctl.effort_mdps >> 10) * amp) // lim
+        t = ((int(ctl.effort_mdps) >> 10) * amp) // lim
         if t > amp:
             t = amp
-        elif t < -amp:
-            t = -amp
-        e = rotor_elec_index(self.counts[i], self.bits[i], self.pole_pairs[i], self.sensor_dir[i], self.zero[i])
-        foc_duties(e, t * self.motor_dir[i], svpwm, out)
+        elif t < 0 - amp:
+            t = 0 - amp
+        e = int(rotor_elec_index(self.counts[i], self.bits[i], self.pole_pairs[i], self.sensor_dir[i], self.zero[i]))
+        # foc_duties' field, a quarter turn ahead, without a second call
+        phase_duties(e + _QUARTER, t * int(self.motor_dir[i]), svpwm, out)

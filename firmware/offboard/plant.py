@@ -111,6 +111,7 @@ class PlantHAL(HAL):
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us
 
+    @micropython.native
     def serial_read_into(self, buf):
         rx = self.rx
         pos = self._rx_pos
