@@ -17,11 +17,12 @@ field untouched but lets the amplitude reach 2/sqrt(3) of sinusoidal.
 """
 
 import math
+from array import array
 
 try:
     import micropython
 except ImportError:  # CPython
-    from .mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import micropython, ptr16  # type: ignore[assignment,no-redef]
 
 from .fixmath import SIN_Q15
 
@@ -39,6 +40,9 @@ DUTY_MAX = const(65535)
 SERVO_CENTRE_US = 1500
 SERVO_MIN_US = 500
 SERVO_MAX_US = 2500
+# the sine table offset to unsigned 16 bits, for phase_duties' viper ptr16 loads (about 25 ns a lookup
+# cheaper than a list subscript; ptr16 loads are unsigned on every port, hence the offset)
+_SIN_U16 = array("H", [v + 32768 for v in SIN_Q15])
 
 
 def bldc_amplitude(power_permille, svpwm):
@@ -71,10 +75,10 @@ def phase_duties(index: int, amp: int, svpwm: int, out):
     Products stay within +-2**30 (amp * 28378 at most, for SVPWM).
     """
     i = index % _STEPS
-    tab = SIN_Q15
-    va = int(tab[i])
-    vb = int(tab[(i - _THIRD) % _STEPS])
-    vc = int(tab[(i + _THIRD) % _STEPS])
+    tab = ptr16(_SIN_U16)
+    va = int(tab[i]) - 32768
+    vb = int(tab[(i - _THIRD) % _STEPS]) - 32768
+    vc = int(tab[(i + _THIRD) % _STEPS]) - 32768
     off = 0
     if svpwm:
         hi = va

@@ -1,7 +1,7 @@
 """What CPython needs to import firmware modules written for MicroPython.
 
-MicroPython's compiler handles ``const()`` and the ``@micropython.native``
-decorator itself; on CPython they become plain no-ops so the same code runs
+MicroPython's compiler handles ``const()``, the ``@micropython.native``
+decorator and viper's ``ptr16`` cast itself; on CPython they become plain no-ops so the same code runs
 in the simulator and the tests with identical integer results::
 
     try:
@@ -14,6 +14,11 @@ in the simulator and the tests with identical integer results::
 
 def const(x):
     return x
+
+
+def ptr16(buf):
+    """Viper's 16-bit pointer cast: on CPython the buffer itself (an ``array('H')`` indexes the same)."""
+    return buf
 
 
 class micropython:  # noqa: N801 - stands in for the module of that name
