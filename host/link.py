@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BAUD = 115200
 HEARTBEAT_INTERVAL_S = 0.1  # the firmware's failsafe trips after 250 ms of silence
+RX_TAIL_BYTES = 256  # raw bytes kept to tell what a device that stopped sending frames is saying instead
 
 
 class LinkError(Exception):
@@ -104,7 +105,7 @@ def open_port(url: str, baud: int = DEFAULT_BAUD) -> serial.SerialBase:
 
 def describe_foreign_bytes(data: bytes) -> str:
     """Guess what kind of device sent ``data`` (which held no OpenSteady frame)."""
-    if b">>>" in data or b"MicroPython" in data or b"Traceback" in data:
+    if b">>>" in data or b"MicroPython" in data or b"Traceback" in data or b"raw REPL" in data:
         return (
             "the board runs MicroPython but not the OpenSteady firmware (a REPL or a traceback answered). "
             "Flash it with `opensteady flash --port PORT`."
@@ -162,6 +163,7 @@ class Link:
         self.last_error: LinkError | None = None
         self.reconnects = 0
         self.heartbeats_sent = 0
+        self.rx_tail = b""  # the last RX_TAIL_BYTES bytes received (see describe_foreign_bytes)
         self._port: serial.SerialBase | None = None
         self._parser = p.Parser()
         self._seq = 0
@@ -287,6 +289,8 @@ class Link:
         return out
 
     def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any]]]:
+        if data:  # the last bytes heard, frames or not: what a silent device last said (a REPL prompt?)
+            self.rx_tail = (self.rx_tail + data)[-RX_TAIL_BYTES:]
         out = []
         parser = self._parser
         for b in data:

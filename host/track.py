@@ -114,10 +114,13 @@ def apply_flags(settings, args):
 
 def _backend_options(settings):
     driver = settings["gimbal"]["driver"]
+    alive = {"alive_s": settings["gimbal"]["alive_s"]}
     if driver == "mavlink":
-        return dict(settings["mavlink"])
+        return dict(settings["mavlink"], **alive)
     if driver == "simplebgc":
-        return dict(settings["simplebgc"])
+        return dict(settings["simplebgc"], **alive)
+    if driver == "opensteady":
+        return alive
     return {}
 
 
@@ -235,13 +238,15 @@ def _on_sigterm(signum, frame):
 def run(args):
     from opensteady.host.capture import CaptureError
     from opensteady.host.config import ConfigError, build_pipeline_config, load_config
+    from opensteady.host.errors import CommandError, check_output_folder
 
     try:
         settings = apply_flags(load_config(args.config), args)
         pipeline_config = build_pipeline_config(settings)
     except ConfigError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
+    if args.log:
+        check_output_folder(args.log, "session log")  # never create a folder the user named
     g = settings["gimbal"]
     try:
         if args.sim:
@@ -256,8 +261,7 @@ def run(args):
         source = _make_source(settings, args)
         backend = _create_backend(settings)
     except (CaptureError, ValueError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     from opensteady.host.capture import FrameGrabber
     from opensteady.host.mount import Mount
     from opensteady.host.pipeline import TrackingPipeline
@@ -265,7 +269,7 @@ def run(args):
     # Load the models before opening the gimbal port, so nothing is left half-open if
     # loading fails or Ctrl-C arrives meanwhile.
     pipeline = TrackingPipeline(pipeline_config)
-    grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"])
+    grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"], give_up_s=settings["camera"]["give_up_s"])
     return _track(args, settings, grabber, pipeline, Mount(backend, stall_s=g["stall_s"]), time.monotonic)
 
 
@@ -281,6 +285,7 @@ def _create_backend(settings):
 def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=None):
     """Open the gimbal and run the host loop on ``source`` until it ends, a limit, q or Ctrl-C."""
     from opensteady.host.config import output_dir
+    from opensteady.host.errors import EXIT_BUG, EXIT_FAILED, EXIT_USAGE, CommandError, fail, link_exit_code
     from opensteady.host.link import LinkError
     from opensteady.host.loop import HostLoop
     from opensteady.host.session_log import SessionLog, frame_record
@@ -295,23 +300,21 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             session = SessionLog(path)
             session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
     except (LinkError, ValueError, OSError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        if mount.connected:
-            mount.close(clock())
-        pipeline.close()
-        if rig is not None:
-            rig.close()
-        return 2
-
-    try:
-        services = _start_services(args, settings, pipeline)
-    except (ValueError, OSError, RuntimeError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
         mount.close(clock())
         pipeline.close()
         if rig is not None:
             rig.close()
-        return 2
+        code = link_exit_code(exc) if isinstance(exc, LinkError) else EXIT_USAGE
+        raise CommandError(str(exc), code) from None
+
+    try:
+        services = _start_services(args, settings, pipeline)
+    except (ValueError, OSError, RuntimeError) as exc:
+        mount.close(clock())
+        pipeline.close()
+        if rig is not None:
+            rig.close()
+        raise CommandError(str(exc)) from None
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     media = MediaOutput(out_dir, settings["camera"]["fps"])
     grabber = source.start() if hasattr(source, "start") else source
@@ -350,6 +353,8 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             step = loop.step()
             if step is None:
                 if loop.ended:
+                    if getattr(grabber, "gave_up", False):
+                        exit_reason = "camera_lost"
                     break
                 if window is not None and getattr(grabber, "error", None) is not None:
                     if _waiting_preview(window, grabber, mount) == "quit":
@@ -393,6 +398,11 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     except KeyboardInterrupt:
         exit_reason = "interrupted"
         code = 130
+    except Exception as exc:  # a bug: the summary still says what really ended the run
+        log.debug("the run failed", exc_info=True)
+        exit_reason = "error: %s: %s" % (type(exc).__name__, exc)
+        code = fail("track", "internal error %s: %s\nThis is a bug in opensteady: please report it with the "
+                    "command line and the output of `opensteady -vv track ...`" % (type(exc).__name__, exc), EXIT_BUG)
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         sim_result = recorder.result() if recorder is not None else None
@@ -410,6 +420,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                        dropped_frames=getattr(grabber, "dropped", 0), setpoints_sent=mount.setpoints_sent,
                        bytes_written=mount.bytes_written, stall_stops=mount.stall_stops,
                        camera_errors=getattr(grabber, "errors", 0), events=stats.events,
+                       gimbal_rejected=mount.rejected, gimbal_problem=mount.device_problem,
                        photos=media.photos, videos=media.videos,
                        log=session.path if session is not None else None)
         if sim_result is not None:
@@ -425,8 +436,9 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                 _fmt(summary["pipeline_ms_p95"]), exit_reason))
             if session is not None:
                 print("session log: %s (plot it with `opensteady replay %s --plot out.png`)" % (session.path, session.path))
-    if stats.frames == 0 and getattr(grabber, "errors", 0) and code == 0:
-        code = 1  # the camera never delivered a frame
+    if code == 0 and ((stats.frames == 0 and getattr(grabber, "errors", 0)) or exit_reason == "camera_lost"):
+        # the camera never delivered a frame, or went away for longer than camera.give_up_s
+        code = fail("track", "%s (check the cable, or --camera another index)" % grabber.error, EXIT_FAILED)
     return code
 
 
@@ -457,7 +469,8 @@ def _start_services(args, settings, pipeline):
 
 def _link_status(mount):
     return {"gimbal": mount.name, "connected": mount.connected, "setpoints_sent": mount.setpoints_sent,
-            "bytes_written": mount.bytes_written, "stall_stops": mount.stall_stops, "telemetry": mount.telemetry}
+            "bytes_written": mount.bytes_written, "stall_stops": mount.stall_stops, "telemetry": mount.telemetry,
+            "problem": mount.device_problem}
 
 
 def _fmt(v):
@@ -477,6 +490,7 @@ def _status_line(stats, mount, grabber, elapsed_s):
         "pipeline_ms_p50": _percentile(recent, 50),
         "gimbal": mount.name,
         "gimbal_connected": mount.connected,
+        "gimbal_problem": mount.device_problem,
         "telemetry": mount.telemetry,
         "camera": getattr(grabber, "status", "ok"),
         "camera_error": str(grabber.error) if getattr(grabber, "error", None) else None,
@@ -505,6 +519,9 @@ def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline
     from opensteady.host.hud import PRESET_CYCLE, draw_hud
 
     img = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR)
+    problem = mount.device_problem
+    if problem:
+        status = dict(status, message=problem)  # silent, a REPL, or refused values: say so on screen
     draw_hud(img, out, dict(status, fps=stats.fps, e2e_ms=e2e_ms, connected=mount.connected,
                             camera_error=str(grabber.error) if getattr(grabber, "error", None) else None))
     action = window.show(img)

@@ -138,3 +138,62 @@ def test_flash_probe_accepts_a_micropython_prompt(pty_port):
     master, port = pty_port
     _responder(master, b"\r\nTraceback...\r\nKeyboardInterrupt: \r\n>>> ")
     assert flash.probe_board(port, timeout_s=GENEROUS_S).endswith(b">>> ")
+
+
+# --- opensteady track ------------------------------------------------------------------
+
+def test_track_log_into_a_missing_folder_is_refused_not_created(tmp_path):
+    target = tmp_path / "no" / "such" / "run.jsonl"
+    result = opensteady("track", "--video", str(tmp_path / "x.avi"), "--headless", "--gimbal", "none",
+                        "--log", str(target))
+    assert_error(result, "track", EXIT_USAGE, "does not exist", str(target.parent))
+    assert not target.parent.exists()
+
+
+def test_track_bad_settings_use_the_common_error_style(tmp_path):
+    assert_error(opensteady("track", "--video", str(tmp_path / "none.avi"), "--headless"), "track", EXIT_USAGE,
+                 "does not exist")
+    config = tmp_path / "bad.toml"
+    config.write_text("[framing]\nkp = -1\n")
+    assert_error(opensteady("track", "--config", str(config), "--headless"), "track", EXIT_USAGE, "framing.kp")
+
+
+def test_track_with_no_camera_gives_up_quietly_after_give_up_s(tmp_path):
+    config = tmp_path / "cam.toml"
+    config.write_text("[camera]\nretry_s = 0.05\ngive_up_s = 0.5\n")
+    result = opensteady("track", "--camera", "97", "--config", str(config), "--headless", "--json", "--gimbal", "none",
+                        "--no-log")
+    assert_error(result, "track", EXIT_FAILED, "camera 97 could not be opened", "gave up after")
+    assert "WARN" not in result.stderr and "global " not in result.stderr  # no OpenCV lines
+    assert len(result.stderr.strip().splitlines()) <= 4, result.stderr  # one retry line, the give-up, the error
+    summary = [line for line in result.stdout.splitlines() if '"summary"' in line][-1]
+    assert '"exit":"camera_lost"' in summary
+
+
+def test_a_failure_inside_the_run_is_reported_in_the_summary_exit(tmp_path, monkeypatch, capsys):
+    """A bug in the pipeline: the summary must say so, not `end_of_stream`."""
+    import json
+
+    from opensteady.host import cli
+    from opensteady.host.pipeline import TrackingPipeline
+    from opensteady.host.track_bench import write_astronaut_video
+
+    video = write_astronaut_video(tmp_path / "a.avi", 10)
+    real_step = TrackingPipeline.step
+    calls = []
+
+    def failing_step(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected fault")
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(TrackingPipeline, "step", failing_step)
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["track", "--video", str(video), "--no-pace", "--headless", "--json", "--gimbal", "none",
+                     "--no-log"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_BUG
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["exit"] == "error: RuntimeError: injected fault" and summary["frames"] == 2
+    assert "opensteady track: error: internal error RuntimeError: injected fault" in err

@@ -24,7 +24,8 @@ from opensteady.host.mount.backend import telemetry_problem
 from opensteady.host.mount.mavlink import MavlinkBackend
 from opensteady.host.mount.opensteady import OpenSteadyBackend
 from opensteady.host.track_bench import write_astronaut_video
-from tests.test_host_mount import independent_mavlink, poll_until, pty_pair, realtime_payload
+from tests.micropython import micropython_binary
+from tests.test_host_mount import HANG_S, independent_mavlink, poll_until, pty_pair, realtime_payload
 
 INF = float("inf")
 NAN = float("nan")
@@ -155,6 +156,7 @@ def test_track_keeps_running_against_a_mavlink_gimbal_that_sends_nan(tmp_path):
     assert "Traceback" not in result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["exit"] == "end_of_stream" and summary["frames"] == 40
+    assert summary["gimbal_rejected"] > 0 and "not finite" in summary["gimbal_problem"]
     assert "the mavlink gimbal sent bad attitude status" in result.stderr
 
 
@@ -194,3 +196,65 @@ def test_mavlink_on_a_silent_port_is_not_connected_and_garbage_does_not_count():
         backend.poll(3.5)
         assert not backend.connected
         backend.close()
+
+
+def telemetry_frame(seq=1, **values):
+    """One valid MSG_TELEMETRY frame (mode track, calibrated, motors on; other fields 0 unless given)."""
+    fields = dict.fromkeys(p.FIELDS[p.MSG_TELEMETRY], 0)
+    fields.update(mode=p.MODE_TRACK, state_flags=p.STATE_CALIBRATED | p.STATE_MOTORS_ON, yaw_cdeg=1234)
+    fields.update(values)
+    return p.encode(p.MSG_TELEMETRY, seq, p.pack(p.MSG_TELEMETRY, *(fields[k] for k in p.FIELDS[p.MSG_TELEMETRY])))
+
+
+def micropython_repl_bytes(raw):
+    """What the real MicroPython VM says on its console: its banner and ``>>> `` prompt, or (``raw``) its
+    answer to Ctrl-A, the raw REPL that mpremote uses (a board left there by an interrupted deploy)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen([micropython_binary()], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+
+    def read_until(out, end):
+        while not out.endswith(end) and select.select([master], [], [], HANG_S)[0]:
+            out += os.read(master, 4096)
+        return out
+
+    try:
+        banner = read_until(b"", b">>> ")
+        if not raw:
+            return banner
+        os.write(master, b"\x01")  # Ctrl-A: enter the raw REPL
+        return read_until(b"", b"exit\r\n>")
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["repl", "raw_repl"])
+def test_opensteady_board_that_falls_back_to_the_repl_is_unhealthy_and_recovers_by_itself(raw):
+    console = micropython_repl_bytes(raw)
+    assert (b"raw REPL" in console) if raw else (console.startswith(b"MicroPython") and console.endswith(b">>> "))
+    with pty_pair() as (dev, path):
+        mount = Mount(OpenSteadyBackend(path, handshake=False, alive_s=1.0, clock=lambda: 0.0))
+        mount.open()
+        port = mount.backend.link._port
+        mount.poll(0.0)
+        assert not mount.connected and "no valid frame since the port opened" in mount.device_problem
+        os.write(dev, telemetry_frame())
+        poll_until(mount.poll, lambda _: mount.connected, port)
+        assert mount.connected and mount.device_problem is None
+        heard = mount.backend._heard_s
+        os.write(dev, console)  # the board reset into MicroPython: text, no frames
+        poll_until(mount.poll, lambda _: mount.backend.link.rx_tail.endswith(console[-8:]), port, t0=heard + 0.01)
+        for k in range(5, 50):  # simulated time in 0.1 s steps; nothing more arrives
+            t = heard + 0.1 * k
+            mount.poll(t)
+            if not mount.connected:
+                break
+        assert t == pytest.approx(heard + 1.1)  # unhealthy on the first poll more than alive_s after the last frame
+        problem = mount.device_problem
+        assert "no valid frame for 1." in problem and "MicroPython" in problem and "opensteady flash" in problem
+        os.write(dev, telemetry_frame(seq=2))  # flashed or reset, talking again
+        poll_until(mount.poll, lambda _: mount.connected, port, t0=t)
+        assert mount.connected and mount.device_problem is None
+        mount.close(t + 1)

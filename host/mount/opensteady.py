@@ -17,7 +17,7 @@ reconnections run on it; tests pass a fake clock).
 import time
 
 from opensteady.firmware import protocol as p
-from opensteady.host.mount.backend import MountBackend
+from opensteady.host.mount.backend import MountBackend, silence_problem
 
 
 def telemetry_from_fields(fields):
@@ -43,7 +43,7 @@ class OpenSteadyBackend(MountBackend):
     name = "opensteady"
 
     def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5,
-                 clock=time.monotonic):
+                 clock=time.monotonic, alive_s=1.0):
         if link is None:
             from opensteady.host.link import Link
 
@@ -60,12 +60,27 @@ class OpenSteadyBackend(MountBackend):
         self.fault_flags_seen = 0  # every fault bit seen in telemetry or a FAULT message
         self.mode_reached = False  # telemetry has reported ``mode`` (acknowledged, or the board's boot mode)
         self._reconnects_seen = 0
+        self.alive_s = alive_s
+        self._heard_s = None  # when the firmware last sent a valid frame
+        self._now_s = None
+        self._tail_at_heard = b""
         self._mode_retry_at_s = None
         self._safe = False
 
     @property
     def connected(self):
-        return self.link.connected
+        """The link is up and the firmware sent a valid frame within ``alive_s`` (telemetry comes at 50 Hz)."""
+        return (self.link.connected and self._heard_s is not None
+                and self._now_s - self._heard_s <= self.alive_s)
+
+    def health_problem(self):
+        from opensteady.host.link import describe_foreign_bytes
+
+        problem = silence_problem(self.name, self.link.connected, self._heard_s, self._now_s, self.alive_s)
+        tail = getattr(self.link, "rx_tail", b"")
+        if problem and tail and tail != self._tail_at_heard:
+            problem += ": " + describe_foreign_bytes(tail)  # e.g. it fell back to the MicroPython REPL
+        return problem
 
     def open(self):
         self.link.open()
@@ -87,7 +102,10 @@ class OpenSteadyBackend(MountBackend):
         return 0 if seq < 0 else p.OVERHEAD + p.SIZES[p.MSG_SETPOINT]
 
     def poll(self, t_s):
+        self._now_s = t_s
         for msg_id, fields in self.link.poll():
+            self._heard_s = t_s
+            self._tail_at_heard = getattr(self.link, "rx_tail", b"")
             if msg_id == p.MSG_TELEMETRY:
                 if fields["mode"] >= len(p.MODE_NAMES):
                     self.reject("telemetry", "unknown mode %d" % fields["mode"])
