@@ -67,7 +67,9 @@ def drive(events, ticks):
             lo = cfg.axis(i, "joint_min_deg") - LAG_TOL_DEG
             hi = cfg.axis(i, "joint_max_deg") + LAG_TOL_DEG
             inside = lo <= j <= hi
-            if prev_inside[i] and not inside:
+            if prev_inside[i] and not inside and on:
+                # only the drive can take the joint out; with the motors off a new limit may be set that the
+                # joint already lies beyond (the armed-safety rule allows it), which is no crossing
                 outward += 1
             if not inside:
                 worst_outside_deg = max(worst_outside_deg, lo - j, j - hi)
