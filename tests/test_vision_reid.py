@@ -91,6 +91,20 @@ def test_recognises_the_target_within_two_frames_of_return_and_never_takes_anoth
     assert result["delays"] and all(d is not None and d <= 2 for d in result["delays"]), result
 
 
+@pytest.mark.parametrize("name", ["cut", "occlusion"])
+def test_on_the_worker_a_returning_candidate_is_still_judged_on_its_own_frame(faces_only, name):
+    # The application's mode: descriptors on the worker thread, except that while the target is
+    # lost the most target-like new face is described on the frame path. So however slow the
+    # worker is, the target is recognised on the frame it comes back in.
+    tracker = TargetTracker(TrackerConfig(select="manual", reid="async"))
+    try:
+        result = evaluate_reid(reid_sequences(FPS)[name], faces_only, tracker, settle_after_lock=True)
+    finally:
+        tracker.close()
+    assert result["wrong_frames"] == 0 and result["switches"] == 0 and result["id_changes"] == 0
+    assert result["delays"] == [0], result
+
+
 def test_without_descriptors_a_cut_loses_the_target_but_takes_no_one_else(faces_only):
     tracker = TargetTracker(TrackerConfig(select="manual", reid="off"))
     result = evaluate_reid(reid_sequences(FPS)["cut"], faces_only, tracker)

@@ -223,7 +223,7 @@ def person_detector_rows(video: str, every: int = 20) -> List[str]:
 
 
 def evaluate_reid(placements_per_frame: List[list], perception: Perception, tracker: TargetTracker,
-                  fps: float = FPS) -> dict:
+                  fps: float = FPS, paced: bool = False, settle_after_lock: bool = False) -> dict:
     """Run one scripted sequence (``scenes.reid_sequences``); lock on its first person at frame 0.
 
     Returns ``wrong_frames`` (frames following someone else), ``switches``
@@ -232,21 +232,60 @@ def evaluate_reid(placements_per_frame: List[list], perception: Perception, trac
     target (fully in frame again after at least 5 frames away), the frames
     until the tracker follows that person by face under the original track
     id again (0: on the frame of return; None: never).
+
+    ``paced``: play the frames as a live camera would, at ``fps`` by the wall
+    clock, always handing over the newest one: a frame whose processing
+    overruns makes the frames captured meanwhile drop, and a worker thread
+    gets the real time between frames. Delays then count camera frames
+    (dropped ones too), and ``delays_ms`` gives the wall time from the return
+    frame's capture to the output that follows the target again.
+    Without it, frames are processed back to back as fast as they go.
+    ``settle_after_lock``: wait for the target's first descriptor after the
+    lock-on (tests that must not depend on how fast a worker thread runs).
     """
+    rendered = [compose(placements) for placements in placements_per_frame]
+    truths = [{p.who: b for p, b in zip(placements, boxes)}
+              for placements, (_, boxes) in zip(placements_per_frame, rendered)]
     target_who = placements_per_frame[0][0].who
     target_id: Optional[int] = None
     wrong = switches = id_changes = 0
     delays: List[Optional[int]] = []
+    delays_ms: List[Optional[float]] = []
     away, back_at, following = 0, None, None
-    for i, placements in enumerate(placements_per_frame):
-        frame, boxes = compose(placements)
+    clock = time.perf_counter
+    start = clock()
+    i = -1
+    while i + 1 < len(rendered):
+        newest = int((clock() - start) * fps) if paced else i + 1
+        if newest <= i:
+            time.sleep(max(0.0, start + (i + 1) / fps - clock()))
+            newest = i + 1
+        # the frames in between were dropped: the target's presence still counts on them
+        for j in range(i + 1, min(newest, len(rendered) - 1) + 1):
+            box = truths[j].get(target_who)
+            inside = box is not None and box.x >= 0.0 and box.x + box.w <= 1.0
+            if not inside:
+                away += 1
+                if back_at is not None:
+                    delays.append(None)
+                    delays_ms.append(None)
+                    back_at = None
+                continue
+            if away >= 5:
+                back_at = j
+            away = 0
+        i = min(newest, len(rendered) - 1)
+        frame, _ = rendered[i]
+        truth = truths[i]
         t_s = i / fps
         state = tracker.update(perception.process(frame, t_s), t_s, frame_rgb=frame)
-        truth = {p.who: b for p, b in zip(placements, boxes)}
         if i == 0:
             tracker.lock_on(point=(truth[target_who].cx, truth[target_who].cy))
             state = tracker.update(perception.process(frame, t_s + 1e-3), t_s + 1e-3, frame_rgb=frame)
             target_id = state.track_id
+            if settle_after_lock:
+                tracker.update(perception.process(frame, t_s + 2e-3), t_s + 2e-3, frame_rgb=frame)  # asks for it
+                tracker.wait_descriptors()
         on = None
         if state.locked and state.source in ("face", "body") and state.box is not None:
             on = next((who for who, b in truth.items() if b.contains(state.box.cx, state.box.cy)), None)
@@ -257,27 +296,26 @@ def evaluate_reid(placements_per_frame: List[list], perception: Perception, trac
         if state.locked and state.track_id != target_id:
             id_changes += 1
             target_id = state.track_id
-        box = truth.get(target_who)
-        inside = box is not None and box.x >= 0.0 and box.x + box.w <= 1.0
-        if not inside:
-            away += 1
-            if back_at is not None:
-                delays.append(None)
-                back_at = None
-            continue
-        if away >= 5:
-            back_at = i
-        away = 0
         if back_at is not None and on == target_who and state.source == "face" and not id_changes:
             delays.append(i - back_at)
+            delays_ms.append(round((clock() - start - back_at / fps) * 1000.0, 1) if paced else None)
             back_at = None
     if back_at is not None:
         delays.append(None)
-    return {"wrong_frames": wrong, "switches": switches, "id_changes": id_changes, "delays": delays}
+        delays_ms.append(None)
+    return {"wrong_frames": wrong, "switches": switches, "id_changes": id_changes, "delays": delays,
+            "delays_ms": delays_ms}
 
 
-def reid_rows(reid: str = "async") -> List[str]:
-    """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors."""
+def reid_rows(paced: bool = True) -> List[str]:
+    """Identity switches and re-acquisition delay on ``scenes.reid_sequences``, with and without face descriptors.
+
+    Rows: descriptors in line and no descriptors, frames back to back
+    (deterministic); with ``paced``, also the application's way (descriptors
+    on the worker thread, the most target-like new face judged on the frame
+    path while the target is lost) and the worker alone, both played live at
+    30 fps beside the person detector's own worker thread.
+    """
     from opensteady.vision.reid import FaceDescriber
     from opensteady.vision.scenes import reid_sequences
 
@@ -285,18 +323,24 @@ def reid_rows(reid: str = "async") -> List[str]:
     frame, (box,) = compose([Placement("hopper", 0.5, 0.45, 0.16)])
     cost_ms = _time_per_call_us(lambda: describer.describe(frame, box), 10) / 1000.0
     rows = [f"One face descriptor (dlib 5-point alignment + ResNet, 640x480 frame): {cost_ms:.0f} ms median of 10.", "",
-            "| sequence | re-identification | frames on someone else | switches | id changes "
-            "| re-acquisition delay (frames) |", "|---|---|---|---|---|---|"]
+            "| sequence | re-identification | frames | frames on someone else | switches | id changes "
+            "| re-acquisition delay (frames) | return to following (ms) |", "|---|---|---|---|---|---|---|---|"]
+    modes = [("face descriptor, in line", dict(reid="inline"), False, dict(persons="none")),
+             ("position + colour only", dict(reid="off"), False, dict(persons="none"))]
+    if paced:
+        modes[1:1] = [("face descriptor, worker + candidate judged on its frame", dict(reid="async"), True, {}),
+                      ("face descriptor, worker only", dict(reid="async", reid_sync_candidates=0), True, {})]
     for name, seq in reid_sequences(FPS).items():
-        for mode in ("inline", reid, "off") if reid != "inline" else ("inline", "off"):
-            tracker = TargetTracker(TrackerConfig(select="manual", reid=mode))
-            with Perception(VisionConfig(hands=False, persons="none")) as perception:
-                r = evaluate_reid(seq, perception, tracker)
+        for label, tracker_kw, live, vision_kw in modes:
+            tracker = TargetTracker(TrackerConfig(select="manual", **tracker_kw))
+            with Perception(VisionConfig(hands=False, **vision_kw)) as perception:
+                r = evaluate_reid(seq, perception, tracker, paced=live)
             tracker.close()
-            label = {"inline": "face descriptor, in line", "async": "face descriptor, worker thread",
-                     "off": "position + colour only"}[mode]
+            how = "live 30 fps" if live else "back to back"
             delays = ", ".join("never" if d is None else str(d) for d in r["delays"]) or "-"
-            rows.append(f"| {name} | {label} | {r['wrong_frames']} | {r['switches']} | {r['id_changes']} | {delays} |")
+            ms = ", ".join("-" if d is None else f"{d:.0f}" for d in r["delays_ms"]) if live else "-"
+            rows.append(f"| {name} | {label} | {how} | {r['wrong_frames']} | {r['switches']} | {r['id_changes']} "
+                        f"| {delays} | {ms} |")
     return rows
 
 
@@ -348,7 +392,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n".join(person_detector_rows(args.video)))
         return 0
     if args.only == "reid":
-        print("Re-identification on vision.scenes.reid_sequences (30 fps, frames processed back to back):\n")
+        print("Re-identification on vision.scenes.reid_sequences (30 fps sequences):\n")
         print("\n".join(reid_rows()))
         return 0
     if args.only != "detection":

@@ -14,6 +14,7 @@ lost, and ``DescriptorWorker`` computes them off the frame path.
     worker = DescriptorWorker(describer)         # asynchronous=False computes in submit (tests)
     worker.submit(key, frame_rgb, face.box)
     for key, vector in worker.results(): ...
+    vector = worker.describe_now(key, frame_rgb, face.box)   # on the caller's thread, now
 
 Install with ``pip install opensteady[reid]`` (``.[all]`` and ``.[dev]``
 include it). Without it the tracker falls back to position and colour cues
@@ -127,6 +128,9 @@ class DescriptorWorker:
         self._done: List[Tuple[Hashable, np.ndarray]] = []
         self._busy: Optional[Hashable] = None
         self._cond = threading.Condition()
+        # dlib's networks are not safe to run from two threads at once: the worker and
+        # describe_now take turns.
+        self._net_lock = threading.Lock()
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         if asynchronous:
@@ -166,6 +170,21 @@ class DescriptorWorker:
                 self._jobs.popitem(last=False)  # the oldest request is the least useful
             self._cond.notify()
 
+    def describe_now(self, key: Hashable, frame_rgb: np.ndarray, box: Box) -> Optional[np.ndarray]:
+        """The descriptor of ``box`` computed on the caller's thread (about 90 ms); a queued request
+        for ``key`` is dropped. For a candidate that must be judged on the frame it appears in.
+        None when the face cannot be described (the caller may ask the worker later)."""
+        with self._cond:
+            self._jobs.pop(key, None)
+        try:
+            with self._net_lock:
+                vector = self.describer.describe(frame_rgb, box)
+        except Exception:  # a bad box must not stop the frame path
+            return None
+        with self._cond:
+            self.computed += 1
+        return vector
+
     def results(self) -> List[Tuple[Hashable, np.ndarray]]:
         """Descriptors finished since the last call, as (key, vector)."""
         with self._cond:
@@ -187,7 +206,8 @@ class DescriptorWorker:
                 key, (frame, box) = self._jobs.popitem(last=True)  # newest first
                 self._busy = key
             try:
-                vector: Optional[np.ndarray] = self.describer.describe(frame, box)
+                with self._net_lock:
+                    vector: Optional[np.ndarray] = self.describer.describe(frame, box)
             except Exception:  # a bad crop must not kill the worker; the tracker asks again later
                 vector = None
             with self._cond:
