@@ -280,15 +280,17 @@ class Gimbal:
 
     def start_tune(self, axis, rule, relay_permille, hyst_cdps):
         """MSG_TUNE: a relay experiment on ``axis`` (motors on, closed-loop drive, not already tuning); an ACK status."""
-        if not 0 <= axis <= 2 or not 1 <= relay_permille <= 1000 or rule > 1:
+        if not 0 <= axis <= 2 or not 1 <= relay_permille <= 1000 or rule > 2:
             return NACK_OUT_OF_RANGE
         # closed-loop axes only: on the open-loop drive the relay met the magnetic spring's resonance, and
         # the gains it gave left the simulated gimbal unstable (docs/benchmarks.md)
         if (not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC
                 or not self.foc.active[axis]):
             return NACK_NOT_READY
-        relay = (self.axes[axis].effort_limit_mdps // 1000) * relay_permille
-        self.tune.start(axis, rule, relay, hyst_cdps * 10)  # cdps -> mdps
+        limit = self.axes[axis].effort_limit_mdps
+        relay = (limit // 1000) * relay_permille
+        # the relay may grow 8x (up to the effort limit) until its swing is six hystereses (cdps -> mdps)
+        self.tune.start(axis, rule, relay, hyst_cdps * 10, relay_max_mdps=min(limit, 8 * relay))
         return ACK_OK
 
     def _tune_tick(self):

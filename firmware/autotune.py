@@ -45,6 +45,8 @@ TUNE_OUT_OF_RANGE = const(4)  # the rule's gains fall outside the config's range
 TUNE_REFUSED = const(5)  # the tick could not tune (motors off, or the axis is not a BLDC/closed-loop one)
 
 _SKIP_CYCLES = const(2)  # the first cycles carry the start transient
+_CHATTER_TICKS = const(3)  # the relay switching back within 3 ticks is noise: the hysteresis doubles
+_MIN_SWING_HYST = const(6)  # a swing under 6 hystereses is grown: the relay doubles (up to relay_max) and starts again
 
 
 class RelayTuner:
@@ -52,17 +54,19 @@ class RelayTuner:
 
     def __init__(self):
         self.state = TUNE_IDLE
-        self._clear(0, 0, 0, 0, 0)
+        self._clear(0, 0, 0, 0, 0, 0)
 
-    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg):
+    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps):
         # the one place that sets every field: a new experiment starts from nothing
         self.reason = TUNE_OK
         self.relay_mdps = relay_mdps
+        self.relay_max_mdps = relay_max_mdps if relay_max_mdps > relay_mdps else relay_mdps
         self.hyst_udeg = hyst_udeg
         self.cycles = cycles
         self.max_us = max_us
         self.max_swing_udeg = max_swing_udeg
         self.out = relay_mdps
+        self._ticks = _CHATTER_TICKS  # since the last switch (the first one is never chatter)
         self.t_us = 0
         self.n = 0  # completed cycles (rising switches after the first)
         self.pu_us = 0
@@ -73,13 +77,21 @@ class RelayTuner:
         self._hi = 0
         self._lo = 0
 
-    def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000):
-        """``hyst_udeg`` and ``max_swing_udeg`` are in the units of the error given to step() (any)."""
+    def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000, relay_max_mdps=0):
+        """``hyst_udeg`` and ``max_swing_udeg`` are in the units of the error given to step() (any).
+
+        The hysteresis adapts to the noise: a switch back within 3 ticks of the
+        last one is noise, not the limit cycle, so the hysteresis doubles and
+        the count starts again. ``relay_max_mdps`` > ``relay_mdps``: a swing under six hystereses
+        doubles the relay (up to that) and starts the count again, so the
+        hysteresis stays small beside the swing and the cycle sits near the
+        -180 deg point the rules assume.
+        """
         if relay_mdps <= 0 or hyst_udeg < 0 or cycles < 1 or max_us <= 0:
             raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
                              % (relay_mdps, hyst_udeg, cycles, max_us))
         self.state = TUNE_RUNNING
-        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg)
+        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps)
 
     def step(self, error_udeg, dt_us):
         """The relay's output (mdps) for this tick's angle error (target - angle)."""
@@ -87,6 +99,7 @@ class RelayTuner:
             return 0
         self.t_us += dt_us
         e = error_udeg
+        self._ticks += 1
         if e > self._hi:
             self._hi = e
         if e < self._lo:
@@ -96,20 +109,41 @@ class RelayTuner:
             return 0
         if self.out < 0 and e > self.hyst_udeg:
             self.out = self.relay_mdps
+            self._switched()
             self._rise()
         elif self.out > 0 and e < -self.hyst_udeg:
             self.out = -self.relay_mdps
+            self._switched()
         if self.state == TUNE_RUNNING and self.t_us >= self.max_us:
             self._end(TUNE_FAILED, TUNE_TOO_SMALL if self._last_rise_us < 0 else TUNE_TIMEOUT)
             return 0
         return self.out
+
+    def _switched(self):
+        if self._ticks < _CHATTER_TICKS:  # noise switched it: a wider hysteresis, and count afresh
+            self.hyst_udeg = 2 * self.hyst_udeg + 1
+            self._restart()
+        self._ticks = 0
+
+    def _restart(self):
+        self.n = 0
+        self._sum_period = 0
+        self._sum_amp = 0
+        self._last_rise_us = -1
 
     def _rise(self):
         # one full cycle ends at each rising switch: its period and its peak-to-peak swing
         if self._last_rise_us >= 0:
             k = self.n
             self.n += 1
-            if k >= _SKIP_CYCLES:
+            if k >= _SKIP_CYCLES and (self._hi - self._lo) // 2 < _MIN_SWING_HYST * self.hyst_udeg \
+                    and self.relay_mdps < self.relay_max_mdps:
+                # too small a swing beside the hysteresis: a stronger relay, and the count starts again
+                r = 2 * self.relay_mdps
+                self.relay_mdps = r if r < self.relay_max_mdps else self.relay_max_mdps
+                self.out = self.relay_mdps
+                self._restart()
+            elif k >= _SKIP_CYCLES:
                 self._sum_period += self.t_us - self._last_rise_us
                 self._sum_amp += (self._hi - self._lo) // 2
                 if k + 1 - _SKIP_CYCLES >= self.cycles:
@@ -133,20 +167,32 @@ class RelayTuner:
         self.out = 0
 
     def ku(self):
-        """Ultimate gain: effort (mdps) per unit of the error's units (a rate relay: the rate_kp scale)."""
-        a = self.amp_udeg
-        h = self.hyst_udeg
-        return 4.0 * self.relay_mdps / (math.pi * math.sqrt(a * a - h * h))
+        """Ultimate gain: effort (mdps) per unit of the error's units (a rate relay: the rate_kp scale).
+
+        The relay's describing function has the magnitude 4 d / (pi a) at any
+        hysteresis (the hysteresis only turns its phase, by asin(h / a), kept
+        small by the automatic relay growth).
+        """
+        return 4.0 * self.relay_mdps / (math.pi * self.amp_udeg)
 
 
 RULE_TYREUS_LUYBEN = 0
 RULE_ZIEGLER_NICHOLS = 1
+RULE_CASCADE = 2
+RULES = (RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS, RULE_CASCADE)
+
+
+_CASCADE_KP = 0.5
+_CASCADE_TI = 4.0
+_CASCADE_ANGLE = math.pi / 4.0
 
 
 def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
     """(angle_kp 1/s, rate_kp, rate_ki 1/s) for the firmware cascade from the rate loop's Ku and Pu (s)."""
     if not ku > 0 or not pu_s > 0:
         raise ValueError("ultimate gain and period must be positive, got %r, %r" % (ku, pu_s))
+    if rule == RULE_CASCADE:
+        return _CASCADE_ANGLE / pu_s, ku * _CASCADE_KP, ku * _CASCADE_KP / (_CASCADE_TI * pu_s)
     if rule == RULE_TYREUS_LUYBEN:
         kp, ti = ku / 3.2, 2.2 * pu_s
     elif rule == RULE_ZIEGLER_NICHOLS:
@@ -174,10 +220,10 @@ class AxisAutotune:
         self.gains = (0.0, 0.0, 0.0)
         self.ku = 0.0
 
-    def start(self, axis, rule, relay_mdps, hyst_udeg, max_us=10000000):
-        if not 0 <= axis <= 2 or rule not in (RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS) or relay_mdps <= 0:
+    def start(self, axis, rule, relay_mdps, hyst_udeg, max_us=10000000, relay_max_mdps=0):
+        if not 0 <= axis <= 2 or rule not in RULES or relay_mdps <= 0:
             return False
-        self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us)
+        self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us, relay_max_mdps=relay_max_mdps)
         self.axis = axis
         self.rule = rule
         self.reported = -1

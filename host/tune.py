@@ -26,10 +26,16 @@ import sys
 import time
 
 from opensteady.firmware import protocol as P
-from opensteady.firmware.autotune import RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS, TUNE_DONE, TUNE_RUNNING
+from opensteady.firmware.autotune import (
+    RULE_CASCADE,
+    RULE_TYREUS_LUYBEN,
+    RULE_ZIEGLER_NICHOLS,
+    TUNE_DONE,
+    TUNE_RUNNING,
+)
 
 AXES = ("yaw", "pitch", "roll")
-RULES = {"tyreus-luyben": RULE_TYREUS_LUYBEN, "ziegler-nichols": RULE_ZIEGLER_NICHOLS}
+RULES = {"cascade": RULE_CASCADE, "tyreus-luyben": RULE_TYREUS_LUYBEN, "ziegler-nichols": RULE_ZIEGLER_NICHOLS}
 STATES = ("idle", "running", "done", "failed")
 REASONS = ("ok", "no steady cycle in time", "swing too big: lower --relay-permille",
            "swing inside the hysteresis: raise --relay-permille", "gains outside the config ranges",
@@ -42,100 +48,87 @@ class TuneError(Exception):
 
 
 class SimDevice:
-    """The simulated gimbal behind the same write/read/wait calls as a serial port."""
+    """The simulated rig (``host.simrig.SimRig``, the world every host path runs on): its UART and its clock."""
 
-    def __init__(self, scenario, seed=0):
-        from opensteady.sim.world import SimGimbal
+    def __init__(self, scenario, seed=0, firmware="inprocess"):
+        from opensteady.host.simrig import SimRig
 
-        self.g = SimGimbal(scenario, seed=seed)
+        self.rig = SimRig(scenario, firmware=firmware, seed=seed)
+        self.url = "sim://" + scenario.name
 
-    def write(self, data):
-        self.g.write(data)
+    def port(self):
+        return self.rig.port()
 
-    def read(self):
-        return self.g.read()
+    def clock(self):
+        return self.rig.clock()
 
     def wait(self, dt_s):
-        self.g.step_to(self.g.time_s + dt_s)
-
-    def now(self):
-        return self.g.time_s
+        self.rig.advance_to(self.rig.clock() + dt_s)
 
     def close(self):
-        self.g.close()
+        self.rig.close()
 
 
 class SerialDevice:
-    def __init__(self, url, baud=115200):
-        import serial
+    """A board on a serial port (any pyserial URL); time is the wall clock."""
 
-        try:
-            self.port = serial.serial_for_url(url, baudrate=baud, timeout=0)
-        except (serial.SerialException, ValueError) as exc:
-            raise TuneError("cannot open %s: %s" % (url, exc)) from None
+    def __init__(self, url):
+        self.url = url
 
-    def write(self, data):
-        self.port.write(data)
+    port = None  # the link opens the URL itself
 
-    def read(self):
-        return self.port.read(self.port.in_waiting or 0)
+    def clock(self):
+        return time.monotonic()
 
     def wait(self, dt_s):
         time.sleep(dt_s)
 
-    def now(self):
-        return time.monotonic()
-
     def close(self):
-        self.port.close()
+        pass
 
 
 class Session:
-    """Frames to and from the device; the latest telemetry, ACKs and TUNE_STATUS messages."""
+    """The host's link (``host.link.Link``) to the device; the latest telemetry, ACKs and TUNE_STATUS messages."""
 
     def __init__(self, dev):
+        from opensteady.host.link import Link, LinkError
+
         self.dev = dev
-        self.parser = P.Parser()
-        self.seq = 0
+        self.link = Link(dev.url, port_factory=dev.port, clock=dev.clock)
+        try:
+            self.link.open()  # the version handshake, as every host path does
+        except LinkError as exc:
+            raise TuneError(str(exc)) from None
         self.telemetry = None
         self.telemetry_log = []  # (t_s, fields dict)
         self.acks = []
         self.tune_status = []
-        self._next_hb = 0.0
+
+    def now(self):
+        return self.dev.clock()
 
     def send(self, msg_id, *fields):
-        self.dev.write(P.encode(msg_id, self.seq, P.pack(msg_id, *fields)))
-        self.seq = (self.seq + 1) & 0xFF
-        return (self.seq - 1) & 0xFF
+        return self.link.send(msg_id, *fields)
 
     def pump(self, dt_s=0.01):
-        """Let ``dt_s`` pass, keep the link alive, parse what arrived."""
-        now = self.dev.now()
-        if now >= self._next_hb:
-            self.send(P.MSG_HEARTBEAT, P.ROLE_HOST, int(now * 1000) & 0xFFFFFFFF)
-            self._next_hb = now + 0.1
+        """Let ``dt_s`` pass and take in what arrived (the link keeps the heartbeats going)."""
         self.dev.wait(dt_s)
-        for b in self.dev.read():
-            mid = self.parser.feed(b)
-            while mid >= 0:
-                fields = P.decode(mid, self.parser.payload())
-                if fields is not None:
-                    if mid == P.MSG_TELEMETRY:
-                        self.telemetry = dict(zip(P.FIELDS[mid], fields))
-                        self.telemetry_log.append((self.dev.now(), self.telemetry))
-                    elif mid == P.MSG_ACK:
-                        self.acks.append(fields)
-                    elif mid == P.MSG_TUNE_STATUS:
-                        self.tune_status.append(dict(zip(P.FIELDS[mid], fields)))
-                mid = self.parser.flush()
+        for mid, fields in self.link.poll():
+            if mid == P.MSG_TELEMETRY:
+                self.telemetry = fields
+                self.telemetry_log.append((self.now(), fields))
+            elif mid == P.MSG_ACK:
+                self.acks.append(tuple(fields.values()))
+            elif mid == P.MSG_TUNE_STATUS:
+                self.tune_status.append(fields)
 
     def request(self, msg_id, *fields, timeout_s=2.0, retry_s=0.5):
         """Send until an ACK for it arrives; return the ACK status."""
-        end = self.dev.now() + timeout_s
-        while self.dev.now() < end:
+        end = self.now() + timeout_s
+        while self.now() < end:
             seq = self.send(msg_id, *fields)
-            resend = self.dev.now() + retry_s
-            while self.dev.now() < min(resend, end):
+            resend = self.now() + retry_s
+            while self.now() < min(resend, end):
                 self.pump()
                 for a in self.acks:
                     if a[0] == msg_id and a[1] == seq:
@@ -147,8 +140,8 @@ class Session:
 
 def _wait_ready(s, timeout_s):
     """Until the firmware accepts MODE lock (gyro and any sensor calibration finished)."""
-    end = s.dev.now() + timeout_s
-    while s.dev.now() < end:
+    end = s.now() + timeout_s
+    while s.now() < end:
         if s.request(P.MSG_MODE, P.MODE_LOCK) == P.ACK_OK:
             return
         s.pump(0.2)
@@ -160,8 +153,8 @@ def tune_axis(s, axis, rule, relay_permille, hyst_dps, progress, timeout_s=15.0)
     status = s.request(P.MSG_TUNE, axis, rule, relay_permille, int(round(hyst_dps * 100)))
     if status != P.ACK_OK:
         raise TuneError("the firmware refused to tune %s: %s" % (AXES[axis], P.NACK_NAMES[status]))
-    end = s.dev.now() + timeout_s
-    while s.dev.now() < end:
+    end = s.now() + timeout_s
+    while s.now() < end:
         s.pump()
         while s.tune_status:
             st = s.tune_status.pop(0)
@@ -183,8 +176,8 @@ def step_response(s, axis, step_deg=STEP_DEG, hold_s=1.5):
     target[axis] = start[axis] + int(round(step_deg * 100))
     flags = P.SP_YAW_IN_EARTH_FRAME | P.SP_PITCH_IN_EARTH_FRAME | P.SP_ROLL_IN_EARTH_FRAME
     s.telemetry_log.clear()
-    t0 = s.dev.now()
-    while s.dev.now() < t0 + hold_s:
+    t0 = s.now()
+    while s.now() < t0 + hold_s:
         s.send(P.MSG_SETPOINT, flags, *target)
         for _ in range(5):
             s.pump()
@@ -215,13 +208,18 @@ def add_arguments(parser):
     parser.add_argument("--scenario", default="stabilize-still-foc",
                         help="with --sim: the scenario whose gimbal to tune (default: %(default)s, the handle "
                              "still)")
+    parser.add_argument("--phone-kg", type=float, help="with --sim: a heavier or lighter phone (kg; default: the "
+                        "scenario's, 0.195)")
+    parser.add_argument("--seed", type=int, default=0, help="with --sim: the simulation's seed (default: 0)")
     parser.add_argument("--axis", choices=AXES + ("all",), default="all", help="axis to tune (default: all)")
-    parser.add_argument("--rule", choices=sorted(RULES), default="tyreus-luyben",
-                        help="tuning rule (default: %(default)s; ziegler-nichols overshoots)")
+    parser.add_argument("--rule", choices=sorted(RULES), default="cascade",
+                        help="tuning rule (default: %(default)s, for the cascade's disturbance rejection; "
+                             "tyreus-luyben is slower, ziegler-nichols overshoots)")
     parser.add_argument("--relay-permille", type=int, default=100,
                         help="relay amplitude, permille of the axis' effort limit (default: %(default)s)")
-    parser.add_argument("--hyst-dps", type=float, default=0.5,
-                        help="relay hysteresis on the camera rate, deg/s (default: %(default)s)")
+    parser.add_argument("--hyst-dps", type=float, default=0.05,
+                        help="starting relay hysteresis on the camera rate, deg/s; the firmware doubles it while "
+                             "noise switches the relay (default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT.png", help="plot the step responses")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
@@ -235,18 +233,21 @@ def run(args):
     axes = range(3) if args.axis == "all" else [AXES.index(args.axis)]
     try:
         if args.sim:
-            from opensteady.sim.scenario import ScenarioError, load_scenario
+            from opensteady.sim.scenario import PhoneParams, ScenarioError, load_scenario
 
             try:
-                dev = SimDevice(load_scenario(args.scenario))
+                overrides = {"phone": PhoneParams(mass_kg=args.phone_kg)} if args.phone_kg else None
+                dev = SimDevice(load_scenario(args.scenario, overrides=overrides), seed=args.seed)
             except ScenarioError as exc:
                 raise TuneError(str(exc)) from None
         else:
             dev = SerialDevice(args.port)
         results = []
+        s = None
         try:
             s = Session(dev)
             _wait_ready(s, 20.0)
+            s.pump(1.0)  # let the motors' start settle before the first relay listens to the noise
             for axis in axes:
                 st = tune_axis(s, axis, RULES[args.rule], args.relay_permille, args.hyst_dps,
                                lambda msg: print(msg, file=out))
@@ -265,6 +266,8 @@ def run(args):
                          "" if r["state"] == "done" else " (%s)" % r["reason"]), file=out)
                 results.append(r)
         finally:
+            if s is not None:
+                s.link.close()
             dev.close()
     except TuneError as exc:
         print("opensteady tune: error: %s" % exc, file=sys.stderr)

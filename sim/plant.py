@@ -81,12 +81,22 @@ PHONE_MASS_KG = 0.195  # the phone geom's mass in sim/models/gimbal.xml
 
 
 def load_model(model_path=MODEL_PATH, phone_mass_kg=None):
-    """The MuJoCo model; ``phone_mass_kg`` puts a heavier or lighter phone in the same clamp (same size and place)."""
+    """The MuJoCo model; ``phone_mass_kg`` puts a heavier or lighter phone (same size) in the clamp, balanced.
+
+    A user balances a gimbal for the phone by sliding it in the clamp: the
+    phone's offset from the pitch axis is scaled by default mass / new mass,
+    so the payload's first moment about the pitch and roll axes (its
+    unbalance) stays what it was; its inertia and the yaw arm's load grow
+    with the mass.
+    """
     try:
         if phone_mass_kg is None or phone_mass_kg == PHONE_MASS_KG:
             return mujoco.MjModel.from_xml_path(model_path)
         spec = mujoco.MjSpec.from_file(model_path)
-        spec.geom("phone").mass = float(phone_mass_kg)
+        phone = spec.geom("phone")
+        k = PHONE_MASS_KG / float(phone_mass_kg)
+        phone.pos = [v * k for v in phone.pos]
+        phone.mass = float(phone_mass_kg)
         return spec.compile()
     except ValueError as exc:
         raise ValueError("cannot load the gimbal model %s: %s" % (model_path, exc)) from None

@@ -70,3 +70,61 @@ def test_tuning_rules_map_to_the_cascade():
         at.gains_from_ultimate(0.0, pu)
     with pytest.raises(ValueError):
         at.RelayTuner().start(0, 10)
+
+
+GROW_CODE = """
+import json
+from opensteady.firmware import autotune as at
+
+def noisy_integrator(relay, relay_max, noise=600, delay_ticks=25, dt_us=1000):
+    # the error seen is the plant's output plus a +-noise square wave at the tick rate
+    t = at.RelayTuner()
+    t.start(relay, 0, cycles=4, max_us=20000000, relay_max_mdps=relay_max)
+    angle = 0
+    history = [0] * (delay_ticks + 1)
+    k = 0
+    while t.state == at.TUNE_RUNNING:
+        n = noise if k % 2 else -noise
+        u = t.step(0 - history[0] + n, dt_us)
+        angle += (u * dt_us) // 1000
+        history = history[1:] + [angle]
+        k += 1
+    return [t.state, t.hyst_udeg, t.relay_mdps, t.amp_udeg, t.pu_us]
+
+print(json.dumps([noisy_integrator(200, 6400), noisy_integrator(200, 200)]))
+"""
+
+
+def _grow_runs():
+    ns = {}
+    exec(GROW_CODE.replace("print(json.dumps(", "RESULT = ((").replace("]))", "]))"), ns)
+    return ns["RESULT"]
+
+
+def test_relay_widens_its_hysteresis_past_the_noise_and_grows_until_the_swing_clears_it():
+    grown, capped = _grow_runs()
+    # the noise switched the relay back within a tick: the hysteresis doubled (0, 1, 3, ... 1023) until it
+    # was wider than the +-600 noise
+    assert grown[1] == 1023 and capped[1] == 1023
+    # then the relay doubled from 200 until the swing was at least six hystereses, and the cycle is the plant's
+    assert grown[0] == at.TUNE_DONE and grown[2] > 200 and grown[3] >= 6 * 1023
+    # the hysteresis (h / a <= 1/6) turns the relay's phase by asin(h / a) <= 9.6 deg: the period is at most
+    # (pi / 2) / (pi / 2 - 0.167) = 1.12 times the ultimate one (4 L)
+    h_over_a = grown[1] / grown[3]
+    assert 4 * 26000 <= grown[4] <= 4 * 26000 * (math.pi / 2) / (math.pi / 2 - math.asin(h_over_a)) + 2000
+    # a cap that leaves the swing small still ends, never above the cap
+    assert capped[2] == 200 and capped[0] in (at.TUNE_DONE, at.TUNE_FAILED)
+
+
+def test_relay_growth_runs_the_same_on_micropython():
+    assert run_micropython_json(GROW_CODE) == [list(r) for r in _grow_runs()]
+
+
+def test_the_cascade_rule():
+    ku, pu = 8.0, 0.02
+    angle_kp, rate_kp, rate_ki = at.gains_from_ultimate(ku, pu, at.RULE_CASCADE)
+    assert rate_kp == pytest.approx(ku * at._CASCADE_KP)
+    assert rate_ki == pytest.approx(rate_kp / (at._CASCADE_TI * pu))
+    assert angle_kp == pytest.approx(at._CASCADE_ANGLE / pu)
+    with pytest.raises(ValueError, match="unknown tuning rule"):
+        at.gains_from_ultimate(ku, pu, 7)

@@ -265,10 +265,13 @@ def test_handle_profile_vectorised_equals_scalar_and_fades_in(profile):
         assert 0.5 < yaw_pitch_roll.std(axis=0).min() and yaw_pitch_roll.std(axis=0).max() < 4.0
 
 
-def test_a_heavier_phone_weighs_more_in_the_same_place():
+def test_a_heavier_phone_weighs_more_and_is_balanced_like_the_default():
     light, default, heavy = (GimbalPlant(phone_mass_kg=m) for m in (0.15, None, 0.26))
     masses = [float(p.model.body("payload").mass[0]) for p in (light, default, heavy)]
     assert masses == pytest.approx([0.18, 0.225, 0.29])
+    # the payload's unbalance (mass x centre-of-mass offset from the pitch axis) is what the user balanced it to
+    moments = [float(p.model.body("payload").mass[0]) * p.model.body("payload").ipos for p in (light, default, heavy)]
+    assert moments[0] == pytest.approx(moments[1], abs=1e-7) and moments[2] == pytest.approx(moments[1], abs=1e-7)
     inertia = [float(p.model.body("payload").inertia.sum()) for p in (light, default, heavy)]
     assert inertia[0] < inertia[1] < inertia[2]
     sc = parse_scenario({"name": "x", "phone": {"mass_kg": 0.26}})

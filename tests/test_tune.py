@@ -13,12 +13,7 @@ from opensteady.sim.scenario import load_scenario
 
 def _session(name="stabilize-still-foc", firmware="inprocess"):
     sc = dataclasses.replace(load_scenario(name), seconds=60.0).validate()
-    dev = tune.SimDevice(sc)
-    if firmware != "inprocess":
-        dev.g.close()
-        from opensteady.sim.world import SimGimbal
-
-        dev.g = SimGimbal(sc, firmware=firmware)
+    dev = tune.SimDevice(sc, firmware=firmware)
     return dev, tune.Session(dev)
 
 
@@ -35,8 +30,8 @@ def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
         assert st["state"] == TUNE_DONE and st["reason"] == 0
         assert len(progress) >= 4  # a status per relay cycle while it ran
         assert 0.005 < st["pu_ms"] / 1000 < 1.0 and st["ku"] > 0  # the rate loop: tens of ms
-        saved, ok = fwconfig.Config.from_bytes(dev.g.hal.config_bytes)
-        assert ok and dev.g.hal.config_saves >= 1
+        saved, ok = fwconfig.Config.from_bytes(dev.rig.gimbal.hal.config_bytes)
+        assert ok and dev.rig.gimbal.hal.config_saves >= 1
         for name in ("angle_kp", "rate_kp", "rate_ki"):
             assert saved.axis(1, name) == pytest.approx(st[name], rel=1e-6)
         ts, ys, m = tune.step_response(s, 1)
