@@ -4,24 +4,32 @@ A relay with hysteresis drives the axis' effort (the controller output:
 joint rate open-loop, torque closed-loop) to +d or -d by the sign of the
 camera's rate error (the inner loop of the cascade, with the rate
 setpoint 0), switching only when the error leaves +-hyst. The loop settles
-into a limit cycle at the frequency where the rate loop's phase lag is
+into a limit cycle near the frequency where the rate loop's phase lag is
 180 deg; its period is the ultimate period Pu and, from the rate's
 amplitude a, the describing function gives the ultimate gain
-``Ku = 4 d / (pi * sqrt(a^2 - hyst^2))``. Integer maths, time passed in::
+``Ku = 4 d / (pi a)``. The hysteresis turns the relay's phase by
+asin(hyst / a), which moves the cycle off the -180 deg point (a fixed
+0.5 deg/s against a 1 deg/s swing read Ku 2x low in the simulator), so
+both adapt: noise switching the relay back within 3 ticks doubles the
+hysteresis, and a swing under six hystereses doubles the relay (up to
+``relay_max_mdps``). Integer maths, time passed in::
 
     tuner = RelayTuner()
-    tuner.start(relay_mdps=20000, hyst=500, cycles=4, max_us=5000000)
+    tuner.start(relay_mdps=2500, hyst_udeg=50, cycles=4, max_us=5000000, relay_max_mdps=20000)
     while tuner.state == TUNE_RUNNING:
         effort_mdps = tuner.step(0 - rate_mdps, dt_us)    # drive the axis with it
     ku, pu = tuner.ku(), tuner.pu_us                      # effort per unit of rate error, and us
 
-:func:`gains_from_ultimate` turns (Ku, Pu) into the cascade's gains: the
-rate PI by a conservative rule, Tyreus-Luyben (Kp = Ku / 3.2,
-Ti = 2.2 Pu), which a quick trial on the simulated gimbal preferred over
-classic Ziegler-Nichols (Kp = Ku / 2.2, Ti = Pu / 1.2: about 65 %
-overshoot); the angle loop's P closes a quarter of the rate loop's
-ultimate frequency (angle_kp = pi / (2 Pu)), so the outer loop stays well
-inside the inner one.
+:func:`gains_from_ultimate` turns (Ku, Pu) into the cascade's gains. The
+default rule, ``RULE_CASCADE``, is made for the gimbal's job, rejecting the
+handle's motion: rate_kp = Ku / 2 (a gain margin of 2 on the rate loop),
+Ti = 4 Pu (the integral's phase lag at the rate loop's crossover stays
+under 5 deg), angle_kp = pi / (4 Pu) (the outer loop crosses over near an
+eighth of the ultimate frequency, a quarter of the rate loop's). Checked
+in the simulator against a grid search over the same gains, for three
+phones (docs/benchmarks.md). Tyreus-Luyben (Kp = Ku / 3.2, Ti = 2.2 Pu)
+and classic Ziegler-Nichols (Kp = Ku / 2.2, Ti = Pu / 1.2: about 65 %
+overshoot) remain, with angle_kp = pi / (2 Pu).
 """
 
 import math

@@ -15,6 +15,7 @@ The grid file::
     seeds = [0, 1, 2]
     seconds = 6.0                 # optional: override each scenario's length
     firmware = "inprocess"        # or "micropython" (the real VM per run)
+    phone_mass_kg = 0.26          # optional: a heavier or lighter phone (balanced in the clamp)
     [parameters]                  # firmware config keys; the grid is their product
     pitch_rate_kp = [1.0, 1.5, 2.0]
     roll_rate_kd_ms = [60.0, 100.0]
@@ -51,7 +52,7 @@ class GridError(ValueError):
 class Grid:
     """Validated sweep grid: ``runs()`` lists one dict per run (scenario, seed, params)."""
 
-    def __init__(self, scenarios, seeds=(0,), parameters=None, seconds=None, firmware="inprocess"):
+    def __init__(self, scenarios, seeds=(0,), parameters=None, seconds=None, firmware="inprocess", phone_mass_kg=None):
         from opensteady.sim.board_config import board_config
         from opensteady.sim.scenario import ScenarioError, load_scenario
 
@@ -64,6 +65,13 @@ class Grid:
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or not seconds > 0):
             raise GridError("seconds = %r: must be a positive number" % (seconds,))
+        if phone_mass_kg is not None:
+            from opensteady.sim.scenario import PhoneParams
+
+            try:
+                PhoneParams(mass_kg=phone_mass_kg).validate()
+            except (ValueError, TypeError) as exc:
+                raise GridError("phone_mass_kg: %s" % exc) from None
         parameters = dict(parameters or {})
         for name, values in parameters.items():
             if not isinstance(values, list) or not values:
@@ -86,6 +94,7 @@ class Grid:
         self.parameters = parameters
         self.seconds = seconds
         self.firmware = firmware
+        self.phone_mass_kg = phone_mass_kg
 
     def runs(self):
         names = sorted(self.parameters)
@@ -95,7 +104,7 @@ class Grid:
             for combo in combos:
                 for seed in self.seeds:
                     out.append({"scenario": scenario, "seed": seed, "params": dict(zip(names, combo)),
-                                "seconds": self.seconds, "firmware": self.firmware})
+                                "seconds": self.seconds, "firmware": self.firmware, "phone_mass_kg": self.phone_mass_kg})
         return out
 
 
@@ -107,7 +116,7 @@ def load_grid(path):
         raise GridError("cannot read grid file %r: %s" % (path, exc.strerror or exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise GridError("grid file %r: bad TOML: %s" % (path, exc)) from None
-    known = {"scenarios", "seeds", "parameters", "seconds", "firmware"}
+    known = {"scenarios", "seeds", "parameters", "seconds", "firmware", "phone_mass_kg"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise GridError("grid file %r: unknown key(s) %s (known: %s)" % (path, ", ".join(unknown),
@@ -115,7 +124,7 @@ def load_grid(path):
     if "scenarios" not in doc:
         raise GridError("grid file %r: missing scenarios = [...]" % path)
     return Grid(doc["scenarios"], doc.get("seeds", [0]), doc.get("parameters"), doc.get("seconds"),
-                doc.get("firmware", "inprocess"))
+                doc.get("firmware", "inprocess"), doc.get("phone_mass_kg"))
 
 
 def run_one(run):
@@ -132,6 +141,10 @@ def run_one(run):
         overrides = {"firmware": tuple(sorted(firmware.items()))}
         if run["seconds"] is not None:
             overrides["seconds"] = float(run["seconds"])
+        if run.get("phone_mass_kg") is not None:
+            from opensteady.sim.scenario import PhoneParams
+
+            overrides["phone"] = PhoneParams(mass_kg=float(run["phone_mass_kg"]))
         scenario = load_scenario(run["scenario"], overrides=overrides)
         m = run_scenario(scenario, firmware=run["firmware"], seed=run["seed"]).metrics
         for k in METRICS:

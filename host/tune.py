@@ -2,16 +2,22 @@
 
 The firmware does the work (firmware/autotune.py): on MSG_TUNE it drives
 one axis' effort with a relay on the camera's rate (the cascade's inner
-loop), measures the ultimate gain and period, sets
-that axis' gains by the chosen rule (Tyreus-Luyben by default), checks them
+loop), widening the hysteresis past the noise and growing the relay until
+the cycle is clean, measures the ultimate gain and period, sets that axis'
+gains by the chosen rule (the cascade rule by default), checks them
 against the config's ranges and saves them. This command starts it, shows
 the progress the firmware reports (MSG_TUNE_STATUS), and then shows the
 result working: a 5 deg angle step on that axis in track mode, its
 overshoot and 10-90 % rise time.
 
     opensteady tune --sim                         # every axis of the simulated gimbal
-    opensteady tune --sim --scenario stabilize-walking-foc --axis pitch
+    opensteady tune --sim --phone-kg 0.26 --check-grid sim/sweeps/foc-gains.toml   # against a grid search
     opensteady tune --port /dev/ttyACM0 --axis pitch --plot step.png
+
+``--sim`` runs on the simulated rig (host/simrig.py: the world ``opensteady
+sim`` and ``track --sim`` run on) through the host's serial link
+(host/link.py: handshake, heartbeats), as on a board; only the per-frame
+host loop is not involved, since tuning needs no camera frames.
 
 Only closed-loop axes (``<axis>_drive = 1``) are tuned: on the open-loop
 drive the relay met the magnetic spring's resonance and the gains it gave
@@ -201,6 +207,60 @@ def step_metrics(ts, ys, step):
             "final_error_deg": round(sum(tail) / len(tail) - step, 4)}
 
 
+def check_against_grid(grid_path, tuned, phone_mass_kg=None, workers=None, progress=None):
+    """Jitter with the tuned gains against the best a grid search over the same gains finds.
+
+    ``grid_path`` is a sweep grid file (host/sweep.py) whose [parameters]
+    list values of ``<axis>_<gain>``; ``tuned`` maps ``<axis>_<gain>`` to
+    the auto-tuned value. The axes barely couple, so each axis' values are
+    searched with the other axes at the tuned gains, and the per-axis bests
+    are then run together; the grid's best is the lowest mean over the seeds
+    of any of those runs. Everything runs on Dask (host.sweep.run_grid).
+    Returns a dict: autotune and grid-best jitter, their ratio, the runs.
+    """
+    from opensteady.host import sweep
+
+    grid = sweep.load_grid(grid_path)
+    phone = phone_mass_kg if phone_mass_kg is not None else grid.phone_mass_kg
+
+    def make(params):
+        return sweep.Grid(grid.scenarios, grid.seeds, params, grid.seconds, grid.firmware, phone)
+
+    fixed = {k: [v] for k, v in tuned.items()}
+    groups = [("autotune", make(fixed))]
+    for axis in AXES:
+        own = {k: v for k, v in grid.parameters.items() if k.startswith(axis + "_")}
+        if own:
+            groups.append((axis, make({**{k: v for k, v in fixed.items() if not k.startswith(axis + "_")}, **own})))
+
+    class _Batch:  # every group's runs in one Dask job
+        def runs(self):
+            return [dict(r, group=name) for name, g in groups for r in g.runs()]
+
+    rows = sweep.run_grid(_Batch(), workers=workers, progress=progress)
+    runs = _Batch().runs()
+    means = {}  # (group, params) -> jitters over seeds
+    for run, row in zip(runs, rows):
+        key = (run["group"], tuple(sorted(run["params"].items())))
+        means.setdefault(key, []).append(row["camera_jitter_rms_deg"] if not row["error"] else None)
+    means = {k: (sum(v) / len(v) if None not in v else math.inf) for k, v in means.items()}
+    auto = next(v for k, v in means.items() if k[0] == "autotune")
+    best = dict(tuned)
+    for axis in AXES:
+        mine = {k: v for k, v in means.items() if k[0] == axis}
+        if mine:
+            params = dict(min(mine, key=mine.get)[1])
+            best.update({k: v for k, v in params.items() if k.startswith(axis + "_")})
+    together = sweep.run_grid(make({k: [v] for k, v in best.items()}), workers=workers)
+    vals = [r["camera_jitter_rms_deg"] for r in together if not r["error"]]
+    together_mean = sum(vals) / len(vals) if len(vals) == len(together) else math.inf
+    grid_best = min([v for k, v in means.items() if k[0] != "autotune"] + [together_mean])
+    return {"autotune_jitter_deg": round(auto, 5), "grid_best_jitter_deg": round(grid_best, 5),
+            "ratio": round(auto / grid_best, 3), "grid_runs": len(runs) - len(grid.seeds) + len(together),
+            "grid_best_gains": best if together_mean <= grid_best else None, "scenarios": grid.scenarios,
+            "phone_mass_kg": phone}
+
+
 def add_arguments(parser):
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sim", action="store_true", help="tune the simulated gimbal")
@@ -221,6 +281,10 @@ def add_arguments(parser):
                         help="starting relay hysteresis on the camera rate, deg/s; the firmware doubles it while "
                              "noise switches the relay (default: %(default)s)")
     parser.add_argument("--plot", metavar="OUT.png", help="plot the step responses")
+    parser.add_argument("--check-grid", metavar="GRID.toml",
+                        help="with --sim: then run the grid's scenario with the tuned gains and a grid search over "
+                             "the same gains (a sweep grid file of <axis>_<gain> values, run on Dask) and print both")
+    parser.add_argument("--workers", type=int, help="with --check-grid: local Dask workers (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on the last line")
 
 
@@ -274,9 +338,22 @@ def run(args):
         return 2
     if args.plot:
         _plot(results, args.plot)
+    ok = all(r["state"] == "done" for r in results)
+    out_json = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    if args.check_grid and ok:
+        tuned = {"%s_%s" % (r["axis"], g): r[g] for r in results for g in ("angle_kp", "rate_kp", "rate_ki")}
+        try:
+            check = check_against_grid(args.check_grid, tuned, args.phone_kg, args.workers)
+        except ValueError as exc:  # GridError
+            print("opensteady tune: error: %s" % exc, file=sys.stderr)
+            return 2
+        print("walking jitter: autotune %.4f deg, grid best %.4f deg (%d runs): ratio %.3f"
+              % (check["autotune_jitter_deg"], check["grid_best_jitter_deg"], check["grid_runs"], check["ratio"]),
+              file=out)
+        out_json = {"axes": out_json, "check": check}
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in results]))
-    return 0 if all(r["state"] == "done" for r in results) else 1
+        print(json.dumps(out_json))
+    return 0 if ok else 1
 
 
 def _plot(results, path):

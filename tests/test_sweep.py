@@ -104,3 +104,21 @@ def test_scheduler_and_two_workers_on_loopback(tmp_path):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_tune_check_against_a_grid_with_a_heavier_phone(tmp_path):
+    from opensteady.host.tune import check_against_grid
+
+    grid = _grid(tmp_path, 'scenarios = ["stabilize-walking"]\nseeds = [0]\nseconds = 2.6\nphone_mass_kg = 0.26\n'
+                           '[parameters]\npitch_rate_kp = [1.0, 2.0]\n')
+    assert sweep.load_grid(grid).runs()[0]["phone_mass_kg"] == 0.26
+    tuned = {"yaw_rate_kp": 2.5, "pitch_rate_kp": 1.5, "roll_rate_kp": 2.5}
+    check = check_against_grid(grid, tuned, workers=1)
+    # the tuned run, two pitch values with the rest at the tuned gains, then the per-axis best together
+    assert check["grid_runs"] == 3 and check["phone_mass_kg"] == 0.26
+    assert check["ratio"] == pytest.approx(check["autotune_jitter_deg"] / check["grid_best_jitter_deg"], rel=1e-2)
+    light = sweep.run_one(dict(sweep.load_grid(grid).runs()[0], phone_mass_kg=0.15))
+    heavy = sweep.run_one(sweep.load_grid(grid).runs()[0])
+    assert light["camera_jitter_rms_deg"] != heavy["camera_jitter_rms_deg"]  # the phone's mass reached the plant
+    with pytest.raises(sweep.GridError, match="phone_mass_kg"):
+        sweep.load_grid(_grid(tmp_path, 'scenarios = ["stabilize-still"]\nphone_mass_kg = 3.0\n'))
