@@ -140,6 +140,9 @@ class Gimbal:
         self.foc_needs_cal = self.foc.configure(cfg)
         a = cfg.axis
         for i in range(3):
+            # open-loop BLDC: the field may lead its rotor by 60 electrical degrees at most (90 slips a pole)
+            lead = 60000000 // a(i, "pole_pairs") if a(i, "driver") == DRIVER_BLDC else 0
+            self.axes[i].field_lead_udeg = lead
             self.axes[i].configure(
                 a(i, "angle_kp"), a(i, "rate_kp"), a(i, "rate_ki"), a(i, "rate_kd_ms"), a(i, "rate_ff"),
                 a(i, "max_rate_dps"), a(i, "effort_limit_dps"), a(i, "slew_dps2"),
@@ -231,8 +234,12 @@ class Gimbal:
         ff = modes.ff_mdps
         axes = self.axes
         hff = None
-        if handle_ok and self.handle_ff.ready and self.handle_ff.scale_q10:
+        guard = handle_ok and self.handle_ff.ready  # the handle's rate is known: the open-loop field guard runs
+        if guard:
             hff = self.handle_ff.update(self.handle_raw, axes[0].joint_udeg, axes[2].joint_udeg)
+            if not self.handle_ff.scale_q10:
+                hff = None
+        cancel = self.handle_ff.cancel_mdps
         limit = False
         hal = self.hal
         foc_on = fd.active
@@ -253,8 +260,11 @@ class Gimbal:
                     c.add_joint_rate(u, dt)
                 continue
             c.step(target[i], ff[i], ang[i], rate[i], dt)
-            if hff is not None and not closed:
-                c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
+            if not closed:
+                if hff is not None:
+                    c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
+                if guard:  # the joint's rate: the camera's plus the handle's (its cancelling rate)
+                    c.hold_field(rate[i] + cancel[i], dt)
             if c.at_limit:
                 limit = True
         self.drive.write(axes, fd)

@@ -68,6 +68,8 @@ class AxisController:
         self.rate_sp_mdps = 0
         self.tick_start_udeg = 0  # the joint command when this tick's step() began
         self.budget_udeg = 0  # how far it may move this tick (joint rate limit x dt)
+        self.rotor_udeg = 0  # open loop: where the rotor is, from the IMUs (hold_field)
+        self.field_lead_udeg = 0  # open loop: how far the field may run ahead of it; 0 = no guard
         self.configure(8.0, 0.6, 5.0, 0.0, 1.0, 200.0, 400.0, 20000.0, -170.0, 170.0)
 
     def configure(self, angle_kp, rate_kp, rate_ki, rate_kd_ms, rate_ff, max_rate_dps,
@@ -103,6 +105,7 @@ class AxisController:
         self.joint_udeg = joint_udeg
         self.joint_frac = 0
         self.at_limit = False
+        self.rotor_udeg = joint_udeg
 
     @micropython.viper
     def step(self, target_udeg: int, ff_mdps: int, angle_udeg: int, rate_mdps: int, dt_us: int):
@@ -298,6 +301,44 @@ class AxisController:
             self.joint_frac = frac % 1000
 
 
+    @micropython.native
+    def hold_field(self, joint_rate_mdps, dt_us):
+        """Open loop: keep the commanded field within ``field_lead_udeg`` of the rotor, so it cannot slip a pole.
+
+        A field that runs more than a quarter electrical turn ahead of its
+        rotor stops pulling it: the rotor falls back a pole pitch while the
+        controller, seeing the camera swing, drives the field further away
+        (on running's jolts the saturated rate loop whipped the yaw field
+        round at its rate limit and the camera walked off to the joint
+        limit). The rotor's angle is estimated from the joint rate the IMUs
+        measure (camera rate plus the handle's, ``joint_rate_mdps``) and
+        leans towards the command with a 1 s time constant (a rotor that
+        follows its field sits on it; gyro bias must not walk the estimate);
+        the command is clamped to it +- the lead.
+        """
+        lim = self.field_lead_udeg
+        if lim <= 0:
+            return
+        if dt_us > _DT_MAX:
+            dt_us = _DT_MAX
+        if joint_rate_mdps > _FF_MAX:
+            joint_rate_mdps = _FF_MAX
+        elif joint_rate_mdps < -_FF_MAX:
+            joint_rate_mdps = -_FF_MAX
+        whole = joint_rate_mdps // 1000
+        r = self.rotor_udeg + whole * dt_us + ((joint_rate_mdps - whole * 1000) * dt_us) // 1000
+        d = self.joint_udeg - r
+        r += ((d >> 10) * (dt_us >> 4)) >> 6  # d * dt / 2**20 s: products stay within +-2**30
+        d = self.joint_udeg - r
+        if d > lim:
+            self.joint_udeg = r + lim
+            self.joint_frac = 0
+        elif d < -lim:
+            self.joint_udeg = r - lim
+            self.joint_frac = 0
+        self.rotor_udeg = r
+
+
 # sin table steps (fixmath.SIN_Q15, 1536 per turn) per udeg of joint angle, and a quarter turn
 _UDEG_PER_SIN_STEP = const(234375)
 _SIN_QUARTER = const(384)
@@ -332,6 +373,7 @@ class HandleFeedForward:
         self.bias_mdps = [0, 0, 0]  # handle p, q, r (FRD)
         self.ready = False  # a bias was calibrated: the handle IMU is fitted and working
         self.rate_mdps = [0, 0, 0]  # joint-rate feed-forward: yaw, pitch, roll
+        self.cancel_mdps = [0, 0, 0]  # the joint rates that cancel the handle's rotation (unscaled)
         self._sum = [0, 0, 0]
         self._n = 0
         self._body = [0, 0, 0, 0, 0, 0]  # the handle sample in forward-right-down (chip mounted as imu mount 0)
@@ -385,14 +427,16 @@ class HandleFeedForward:
         qy = ((cy * q) >> 10) - ((sy * p) >> 10)
         g = self.scale_q10
         out = self.rate_mdps
-        out[0] = -r + (qy * sr) // cr
-        out[1] = -(qy << 10) // cr
-        out[2] = -px
+        cancel = self.cancel_mdps
+        cancel[0] = -r + (qy * sr) // cr
+        cancel[1] = -(qy << 10) // cr
+        cancel[2] = -px
         for k in range(3):
-            x = out[k]
+            x = cancel[k]
             if x > _FF_MAX:
                 x = _FF_MAX
             elif x < -_FF_MAX:
                 x = -_FF_MAX
+            cancel[k] = x
             out[k] = g * (x >> 10) + ((g * (x & 1023)) >> 10)
         return out
