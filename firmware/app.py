@@ -189,7 +189,8 @@ class Gimbal:
             tel.send_faults(faults, self.raw[0])
         due = tel.due(now_us)
         if due & DUE_TELEMETRY:
-            tel.send_telemetry(self.modes.mode, self.state_flags(), faults.flags, self.drive.on, self.loop_time_us)
+            tel.send_telemetry(self.modes.mode, self.state_flags(), faults.flags, self.drive.on, self.loop_time_us,
+                               now_us)
         if due & DUE_HEARTBEAT:
             tel.send_heartbeat(self.uptime_ms_lo, self.uptime_ms_hi)
 

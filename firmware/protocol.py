@@ -35,7 +35,7 @@ except ImportError:  # CPython: the compiler directives become no-ops
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-PROTOCOL_VERSION = const(2)  # 2: TUNE and TUNE_STATUS
+PROTOCOL_VERSION = const(3)  # 2: TUNE and TUNE_STATUS; 3: TELEMETRY carries the device time t_us
 
 SYNC0 = const(0xA5)
 SYNC1 = const(0x5A)
@@ -70,7 +70,7 @@ FORMATS = {
     MSG_VERSION: "<BBBBBH",
     MSG_SETPOINT: "<Bhhh",
     MSG_MODE: "<B",
-    MSG_TELEMETRY: "<BBHhhhhhhhhhhhhH",
+    MSG_TELEMETRY: "<BBHhhhhhhhhhhhhHI",
     MSG_CONFIG_GET: "<B",
     MSG_CONFIG_SET: "<Bf",
     MSG_CONFIG_VALUE: "<Bf",
@@ -93,7 +93,7 @@ FIELDS = {
         "yaw_rate_cdps", "pitch_rate_cdps", "roll_rate_cdps",
         "yaw_joint_cdeg", "pitch_joint_cdeg", "roll_joint_cdeg",
         "yaw_effort_permille", "pitch_effort_permille", "roll_effort_permille",
-        "loop_time_us",
+        "loop_time_us", "t_us",
     ),
     MSG_CONFIG_GET: ("key",),
     MSG_CONFIG_SET: ("key", "value"),

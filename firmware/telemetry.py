@@ -10,7 +10,7 @@ from now instead of bursting to catch up.
     tel.configure(20000, 200000)             # us: TELEMETRY at 50 Hz, HEARTBEAT at 5 Hz
     tel.start(now_us)                        # first tick: both are due at once
     due = tel.due(now_us)                    # DUE_TELEMETRY | DUE_HEARTBEAT
-    tel.send_telemetry(mode, state_flags, fault_flags, motors_on, loop_time_us)
+    tel.send_telemetry(mode, state_flags, fault_flags, motors_on, loop_time_us, now_us)
     tel.send_ack(msg_id, seq, status)
 
 Pure apart from ``hal.serial_write``; time comes in as ``now_us``.
@@ -114,7 +114,9 @@ class Telemetry:
         self.hal.serial_write(self._views[n])
 
     @micropython.native
-    def send_telemetry(self, mode, state_flags, fault_flags, motors_on, loop_time_us):
+    def send_telemetry(self, mode, state_flags, fault_flags, motors_on, loop_time_us, now_us):
+        """``now_us``: the tick's time, sent as ``t_us`` (the device clock, wrapping at 2**30 like ticks_us) so
+        the host can tell when this attitude was measured, whatever the link delayed or dropped."""
         b = self.tx
         o = PAYLOAD_OFFSET
         b[o] = mode
@@ -129,6 +131,9 @@ class Telemetry:
             put_u16(b, o + 16 + 2 * i, clamp_i16(c.joint_udeg // 10000))
             put_u16(b, o + 22 + 2 * i, clamp_i16(c.effort_permille() if motors_on else 0))
         put_u16(b, o + 28, loop_time_us if loop_time_us < 65535 else 65535)
+        t = now_us & TICKS_MASK  # a small int on every port (ticks_us wraps at 2**30): no allocation
+        put_u16(b, o + 30, t & 0xFFFF)
+        put_u16(b, o + 32, t >> 16)
         self._send(MSG_TELEMETRY, _TEL_LEN)
 
     def send_heartbeat(self, uptime_ms_lo, uptime_ms_hi):

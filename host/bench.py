@@ -117,7 +117,7 @@ def simulate_link(setpoint_hz, seconds=5.0, baud=115200, telemetry_hz=50, drop_r
     down = SerialLink(LinkParams(baud=baud, drop_rate=drop_rate), seed=1)  # host -> device
     up = SerialLink(LinkParams(baud=baud, drop_rate=drop_rate), seed=2)  # device -> host
     dev_parser, host_parser = p.Parser(), p.Parser()
-    telemetry = p.encode(p.MSG_TELEMETRY, 0, p.pack(p.MSG_TELEMETRY, *([0] * 16)))
+    telemetry = p.encode(p.MSG_TELEMETRY, 0, p.pack(p.MSG_TELEMETRY, *([0] * len(p.FIELDS[p.MSG_TELEMETRY]))))
     sent_at = {}
     latencies = []
     n_setpoints = n_telemetry = 0

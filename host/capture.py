@@ -51,6 +51,9 @@ class Frame:
     # Gestures known to be shown in this frame without seeing hands: the simulated
     # rig's scripted gestures (it has no photos of hands). Cameras leave it empty.
     gestures: tuple = ()
+    # When the picture was taken on the host loop's clock (a camera's own timestamp, the simulated rig's
+    # clock), so gimbal telemetry can be lined up with it; None when unknown (a video file's time is its own).
+    capture_s: float = None
 
 
 def _to_rgb(bgr):
@@ -96,7 +99,20 @@ class CameraSource:
         t_s = self.clock()
         grabbed = time.perf_counter()
         self.count += 1
-        return Frame(_to_rgb(bgr), t_s, self.count - 1, grabbed)
+        return Frame(_to_rgb(bgr), t_s, self.count - 1, grabbed, capture_s=self._capture_s(t_s))
+
+    def _capture_s(self, read_s):
+        """The driver's timestamp of the frame when it is one on our clock, else the time it was read.
+
+        Linux V4L2 stamps each buffer on CLOCK_MONOTONIC (Python's time.monotonic) as the frame
+        arrives, which OpenCV returns as CAP_PROP_POS_MSEC; other backends return a position in the
+        stream there, which fails the check (it must lie within the last second)."""
+        if self.clock is not time.monotonic:
+            return read_s
+        import cv2
+
+        stamp_s = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        return stamp_s if read_s - 1.0 < stamp_s <= read_s else read_s
 
     def close(self):
         if self.cap is not None:

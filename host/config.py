@@ -131,6 +131,7 @@ SCHEMA = {
         "port": ("", _string),
         "baud": (_default_of(create_backend, "baud"), _number(1200, 4000000, integer=True)),
         "stall_s": (_default_of(Mount, "stall_s"), _POS),
+        "telemetry_max_age_s": (_default_of(Mount, "telemetry_max_age_s"), _POS),
         "alive_s": (_default_of(SimpleBGCBackend, "alive_s"), _POS),
         "motors_off_on_exit": (False, _bool),
     },

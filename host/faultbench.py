@@ -21,6 +21,11 @@ Suites:
   SIGSTOP; the time until the run ends with an error naming the cause.
 - ``nan``: a MAVLink gimbal (pymavlink) sends NaN/inf/denormal attitudes with
   valid CRCs; messages refused, exceptions (must be 0).
+- ``loss``: the track-crossing scenario (vision in the loop, the one host
+  loop on the simulated rig) with 0, 1 and 5 % of bytes dropped in both
+  directions, per seed: ``tracking_rms_frac``, its ratio to the lossless run
+  of the same seed (goal at 1 %: <= 1.3), camera jitter, telemetry frames
+  received, and faults (goal: no ``joint_limit``, at any rate).
 """
 
 import argparse
@@ -31,7 +36,7 @@ import random
 import signal
 import time
 
-SUITES = ("fuzz", "hostile", "frozen", "nan")
+SUITES = ("fuzz", "hostile", "frozen", "nan", "loss")
 LAG_TOL_DEG = 3.0  # the joint may trail the field this far at a limit (the motor's magnetic spring)
 
 
@@ -272,6 +277,41 @@ def bench_nan(messages):
             "exceptions": exceptions}
 
 
+# --- byte loss -------------------------------------------------------------------------
+
+def loss_run(drop_rate, seed, scenario="track-crossing", on_step=None):
+    """One closed-loop run of ``scenario`` with ``drop_rate`` of the bytes lost in each direction (RunResult)."""
+    from dataclasses import replace
+
+    from opensteady.host.simrig import run_scenario
+    from opensteady.sim.scenario import load_scenario
+
+    sc = load_scenario(scenario)
+    return run_scenario(replace(sc, link=replace(sc.link, drop_rate=drop_rate)), seed=seed, on_step=on_step)
+
+
+def bench_loss(seeds, rates=(0.0, 0.01, 0.05), scenario="track-crossing"):
+    """Tracking against byte loss in both directions, per seed, with the ratio to the lossless run."""
+    out = {}
+    lossless = {}
+    for rate in rates:
+        for seed in seeds:
+            m = loss_run(rate, seed, scenario).metrics
+            rms = m["tracking_rms_frac"]
+            if rate == 0.0:
+                lossless[seed] = rms
+            base = lossless.get(seed)
+            out["%g%% seed %d" % (rate * 100, seed)] = {
+                "tracking_rms_frac": rms,
+                "x_lossless": round(rms / base, 3) if base and rms is not None else None,
+                "camera_jitter_rms_deg": m["camera_jitter_rms_deg"],
+                "telemetry_frames": m["telemetry_frames"],
+                "bytes_dropped": m["link_bytes_dropped"],
+                "faults": ",".join(m["faults"]) or "none",
+            }
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="opensteady bench faults", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SUITES), help="comma-separated suites (default: all): "
@@ -280,6 +320,7 @@ def main(argv=None):
     parser.add_argument("--hostile-runs", type=int, default=20, help="firmware runs with hostile frames")
     parser.add_argument("--hostile-seconds", type=float, default=6.0, help="simulated seconds per hostile run")
     parser.add_argument("--nan-messages", type=int, default=2000, help="hostile MAVLink attitude messages")
+    parser.add_argument("--loss-seeds", default="0,1,2", help="seeds of the byte-loss runs (default 0,1,2)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -291,12 +332,15 @@ def main(argv=None):
         "hostile": lambda: bench_hostile(args.hostile_runs, args.hostile_seconds),
         "frozen": bench_frozen,
         "nan": lambda: bench_nan(args.nan_messages),
+        "loss": lambda: bench_loss([int(s) for s in args.loss_seeds.split(",")]),
     }
     figures = {}
     for name in chosen:
         figures[name] = runs[name]()
         if not args.json:
             for key, value in figures[name].items():
+                if isinstance(value, dict):
+                    value = "  ".join("%s %s" % item for item in value.items())
                 print("%-8s %-42s %s" % (name, key, value), flush=True)
     if args.json:
         print(json.dumps(figures))

@@ -15,8 +15,10 @@ only what a real rig does: frames on its own time and a serial port.
             print(step.out.setpoint, step.bytes_written)
 
 Per frame: poll the gimbal (heartbeats, mode handshake and telemetry happen
-inside the backend and link), run the pipeline with that telemetry, send the
-setpoint. With no frame, the gimbal is still polled, so its failsafe stays
+inside the backend and link), take the gimbal's attitude at the frame's
+capture time (``Mount.telemetry_at``: interpolated between telemetry samples
+placed on the host clock by their device time; None once telemetry is stale),
+run the pipeline with it, send the setpoint. With no frame, the gimbal is still polled, so its failsafe stays
 fed and telemetry keeps flowing. ``clock`` is the only time source; the
 simulated rig passes its simulated clock.
 """
@@ -57,7 +59,10 @@ class HostLoop:
             return None
         for gesture in frame.gestures:
             self.pipeline.inject_gesture(gesture)
-        telemetry = self.mount.poll(self.clock())
+        now_s = self.clock()
+        self.mount.poll(now_s)
+        # the gimbal's attitude when this frame was taken (not the latest), from fresh telemetry only
+        telemetry = self.mount.telemetry_at(frame.capture_s, now_s)
         if self.services is not None:
             self.services.before_step(self.pipeline)
         out = self.pipeline.step(frame.rgb, frame.t_s, telemetry)

@@ -177,7 +177,8 @@ class SimRig:
         gestures = []
         while self._gestures and self._gestures[0].t_s <= t_s:
             gestures.append(self._gestures.pop(0).gesture)
-        frame = Frame(rgb, t_s, self.frames_captured, time.perf_counter(), tuple(gestures))
+        # stamped when taken, on the host's clock (here the simulated one), as a V4L2 camera stamps its buffers
+        frame = Frame(rgb, t_s, self.frames_captured, time.perf_counter(), tuple(gestures), capture_s=t_s)
         self._queue.append((g.tick_count + self.latency_ticks, frame))
         self.frames_captured += 1
 
@@ -313,10 +314,11 @@ class _NoPipeline:
 
 
 def open_rig(scenario, pipeline_config=None, firmware="inprocess", seed=0, face_image=None, tracker=None,
-             stall_s=0.5):
+             **mount_options):
     """Build the rig, the pipeline and the mount for a scenario; returns (rig, pipeline, mount).
 
-    The mount is not opened yet (``mount.open()`` handshakes on simulated time).
+    The mount is not opened yet (``mount.open()`` handshakes on simulated time); ``mount_options`` go to
+    host.mount.Mount (``stall_s``, ``telemetry_max_age_s``).
     """
     tracker = tracker or scenario.tracker
     config = sim_pipeline_config(pipeline_config or default_pipeline_config(), scenario)
@@ -327,7 +329,7 @@ def open_rig(scenario, pipeline_config=None, firmware="inprocess", seed=0, face_
         rig.close()
         raise
     link = Link("sim://" + scenario.name, port_factory=rig.port, clock=rig.clock)
-    mount = Mount(OpenSteadyBackend(link.url, link=link, mode=scenario.mode), stall_s=stall_s)
+    mount = Mount(OpenSteadyBackend(link.url, link=link, mode=scenario.mode), **mount_options)
     return rig, pipeline, mount
 
 

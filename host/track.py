@@ -255,7 +255,7 @@ def run(args):
             from opensteady.sim.scenario import load_scenario
 
             rig, pipeline, mount = open_rig(load_scenario(args.scenario), pipeline_config, seed=args.seed,
-                                            stall_s=g["stall_s"])
+                                            stall_s=g["stall_s"], telemetry_max_age_s=g["telemetry_max_age_s"])
             return _track(args, settings, rig.camera(), pipeline, mount, rig.clock, rig,
                           ScenarioRecorder(rig, pipeline, mount))
         source = _make_source(settings, args)
@@ -270,7 +270,8 @@ def run(args):
     # loading fails or Ctrl-C arrives meanwhile.
     pipeline = TrackingPipeline(pipeline_config)
     grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"], give_up_s=settings["camera"]["give_up_s"])
-    return _track(args, settings, grabber, pipeline, Mount(backend, stall_s=g["stall_s"]), time.monotonic)
+    mount = Mount(backend, stall_s=g["stall_s"], telemetry_max_age_s=g["telemetry_max_age_s"])
+    return _track(args, settings, grabber, pipeline, mount, time.monotonic)
 
 
 def _create_backend(settings):

@@ -90,7 +90,7 @@ def test_opensteady_refuses_an_unknown_mode_and_an_impossible_attitude():
     with pty_pair() as (dev, path):
         backend = OpenSteadyBackend(path, handshake=False)
         backend.open()
-        fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
+        fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180, 0]
         os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))
         good = poll_until(backend.poll, bool, backend.link._port)
         bad_mode = [99] + fields[1:]

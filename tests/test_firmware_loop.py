@@ -597,3 +597,14 @@ def test_any_frame_with_any_payload_never_raises():
         assert 0 <= rig.g.mode < len(P.MODE_NAMES)
 
     feed()
+
+
+def test_telemetry_carries_the_tick_time_wrapping_like_ticks_us():
+    """t_us is the time of the tick that measured the attitude, modulo 2**30 (MicroPython's ticks period)."""
+    rig = Rig()
+    rig.hal.now_us = 2**30 - 50_000  # 50 ms before the board's tick counter wraps
+    rig.run(200)
+    sent = [(t, f[-1]) for t, mid, f in rig.msgs if mid == P.MSG_TELEMETRY]
+    assert len(sent) >= 9
+    assert all(t_us == t % 2**30 for t, t_us in sent)
+    assert any(t_us < 10_000_000 for _, t_us in sent) and any(t_us > 2**30 - 60_000 for _, t_us in sent)

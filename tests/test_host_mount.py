@@ -347,7 +347,7 @@ def test_opensteady_backend_sends_mode_and_setpoints_and_reads_telemetry():
         got = decode_opensteady(read_master(dev, 8 + 14))
         assert got[0] == (p.MSG_MODE, (p.MODE_TRACK,))
         assert got[1] == (p.MSG_SETPOINT, cmd.to_protocol())
-        fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180]
+        fields = [4, 3, 0, 1234, -567, 12, 100, -200, 0, 1500, -400, 0, 250, -120, 5, 180, 0]
         os.write(dev, p.encode(p.MSG_TELEMETRY, 6, p.pack(p.MSG_TELEMETRY, *fields)))
         telemetry = poll_until(mount.poll, bool, backend.link._port)
         assert telemetry["yaw_deg"] == 12.34 and telemetry["pitch_deg"] == -5.67 and telemetry["roll_deg"] == 0.12
@@ -387,7 +387,7 @@ def test_opensteady_backend_asks_for_track_mode_until_the_firmware_reports_it():
         backend = OpenSteadyBackend(path, handshake=False, mode_retry_s=0.5, clock=STILL)
         backend.open()
         assert decode_opensteady(read_master(dev, 8)) == [(p.MSG_MODE, (p.MODE_TRACK,))]
-        lock = [p.MODE_LOCK, 3, 0] + [0] * 12 + [100]  # calibrated, motors on, but in lock mode (NACKed before)
+        lock = [p.MODE_LOCK, 3, 0] + [0] * 12 + [100, 0]  # calibrated, motors on, but in lock mode (NACKed before)
 
         def device_says(fields):
             os.write(dev, p.encode(p.MSG_TELEMETRY, 1, p.pack(p.MSG_TELEMETRY, *fields)))

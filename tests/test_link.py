@@ -166,9 +166,10 @@ def test_handshake_setpoint_and_telemetry_over_a_pty(device):
         assert link.version["protocol_version"] == p.PROTOCOL_VERSION
         assert link.version["capabilities"] == 3
         link.send_setpoint(p.SP_YAW_IS_RATE, 1500, -250.4, 1e9)
-        device.send(p.MSG_TELEMETRY, *([4, 3, 0, 1234] + [0] * 11 + [180]))
+        device.send(p.MSG_TELEMETRY, *([4, 3, 0, 1234] + [0] * 11 + [180, 2**30 - 5]))
         wait_for(lambda got: any(m == p.MSG_TELEMETRY for m, _ in got), link)
         assert link.telemetry["yaw_cdeg"] == 1234 and link.telemetry["loop_time_us"] == 180
+        assert link.telemetry["t_us"] == 2**30 - 5
         device.wait_for(lambda r: any(m == p.MSG_SETPOINT for m, _ in r))
     setpoints = [f for m, f in device.received if m == p.MSG_SETPOINT]
     assert setpoints == [(p.SP_YAW_IS_RATE, 1500, -250, 32767)]
@@ -246,10 +247,13 @@ def test_loopback_is_not_mistaken_for_a_device():
         Link("loop://", handshake_timeout_s=0.3, clock=DeviceClock()).open()
 
 
-def test_protocol_version_mismatch():
-    dev = PtyDevice(protocol_version=p.PROTOCOL_VERSION + 1, threaded=False)
+@pytest.mark.parametrize("theirs", [p.PROTOCOL_VERSION - 1, p.PROTOCOL_VERSION + 1], ids=["older", "newer"])
+def test_protocol_version_mismatch(theirs):
+    """A board on another protocol version (e.g. v2, whose TELEMETRY has no device time) is refused by name."""
+    dev = PtyDevice(protocol_version=theirs, threaded=False)
     try:
-        with pytest.raises(ProtocolVersionMismatch, match="v%d" % (p.PROTOCOL_VERSION + 1)):
+        with pytest.raises(ProtocolVersionMismatch, match="speaks protocol v%d but this host speaks v%d.*opensteady flash"
+                           % (theirs, p.PROTOCOL_VERSION)):
             Link(dev.slave_name, clock=DeviceClock(dev)).open()
     finally:
         dev.close()

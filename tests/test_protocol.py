@@ -87,9 +87,9 @@ def test_wrong_length_for_known_id_is_a_header_error():
 
 
 def test_frame_hidden_inside_a_damaged_frame_is_recovered():
-    # A truncated telemetry header claims 30 payload bytes; two real frames hide inside.
+    # A truncated telemetry header claims its full payload; two real frames hide inside.
     a, b = GOLDEN[1][3], GOLDEN[0][3]
-    stream = bytes([p.SYNC0, p.SYNC1, 30, 0, p.MSG_TELEMETRY]) + a + b + bytes(40)
+    stream = bytes([p.SYNC0, p.SYNC1, p.SIZES[p.MSG_TELEMETRY], 0, p.MSG_TELEMETRY]) + a + b + bytes(40)
     assert [frame for frame, _ in parse_all(stream)] == [a, b]
 
 

@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 
+from opensteady.host.attitude_history import AttitudeHistory
 from opensteady.host.framing import STATE_STALLED, SetpointCommand
 from opensteady.host.mount.backend import MountBackend
 
@@ -62,11 +63,17 @@ def create_backend(kind, port=None, baud=115200, **options):
 
 
 class Mount:
-    """The frontend: thread-safe access, a stall watchdog and a safe shutdown."""
+    """The frontend: thread-safe access, a stall watchdog and a safe shutdown.
 
-    def __init__(self, backend, stall_s=0.5):
+    Every accepted telemetry sample goes into ``history`` (host.attitude_history) with its arrival time;
+    :meth:`telemetry_at` gives the pipeline the attitude at a frame's capture time while telemetry is
+    fresh (newest sample at most ``telemetry_max_age_s`` old), and None after that.
+    """
+
+    def __init__(self, backend, stall_s=0.5, telemetry_max_age_s=0.25):
         self.backend = backend
         self.stall_s = stall_s
+        self.history = AttitudeHistory(max_age_s=telemetry_max_age_s)
         self.telemetry = None
         self.setpoints_sent = 0
         self.bytes_written = 0
@@ -125,7 +132,18 @@ class Mount:
             except Exception as exc:  # noqa: BLE001 - a device must not be able to crash the app
                 log.debug("%s driver failed on device input", self.backend.name, exc_info=True)
                 self.backend.reject("input", "the driver failed on it: %s: %s" % (type(exc).__name__, exc))
+            wrap_us = self.backend.device_time_wrap_us
+            for sample in self.backend.take_samples():
+                self.history.add(sample, now_s, sample.get("device_time_us"), wrap_us)
+            if self.telemetry is None:
+                self.history.clear()  # the link went down: what came before says nothing about now
             return self.telemetry
+
+    def telemetry_at(self, t_s, now_s):
+        """The gimbal's telemetry at host time ``t_s`` (a frame's capture time; None: the newest), with its
+        angles interpolated between the samples around it; None unless telemetry is fresh at ``now_s``."""
+        with self._lock:
+            return self.history.at(t_s, now_s)
 
     def check_stall(self, now_s):
         """Stop the gimbal once if no setpoint came for ``stall_s``; returns True when it did."""

@@ -67,15 +67,27 @@ class MountBackend:
     telemetry = None  # the last accepted telemetry dict
     rejected = 0  # device messages refused at the boundary (bad values)
     last_rejection = None  # why the last one was refused
+    # The period at which the device's own clock in ``telemetry["device_time_us"]`` wraps; None: it sends none
+    # (then a sample is placed at its arrival time). See host.attitude_history.
+    device_time_wrap_us = None
+    _arrived = None  # accepted samples not yet taken by the frontend (take_samples)
 
     def accept_telemetry(self, telemetry, what="telemetry"):
         """Keep ``telemetry`` if every value is plausible (see module docstring); count and log it if not."""
         problem = telemetry_problem(telemetry)
         if problem is None:
             self.telemetry = telemetry
+            if self._arrived is None:
+                self._arrived = []
+            self._arrived.append(telemetry)
             return True
         self.reject(what, problem)
         return False
+
+    def take_samples(self):
+        """Every sample accepted since the last call, oldest first (all of them, not only the newest)."""
+        out, self._arrived = self._arrived or [], None
+        return out
 
     def health_problem(self):
         """None while the device is healthy, else one line saying what is wrong (silent, talking something else)."""

@@ -122,6 +122,8 @@ class MavlinkBackend(SerialBackend):
         m = self.m
         return self.mav.heartbeat_encode(m.MAV_TYPE_ONBOARD_CONTROLLER, m.MAV_AUTOPILOT_INVALID, 0, 0, m.MAV_STATE_ACTIVE)
 
+    device_time_wrap_us = 2**32 * 1000  # time_boot_ms is a uint32
+
     def poll(self, t_s):
         if self._next_heartbeat_s is None or t_s >= self._next_heartbeat_s:
             self._send(self.heartbeat(), t_s)
@@ -152,6 +154,7 @@ class MavlinkBackend(SerialBackend):
                 "yaw_deg": math.degrees(yaw),
                 "flags": msg.flags,
                 "failure_flags": msg.failure_flags,
+                "device_time_us": msg.time_boot_ms * 1000,
             }
             # NaN angular velocity means "unknown" in Gimbal Protocol v2: leave the rate out, keep the attitude
             for key, value in (("yaw_rate_dps", msg.angular_velocity_z), ("pitch_rate_dps", msg.angular_velocity_y)):

@@ -35,12 +35,14 @@ def telemetry_from_fields(fields):
         "state_flags": fields["state_flags"],
         "fault_flags": fields["fault_flags"],
         "loop_time_us": fields["loop_time_us"],
+        "device_time_us": fields["t_us"],  # when the firmware measured this attitude (ticks_us)
     }
     return out
 
 
 class OpenSteadyBackend(MountBackend):
     name = "opensteady"
+    device_time_wrap_us = 2**30  # MicroPython's ticks_us period (firmware.fixmath.TICKS_MASK + 1)
 
     def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5,
                  clock=time.monotonic, alive_s=1.0):
