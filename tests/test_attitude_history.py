@@ -59,9 +59,11 @@ def test_interpolates_at_the_frame_capture_time_not_the_newest_sample():
     assert got["yaw_deg"] == pytest.approx(yaw_at(frame_s - 0.005), abs=1e-6)
     assert got["pitch_deg"] == 1.0 and got["mode"] == "track"
     assert history.at(None, now_s=0.19)["yaw_deg"] == pytest.approx(yaw_at(0.18))  # no capture time: the newest
-    # after the newest sample: extrapolated at its rate, for at most max_extrapolate_s (50 ms), then held
+    # after the newest sample: extrapolated at its rate for up to max_extrapolate_s (100 ms); beyond that the
+    # camera may have turned any way, so the attitude is unknown (not the old one)
     assert history.at(0.20, now_s=0.2)["yaw_deg"] == pytest.approx(yaw_at(0.195))
-    assert history.at(0.50, now_s=0.2)["yaw_deg"] == pytest.approx(yaw_at(0.18 + 0.05))
+    assert history.at(0.284, now_s=0.2)["yaw_deg"] == pytest.approx(yaw_at(0.279))
+    assert history.at(0.29, now_s=0.2) is None
 
 
 def test_angles_interpolate_the_short_way_across_180():
