@@ -310,15 +310,17 @@ class Controls:
         manual = self.manual.setpoint(dt_s, roll_deg=setpoint.roll_deg)
         return setpoint if manual is None else manual
 
-    def update_status(self, out, pipeline=None, **extra):
-        """Publish a snapshot of this frame for status() readers (panel, API, VISCA inquiries)."""
+    def update_status(self, out, pipeline=None, telemetry=None, **extra):
+        """Publish a snapshot of this frame for status() readers (panel, API, VISCA inquiries); the attitude
+        is ``telemetry`` (the gimbal's newest) when given, else the one the frame was processed with."""
         t = out.target
         self._last_target = t
         from opensteady.host.pipeline import attitude_deg
 
-        att = attitude_deg(out.telemetry)
-        roll = (out.telemetry or {}).get("roll_deg")
-        pan = (out.telemetry or {}).get("yaw_joint_deg")
+        telemetry = out.telemetry if telemetry is None else telemetry
+        att = attitude_deg(telemetry)
+        roll = (telemetry or {}).get("roll_deg")
+        pan = (telemetry or {}).get("yaw_joint_deg")
         mapping = self._gesture_mapping if self._gesture_mapping is not None else (
             dict(pipeline.config.gesture_actions) if pipeline is not None else {})
         status = {

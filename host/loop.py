@@ -35,6 +35,9 @@ class LoopStep:
     out: object  # host.pipeline.PipelineOutput
     sent_s: float  # clock time the setpoint was handed to the mount
     bytes_written: int  # 0 when the port was down (or for the ``none`` gimbal)
+    # the newest fresh telemetry when the setpoint went out (None when stale): where the gimbal is now, for
+    # status readers (``out.telemetry`` is its attitude when the frame was captured)
+    telemetry_now: object = None
 
 
 class HostLoop:
@@ -69,4 +72,4 @@ class HostLoop:
         sent_s = self.clock()
         setpoint = out.setpoint if self.services is None else self.services.setpoint(out.setpoint, out.t_s)
         n = self.mount.send(setpoint, sent_s)
-        return LoopStep(frame, out, sent_s, n)
+        return LoopStep(frame, out, sent_s, n, self.mount.telemetry_at(None, sent_s))

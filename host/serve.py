@@ -130,12 +130,13 @@ class Services:
         self._last_t_s = t_s
         return self.controls.override(setpoint, dt_s)
 
-    def after_step(self, frame, out, pipeline, hud_status=None, **extra):
-        """Publish this frame to the outputs and a status snapshot to the panel/API/VISCA."""
+    def after_step(self, frame, out, pipeline, hud_status=None, telemetry=None, **extra):
+        """Publish this frame to the outputs and a status snapshot to the panel/API/VISCA (``telemetry``: the
+        gimbal's newest, host.loop.LoopStep.telemetry_now; else the attitude the frame was processed with)."""
         status = dict(hud_status or {}, message=self.messages[-1] if self.messages else None)
         self.hub.publish(frame.rgb, frame.t_s, frame.index, captured_at=getattr(frame, "grabbed_at", None),
                          hud=lambda: hud_picture(frame.rgb, out, dict(status, **extra)))
-        self.controls.update_status(out, pipeline, frame=frame.index, **extra)
+        self.controls.update_status(out, pipeline, telemetry=telemetry, frame=frame.index, **extra)
 
     def close(self):
         for part in (self.vcam, self.visca, self.web):

@@ -372,7 +372,8 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             now = clock()
             stats.add(out, e2e_ms, now)
             if services is not None:
-                services.after_step(frame, out, pipeline, hud_status=status, fps=stats.fps, e2e_ms=e2e_ms,
+                services.after_step(frame, out, pipeline, hud_status=status, telemetry=step.telemetry_now,
+                                    fps=stats.fps, e2e_ms=e2e_ms,
                                     link=_link_status(mount))
             for event in out.events:
                 if event.kind == "photo_now":

@@ -79,7 +79,8 @@ class ServedSim:
                 continue
             link = {"gimbal": self.mount.name, "connected": self.mount.connected,
                     "setpoints_sent": self.mount.setpoints_sent}
-            self.services.after_step(step.frame, step.out, self.pipeline, fps=30.0, e2e_ms=None, link=link)
+            self.services.after_step(step.frame, step.out, self.pipeline, telemetry=step.telemetry_now, fps=30.0,
+                                     e2e_ms=None, link=link)
             self.frames += 1
             done += 1
             self.last = step.out
