@@ -599,12 +599,27 @@ def test_any_frame_with_any_payload_never_raises():
     feed()
 
 
-def test_telemetry_carries_the_tick_time_wrapping_like_ticks_us():
-    """t_us is the time of the tick that measured the attitude, modulo 2**30 (MicroPython's ticks period)."""
+def telemetry_clock():
+    """TELEMETRY's t_us against the tick times, across the 2**30 wrap of the board's ticks_us."""
     rig = Rig()
-    rig.hal.now_us = 2**30 - 50_000  # 50 ms before the board's tick counter wraps
+    rig.hal.now_us = (1 << 30) - 50000  # 50 ms before the board's tick counter wraps
     rig.run(200)
     sent = [(t, f[-1]) for t, mid, f in rig.msgs if mid == P.MSG_TELEMETRY]
-    assert len(sent) >= 9
-    assert all(t_us == t % 2**30 for t, t_us in sent)
-    assert any(t_us < 10_000_000 for _, t_us in sent) and any(t_us > 2**30 - 60_000 for _, t_us in sent)
+    return {
+        "frames": len(sent),
+        "all_equal_tick_mod_2_30": all(t_us == t % (1 << 30) for t, t_us in sent),
+        "before_wrap": len([1 for _, t_us in sent if t_us > (1 << 30) - 60000]),
+        "after_wrap": len([1 for _, t_us in sent if t_us < 1000000]),
+    }
+
+
+def test_telemetry_carries_the_tick_time_wrapping_like_ticks_us_on_cpython_and_micropython():
+    """t_us is the time of the tick that measured the attitude, modulo 2**30 (MicroPython's ticks period)."""
+    from tests.micropython import run_micropython_json
+
+    cp = telemetry_clock()
+    mp = run_micropython_json("import json; from tests.test_firmware_loop import telemetry_clock; "
+                              "print(json.dumps(telemetry_clock()))")
+    assert cp == mp
+    assert cp["frames"] >= 9 and cp["all_equal_tick_mod_2_30"]
+    assert cp["before_wrap"] >= 2 and cp["after_wrap"] >= 6
