@@ -21,11 +21,13 @@ bumpless starts. Integer maths only; time comes in as ``dt_us``.
     c.joint_udeg, c.effort_mdps, c.at_limit
 """
 
+from array import array
+
 try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython, ptr32  # type: ignore[assignment,no-redef]
 
 from .fixmath import SIN_Q15, SIN_STEPS, wrap_udeg
 from .imu import CAL_DONE, CAL_MOVED, gyro_mdps, gyro_mean_mdps, to_body
@@ -33,6 +35,17 @@ from .imu import CAL_DONE, CAL_MOVED, gyro_mdps, gyro_mean_mdps, to_body
 _ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
 _FF_MAX = const(1048575)  # feed-forward clamp, mdps
+# AxisController._gains: the integer gains step() reads, each >= 0 (viper's ptr32 loads are unsigned
+# on 64-bit ports); one ptr32 load each instead of an attribute load (about 25 ns each)
+_G_EFFORT_LIMIT = const(0)
+_G_ERR_LIM = const(1)
+_G_ANGLE_KP = const(2)
+_G_MAX_RATE = const(3)
+_G_KD = const(4)
+_G_KP = const(5)
+_G_FF = const(6)
+_G_KI = const(7)
+_G_SLEW = const(8)
 
 
 class AxisController:
@@ -70,6 +83,7 @@ class AxisController:
         self.budget_udeg = 0  # how far it may move this tick (joint rate limit x dt)
         self.rotor_udeg = 0  # open loop: where the rotor is, from the IMUs (hold_field)
         self.field_lead_udeg = 0  # open loop: how far the field may run ahead of it; 0 = no guard
+        self._gains = array("i", [0] * 9)  # the gains above, packed by configure() for step()
         self.configure(8.0, 0.6, 5.0, 0.0, 1.0, 200.0, 400.0, 20000.0, -170.0, 170.0)
 
     def configure(self, angle_kp, rate_kp, rate_ki, rate_kd_ms, rate_ff, max_rate_dps,
@@ -90,6 +104,12 @@ class AxisController:
         self.slew_q12 = int(slew_dps2 * 4.096)  # mdps per us, Q12 (mdps/s * 4096 / 1e6)
         self.joint_min_udeg = int(joint_min_deg * 1e6)
         self.joint_max_udeg = int(joint_max_deg * 1e6)
+        packed = (self.effort_limit_mdps, self.err_lim_udeg, self.angle_kp_q18, self.max_rate_mdps, self.rate_kd_us,
+                  self.rate_kp_q10, self.rate_ff_q10, self.rate_ki_u, self.slew_q12)
+        for k in range(9):
+            if packed[k] < 0:
+                raise ValueError("AxisController: gains and limits must be >= 0, got %r" % (packed,))
+            self._gains[k] = packed[k]
         lim = self.effort_limit_mdps << 4
         if self.i_q4 > lim:
             self.i_q4 = lim
@@ -115,17 +135,18 @@ class AxisController:
             return
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
-        lim = int(self.effort_limit_mdps)
+        gains = ptr32(self._gains)
+        lim = int(gains[_G_EFFORT_LIMIT])
         # outer loop: angle error (wrapped to +-180 deg) -> rate setpoint
         e = int(wrap_udeg(target_udeg - angle_udeg))
-        x = int(self.err_lim_udeg)
+        x = int(gains[_G_ERR_LIM])
         if e > x:
             e = x
         elif e < 0 - x:
             e = 0 - x
-        g = int(self.angle_kp_q18)
+        g = int(gains[_G_ANGLE_KP])
         sp = ((e >> 10) * g + (((e & 1023) * g) >> 10)) >> 8  # e * g >> 18, split at 2**10
-        x = int(self.max_rate_mdps)
+        x = int(gains[_G_MAX_RATE])
         if sp > x:
             sp = x
         elif sp < 0 - x:
@@ -144,7 +165,7 @@ class AxisController:
         # derivative on measurement, lightly low-passed (gyro noise): kd / dt as Q8
         x = rate_mdps - int(self.prev_rate_mdps)
         self.prev_rate_mdps = rate_mdps
-        kd = int(self.rate_kd_us)
+        kd = int(gains[_G_KD])
         dm = int(self.d_mdps)
         if kd:
             kd = (kd << 8) // dt_us
@@ -165,12 +186,12 @@ class AxisController:
             dm += (0 - dm) >> 2
             self.d_mdps = dm
         # P and feed-forward, each product split at 2**10 (exactly (k * v) >> 10)
-        g = int(self.rate_kp_q10)
+        g = int(gains[_G_KP])
         base = g * (err >> 10) + ((g * (err & 1023)) >> 10) + dm
-        g = int(self.rate_ff_q10)
+        g = int(gains[_G_FF])
         base += g * (ff_mdps >> 10) + ((g * (ff_mdps & 1023)) >> 10)
         # integral: di = err * ki * dt / 1e6 in mdps * 16; k = ki * dt * 2**20 / 1e6
-        g = int(self.rate_ki_u)
+        g = int(gains[_G_KI])
         k = ((g * (dt_us >> 8)) >> 2) + ((g * (dt_us & 255)) >> 10)
         if k > 4194303:
             k = 4194303
@@ -207,7 +228,7 @@ class AxisController:
         elif out < 0 - lim:
             out = 0 - lim
         # slew limit on the effort: slew_q12 * dt >> 12, dt split at 2**8
-        g = int(self.slew_q12)
+        g = int(gains[_G_SLEW])
         x = (g * (dt_us >> 8) + ((g * (dt_us & 255)) >> 8)) >> 4
         prev = int(self.effort_mdps)
         if out > prev + x:
