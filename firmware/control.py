@@ -136,17 +136,17 @@ class AxisController:
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         gains = ptr32(self._gains)
-        lim = int(gains[_G_EFFORT_LIMIT])
+        lim = gains[_G_EFFORT_LIMIT]
         # outer loop: angle error (wrapped to +-180 deg) -> rate setpoint
         e = int(wrap_udeg(target_udeg - angle_udeg))
-        x = int(gains[_G_ERR_LIM])
+        x = gains[_G_ERR_LIM]
         if e > x:
             e = x
         elif e < 0 - x:
             e = 0 - x
-        g = int(gains[_G_ANGLE_KP])
+        g = gains[_G_ANGLE_KP]
         sp = ((e >> 10) * g + (((e & 1023) * g) >> 10)) >> 8  # e * g >> 18, split at 2**10
-        x = int(gains[_G_MAX_RATE])
+        x = gains[_G_MAX_RATE]
         if sp > x:
             sp = x
         elif sp < 0 - x:
@@ -165,7 +165,7 @@ class AxisController:
         # derivative on measurement, lightly low-passed (gyro noise): kd / dt as Q8
         x = rate_mdps - int(self.prev_rate_mdps)
         self.prev_rate_mdps = rate_mdps
-        kd = int(gains[_G_KD])
+        kd = gains[_G_KD]
         dm = int(self.d_mdps)
         if kd:
             kd = (kd << 8) // dt_us
@@ -186,12 +186,12 @@ class AxisController:
             dm += (0 - dm) >> 2
             self.d_mdps = dm
         # P and feed-forward, each product split at 2**10 (exactly (k * v) >> 10)
-        g = int(gains[_G_KP])
+        g = gains[_G_KP]
         base = g * (err >> 10) + ((g * (err & 1023)) >> 10) + dm
-        g = int(gains[_G_FF])
+        g = gains[_G_FF]
         base += g * (ff_mdps >> 10) + ((g * (ff_mdps & 1023)) >> 10)
         # integral: di = err * ki * dt / 1e6 in mdps * 16; k = ki * dt * 2**20 / 1e6
-        g = int(gains[_G_KI])
+        g = gains[_G_KI]
         k = ((g * (dt_us >> 8)) >> 2) + ((g * (dt_us & 255)) >> 10)
         if k > 4194303:
             k = 4194303
@@ -228,7 +228,7 @@ class AxisController:
         elif out < 0 - lim:
             out = 0 - lim
         # slew limit on the effort: slew_q12 * dt >> 12, dt split at 2**8
-        g = int(gains[_G_SLEW])
+        g = gains[_G_SLEW]
         x = (g * (dt_us >> 8) + ((g * (dt_us & 255)) >> 8)) >> 4
         prev = int(self.effort_mdps)
         if out > prev + x:

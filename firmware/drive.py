@@ -100,15 +100,15 @@ class MotorDrive:
         closed = foc.closed
         for i in range(3):
             k = i * _W
-            drv = int(p[k + _P_DRIVER])
+            drv = p[k + _P_DRIVER]
             if drv == _BLDC:
-                amp = int(p[k + _P_AMP])
-                if int(closed[i]):
+                amp = p[k + _P_AMP]
+                if closed[i]:
                     foc.duties(i, axes[i], amp, svpwm, d)
                 else:
-                    bldc_duties(axes[i].joint_udeg, p[k + _P_POLE_PAIRS], 1 - 2 * int(p[k + _P_MOTOR_NEG]), amp,
+                    bldc_duties(axes[i].joint_udeg, p[k + _P_POLE_PAIRS], 1 - 2 * p[k + _P_MOTOR_NEG], amp,
                                 svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
             elif drv == _SERVO:
-                hal.servo_write(i, servo_pulse_us(axes[i].joint_udeg, 1 - 2 * int(p[k + _P_MOTOR_NEG]),
+                hal.servo_write(i, servo_pulse_us(axes[i].joint_udeg, 1 - 2 * p[k + _P_MOTOR_NEG],
                                                   self.servo_q8[i]))

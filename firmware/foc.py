@@ -371,8 +371,8 @@ class FocDrive:
         p = ptr32(self._packed)
         k = i * _W
         p[k + _P_COUNTS] = counts
-        bits = int(p[k + _P_BITS])
-        d = (counts - int(p[k + _P_JOINT_ZERO])) & ((1 << bits) - 1)
+        bits = p[k + _P_BITS]
+        d = (counts - p[k + _P_JOINT_ZERO]) & ((1 << bits) - 1)
         j = int(counts_to_udeg(d, bits))
         if j >= 180000000:
             j -= 360000000
@@ -396,7 +396,7 @@ class FocDrive:
         p = ptr32(self._packed)
         k = i * _W
         e = int(rotor_elec_index(p[k + _P_COUNTS], p[k + _P_BITS], p[k + _P_POLE_PAIRS],
-                                 1 - 2 * int(p[k + _P_SENSOR_NEG]), p[k + _P_ZERO]))
+                                 1 - 2 * p[k + _P_SENSOR_NEG], p[k + _P_ZERO]))
         if p[k + _P_MOTOR_NEG]:
             t = 0 - t
         # foc_duties' field, a quarter turn ahead, without a second call
