@@ -95,7 +95,7 @@ class MotorDrive:
         """Drive each axis: to its controller's joint angle, or (``foc.closed``) with its effort as a torque."""
         hal = self.hal
         p = ptr32(self._packed)
-        svpwm = int(self.svpwm)
+        svpwm = self.svpwm  # an object: bldc_duties and duties take it as an int argument
         d = self.duty
         closed = foc.closed
         for i in range(3):

@@ -103,20 +103,16 @@ class LinkWatchdog:
             self.active = False
             self.faults.clear(FAULT_LINK_LOST)
 
-    @micropython.viper
-    def check(self, now_us: int) -> bool:
+    @micropython.native
+    def check(self, now_us):
         """Update the failsafe at ``now_us``; True on the tick it turns on."""
-        # at failsafe_ms, not one tick later
-        lost = int(ticks_diff(now_us, self._last_us)) >= int(self.timeout_us)
+        lost = ticks_diff(now_us, self._last_us) >= self.timeout_us  # at failsafe_ms, not one tick later
+        if lost == self.active:
+            return False
+        self.active = lost
         if lost:
-            if self.active:
-                return False
-            self.active = True
             if self.seen:
                 self.faults.raise_fault(FAULT_LINK_LOST)
             return True
-        if not self.active:
-            return False
-        self.active = False
         self.faults.clear(FAULT_LINK_LOST)
         return False

@@ -86,17 +86,15 @@ class Telemetry:
         self._next_tel_us = now_us
         self._next_hb_us = now_us
 
-    @micropython.viper
-    def due(self, now_us: int) -> int:
+    @micropython.native
+    def due(self, now_us):
         """Which periodic frames are due at ``now_us`` (DUE_* bits); their schedules move on."""
         due = 0
-        period = int(self.telemetry_period_us)
-        if period and int(ticks_diff(now_us, self._next_tel_us)) >= 0:
-            self._next_tel_us = self._next_due(self._next_tel_us, period, now_us)
+        if self.telemetry_period_us and ticks_diff(now_us, self._next_tel_us) >= 0:
+            self._next_tel_us = self._next_due(self._next_tel_us, self.telemetry_period_us, now_us)
             due = DUE_TELEMETRY
-        period = int(self.heartbeat_period_us)
-        if period and int(ticks_diff(now_us, self._next_hb_us)) >= 0:
-            self._next_hb_us = self._next_due(self._next_hb_us, period, now_us)
+        if self.heartbeat_period_us and ticks_diff(now_us, self._next_hb_us) >= 0:
+            self._next_hb_us = self._next_due(self._next_hb_us, self.heartbeat_period_us, now_us)
             due |= DUE_HEARTBEAT
         return due
 
