@@ -7,9 +7,9 @@
 // the RP2040 and ESP32 ports, so an integer that leaves that range is boxed
 // on the heap here exactly as on a board (the 64-bit unix port cannot show
 // this). The port has no native emitter: the firmware's
-// @micropython.native/viper decorators are removed while the files are
-// copied into its in-memory file system, so the same integer code runs as
-// bytecode. It then runs firmware/bench_tick.tour() (every mode, both
+// @micropython.native/viper decorators are removed (and viper's ptr16/ptr32
+// casts, leaving the arrays they read) while the files are copied into its
+// in-memory file system, so the same integer code runs as bytecode. It then runs firmware/bench_tick.tour() (every mode, both
 // variants) and bench_tick's track-mode loop with gc.mem_alloc() around each
 // tick, and the tour once more with micropython.heap_lock() (any allocation
 // raises). The last line printed is JSON.
@@ -33,7 +33,8 @@ function copyDir(src, dst) {
       if (name !== "__pycache__") copyDir(s, dst + "/" + name);
     } else if (name.endsWith(".py")) {
       mp.FS.writeFile(dst + "/" + name,
-        fs.readFileSync(s, "utf8").replace(/^[ \t]*@micropython\.(native|viper)[ \t]*$/gm, ""));
+        fs.readFileSync(s, "utf8").replace(/^[ \t]*@micropython\.(native|viper)[ \t]*$/gm, "")
+          .replace(/(?<!def )\bptr(16|32)\(/g, "("));  // viper's pointer casts: the array itself, indexed as bytecode
     }
   }
 }
