@@ -363,7 +363,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                         break
                 if args.json and clock() >= next_status:
                     next_status = clock() + 1.0
-                    _emit(_status_line(stats, mount, grabber, clock() - started))
+                    _emit(_status_line(stats, mount, grabber, clock(), started))
                 continue
             if recorder is not None:
                 recorder.record(step)
@@ -396,7 +396,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                     break
             if args.json and now >= next_status:
                 next_status = now + 1.0
-                _emit(_status_line(stats, mount, grabber, now - started))
+                _emit(_status_line(stats, mount, grabber, now, started))
     except KeyboardInterrupt:
         exit_reason = "interrupted"
         code = 130
@@ -479,11 +479,12 @@ def _fmt(v):
     return "-" if v is None else "%.1f" % v
 
 
-def _status_line(stats, mount, grabber, elapsed_s):
+def _status_line(stats, mount, grabber, now_s, started_s):
     recent = stats.pipeline_ms[-max(1, int(stats.fps)):]
+    age_s = mount.history.age_s(now_s)
     return {
         "type": "status",
-        "elapsed_s": round(elapsed_s, 2),
+        "elapsed_s": round(now_s - started_s, 2),
         "frames": stats.frames,
         "frames_with_target": stats.frames_with_target,
         "fps": stats.fps,
@@ -494,6 +495,8 @@ def _status_line(stats, mount, grabber, elapsed_s):
         "gimbal_connected": mount.connected,
         "gimbal_problem": mount.device_problem,
         "telemetry": mount.telemetry,
+        # seconds since the newest telemetry sample arrived (fresh up to gimbal.telemetry_max_age_s), or null
+        "telemetry_age_s": None if age_s is None else round(age_s, 3),
         "camera": getattr(grabber, "status", "ok"),
         "camera_error": str(grabber.error) if getattr(grabber, "error", None) else None,
         "camera_errors": getattr(grabber, "errors", 0),

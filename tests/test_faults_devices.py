@@ -23,6 +23,7 @@ from opensteady.host.mount import simplebgc as sbgc
 from opensteady.host.mount.backend import telemetry_problem
 from opensteady.host.mount.mavlink import MavlinkBackend
 from opensteady.host.mount.opensteady import OpenSteadyBackend
+from opensteady.host.track import Stats, _status_line
 from opensteady.host.track_bench import write_astronaut_video
 from tests.micropython import micropython_binary
 from tests.test_host_mount import HANG_S, independent_mavlink, poll_until, pty_pair, realtime_payload
@@ -254,7 +255,12 @@ def test_opensteady_board_that_falls_back_to_the_repl_is_unhealthy_and_recovers_
         assert t == pytest.approx(heard + 1.1)  # unhealthy on the first poll more than alive_s after the last frame
         problem = mount.device_problem
         assert "no valid frame for 1." in problem and "MicroPython" in problem and "opensteady flash" in problem
+        status = _status_line(Stats(), mount, None, t, 0.0)  # what `track --json` prints once a second
+        assert status["gimbal_connected"] is False and status["gimbal_problem"] == problem
+        assert status["telemetry_age_s"] == pytest.approx(t - heard, abs=0.02)
         os.write(dev, telemetry_frame(seq=2))  # flashed or reset, talking again
         poll_until(mount.poll, lambda _: mount.connected, port, t0=t)
         assert mount.connected and mount.device_problem is None
+        status = _status_line(Stats(), mount, None, t + 0.5, 0.0)
+        assert status["gimbal_connected"] and status["gimbal_problem"] is None and status["telemetry_age_s"] < 0.6
         mount.close(t + 1)
