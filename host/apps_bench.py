@@ -8,9 +8,12 @@
 - **Start-up**: ``opensteady track --video ... --port PTY`` launched as a new
   process, until the first SETPOINT frame arrives on the pty (a device there
   answers the version handshake); and, in separate fresh processes, the part
-  that is Python imports and MediaPipe start-up (building and warming the graphs).
+  that is Python imports and MediaPipe start-up (``import mediapipe``, building
+  and warming the graphs). ``--cold`` evicts this venv's and the checkout's
+  files from the page cache before each launch (as after a reboot).
 
     opensteady bench apps                 # both
+    opensteady bench apps --only startup --cold
     opensteady bench apps --frames 300    # a longer stream run
 """
 
@@ -31,10 +34,44 @@ import time
 t0 = time.perf_counter()
 from opensteady.host.pipeline import PipelineConfig, TrackingPipeline
 t1 = time.perf_counter()
-pipe = TrackingPipeline(PipelineConfig())
+import mediapipe
 t2 = time.perf_counter()
-print("%.4f %.4f" % (t1 - t0, t2 - t1))
+pipe = TrackingPipeline(PipelineConfig())
+t3 = time.perf_counter()
+print("%.4f %.4f %.4f" % (t1 - t0, t2 - t1, t3 - t2))
 """
+
+
+def evict_page_cache(roots):
+    """Drop these files from the page cache (posix_fadvise DONTNEED): the next start reads them from disk.
+
+    Only files under ``roots`` (this venv's site-packages and the checkout), so
+    other users' caches on a shared machine are left alone. Returns the number
+    of files evicted.
+    """
+    n = 0
+    for root in roots:
+        for folder, _, files in os.walk(root):
+            for name in files:
+                try:
+                    fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                except OSError:
+                    continue
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    n += 1
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+    return n
+
+
+def _cache_roots():
+    import sysconfig
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], here]
 
 
 def _p(values, q):
@@ -172,38 +209,82 @@ def _pty_device():
     return os.ttyname(slave), state, (master, slave)
 
 
-def bench_startup(repeat=3):
+def mediapipe_import_shares(cwd):
+    """Seconds of ``import mediapipe`` spent in matplotlib.pyplot and sounddevice (``python -X importtime``).
+
+    mediapipe/__init__.py imports all of mediapipe.solutions (drawing_utils
+    imports matplotlib.pyplot) and mediapipe.tasks.python (its audio tasks
+    import sounddevice); every submodule import runs it first, so no narrower
+    import avoids them.
+    """
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mediapipe"], capture_output=True,
+                         text=True, cwd=cwd)
+    shares = {}
+    for line in out.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[2].strip() in ("matplotlib.pyplot", "sounddevice", "mediapipe"):
+            shares[parts[2].strip().replace(".", "_")] = int(parts[1]) / 1e6
+    return shares
+
+
+def bench_startup(repeat=3, cold=False):
+    """Launch -> first setpoint (seen by the device on the pty), models ready and first tracked setpoint.
+
+    ``cold``: evict this venv's and the checkout's files from the page cache
+    before each launch (evict_page_cache), as after a reboot.
+    """
+    import json
+
     from opensteady.host.track_bench import write_astronaut_video
 
     tmp = tempfile.mkdtemp(prefix="opensteady-bench-")
     video = str(write_astronaut_video(os.path.join(tmp, "astronaut.avi"), 90))
-    launch_s, imports_s, mediapipe_s = [], [], []
+    keys = ("first_setpoint_s", "models_ready_s", "first_tracked_setpoint_s", "models_load_s",
+            "pipeline_import_s", "import_mediapipe_s", "mediapipe_build_and_warm_s")
+    runs = {k: [] for k in keys}
     for _ in range(repeat):
+        if cold:
+            evict_page_cache(_cache_roots())
         tty_name, state, fds = _pty_device()
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "opensteady.host.cli", "track", "--video", video, "--headless",
-                                 "--no-log", "--port", tty_name, "--max-frames", "30"],
-                                cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proc.wait(120)
+        t0_unix = time.time()
+        proc = subprocess.run([sys.executable, "-m", "opensteady.host.cli", "track", "--video", video, "--headless",
+                               "--no-log", "--json", "--port", tty_name, "--max-frames", "30"],
+                              cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120)
         state["stop"] = True
         for fd in fds:
             os.close(fd)
         if state["first_setpoint"] is not None:
-            launch_s.append(state["first_setpoint"] - t0)
+            runs["first_setpoint_s"].append(state["first_setpoint"] - t0)
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        up = summary.get("startup") or {}
+        for key in ("models_ready", "first_tracked_setpoint"):
+            if up.get(key + "_unix_s") is not None:
+                runs[key + "_s"].append(up[key + "_unix_s"] - t0_unix)
+        if up.get("models_load_s") is not None:
+            runs["models_load_s"].append(up["models_load_s"])
+        if cold:
+            evict_page_cache(_cache_roots())
         out = subprocess.run([sys.executable, "-c", CODE_MEDIAPIPE], capture_output=True, text=True, cwd=tmp)
-        a, b = out.stdout.split()
-        imports_s.append(float(a))
-        mediapipe_s.append(float(b))
+        if out.returncode != 0 or len(out.stdout.split()) != 3:
+            raise RuntimeError("the MediaPipe start-up probe failed (exit %s): %s" % (out.returncode, out.stderr[-1000:]))
+        a, b, c = out.stdout.split()
+        runs["pipeline_import_s"].append(float(a))
+        runs["import_mediapipe_s"].append(float(b))
+        runs["mediapipe_build_and_warm_s"].append(float(c))
+        for name, seconds in mediapipe_import_shares(tmp).items():
+            runs.setdefault("importtime_%s_s" % name, []).append(seconds)
     from serial.tools import list_ports
 
     t = time.perf_counter()
     list_ports.comports()
     comports_ms = (time.perf_counter() - t) * 1e3
-    return {"launch_to_first_setpoint_s_median": float(np.median(launch_s)) if launch_s else None,
-            "launch_to_first_setpoint_s_all": [round(v, 2) for v in launch_s],
-            "pipeline_import_s_median": float(np.median(imports_s)),
-            "mediapipe_build_and_warm_s_median": float(np.median(mediapipe_s)),
-            "autodetect_list_ports_ms": comports_ms}
+    result = {"page_cache": "cold (venv and checkout evicted before each run)" if cold else "warm"}
+    for key, values in runs.items():
+        result[key + "_median"] = float(np.median(values)) if values else None
+        result[key + "_all"] = [round(v, 2) for v in values]
+    result["autodetect_list_ports_ms"] = comports_ms
+    return result
 
 
 def main(argv):
@@ -211,12 +292,14 @@ def main(argv):
     parser.add_argument("--frames", type=int, default=150, help="frames per stream run (30 fps)")
     parser.add_argument("--repeat", type=int, default=3, help="start-up runs")
     parser.add_argument("--only", choices=("stream", "startup"), help="run one part")
+    parser.add_argument("--cold", action="store_true",
+                        help="start-up with a cold page cache: this venv's and checkout's files evicted before each run")
     args = parser.parse_args(argv)
     if args.only != "startup":
         for name, figures in bench_stream(args.frames).items():
             print("stream %-15s %s" % (name, " ".join("%s=%s" % (k, round(v, 2) if isinstance(v, float) else v)
                                                       for k, v in figures.items())))
     if args.only != "stream":
-        for k, v in bench_startup(args.repeat).items():
+        for k, v in bench_startup(args.repeat, args.cold).items():
             print("startup %-40s %s" % (k, round(v, 3) if isinstance(v, float) else v))
     return 0

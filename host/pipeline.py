@@ -17,6 +17,7 @@ toggling are emitted as events; saving files is the application's job.
 """
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -377,3 +378,64 @@ class TrackingPipeline:
             found = self.tracker.lock_on(hand=hand) if hand is not None else self.tracker.lock_on(point=self.calibration_point)
             detail = "lock_on" if found else "lock_on_no_person"
         events.append(PipelineEvent(t_s, "action", detail))
+
+
+class PipelineLoader:
+    """``TrackingPipeline(config)`` built on a thread, so start-up work can go on beside it.
+
+    MediaPipe's import and graph building are most of ``opensteady track``'s
+    start-up (docs/benchmarks.md); meanwhile the board handshakes, the gimbal
+    is held and the camera opens. The thread is not a daemon: the process
+    never exits with MediaPipe half built.
+
+        loader = PipelineLoader(config)
+        ...                                  # open the gimbal, the camera
+        while not loader.wait(0.05): ...     # hold the gimbal
+        pipeline = loader.result()           # raises what the build raised
+    """
+
+    def __init__(self, config, build=None, start=True):
+        self.config = config
+        self._build = build or TrackingPipeline
+        self._done = threading.Event()
+        self._pipeline = None
+        self._error = None
+        self.seconds = None  # how long the build took
+        self._thread = threading.Thread(target=self._run, args=(config,), name="load-models")
+        if start:
+            self.start()
+
+    def start(self):
+        """Start building (once)."""
+        if not self._thread.is_alive() and not self._done.is_set():
+            self._thread.start()
+
+    def _run(self, config):
+        t0 = time.perf_counter()
+        try:
+            self._pipeline = self._build(config)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+            self._done.set()
+
+    def wait(self, timeout_s):
+        """True once the build has finished (or failed)."""
+        return self._done.wait(timeout_s)
+
+    def result(self):
+        """The pipeline (waits for it); raises the build's exception if it failed."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._pipeline
+
+    def discard(self):
+        """Not needed after all (start-up failed): wait for the build and close what it built."""
+        if not self._thread.is_alive() and not self._done.is_set():
+            return  # never started
+        self._done.wait()
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None

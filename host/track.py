@@ -258,20 +258,29 @@ def run(args):
                                             stall_s=g["stall_s"], telemetry_max_age_s=g["telemetry_max_age_s"])
             return _track(args, settings, rig.camera(), pipeline, mount, rig.clock, rig,
                           ScenarioRecorder(rig, pipeline, mount))
-        source = _make_source(settings, args)
-        backend = _create_backend(settings)
     except (CaptureError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    from opensteady.host.pipeline import PipelineLoader
+
+    # MediaPipe's import and graphs are most of the start-up. The board is found and handshakes first
+    # and gets a hold setpoint at once; then the models load on a thread while the camera opens and the
+    # gimbal is held (_hold_while_loading).
+    loader = PipelineLoader(pipeline_config, start=False)  # started once the first setpoint is out
+    try:
+        backend = _create_backend(settings)
+        source = _make_source(settings, args)
+    except (CaptureError, ValueError) as exc:
+        loader.discard()
+        raise CommandError(str(exc)) from None
+    except BaseException:
+        loader.discard()
+        raise
     from opensteady.host.capture import FrameGrabber
     from opensteady.host.mount import Mount
-    from opensteady.host.pipeline import TrackingPipeline
 
-    # Load the models before opening the gimbal port, so nothing is left half-open if
-    # loading fails or Ctrl-C arrives meanwhile.
-    pipeline = TrackingPipeline(pipeline_config)
     grabber = FrameGrabber(source, retry_s=settings["camera"]["retry_s"], give_up_s=settings["camera"]["give_up_s"])
     mount = Mount(backend, stall_s=g["stall_s"], telemetry_max_age_s=g["telemetry_max_age_s"])
-    return _track(args, settings, grabber, pipeline, mount, time.monotonic)
+    return _track(args, settings, grabber, loader, mount, time.monotonic)
 
 
 def _create_backend(settings):
@@ -289,6 +298,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     from opensteady.host.errors import EXIT_BUG, EXIT_FAILED, EXIT_USAGE, CommandError, fail, link_exit_code
     from opensteady.host.link import LinkError
     from opensteady.host.loop import HostLoop
+    from opensteady.host.pipeline import PipelineLoader
     from opensteady.host.session_log import SessionLog, frame_record
 
     out_dir = output_dir(settings)
@@ -302,23 +312,46 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             session.write({"type": "start", "wall_time": time.time(), "settings": settings, "argv": sys.argv[1:]})
     except (LinkError, ValueError, OSError) as exc:
         mount.close(clock())
-        pipeline.close()
+        _discard(pipeline)
         if rig is not None:
             rig.close()
         code = link_exit_code(exc) if isinstance(exc, LinkError) else EXIT_USAGE
         raise CommandError(str(exc), code) from None
+    # wall-clock stamps of the start-up (opensteady bench apps subtracts its launch time) and the holds sent
+    startup = {"first_setpoint_unix_s": None, "models_ready_unix_s": None, "first_tracked_setpoint_unix_s": None,
+               "hold_setpoints": 0}
+    started_early = False
+    interrupted_while_loading = False
+    if isinstance(pipeline, PipelineLoader):
+        loader = pipeline
+        try:
+            _hold(mount, clock, loader.config, startup)
+            loader.start()
+            if getattr(source.source, "live", True):
+                source.start()  # a camera opens (0.5-1 s) beside the models; a file waits, so no frame is skipped
+                started_early = True
+            pipeline = _hold_while_loading(loader, mount, clock, startup)
+        except KeyboardInterrupt:  # Ctrl-C while loading: the summary and safe shutdown below
+            interrupted_while_loading = True
+        except BaseException:  # loading failed: leave nothing half-open
+            mount.close(clock())
+            source.stop()
+            loader.discard()
+            if session is not None:
+                session.close()
+            raise
 
     try:
         services = _start_services(args, settings, pipeline)
     except (ValueError, OSError, RuntimeError) as exc:
         mount.close(clock())
-        pipeline.close()
+        _discard(pipeline)
         if rig is not None:
             rig.close()
         raise CommandError(str(exc)) from None
     previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     media = MediaOutput(out_dir, settings["camera"]["fps"])
-    grabber = source.start() if hasattr(source, "start") else source
+    grabber = source.start() if hasattr(source, "start") and not started_early else source
     window = None
     if not args.headless:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -343,6 +376,8 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
     gesture_shown_until = 0.0
     code = 0
     try:
+        if interrupted_while_loading:
+            raise KeyboardInterrupt
         while True:
             now = clock()
             if args.max_seconds is not None and now - started >= args.max_seconds:
@@ -365,6 +400,10 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                     next_status = clock() + 1.0
                     _emit(_status_line(stats, mount, grabber, clock(), started))
                 continue
+            if startup["first_tracked_setpoint_unix_s"] is None:
+                startup["first_tracked_setpoint_unix_s"] = time.time()
+                if startup["first_setpoint_unix_s"] is None:
+                    startup["first_setpoint_unix_s"] = startup["first_tracked_setpoint_unix_s"]
             if recorder is not None:
                 recorder.record(step)
             frame, out = step.frame, step.out
@@ -412,7 +451,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
             services.close()
         mount.close(clock(), motors_off=g["motors_off_on_exit"])
         grabber.stop()
-        pipeline.close()
+        _discard(pipeline)
         if rig is not None:
             rig.close()
         media.close()
@@ -424,7 +463,7 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
                        camera_errors=getattr(grabber, "errors", 0), events=stats.events,
                        gimbal_rejected=mount.rejected, gimbal_problem=mount.device_problem,
                        photos=media.photos, videos=media.videos,
-                       log=session.path if session is not None else None)
+                       log=session.path if session is not None else None, startup=startup)
         if sim_result is not None:
             summary["sim"] = sim_result.metrics
         if session is not None:
@@ -442,6 +481,44 @@ def _track(args, settings, source, pipeline, mount, clock, rig=None, recorder=No
         # the camera never delivered a frame, or went away for longer than camera.give_up_s
         code = fail("track", "%s (check the cable, or --camera another index)" % grabber.error, EXIT_FAILED)
     return code
+
+
+def _discard(pipeline):
+    from opensteady.host.pipeline import PipelineLoader
+
+    if isinstance(pipeline, PipelineLoader):
+        pipeline.discard()
+    else:
+        pipeline.close()
+
+
+def _hold(mount, clock, pipeline_config, startup):
+    """One hold setpoint: zero rates in the earth frame at the configured roll (as before a target is locked)."""
+    from opensteady.host.framing import SetpointCommand
+
+    now = clock()
+    mount.poll(now)
+    mount.send(SetpointCommand(roll_deg=pipeline_config.framing.roll_deg), now)
+    startup["hold_setpoints"] += 1
+    if startup["first_setpoint_unix_s"] is None:
+        startup["first_setpoint_unix_s"] = time.time()
+
+
+def _hold_while_loading(loader, mount, clock, startup, period_s=0.05):
+    """Hold the gimbal while the models load: the first setpoint goes out as soon as the link is up.
+
+    Zero rates in the earth frame at the configured roll (what the framing
+    controller sends before it has a target), every ``period_s``, so neither
+    the firmware's link failsafe nor the stall watchdog trips. Returns the
+    loaded pipeline; raises what loading raised.
+    """
+    while True:
+        _hold(mount, clock, loader.config, startup)
+        if loader.wait(period_s):
+            pipeline = loader.result()
+            startup["models_ready_unix_s"] = time.time()
+            startup["models_load_s"] = round(loader.seconds, 3)
+            return pipeline
 
 
 def _detect_board(baud):

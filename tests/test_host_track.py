@@ -68,7 +68,13 @@ def test_track_headless_video_follows_the_face_and_prints_a_summary(tracked):
     assert summary["frames"] == N_FRAMES
     assert summary["frames_with_target"] >= N_FRAMES - 3
     assert 0 < summary["pipeline_ms_p50"] <= summary["pipeline_ms_p95"]
-    assert summary["setpoints_sent"] == N_FRAMES and summary["dropped_frames"] == 0
+    # hold setpoints while the models loaded, then one per frame; none of the video's frames skipped
+    up = summary["startup"]
+    assert up["hold_setpoints"] >= 1 and summary["setpoints_sent"] == N_FRAMES + up["hold_setpoints"]
+    assert summary["dropped_frames"] == 0
+    # the first setpoint went out before the models were ready, the first tracked one after
+    assert up["first_setpoint_unix_s"] <= up["models_ready_unix_s"] <= up["first_tracked_setpoint_unix_s"]
+    assert up["models_load_s"] > 0
     assert all(line["type"] == "status" for line in lines[:-1])
     for status in lines[:-1]:  # one a second; a fast machine may finish before the first
         assert status["target"] == "face" and status["state"] in ("tracking", "deadband")
