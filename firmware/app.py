@@ -19,6 +19,7 @@ The parts, one concern each (docs/firmware.md has the table):
 - ``g.link`` (link.py): bytes in, frames parsed, commands carried out;
 - ``g.tel`` (telemetry.py): every frame the device sends;
 - ``g.drive`` (drive.py): joint angles out to the BLDC phases or servos;
+- ``g.light`` (light.py): the fill light's PWM (MSG_LIGHT), written only on a change;
 - ``g.est`` (estimator.py) and ``g.axes`` (control.py): attitude and control.
 
 What this module itself decides:
@@ -49,6 +50,7 @@ from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
 from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
 from .foc import FocDrive
 from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, PlausibilityCheck, to_body
+from .light import FillLight
 from .link import Link
 from .modes import Modes
 from .protocol import (
@@ -90,6 +92,7 @@ class Gimbal:
         self.watchdog = LinkWatchdog(self.faults)
         self.modes = Modes(self.est, self.axes)
         self.drive = MotorDrive(hal)
+        self.light = FillLight(hal)  # off at boot; configure() drives its pin low
         self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
         self.foc_needs_cal = False
         self.plausibility = PlausibilityCheck()
@@ -137,6 +140,7 @@ class Gimbal:
         self.accel_scale_q12 = int(g("accel_scale") * 4096)
         self.modes.configure(cfg)
         self.drive.configure(cfg)
+        self.light.configure(cfg)
         self.foc_needs_cal = self.foc.configure(cfg)
         a = cfg.axis
         for i in range(3):

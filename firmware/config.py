@@ -59,6 +59,11 @@ _GLOBAL_KEYS = (
     (19, "follow_tc_s", 0.5, 0.02, 10.0, K_FLOAT),  # pan/follow smoothing time constant
     (20, "handle_ff", 1.0, 0.0, 2.0, K_FLOAT),  # handle-IMU gyro fed forward into the joints (0 = off)
     (21, "rate_deadman_ms", 500, 20, 10000, K_INT),  # a rate SETPOINT runs this long unless renewed
+    (22, "light_pin", -1, -1, 48, K_INT),  # fill light PWM pin; -1 = the board's pin map (firmware/boards/)
+    (23, "light_pwm_hz", 20000, 100, 40000, K_INT),  # far above a camera's line rate: no banding
+    (24, "light_level_1_permille", 200, 0, 1000, K_INT),  # MSG_LIGHT level 1 duty
+    (25, "light_level_2_permille", 500, 0, 1000, K_INT),
+    (26, "light_level_3_permille", 1000, 0, 1000, K_INT),
 )
 
 # Settings that may change while the motors are powered: gains, smoothing, timing of
@@ -68,6 +73,7 @@ _GLOBAL_KEYS = (
 LIVE_TUNABLE = (
     "telemetry_hz", "failsafe_ms", "est_kp", "est_ki", "accel_reject_g", "boot_mode", "recentre_dps",
     "fault_recover_ms", "heartbeat_ms", "follow_tc_s", "handle_ff", "rate_deadman_ms",
+    "light_pin", "light_pwm_hz", "light_level_1_permille", "light_level_2_permille", "light_level_3_permille",
     "angle_kp", "rate_kp", "rate_ki", "rate_kd_ms", "rate_ff", "max_rate_dps", "follow_deadband_deg",
 )
 

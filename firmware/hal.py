@@ -150,6 +150,15 @@ class HAL:
     def servo_write(self, axis, pulse_us):
         """Set one axis' hobby-servo pulse width in microseconds (0 = no pulses)."""
 
+    def light_write(self, pin, freq_hz, duty_u16):
+        """Optional: drive the fill light's PWM pin (``pin`` -1: the board's pin map) at ``freq_hz``, ``duty_u16``.
+
+        Return True when the board has a light there, False when not (MSG_LIGHT
+        is then answered NACK not_fitted). Called only when the level or the
+        config changes, never per tick. Never raises.
+        """
+        return False
+
     def serial_read_into(self, buf):
         """Copy bytes already received into ``buf``; return the count (0 if none).
 

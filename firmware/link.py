@@ -7,6 +7,7 @@ Each tick ``poll(now_us)`` reads at most 64 bytes (115200 baud brings about
 - HEARTBEAT from a host: feeds the link watchdog;
 - VERSION_REQUEST: answered with VERSION;
 - TUNE: starts a relay auto-tune of one axis' rate loop through ``app.start_tune`` (ACK/NACK);
+- LIGHT: sets the fill light's level through ``app.light`` (firmware/light.py; ACK/NACK);
 - MODE, CONFIG_GET, CONFIG_SET, CONFIG_SAVE: carried out through the
   application (a CONFIG_SET of a key that changes geometry or drive is
   refused with NACK motors_on while the motors are powered: only the keys in
@@ -31,10 +32,12 @@ import struct
 from .config import KEYS, LIVE_KEYS
 from .protocol import (
     ACK_OK,
+    CAP_LIGHT,
     MSG_CONFIG_GET,
     MSG_CONFIG_SAVE,
     MSG_CONFIG_SET,
     MSG_HEARTBEAT,
+    MSG_LIGHT,
     MSG_MODE,
     MSG_SETPOINT,
     MSG_TUNE,
@@ -107,7 +110,7 @@ class Link:
                 if buf[o] == ROLE_HOST:
                     self.watchdog.alive(now_us)
             elif mid == MSG_VERSION_REQUEST:
-                tel.send_version(getattr(self.hal, "board_id", 0))
+                tel.send_version(getattr(self.hal, "board_id", 0), CAP_LIGHT if self.app.light.fitted else 0)
             elif mid == MSG_MODE:
                 tel.send_ack(mid, p.seq, self.app.set_mode(buf[o]))
             elif mid == MSG_CONFIG_GET:
@@ -120,6 +123,8 @@ class Link:
                 self._config_set(buf[o], struct.unpack_from("<f", buf, o + 1)[0], p.seq)
             elif mid == MSG_CONFIG_SAVE:
                 self._config_save(p.seq)
+            elif mid == MSG_LIGHT:
+                tel.send_ack(mid, p.seq, self.app.light.set_level(buf[o]))
             elif mid == MSG_TUNE:
                 tel.send_ack(mid, p.seq, self.app.start_tune(buf[o], buf[o + 1], buf[o + 2] | (buf[o + 3] << 8),
                                                              buf[o + 4] | (buf[o + 5] << 8)))

@@ -35,7 +35,7 @@ except ImportError:  # CPython: the compiler directives become no-ops
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-PROTOCOL_VERSION = const(3)  # 2: TUNE and TUNE_STATUS; 3: TELEMETRY carries the device time t_us
+PROTOCOL_VERSION = const(4)  # 2: TUNE and TUNE_STATUS; 3: TELEMETRY carries the device time t_us; 4: LIGHT
 
 SYNC0 = const(0xA5)
 SYNC1 = const(0x5A)
@@ -61,6 +61,7 @@ MSG_ACK = const(0x44)  # device -> host: status 0 = ack, else nack reason
 MSG_FAULT = const(0x50)  # device -> host
 MSG_TUNE = const(0x60)  # host -> device: start a relay auto-tune on one axis
 MSG_TUNE_STATUS = const(0x61)  # device -> host: its progress and result
+MSG_LIGHT = const(0x70)  # host -> device: the fill light's level (0 off, 1..3)
 
 # Payload layouts. Units are in the field names: cdeg = 0.01 deg,
 # cdps = 0.01 deg/s, permille = 1/1000 of full effort. int16 fields saturate.
@@ -79,6 +80,7 @@ FORMATS = {
     MSG_FAULT: "<HBh",
     MSG_TUNE: "<BBHH",
     MSG_TUNE_STATUS: "<BBBBHffff",
+    MSG_LIGHT: "<B",
 }
 
 FIELDS = {
@@ -103,6 +105,7 @@ FIELDS = {
     MSG_FAULT: ("fault_flags", "code", "detail"),
     MSG_TUNE: ("axis", "rule", "relay_permille", "hyst_cdps"),
     MSG_TUNE_STATUS: ("axis", "state", "reason", "cycles", "pu_ms", "ku", "angle_kp", "rate_kp", "rate_ki"),
+    MSG_LIGHT: ("level",),
 }
 
 # Every message has a fixed payload size; a frame whose LEN disagrees, or
@@ -165,15 +168,21 @@ NACK_STORAGE_ERROR = const(5)
 NACK_UNKNOWN_MESSAGE = const(6)  # reserved: the parser already drops unknown ids
 NACK_NOT_READY = const(7)  # e.g. motors requested before IMU calibration
 NACK_MOTORS_ON = const(8)  # a setting that changes geometry or drive: switch the motors off (MODE off) first
+NACK_NOT_FITTED = const(9)  # the board has no such part (e.g. no fill light on its pin)
 NACK_NAMES = (
     "ok", "unknown_key", "out_of_range", "bad_length", "bad_mode",
-    "storage_error", "unknown_message", "not_ready", "motors on",
+    "storage_error", "unknown_message", "not_ready", "motors on", "not_fitted",
 )
 
 # --- capabilities (VERSION.capabilities) ---------------------------------------
 CAP_BLDC = const(0x0001)
 CAP_SERVO = const(0x0002)
 CAP_CONFIG_STORE = const(0x0004)
+CAP_LIGHT = const(0x0008)  # a fill light on a PWM pin (MSG_LIGHT)
+
+# --- fill light (MSG_LIGHT) ------------------------------------------------------
+LIGHT_OFF = const(0)
+LIGHT_LEVELS = const(3)  # levels 1..3, duties from the config's light_level_<n>_permille
 
 # CRC-16/CCITT-FALSE lookup table, built once at import.
 _CRC_TABLE = [0] * 256

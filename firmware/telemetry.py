@@ -156,10 +156,11 @@ class Telemetry:
         self.tx[o:o + len(payload)] = payload
         self._send(msg_id, len(payload))
 
-    def send_version(self, board_id):
+    def send_version(self, board_id, extra_capabilities=0):
+        """VERSION; ``extra_capabilities`` adds what this board has fitted (CAP_LIGHT)."""
         major, minor, patch = FW_VERSION
         self._send_payload(MSG_VERSION, pack(MSG_VERSION, PROTOCOL_VERSION, major, minor, patch, board_id,
-                                             CAPABILITIES))
+                                             CAPABILITIES | extra_capabilities))
 
     def send_tune_status(self, axis, state, reason, cycles, pu_us, ku, gains):
         """Auto-tune progress or result (not a control-tick path: only while a tune runs, a few times)."""

@@ -623,3 +623,57 @@ def test_telemetry_carries_the_tick_time_wrapping_like_ticks_us_on_cpython_and_m
     assert cp == mp
     assert cp["frames"] >= 9 and cp["all_equal_tick_mod_2_30"]
     assert cp["before_wrap"] >= 2 and cp["after_wrap"] >= 6
+
+
+def fill_light():
+    """MSG_LIGHT through the whole firmware: levels, the ACKs, a config change while lit, no light fitted."""
+    rig = Rig()
+    rig.run(5)
+    boot = list(rig.hal.light)  # configure() at boot drives the pin low
+    writes_at_boot = rig.hal.light_writes
+    steps = []
+    for level in (1, 2, 3, 0, 4, 2):
+        rig.send(P.MSG_LIGHT, level)
+        rig.run(3)
+        steps.append(list(rig.hal.light))
+    rig.run(200)
+    idle_writes = rig.hal.light_writes  # nothing more is written tick by tick
+    rig.send(P.MSG_CONFIG_SET, KEY_IDS["light_level_2_permille"], 250.0)  # while at level 2: re-applied
+    rig.send(P.MSG_CONFIG_SET, KEY_IDS["light_pwm_hz"], 5000.0)
+    rig.run(3)
+    after_config = list(rig.hal.light)
+    rig.send(P.MSG_VERSION_REQUEST, P.PROTOCOL_VERSION)
+    rig.run(3)
+    caps = rig.of(P.MSG_VERSION)[-1][5]
+    acks = [[a[1], a[2]] for a in rig.of(P.MSG_ACK) if a[0] == P.MSG_LIGHT]
+
+    bare = Rig()
+    bare.hal.light_fitted = False
+    bare.run(5)
+    bare.send(P.MSG_LIGHT, 1)
+    bare.send(P.MSG_VERSION_REQUEST, P.PROTOCOL_VERSION)
+    bare.run(3)
+    return {"boot": boot, "writes_at_boot": writes_at_boot, "steps": steps, "acks": acks,
+            "writes_before_idle": idle_writes, "after_config": after_config, "capabilities": caps,
+            "bare_acks": [a[2] for a in bare.of(P.MSG_ACK) if a[0] == P.MSG_LIGHT],
+            "bare_capabilities": bare.of(P.MSG_VERSION)[-1][5]}
+
+
+def test_fill_light_levels_acks_and_config_on_cpython_and_micropython():
+    from tests.micropython import run_micropython_json
+
+    cp = fill_light()
+    mp = run_micropython_json("import json; from tests.test_firmware_loop import fill_light; "
+                              "print(json.dumps(fill_light()))")
+    assert cp == mp
+    r = cp
+    assert r["boot"] == [-1, 20000, 0] and r["writes_at_boot"] == 1  # pin map's pin, 20 kHz, dark
+    # levels 1..3 = 200, 500, 1000 permille of 65535; 4 is refused and changes nothing
+    duties = [s[2] for s in r["steps"]]
+    assert duties == [13107, 32768, 65535, 0, 0, 32768]
+    assert [a[1] for a in r["acks"]] == [P.ACK_OK] * 4 + [P.NACK_OUT_OF_RANGE, P.ACK_OK]
+    assert [a[0] for a in r["acks"]] == sorted(a[0] for a in r["acks"])  # answers in order, by sequence
+    assert r["after_config"] == [-1, 5000, 16384]  # level 2 now 250 permille, at 5 kHz
+    assert r["capabilities"] & P.CAP_LIGHT and not r["bare_capabilities"] & P.CAP_LIGHT
+    assert r["bare_acks"] == [P.NACK_NOT_FITTED]
+    assert r["writes_before_idle"] == r["writes_at_boot"] + 5  # one per accepted LIGHT, none per tick

@@ -31,6 +31,7 @@ GOLDEN = golden_vectors()
 def test_golden_table_covers_every_message():
     assert {name for name, *_ in GOLDEN} >= {
         "SETPOINT", "MODE", "HEARTBEAT", "VERSION_REQUEST", "VERSION", "TELEMETRY", "CONFIG_SET", "ACK", "FAULT",
+        "LIGHT",
     }
 
 

@@ -164,13 +164,18 @@ class PwmBoard(HAL):
     for the closed-loop drive; a sensor that does not answer at start is
     probed again every HANDLE_IMU_RETRY_TICKS reads.
 
+    ``light_pin`` is the fill light's pin in the board's pin map (None: no
+    light) and ``make_light(pin)`` builds its PWM object (``freq``,
+    ``duty_u16``); the config's ``light_pin`` may name another pin.
+
     ``make_bldc(axis)`` returns three PWM objects (``duty_u16``) for the axis'
     phases and ``make_servo(axis)`` one 50 Hz PWM (``duty_ns``); they are
     called on the first write of each kind, so the config's per-axis driver
     choice decides which pins come alive.
     """
 
-    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None, angle_sensors=None):
+    def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None, angle_sensors=None,
+                 light_pin=None, make_light=None):
         self.imu = imu
         self.imu_ready = False
         # optional second MPU-6050 on the handle (0x69 on the same bus); None: not wired
@@ -189,6 +194,12 @@ class PwmBoard(HAL):
         self.enable_pin = enable_pin
         self.link = link
         self.store = store
+        # the fill light: the pin map's pin (None: none wired) and a factory pin -> PWM (``freq``, ``duty_u16``)
+        self.light_pin = light_pin
+        self._make_light = make_light
+        self._light = None  # the PWM object of the pin in use
+        self._light_at = -1  # its pin
+        self._light_hz = 0
 
     def imu_read(self, raw):
         if not self.imu_ready:
@@ -252,6 +263,29 @@ class PwmBoard(HAL):
                 return
             p = self._servo[axis] = self._make_servo(axis)
         p.duty_ns(pulse_us * 1000)
+
+    def light_write(self, pin, freq_hz, duty_u16):
+        if pin < 0:
+            pin = self.light_pin  # the pin map's
+        if pin is None or pin < 0 or self._make_light is None:
+            return False
+        try:
+            p = self._light
+            if p is None or self._light_at != pin:
+                if p is not None:
+                    p.duty_u16(0)  # the config moved the light to another pin: leave the old one dark
+                p = self._light = self._make_light(pin)
+                self._light_at = pin
+                self._light_hz = 0
+            if self._light_hz != freq_hz:
+                p.freq(freq_hz)
+                self._light_hz = freq_hz
+            p.duty_u16(duty_u16)
+        except (ValueError, OSError):  # a pin this chip cannot drive with PWM
+            self._light = None
+            self._light_at = -1
+            return False
+        return True
 
     def serial_read_into(self, buf):
         return self.link.read_into(buf)

@@ -21,6 +21,8 @@ AS5048A   SPI2 SCK 18, MOSI 5, MISO    rotor sensors (``sensors="as5048a"``),
 AS5600    yaw I2C1 SDA 18 SCL 19;      rotor sensors (``sensors="as5600"``):
           pitch SDA 5 SCL 15, roll     one 0x36 chip per bus; pitch and roll
           SDA 0 SCL 2                  on SoftI2C, 400 kHz; no servos then
+light     12                           fill light MOSFET gate (LEDC, 20 kHz);
+                                       its gate pull-down holds the strap low
 ========  ===========================  ============================
 
 The ESP32's LEDC has 16 channels, so 9 BLDC phases and 3 servos fit; BLDC
@@ -30,7 +32,9 @@ the servo pins (a sensed axis is a BLDC axis) and the strapping pins 0, 2
 and 15, which the sensors leave at their boot levels: CS idles high (0 and
 15 boot high; 2 only matters when entering the ROM bootloader, so unplug an
 AS5600 roll sensor, whose pull-up holds it high, to flash MicroPython itself).
-GPIO 12 (boot-time flash voltage) stays unused.
+GPIO 12 (boot-time flash voltage) drives only the fill light's MOSFET gate,
+whose 10 kOhm pull-down holds it low through reset: low is the strap level
+for the DevKit's 3.3 V flash, so the light never upsets booting.
 
     from firmware.boards.esp32 import Board
     from firmware.app import Gimbal
@@ -55,6 +59,7 @@ SERVO_PINS = (18, 19, 5)
 UART_ID = 2
 UART_TX = 13
 UART_RX = 34  # input-only pin: fine for RX
+LIGHT_PIN = 12  # the one output left; low at boot (see above)
 AS5048A_SPI_ID = 2
 AS5048A_SCK = 18
 AS5048A_MOSI = 5
@@ -81,7 +86,7 @@ class Board(PwmBoard):
         servo = _servo if kinds == (0, 0, 0) else None
         super().__init__(MPU6050(i2c, imu_addr), _bldc, servo, enable, port, FileStore(), handle,
                          base.angle_sensors(machine, kinds, AS5048A_SPI_ID, (AS5048A_SCK, AS5048A_MOSI, AS5048A_MISO),
-                                            AS5048A_CS, AS5600_BUSES))
+                                            AS5048A_CS, AS5600_BUSES), light_pin=LIGHT_PIN, make_light=_light)
 
 
 def _bldc(axis):
@@ -94,3 +99,6 @@ def _bldc(axis):
 def _servo(axis):
     return machine.PWM(machine.Pin(SERVO_PINS[axis]), freq=SERVO_PWM_HZ, duty_ns=0)
 
+
+def _light(pin):
+    return machine.PWM(machine.Pin(pin), duty_u16=0)

@@ -19,6 +19,9 @@ AS5048A   SPI0 SCK GP2, MOSI GP3,      rotor sensors (``sensors="as5048a"``),
 AS5600    yaw I2C1 SDA GP26 SCL GP27;  rotor sensors (``sensors="as5600"``):
           pitch SDA GP2 SCL GP3, roll  one 0x36 chip per bus; pitch and roll
           SDA GP20 SCL GP21            on SoftI2C, 400 kHz
+light     GP20                         fill light MOSFET gate (PWM 2A, a slice
+                                       of its own, 20 kHz); only without rotor
+                                       sensors, which take GP20
 ========  ===========================  ============================
 
 The three phase pins of an axis sit on PWM slices that no servo pin shares,
@@ -30,6 +33,9 @@ so a BLDC axis (25 kHz) and a servo axis (50 Hz) can be mixed freely.
     Gimbal(Board(sensors="as5048a")).run_forever()   # an AS5048A on every motor (docs/firmware.md)
 
 The two sensor kinds share GP2, GP3, GP20 and GP21, so a board wires one kind.
+Every other PWM channel carries a phase or a servo (or shares a slice, and so
+a frequency, with one), so with rotor sensors there is no pin left for the
+fill light: MSG_LIGHT is then answered NACK not_fitted.
 """
 
 import machine
@@ -49,6 +55,7 @@ SERVO_PINS = (16, 17, 18)
 UART_ID = 0
 UART_TX = 0
 UART_RX = 1
+LIGHT_PIN = 20  # PWM slice 2 channel A: no motor or servo shares slice 2
 AS5048A_SPI_ID = 0
 AS5048A_SCK = 2
 AS5048A_MOSI = 3
@@ -72,7 +79,8 @@ class Board(PwmBoard):
         handle = MPU6050(i2c, handle_imu_addr) if handle_imu_addr not in (None, imu_addr) else None
         angle = base.angle_sensors(machine, base.sensor_kinds(sensors), AS5048A_SPI_ID,
                                    (AS5048A_SCK, AS5048A_MOSI, AS5048A_MISO), AS5048A_CS, AS5600_BUSES)
-        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle, angle)
+        super().__init__(MPU6050(i2c, imu_addr), _bldc, _servo, enable, port, FileStore(), handle, angle,
+                         light_pin=LIGHT_PIN if sensors == "none" else None, make_light=_light)
 
 
 def _bldc(axis):
@@ -91,3 +99,8 @@ def _servo(axis):
     p.duty_ns(0)
     return p
 
+
+def _light(pin):
+    p = machine.PWM(machine.Pin(pin))
+    p.duty_u16(0)
+    return p

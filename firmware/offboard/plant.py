@@ -66,6 +66,9 @@ class PlantHAL(HAL):
         self.duty = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]  # last BLDC duties per axis
         self.bldc_seen = [False, False, False]
         self.servo_us = [0, 0, 0]  # last servo pulse per axis, 0 = none
+        self.light_fitted = True  # False: a board without a fill light
+        self.light = [-2, 0, 0]  # the fill light's last (pin, freq_hz, duty_u16); pin -2: never written
+        self.light_writes = 0
         self.enabled = False
         self.sample = [0, 0, 8192, 0, 0, 0]
         self.imu_fail = False
@@ -97,6 +100,15 @@ class PlantHAL(HAL):
 
     def motors_enable(self, on):
         self.enabled = bool(on)
+
+    def light_write(self, pin, freq_hz, duty_u16):
+        if not self.light_fitted:
+            return False
+        self.light[0] = pin
+        self.light[1] = freq_hz
+        self.light[2] = duty_u16
+        self.light_writes += 1
+        return True
 
     # outputs are stored as ints (no allocation inside the measured tick) and
     # turned into torques by step()
