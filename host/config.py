@@ -199,6 +199,9 @@ SCHEMA = {
         hold_ms=(_P.gesture_hold_ms, _NONNEG),
         photo_countdown_s=(_P.photo_countdown_s, _NONNEG),
     ),
+    "light": {
+        "level": (_P.light_level, _number(0, 3, integer=True)),  # the board's fill light at start: 0 off, 1..3
+    },
     "output": {
         "dir": ("", _string),  # "" = default_output_dir()
         "session_log": (True, _bool),
@@ -353,6 +356,7 @@ def build_pipeline_config(settings):
         gesture_actions={name: g[name] for name in GESTURE_NAMES},
         gesture_hold_ms=g["hold_ms"],
         photo_countdown_s=g["photo_countdown_s"],
+        light_level=int(settings["light"]["level"]),
         nominal_dt_s=1.0 / cam["fps"],
         vision=vision,
         hands_async=hands_async,

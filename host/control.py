@@ -29,7 +29,7 @@ import threading
 
 from opensteady.host.framing import SetpointCommand
 
-# action -> {field: (kind, low, high)}; kind "num" (finite float), "bool", "mapping", "str"
+# action -> {field: (kind, low, high)}; kind "num" (finite float), "int", "bool", "mapping", "str"
 ACTIONS = {
     "calibration": {"x": ("num", 0.0, 1.0), "y": ("num", 0.0, 1.0)},
     "lock": {"x": ("num", 0.0, 1.0), "y": ("num", 0.0, 1.0)},
@@ -46,6 +46,7 @@ ACTIONS = {
     "home": {"speed_dps": ("num", 0.1, 360.0)},
     "stop": {},
     "power": {"on": ("bool",)},
+    "light": {"level": ("int", 0, 3)},  # the fill light: 0 off, 1..3
 }
 OPTIONAL = {("gestures", "enabled"), ("gestures", "mapping"), ("position", "speed_dps"), ("home", "speed_dps")}
 DEFAULT_MOVE_SPEED_DPS = 60.0
@@ -85,6 +86,12 @@ def validate(action, params):
             if not rule[1] <= value <= rule[2]:
                 raise ControlError(name, "%r is out of range %g..%g" % (value, rule[1], rule[2]))
             clean[name] = float(value)
+        elif rule[0] == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ControlError(name, "expected a whole number, got %r" % (value,))
+            if not rule[1] <= value <= rule[2]:
+                raise ControlError(name, "%r is out of range %d..%d" % (value, rule[1], rule[2]))
+            clean[name] = value
         elif rule[0] == "bool":
             if not isinstance(value, bool):
                 raise ControlError(name, "expected true or false, got %r" % (value,))
@@ -273,6 +280,9 @@ class Controls:
             return "moving to yaw %+.1f, pitch %+.1f deg; tracking paused" % (yaw, pitch)
         if action == "stop":
             return self._stop(pipeline)
+        if action == "light":
+            pipeline.set_light(p["level"])
+            return "fill light %s" % ("off" if p["level"] == 0 else "level %d" % p["level"])
         if action == "power":
             if not p["on"]:
                 self.manual.stop()
@@ -334,6 +344,7 @@ class Controls:
             "calibration_point": list(out.calibration_point),
             "gestures": {"enabled": self._gestures_enabled, "mapping": mapping},
             "recording": out.recording,
+            "light": getattr(pipeline, "light_level", None),
             "pipeline_ms": out.latency_ms.get("total"),
         }
         status.update(extra)

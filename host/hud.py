@@ -30,7 +30,7 @@ GREY = (160, 160, 160)
 
 KEY_ACTIONS = {
     ord("q"): "quit", 27: "quit", ord(" "): "pause_toggle", ord("p"): "photo", ord("r"): "record_toggle",
-    ord("c"): "calibration_centre", ord("t"): "calibration_next", ord("0"): "recentre",
+    ord("c"): "calibration_centre", ord("t"): "calibration_next", ord("0"): "recentre", ord("l"): "light_cycle",
 }
 PRESET_CYCLE = list(PRESETS)  # the order the t key steps through
 

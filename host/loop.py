@@ -18,7 +18,8 @@ Per frame: poll the gimbal (heartbeats, mode handshake and telemetry happen
 inside the backend and link), take the gimbal's attitude at the frame's
 capture time (``Mount.telemetry_at``: interpolated between telemetry samples
 placed on the host clock by their device time; None once telemetry is stale),
-run the pipeline with it, send the setpoint. With no frame, the gimbal is still polled, so its failsafe stays
+run the pipeline with it, send the setpoint, and the fill light's level when
+the pipeline's has changed. With no frame, the gimbal is still polled, so its failsafe stays
 fed and telemetry keeps flowing. ``clock`` is the only time source; the
 simulated rig passes its simulated clock.
 """
@@ -48,6 +49,7 @@ class HostLoop:
         self.mount = mount
         self.clock = clock
         self.idle_wait_s = idle_wait_s
+        self.light_sent = 0  # the fill light level last sent to the mount (a board boots with it off)
 
     @property
     def ended(self):
@@ -72,4 +74,8 @@ class HostLoop:
         sent_s = self.clock()
         setpoint = out.setpoint if self.services is None else self.services.setpoint(out.setpoint, out.t_s)
         n = self.mount.send(setpoint, sent_s)
+        level = getattr(self.pipeline, "light_level", None)
+        if level is not None and level != self.light_sent:
+            self.mount.set_light(level)
+            self.light_sent = level
         return LoopStep(frame, out, sent_s, n, self.mount.telemetry_at(None, sent_s))

@@ -31,8 +31,11 @@ ACTION_PHOTO = "photo"  # start the countdown; a "photo_now" event follows
 ACTION_RECORD_TOGGLE = "record_toggle"
 ACTION_RECENTRE = "recentre"
 ACTION_LOCK_ON = "lock_on"  # lock onto the person who made the gesture
+ACTION_LIGHT_CYCLE = "light_cycle"  # the fill light: off -> 1 -> 2 -> 3 -> off (no gesture does it by default)
 ACTION_NONE = "none"
-ACTIONS = (ACTION_PAUSE_TOGGLE, ACTION_PHOTO, ACTION_RECORD_TOGGLE, ACTION_RECENTRE, ACTION_LOCK_ON, ACTION_NONE)
+ACTIONS = (ACTION_PAUSE_TOGGLE, ACTION_PHOTO, ACTION_RECORD_TOGGLE, ACTION_RECENTRE, ACTION_LOCK_ON, ACTION_LIGHT_CYCLE,
+           ACTION_NONE)
+LIGHT_LEVELS = 3  # the fill light: 0 off, 1..3 (firmware/light.py)
 
 DEFAULT_GESTURE_ACTIONS = {
     "open_palm": ACTION_PAUSE_TOGGLE,
@@ -64,6 +67,9 @@ class PipelineConfig:
     # With hands_async, start hand detection at most this often: gestures are held
     # for a second, so 10 Hz is plenty, and the core stays free for faces.
     hands_interval_s: float = 0.1
+    # The fill light's level at start (0 off, 1..LIGHT_LEVELS); the host loop sends the pipeline's
+    # light_level to the gimbal whenever it changes (a gesture, the panel, the API).
+    light_level: int = 0
 
     def validate(self):
         self.framing.validate()
@@ -79,7 +85,15 @@ class PipelineConfig:
             raise ValueError("gesture_hold_ms = %r: must not be negative" % self.gesture_hold_ms)
         if self.photo_countdown_s < 0:
             raise ValueError("photo_countdown_s = %r: must not be negative" % self.photo_countdown_s)
+        check_light_level(self.light_level, "light_level")
         return self
+
+
+def check_light_level(level, name="level"):
+    """``level`` as an int 0..LIGHT_LEVELS, or ValueError naming ``name``."""
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= LIGHT_LEVELS:
+        raise ValueError("%s = %r: the fill light has levels 0 (off) to %d" % (name, level, LIGHT_LEVELS))
+    return level
 
 
 @dataclass(frozen=True)
@@ -189,6 +203,7 @@ class TrackingPipeline:
         self.tracker = tracker
         self.framing = framing or FramingController(self.config.framing)
         self.recording = False
+        self.light_level = self.config.light_level  # the fill light level asked for; host.loop sends it
         self._injected = []
         self._requested = []
         self._last_t_s = None
@@ -206,6 +221,10 @@ class TrackingPipeline:
         if action not in ACTIONS:
             raise ValueError("unknown action %r, expected one of %s" % (action, ", ".join(ACTIONS)))
         self._requested.append(action)
+
+    def set_light(self, level):
+        """Ask for fill light ``level`` (0 off, 1..3); the host loop sends it to the gimbal."""
+        self.light_level = check_light_level(level)
 
     def set_calibration_point(self, x, y):
         if not (0 <= x <= 1 and 0 <= y <= 1):
@@ -374,6 +393,9 @@ class TrackingPipeline:
         elif action == ACTION_RECENTRE:
             self.framing.recentre()
             detail = "recentre"
+        elif action == ACTION_LIGHT_CYCLE:
+            self.light_level = (self.light_level + 1) % (LIGHT_LEVELS + 1)
+            detail = "light_%d" % self.light_level
         else:  # ACTION_LOCK_ON: the person whose hand made it, or (injected) the face nearest the calibration point
             found = self.tracker.lock_on(hand=hand) if hand is not None else self.tracker.lock_on(point=self.calibration_point)
             detail = "lock_on" if found else "lock_on_no_person"

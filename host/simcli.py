@@ -47,6 +47,8 @@ def add_arguments(parser):
     parser.add_argument("--video", metavar="OUT.mp4",
                         help="write what the gimbal's camera saw, with the HUD (default: %s when run without "
                              "arguments)" % DEFAULT_VIDEO)
+    parser.add_argument("--light", type=int, choices=(0, 1, 2, 3), metavar="LEVEL",
+                        help="the fill light level the host asks for (0 off, 1..3; default: the scenario's [light] level)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
@@ -116,6 +118,10 @@ def run(args):
                 return _fail("--seconds %g: must be longer than the scenario's warm-up of %g s (boot, gyro "
                              "calibration, lock-on)" % (args.seconds, warmup_s))
         scenario = load_scenario(args.scenario, overrides=overrides)
+        if args.light is not None:
+            from dataclasses import replace
+
+            scenario = replace(scenario, light=replace(scenario.light, level=args.light))
     except ScenarioError as exc:
         return _fail(str(exc))
     face_image = None

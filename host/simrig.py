@@ -227,7 +227,7 @@ def sim_pipeline_config(config, scenario):
     fps = scenario.vision.fps or 30.0
     return replace(config, framing=framing, hands_async=False, nominal_dt_s=1.0 / fps,
                    vision=dict(config.vision, hands=False, persons="none"),
-                   tracker=dict(config.tracker, reid="inline"))
+                   tracker=dict(config.tracker, reid="inline"), light_level=scenario.light.level)
 
 
 def default_pipeline_config():
@@ -386,7 +386,7 @@ class ScenarioRecorder:
             self.tracker = "baseline" if isinstance(pipeline, BaselinePipeline) else "opensteady"
         self.sends = []  # (tick, setpoint fields) of every setpoint written
         self.frames = {"t_s": [], "face_px": [], "in_view": [], "locked": [], "paused": [], "wrong_target": [],
-                       "setpoint": []}
+                       "setpoint": [], "face_found": []}
 
     def record(self, step):
         """Note one LoopStep (a frame processed and its setpoint sent)."""
@@ -421,6 +421,9 @@ class ScenarioRecorder:
             f["paused"].append(bool(out.paused))
             f["wrong_target"].append(wrong)
             f["setpoint"].append(sp)
+            detections = getattr(out, "detections", None)
+            f["face_found"].append(None if detections is None else
+                                   face_found(detections.faces, (u, v), cam.width, cam.height))
 
     def result(self):
         """RunResult(metrics, series) of the run so far."""
@@ -462,6 +465,10 @@ class ScenarioRecorder:
             "wrong_target_frac": M.round_or_none(float(np.mean(frames["wrong_target"])) if frames["wrong_target"]
                                                  else None),
             "paused_frames": int(sum(frames["paused"])),
+            # frames with the subject in view in which vision found a face (the dim-room scenario's measure)
+            "face_detected_frac": M.round_or_none(_mean_known(v for v, seen in zip(frames["face_found"], in_view)
+                                                              if seen)),
+            "light_duty": round(g.hal.light_duty_u16 / 65535.0, 4),
             "link_bytes_dropped": g.link_up.bytes_dropped + g.link_down.bytes_dropped,
             "link_bytes_corrupted": g.link_up.bytes_corrupted + g.link_down.bytes_corrupted,
             "host_crc_errors": link.crc_errors,
@@ -483,6 +490,27 @@ class ScenarioRecorder:
             "locked": np.array(frames["locked"], dtype=bool),
         }
         return RunResult(m, series)
+
+
+def face_found(faces, face_px, width, height, tolerance=0.3):
+    """True when a detected face box is centred on the subject's true face (``face_px``).
+
+    Within ``tolerance`` of the box's width: a box that only contains the
+    face (in the dark, short range may report the whole head-and-shoulders
+    photo as one low-score "face") does not count.
+    """
+    u, v = face_px
+    for f in faces:
+        w_px = f.box.w * width
+        if math.hypot(f.box.cx * width - u, f.box.cy * height - v) <= tolerance * w_px:
+            return True
+    return False
+
+
+def _mean_known(values):
+    """The mean of the values that are not None, or None when there are none."""
+    known = [float(v) for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 @dataclass

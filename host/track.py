@@ -549,7 +549,7 @@ def _start_services(args, settings, pipeline):
 def _link_status(mount):
     return {"gimbal": mount.name, "connected": mount.connected, "setpoints_sent": mount.setpoints_sent,
             "bytes_written": mount.bytes_written, "stall_stops": mount.stall_stops, "telemetry": mount.telemetry,
-            "problem": mount.device_problem}
+            "problem": mount.device_problem, "light": mount.light_status}
 
 
 def _fmt(v):
@@ -619,6 +619,6 @@ def _preview(window, frame, out, stats, mount, grabber, status, e2e_ms, pipeline
         name = names[(names.index(current) + 1) % len(names)]
         pipeline.set_calibration_point(*PRESETS[name])
         status["message"] = "calibration point: %s" % name
-    elif action in ("pause_toggle", "photo", "record_toggle", "recentre"):
+    elif action in ("pause_toggle", "photo", "record_toggle", "recentre", "light_cycle"):
         pipeline.request_action(action)
     return action

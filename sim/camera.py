@@ -52,6 +52,39 @@ class CameraParams:
         return math.degrees(2 * math.atan(0.5 * self.height / self.focal_px))
 
 
+@dataclass(frozen=True)
+class LightParams:
+    """The room's light, the gimbal's fill light and the sensor's noise, as the virtual camera sees them.
+
+    A pixel is the photo's pixel times ``ambient + fill_at_1m * duty / d**2``
+    (d: the subject's distance from the camera in metres, the fill light sits
+    beside the lens; duty: the light's PWM duty, 0..1, from the firmware),
+    plus Gaussian read noise of ``noise_dn`` levels, rounded to 8 bits. 1.0 is
+    the photos as they were taken. ``level`` is the fill light level the host
+    asks for when the scenario starts (0 off, 1..3).
+    """
+
+    ambient: float = 1.0
+    fill_at_1m: float = 1.0
+    noise_dn: float = 0.0
+    level: int = 0
+
+    def validate(self):
+        if not 0.0 <= self.ambient <= 4.0:
+            raise ValueError("light.ambient = %r: must be between 0 and 4 (1 = the photos as taken)" % self.ambient)
+        if not 0.0 <= self.fill_at_1m <= 10.0:
+            raise ValueError("light.fill_at_1m = %r: must be between 0 and 10" % self.fill_at_1m)
+        if not 0.0 <= self.noise_dn <= 64.0:
+            raise ValueError("light.noise_dn = %r: must be between 0 and 64 (8-bit levels)" % self.noise_dn)
+        if self.level not in (0, 1, 2, 3):
+            raise ValueError("light.level = %r: the fill light has levels 0 (off) to 3" % self.level)
+        return self
+
+    def gain(self, duty, distance_m):
+        """How bright something ``distance_m`` away looks, relative to the photo, with the light at ``duty``."""
+        return self.ambient + self.fill_at_1m * duty / max(distance_m, NEAR_M) ** 2
+
+
 class PinholeCamera:
     def __init__(self, params=None):
         self.params = (params or CameraParams()).validate()
@@ -190,15 +223,21 @@ class Scene:
         cv2.remap(self.panorama, map_x, map_y, cv2.INTER_LINEAR, dst=self._bg, borderMode=cv2.BORDER_REPLICATE)
         cv2.resize(self._bg, (p.width, p.height), dst=self._frame, interpolation=cv2.INTER_LINEAR)
 
-    def render(self, cam_pos_m, cam_rot_flu, centres_m, visible=None, look_at_m=None):
+    def render(self, cam_pos_m, cam_rot_flu, centres_m, visible=None, look_at_m=None, light=None, light_duty=0.0):
         """The frame (H x W x 3 uint8 RGB, a new array) with billboard k at ``centres_m[k]``.
 
-        Billboards face ``look_at_m`` (default: the camera).
+        Billboards face ``look_at_m`` (default: the camera). ``light``
+        (LightParams) with the fill light's ``light_duty`` (0..1) scales each
+        billboard and the background by how lit it is (noise is the caller's).
         """
         cam = self.camera
         p = cam.params
         self._background(cam_rot_flu)
         frame = self._frame
+        if light is not None:
+            g = light.gain(light_duty, BACKGROUND_RADIUS_M)
+            if g != 1.0:
+                cv2.convertScaleAbs(frame, dst=frame, alpha=g)
         look_at = cam_pos_m if look_at_m is None else look_at_m
         order = sorted(range(len(self.billboards)),
                        key=lambda k: -np.linalg.norm(np.asarray(centres_m[k]) - cam_pos_m))
@@ -218,6 +257,11 @@ class Scene:
                 continue  # entirely outside the frame
             # warp only into the billboard's bounding box (a view of the frame)
             h = cv2.getPerspectiveTransform(board._src_px, (uv - [x0, y0]).astype(np.float32))
-            cv2.warpPerspective(board.image, h, (x1 - x0, y1 - y0), dst=frame[y0:y1, x0:x1],
+            image = board.image
+            if light is not None:
+                g = light.gain(light_duty, float(np.linalg.norm(np.asarray(centres_m[k]) - cam_pos_m)))
+                if g != 1.0:
+                    image = cv2.convertScaleAbs(image, alpha=g)
+            cv2.warpPerspective(image, h, (x1 - x0, y1 - y0), dst=frame[y0:y1, x0:x1],
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
         return frame.copy()

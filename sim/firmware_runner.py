@@ -243,7 +243,8 @@ class MicroPythonFirmware:
             d = hal.duties[axis]
             d[0], d[1], d[2] = r[1 + 3 * axis], r[2 + 3 * axis], r[3 + 3 * axis]
             hal.servo_us[axis] = r[10 + axis]
-        n = r[13]
+        hal.light_duty_u16 = r[13]
+        n = r[14]
         if n:
             hal.tx += self._read(n)
         n_cfg = struct.unpack("<H", self._read(2))[0]

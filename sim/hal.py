@@ -13,7 +13,7 @@ which mode runs.
     hal.feed_rx(b"...")              # bytes the host sent that have arrived
     gimbal.tick(hal.now_us)
     out = hal.take_tx()              # bytes the firmware sent this tick
-    hal.duties[axis], hal.motors_on, hal.servo_us[axis]
+    hal.duties[axis], hal.motors_on, hal.servo_us[axis], hal.light_duty_u16
 """
 
 from opensteady.firmware import hal as fw_hal
@@ -36,6 +36,7 @@ class SimHal(fw_hal.HAL):
         self.motors_on = False
         self.duties = [[32768, 32768, 32768] for _ in range(3)]
         self.servo_us = [0, 0, 0]
+        self.light_duty_u16 = 0  # the fill light's PWM duty (the virtual camera lights the subject with it)
         self.rx = bytearray()
         self.tx = bytearray()
         self.config_bytes = config_bytes
@@ -69,6 +70,10 @@ class SimHal(fw_hal.HAL):
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us
+
+    def light_write(self, pin, freq_hz, duty_u16):
+        self.light_duty_u16 = duty_u16
+        return True
 
     def serial_read_into(self, buf):
         n = min(len(buf), len(self.rx))

@@ -43,6 +43,12 @@ below, documented in docs/sim.md)::
     [phone]                 # the payload: a heavier or lighter phone than the default
     mass_kg = 0.195
 
+    [light]                 # sim/camera.py LightParams: room light, the gimbal's fill light, sensor noise
+    ambient = 0.15          # 1 = the photos as taken
+    fill_at_1m = 1.0        # what the fill light at full duty adds 1 m away (falls off with distance^2)
+    noise_dn = 3.0          # read noise, 8-bit levels
+    level = 3               # the fill light level the host asks for at the start (0 off, 1..3)
+
     [firmware]              # firmware config keys over sim/board_config.py's tuning
     pitch_rate_kd_ms = 25.0
 """
@@ -56,7 +62,7 @@ except ImportError:  # Python < 3.11 (pyproject installs tomli there)
     import tomli as tomllib
 
 from opensteady.sim.angle_sensor import AngleSensorParams
-from opensteady.sim.camera import CameraParams
+from opensteady.sim.camera import CameraParams, LightParams
 from opensteady.sim.disturbance import HandleMotion
 from opensteady.sim.imu import ImuParams
 from opensteady.sim.link import LinkParams
@@ -162,6 +168,7 @@ class Scenario:
     motor: BldcParams = field(default_factory=BldcParams)
     sensor: AngleSensorParams = field(default_factory=AngleSensorParams)
     phone: PhoneParams = field(default_factory=PhoneParams)
+    light: LightParams = field(default_factory=LightParams)
     subjects: tuple = ()
     gestures: tuple = ()
     firmware: tuple = ()  # (config key name, value) pairs over sim/board_config.py
@@ -177,7 +184,8 @@ class Scenario:
             raise ValueError("mode = %r: unknown, expected one of %s" % (self.mode, ", ".join(MODES)))
         if self.tracker not in TRACKERS:
             raise ValueError("tracker = %r: unknown, expected one of %s" % (self.tracker, ", ".join(TRACKERS)))
-        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor, self.sensor, self.phone):
+        for part in (self.handle, self.camera, self.vision, self.link, self.imu, self.motor, self.sensor, self.phone,
+                     self.light):
             part.validate()
         for k, s in enumerate(self.subjects):
             s.validate("subjects[%d]" % k)
@@ -240,7 +248,7 @@ def _section(cls, table, where):
 
 _SECTIONS = {
     "handle": HandleMotion, "camera": None, "link": LinkParams, "imu": ImuParams, "motor": BldcParams,
-    "sensor": AngleSensorParams, "phone": PhoneParams,
+    "sensor": AngleSensorParams, "phone": PhoneParams, "light": LightParams,
 }
 
 

@@ -58,7 +58,7 @@ class Traces:
 def _seeds(seed):
     # independent, repeatable streams for each random part
     return {name: seed * 1009 + k for k, name in enumerate(("imu", "handle", "link_up", "link_down",
-                                                             "handle_imu", "sensor"))}
+                                                             "handle_imu", "sensor", "camera_noise"))}
 
 
 def load_face_image(path):
@@ -147,6 +147,7 @@ class SimGimbal:
         self.traces = Traces()
         self.max_effort = 0.0
         self.camera = PinholeCamera(scenario.camera)
+        self._noise = np.random.default_rng(s["camera_noise"])  # the camera's read noise ([light] noise_dn)
         self.scene = None
         if scenario.subjects:
             self._build_scene(face_image, perception)
@@ -220,8 +221,17 @@ class SimGimbal:
         t = self.time_s
         pos, rot = self.plant.camera_pose()
         visible = [not s.is_hidden(t) for s in self.scenario.subjects]
-        return self.scene.render(pos, rot, self.subject_positions_m(t), visible=visible,
-                                 look_at_m=self._gimbal_centre)
+        light = self.scenario.light
+        frame = self.scene.render(pos, rot, self.subject_positions_m(t), visible=visible,
+                                  look_at_m=self._gimbal_centre, light=light,
+                                  light_duty=self.hal.light_duty_u16 / 65535.0)
+        if light.noise_dn > 0:
+            noise = self._noise.standard_normal(frame.shape, dtype=np.float32)
+            noise *= light.noise_dn
+            noise += frame
+            np.clip(noise, 0, 255, out=noise)
+            frame = np.rint(noise).astype(np.uint8)
+        return frame
 
     def subject_face_px(self, k):
         """(u, v) pixel position of subject k's face centre, and whether it is in the frame and unhidden."""

@@ -78,7 +78,7 @@ class ServedSim:
             if step is None:
                 continue
             link = {"gimbal": self.mount.name, "connected": self.mount.connected,
-                    "setpoints_sent": self.mount.setpoints_sent}
+                    "setpoints_sent": self.mount.setpoints_sent, "light": self.mount.light_status}
             self.services.after_step(step.frame, step.out, self.pipeline, telemetry=step.telemetry_now, fps=30.0,
                                      e2e_ms=None, link=link)
             self.frames += 1

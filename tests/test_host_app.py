@@ -230,6 +230,29 @@ def test_gesture_table_is_configurable_and_unknown_actions_refused(perception, a
         pipe.step(astronaut_frame, 0.0)
 
 
+def test_light_cycle_gesture_is_off_by_default_and_steps_the_light_when_mapped(perception, astronaut_frame):
+    from opensteady.host.config import load_config
+    from opensteady.host.pipeline import DEFAULT_GESTURE_ACTIONS
+
+    assert "light_cycle" not in DEFAULT_GESTURE_ACTIONS.values()
+    assert "light_cycle" not in {v for k, v in load_config(None)["gestures"].items() if isinstance(v, str)}
+    pipe = make_pipeline(perception, gesture_actions=dict(DEFAULT_GESTURE_ACTIONS, thumbs_up="light_cycle"))
+    assert pipe.light_level == 0
+    levels = []
+    for k in range(5):
+        pipe.inject_gesture("thumbs_up")
+        out = pipe.step(astronaut_frame, k * DT)
+        levels.append(pipe.light_level)
+        assert ("action", "light_%d" % pipe.light_level) in [(e.kind, e.detail) for e in out.events]
+    assert levels == [1, 2, 3, 0, 1]
+    pipe.set_light(3)
+    assert pipe.light_level == 3
+    with pytest.raises(ValueError, match="levels 0 .off. to 3"):
+        pipe.set_light(4)
+    with pytest.raises(ValueError, match="light_level"):
+        PipelineConfig(light_level=-1).validate()
+
+
 # --- capture -----------------------------------------------------------------------
 
 class ListSource:

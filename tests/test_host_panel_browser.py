@@ -84,6 +84,11 @@ def test_click_a_person_to_lock_on(tmp_path, browser):
         browser.find_element(By.ID, "pause").click()
         WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "s-mode").text == "paused")
 
+        # The fill light: a button -> the API -> the loop -> MSG_LIGHT -> the firmware's PWM duty
+        browser.find_element(By.ID, "light-2").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "s-light").text == "level 2")
+        WebDriverWait(browser, 60).until(lambda d: sim.rig.gimbal.hal.light_duty_u16 == 32768)
+
         shot = os.path.join(SCREENSHOT_DIR or str(tmp_path), "panel.png")
         assert browser.save_screenshot(shot) and os.path.getsize(shot) > 10000
     finally:

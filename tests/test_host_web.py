@@ -45,6 +45,10 @@ def server():
     ("gestures", {"mapping": {"fist": "fly"}}, 422, "mapping.fist"),
     ("drive", {"yaw_rate_dps": 1000, "pitch_rate_dps": 0}, 422, "yaw_rate_dps"),
     ("tracking", {"on": 1}, 422, "on"),
+    ("light", {"level": 4}, 422, "level"),
+    ("light", {"level": 1.5}, 422, "level"),
+    ("light", {"level": True}, 422, "level"),
+    ("light", {}, 422, "level"),
 ])
 def test_bad_requests_get_4xx_naming_the_field(server, action, body, code, field):
     if isinstance(body, dict) and any(isinstance(v, float) and v != v for v in body.values()):
@@ -121,6 +125,21 @@ def test_api_commands_reach_the_tracker(sim):
     assert s["gestures"]["mapping"]["fist"] == "photo" and sim.pipeline.config.gesture_actions["fist"] == "photo"
     s = _act(sim, "recentre")
     assert "recentre" in sim.services.messages[-1]
+
+
+def test_api_fill_light_reaches_the_firmware_pwm(sim):
+    """POST /api/light -> pipeline -> host loop -> MSG_LIGHT over the simulated UART -> the firmware's PWM duty."""
+    hal = sim.rig.gimbal.hal
+    assert hal.light_duty_u16 == 0
+    s = _act(sim, "light", {"level": 2})
+    assert s["light"] == 2 and sim.pipeline.light_level == 2 and "level 2" in sim.services.messages[-1]
+    sim.step(3)  # the frame bytes cross the UART, the firmware answers
+    assert hal.light_duty_u16 == 32768  # light_level_2_permille = 500
+    status = call(sim.services.web.url + "api/status")[1]
+    assert status["link"]["light"] == "ok"
+    _act(sim, "light", {"level": 0})
+    sim.step(3)
+    assert hal.light_duty_u16 == 0
 
 
 def test_websocket_pushes_status_and_takes_commands(sim):

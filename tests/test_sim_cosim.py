@@ -111,6 +111,7 @@ def test_simpipe_lockstep_framing_on_cpython():
             raw = [0] * 6
             self.board.imu_read(raw)
             self.board.bldc_write(1, raw[0], now_us & 0xFFFF, 7)
+            self.board.light_write(-1, 20000, 4242)
 
     head = struct.pack(simpipe._TICK_HEAD, 5000, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, 3)
     stream_in = io.BytesIO(simpipe.SYNC + b"I" + struct.pack("<H", simpipe.NO_CONFIG)
@@ -123,7 +124,8 @@ def test_simpipe_lockstep_framing_on_cpython():
     assert reply[:3] == simpipe.SYNC + b"R"
     fields = struct.unpack(simpipe._REPLY_HEAD, reply[3:3 + struct.calcsize(simpipe._REPLY_HEAD)])
     assert fields[4:7] == (11, 5000, 7)  # pitch duties: imu ax, now_us, 7
-    assert fields[13] == 3
+    assert fields[13] == 4242  # the fill light's duty
+    assert fields[14] == 3
     assert reply.endswith(b"abc" + struct.pack("<H", simpipe.NO_CONFIG))
 
 

@@ -20,7 +20,7 @@ type byte, so console text the firmware prints can be told apart)::
                       3 x i16 rotor-angle sensor counts (-1: none or a failed read),
                       u16 rx_len, rx bytes              run one tick
     board -> sim  'R' u8 motors_on, 9 x u16 duties (yaw a b c, pitch a b c, roll a b c),
-                      3 x u16 servo_us, u16 tx_len, tx bytes, u16 saved_config_len, bytes
+                      3 x u16 servo_us, u16 fill light duty, u16 tx_len, tx bytes, u16 saved_config_len, bytes
                       (saved_config_len 0xFFFF: no config_save this tick)
     sim -> board  'Q'                                   exit
 """
@@ -37,7 +37,7 @@ TX_BUFFER_BYTES = 2048
 RX_BUFFER_BYTES = 1024
 _TICK_HEAD = "<IIB6hB6h3hH"
 _TICK_HEAD_LEN = struct.calcsize(_TICK_HEAD)
-_REPLY_HEAD = "<B9H3HH"
+_REPLY_HEAD = "<B9H3HHH"
 
 
 class SimPipeBoard(_hal.HAL):
@@ -54,6 +54,7 @@ class SimPipeBoard(_hal.HAL):
         self.motors_on = 0
         self.duties = array("H", [32768] * 9)
         self.servo_us = array("H", [0] * 3)
+        self.light_duty = 0
         self.rx = bytearray(RX_BUFFER_BYTES)
         self.rx_len = 0
         self.rx_pos = 0
@@ -84,6 +85,10 @@ class SimPipeBoard(_hal.HAL):
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us
+
+    def light_write(self, pin, freq_hz, duty_u16):
+        self.light_duty = duty_u16  # the simulated gimbal has a fill light (sim/camera.py lights the subject)
+        return True
 
     def serial_read_into(self, buf):
         n = self.rx_len - self.rx_pos
@@ -182,7 +187,7 @@ def serve(stream_in, stream_out, make_gimbal):
             s = board.servo_us
             stream_out.write(SYNC + b"R" + struct.pack(
                 _REPLY_HEAD, board.motors_on, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8],
-                s[0], s[1], s[2], board.tx_len))
+                s[0], s[1], s[2], board.light_duty, board.tx_len))
             if board.tx_len:
                 stream_out.write(bytes(board.tx[0:board.tx_len]))
             board.tx_len = 0

@@ -79,6 +79,7 @@ class Mount:
         self.bytes_written = 0
         self.stall_stops = 0
         self.last_setpoint = None
+        self.light_level = None  # the fill light level last asked for
         self._last_send_s = None
         self._stopped = False
         self._lock = threading.Lock()
@@ -96,6 +97,17 @@ class Mount:
     def open(self):
         with self._lock:
             self.backend.open()
+
+    def set_light(self, level):
+        """Ask the gimbal for fill light ``level`` (0 off, 1..3); False when its driver has no light."""
+        with self._lock:
+            self.light_level = level
+            return self.backend.set_light(level)
+
+    @property
+    def light_status(self):
+        """The gimbal's answer to the last light request: "ok", "not_fitted", ..., None before one (or no light)."""
+        return self.backend.light_status
 
     def send(self, cmd, now_s):
         """Send a setpoint; returns the bytes written (0 when the port is down or for ``none``)."""

@@ -121,6 +121,15 @@ class MountBackend:
     def make_safe(self, t_s, motors_off=False):
         """Stop all motion (hold the current attitude); with ``motors_off`` also de-energise the motors."""
 
+    light_status = None  # the device's answer to the last set_light: "ok" or a NACK name; None before one
+
+    def set_light(self, level):
+        """Ask for fill light ``level`` (0 off, 1..3); returns False when this protocol has no fill light."""
+        if level and self.light_status is None:
+            log.info("the %s gimbal has no fill light (only OpenSteady firmware drives one)", self.name)
+            self.light_status = "not_supported"
+        return False
+
 
 class SerialBackend(MountBackend):
     """Shared plumbing for drivers that own a pyserial port: open, write, read, reconnect."""

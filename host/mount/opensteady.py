@@ -68,6 +68,9 @@ class OpenSteadyBackend(MountBackend):
         self._tail_at_heard = b""
         self._mode_retry_at_s = None
         self._safe = False
+        self.light_level = None  # the level last asked for: sent again after a reconnect (the board boots dark)
+        self.light_status = None  # the board's ACK to the last LIGHT: "ok", "not_fitted", "out_of_range"
+        self._light_seq = -1
 
     @property
     def connected(self):
@@ -96,6 +99,13 @@ class OpenSteadyBackend(MountBackend):
         if self.link.reconnects != self._reconnects_seen and self.link.connected:
             self._reconnects_seen = self.link.reconnects
             self.link.send(p.MSG_MODE, self._mode_id)
+            if self.light_level:
+                self._light_seq = self.link.send(p.MSG_LIGHT, self.light_level)
+
+    def set_light(self, level):
+        self.light_level = level
+        self._light_seq = self.link.send(p.MSG_LIGHT, level)
+        return self._light_seq >= 0
 
     def send_setpoint(self, cmd, t_s):
         flags, yaw, pitch, roll = cmd.to_protocol()
@@ -116,6 +126,9 @@ class OpenSteadyBackend(MountBackend):
                     self.fault_flags_seen |= fields["fault_flags"]
                     if self.telemetry["mode"] == self.mode:
                         self.mode_reached = True
+            elif msg_id == p.MSG_ACK and fields["msg_id"] == p.MSG_LIGHT and fields["seq"] == self._light_seq:
+                status = fields["status"]
+                self.light_status = p.NACK_NAMES[status] if status < len(p.NACK_NAMES) else status
             elif msg_id == p.MSG_FAULT:
                 self.faults.append(fields)
                 self.fault_flags_seen |= fields["fault_flags"]
@@ -134,3 +147,5 @@ class OpenSteadyBackend(MountBackend):
                  | p.SP_YAW_IN_EARTH_FRAME | p.SP_PITCH_IN_EARTH_FRAME | p.SP_ROLL_IN_EARTH_FRAME)
         self.link.send_setpoint(flags, 0, 0, 0)  # stop turning; MODE_LOCK then holds the attitude
         self.link.send(p.MSG_MODE, p.MODE_OFF if motors_off else p.MODE_LOCK)
+        if self.light_level:
+            self.link.send(p.MSG_LIGHT, p.LIGHT_OFF)  # a light this host switched on goes off with it
