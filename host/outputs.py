@@ -15,6 +15,10 @@ Outputs:
   on Linux, the OBS Virtual Camera on Windows and macOS), listed by Meet, Zoom
   and Teams like any camera.
 
+Both have the :class:`CameraOutput` shape (a name, a view, ``stats``,
+``close()``); an output that pushes frames runs a :class:`FramePump` (the
+thread that waits for newer frames) and gives it its ``deliver(frame)``.
+
 Each output picks its ``view``: ``"clean"`` (the camera picture) or ``"hud"``
 (with boxes, calibration point and status lines). The HUD picture is drawn
 only when some output asks for it.
@@ -31,6 +35,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +158,36 @@ class OutputStats:
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None}
 
 
-class CameraOutput:
-    """One way out for the picture. Subclasses implement ``deliver(frame)``; the base runs the pump."""
+def check_view(view):
+    """``view`` if it is one of VIEWS; else ValueError naming the choices (every output checks with this)."""
+    if view not in VIEWS:
+        raise ValueError("view %r: choose one of %s" % (view, ", ".join(VIEWS)))
+    return view
 
-    name = "output"
 
-    def __init__(self, hub, view="clean"):
-        if view not in VIEWS:
-            raise ValueError("view %r: choose one of %s" % (view, ", ".join(VIEWS)))
+class CameraOutput(Protocol):
+    """What every way out for the picture offers (MjpegStream, VirtualCamera): its view and its counts."""
+
+    name: str
+    view: str  # one of VIEWS
+    stats: OutputStats
+
+    def close(self) -> None: ...
+
+
+class FramePump:
+    """A latest-frame pump on its own thread: hands each newer frame of ``hub`` to ``deliver(frame)``.
+
+    For outputs that push frames out (VirtualCamera): a slow ``deliver`` skips
+    frames (``stats.dropped``), it never holds the tracker up, and one that
+    raises stops only this output.
+    """
+
+    def __init__(self, hub, view, deliver, name="output"):
         self.hub = hub
-        self.view = view
+        self.view = check_view(view)
+        self.deliver = deliver
+        self.name = name
         self.stats = OutputStats()
         self._thread = None
         self._stop = threading.Event()
@@ -190,9 +215,6 @@ class CameraOutput:
             self.stats.record(frame, seq)
             seq = frame.seq
 
-    def deliver(self, frame):
-        raise NotImplementedError
-
     def close(self):
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -213,10 +235,8 @@ class MjpegStream:
     BOUNDARY = "opensteadyframe"
 
     def __init__(self, hub, view="clean", quality=80):
-        if view not in VIEWS:
-            raise ValueError("view %r: choose one of %s" % (view, ", ".join(VIEWS)))
         self.hub = hub
-        self.view = view
+        self.view = check_view(view)
         self.quality = quality
         self.stats = OutputStats()
         self.clients = 0
@@ -257,12 +277,13 @@ class VirtualCameraError(RuntimeError):
     """No virtual camera backend could be opened; ``str()`` says how to install one."""
 
 
-class VirtualCamera(CameraOutput):
-    """A virtual webcam through pyvirtualcam; ``backend=None`` picks the platform's default."""
+class VirtualCamera:
+    """A virtual webcam through pyvirtualcam, fed by a FramePump; ``backend=None`` picks the platform's default."""
 
     name = "virtual-camera"
 
     def __init__(self, hub, width, height, fps, view="clean", backend=None, device=None):
+        check_view(view)  # before any device is opened
         try:
             import pyvirtualcam
         except ImportError as exc:
@@ -273,9 +294,15 @@ class VirtualCamera(CameraOutput):
             raise VirtualCameraError("no virtual camera backend named %s; %s" % (exc, _virtual_camera_help())) from exc
         except RuntimeError as exc:
             raise VirtualCameraError("no virtual camera available (%s); %s" % (exc, _virtual_camera_help())) from exc
-        super().__init__(hub, view)
+        self.view = view
         self.width, self.height = int(width), int(height)
         self.device = self.cam.device
+        self._pump = FramePump(hub, view, self.deliver, self.name)
+        self.stats = self._pump.stats
+
+    def start(self):
+        self._pump.start()
+        return self
 
     def deliver(self, frame):
         rgb = frame.rgb(self.view)
@@ -288,5 +315,5 @@ class VirtualCamera(CameraOutput):
         self.cam.send(np.ascontiguousarray(rgb))
 
     def close(self):
-        super().close()
+        self._pump.close()
         self.cam.close()

@@ -214,8 +214,13 @@ def test_no_virtual_camera_backend_says_how_to_install_one():
     assert "v4l2loopback" in message and ("modprobe" in message or "OBS" in message)
 
 
-def test_view_must_be_known():
-    from opensteady.host.outputs import CameraOutput
+def test_every_output_refuses_an_unknown_view_before_opening_anything():
+    from opensteady.host.outputs import FramePump, MjpegStream
 
-    with pytest.raises(ValueError, match="view"):
-        CameraOutput(FrameHub(), view="fancy")
+    with pytest.raises(ValueError, match="view 'fancy': choose one of clean, hud"):
+        MjpegStream(FrameHub(), view="fancy")
+    with pytest.raises(ValueError, match="view 'fancy': choose one of clean, hud"):
+        # checked before pyvirtualcam is asked for a device (there is none here)
+        VirtualCamera(FrameHub(), W, H, FPS, view="fancy", backend="v4l2loopback")
+    with pytest.raises(ValueError, match="view 'fancy'"):
+        FramePump(FrameHub(), "fancy", deliver=lambda frame: None)
