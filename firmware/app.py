@@ -254,9 +254,10 @@ class Gimbal:
             # closed-loop axes: the measured joint angle, before the step (fd.closed[i] says it was read)
             closed = foc_on[i] and fd.measure(hal, i, c)
             if i == tune_axis:
-                # the relay drives this axis' effort instead of its controller
-                u = self.tune.tuner.step(0 - rate[i], dt)  # the rate loop, setpoint 0
+                # the relay drives this axis' effort instead of its controller: on the rate
+                # (setpoint 0), or on the angle for an open-loop axis (its spring's resonance)
                 e = wrap_udeg(target[i] - ang[i])
+                u = self.tune.tuner.step(e if self.tune.on_angle else 0 - rate[i], dt)
                 if e > 20000000 or e < -20000000:  # the camera wandered 20 deg off: stop
                     self.tune.tuner.abort(TUNE_TOO_BIG)
                     u = 0
@@ -294,16 +295,23 @@ class Gimbal:
             self.faults.raise_fault(FAULT_CALIBRATION_MOVED)
 
     def start_tune(self, axis, rule, relay_permille, hyst_cdps):
-        """MSG_TUNE: a relay experiment on ``axis`` (motors on, closed-loop drive, not already tuning); an ACK status."""
+        """MSG_TUNE: a relay experiment on ``axis`` (motors on, a BLDC, not already tuning); an ACK status.
+
+        A closed-loop axis: the relay on the camera rate. An open-loop axis:
+        on the camera angle, at a sixteenth of the relay (the spring's
+        resonance is barely damped: 10 % of the effort limit would swing
+        the camera tens of degrees), hysteresis hyst_cdps * 10 udeg, and
+        RULE_SPRING (firmware/autotune.py).
+        """
         if not 0 <= axis <= 2 or not 1 <= relay_permille <= 1000 or rule > 2:
             return NACK_OUT_OF_RANGE
-        # closed-loop axes only: on the open-loop drive the relay met the magnetic spring's resonance, and
-        # the gains it gave left the simulated gimbal unstable (docs/benchmarks.md)
-        if (not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC
-                or not self.foc.active[axis]):
+        if not self.drive.on or self.tune.axis >= 0 or self.drive.driver[axis] != DRIVER_BLDC:
             return NACK_NOT_READY
         limit = self.axes[axis].effort_limit_mdps
         relay = (limit // 1000) * relay_permille
+        if not self.foc.active[axis]:
+            self.tune.start(axis, rule, max(1, relay // 16), hyst_cdps * 10, on_angle=True)
+            return ACK_OK
         # the relay may grow 8x (up to the effort limit) until its swing is six hystereses (cdps -> mdps)
         self.tune.start(axis, rule, relay, hyst_cdps * 10, relay_max_mdps=min(limit, 8 * relay))
         return ACK_OK

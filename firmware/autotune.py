@@ -32,6 +32,22 @@ in the simulator against a grid search over the same gains, for three
 phones (docs/benchmarks.md). Tyreus-Luyben (Kp = Ku / 3.2, Ti = 2.2 Pu)
 and classic Ziegler-Nichols (Kp = Ku / 2.2, Ti = Pu / 1.2: about 65 %
 overshoot) remain, with angle_kp = pi / (2 Pu).
+
+The open-loop (field-angle) drive is another plant: the effort is a joint
+rate integrated into the field angle, which holds the rotor like a spring,
+so camera rate / effort = wn^2 / (s^2 + 2 zeta wn s + wn^2), a lightly
+damped resonance (2-7 Hz, zeta ~ 0.05) that only the rate derivative
+damps. There the relay runs on the camera's angle (``AxisAutotune.start``
+with ``on_angle``): angle / effort adds the joint's integrator (-90 deg) to
+the spring's -90 deg at wn, so the cycle sits at the resonance (the loop's
+delay moves it by zeta * wn * tan(wn T), negligible) and Pu gives
+wn = 2 pi / Pu; there |angle / effort| = 1 / (2 zeta wn), so the angle
+relay's Ku (1/s) gives zeta = Ku / (2 wn). ``RULE_SPRING`` places the rate
+loop's closed-loop poles from them: with a PD on the camera rate the loop's
+characteristic polynomial is s^2 + (2 zeta + Kd wn) wn s + (1 + Kp) wn^2,
+so Kp sets the stiffness (rejection of the handle's motion below the
+resonance) and Kd = (2 zeta_cl sqrt(1 + Kp) - 2 zeta) / wn gives the chosen
+damping. See :func:`gains_spring` for the constants and why.
 """
 
 import math
@@ -189,6 +205,7 @@ class RelayTuner:
 RULE_TYREUS_LUYBEN = 0
 RULE_ZIEGLER_NICHOLS = 1
 RULE_CASCADE = 2
+RULE_SPRING = 3  # the open-loop drive's angle relay (set by the firmware itself, not asked for)
 RULES = (RULE_TYREUS_LUYBEN, RULE_ZIEGLER_NICHOLS, RULE_CASCADE)
 
 
@@ -212,6 +229,39 @@ def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
     return math.pi / (2.0 * pu_s), kp, kp / ti
 
 
+_SPRING_KP = 2.5
+_SPRING_ZETA = 0.5
+_SPRING_TI = 20.0
+_KD_MAX_S = 0.1  # rate_kd_ms's range (and the controller's Q8 kd at 1 kHz)
+
+
+def gains_spring(ku_per_s, pu_s):
+    """(angle_kp 1/s, rate_kp, rate_ki 1/s, rate_kd_ms) for an open-loop axis from its angle relay's Ku (1/s), Pu (s).
+
+    wn = 2 pi / Pu and zeta = Ku / (2 wn) (module docstring). Kp = 2.5: the
+    rate loop's stiffness, 1 + Kp = 3.5 times the spring's alone, so the
+    closed loop's natural frequency is sqrt(3.5) wn, 1.9 wn; the gyro's
+    filter and the tick's delay leave too little phase margin much beyond
+    that. Kd places the closed loop's damping at 0.5:
+    Kd = (2 * 0.5 * sqrt(1 + Kp) - 2 zeta) / wn, capped at 100 ms.
+    Ti = 20 / wn: the integral only trims a steady rate error, 3 deg of
+    phase at the resonance. angle_kp = sqrt(1 + Kp) wn / 4: a quarter of
+    the rate loop's closed-loop natural frequency, the cascade's usual
+    separation of the outer loop from the inner one.
+    """
+    if not ku_per_s > 0 or not pu_s > 0:
+        raise ValueError("ultimate gain and period must be positive, got %r, %r" % (ku_per_s, pu_s))
+    wn = 2.0 * math.pi / pu_s
+    zeta = ku_per_s / (2.0 * wn)
+    wc = math.sqrt(1.0 + _SPRING_KP) * wn
+    kd_s = (2.0 * _SPRING_ZETA * wc / wn - 2.0 * zeta) / wn
+    if kd_s < 0.0:
+        kd_s = 0.0
+    if kd_s > _KD_MAX_S:
+        kd_s = _KD_MAX_S
+    return wc / 4.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
+
+
 class AxisAutotune:
     """One relay experiment on the firmware at a time, and its result turned into checked config values.
 
@@ -227,17 +277,20 @@ class AxisAutotune:
         self.axis = -1
         self.rule = RULE_TYREUS_LUYBEN
         self.reported = -1  # tuner cycles last reported to the host
-        self.gains = (0.0, 0.0, 0.0)
+        self.on_angle = False  # the relay runs on the camera's angle (open-loop drive), else on its rate
+        self.gains = (0.0, 0.0, 0.0, 0.0)
         self.ku = 0.0
 
-    def start(self, axis, rule, relay_mdps, hyst_udeg, max_us=10000000, relay_max_mdps=0):
+    def start(self, axis, rule, relay_mdps, hyst_udeg, max_us=10000000, relay_max_mdps=0, on_angle=False):
+        """``on_angle``: an open-loop axis, the relay on the angle error (udeg) and ``RULE_SPRING``, whatever ``rule``."""
         if not 0 <= axis <= 2 or rule not in RULES or relay_mdps <= 0:
             return False
         self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us, relay_max_mdps=relay_max_mdps)
         self.axis = axis
-        self.rule = rule
+        self.rule = RULE_SPRING if on_angle else rule
+        self.on_angle = on_angle
         self.reported = -1
-        self.gains = (0.0, 0.0, 0.0)
+        self.gains = (0.0, 0.0, 0.0, 0.0)
         self.ku = 0.0
         return True
 
@@ -248,15 +301,19 @@ class AxisAutotune:
         self.axis = -1
         if t.state != TUNE_DONE:
             return t.state, t.reason, None
-        self.ku = t.ku()
         try:
-            self.gains = gains_from_ultimate(self.ku, t.pu_us / 1e6, self.rule)
+            if self.rule == RULE_SPRING:
+                self.ku = t.ku() * 1000.0  # mdps per udeg -> 1/s
+                self.gains = gains_spring(self.ku, t.pu_us / 1e6)
+            else:
+                self.ku = t.ku()
+                g = gains_from_ultimate(self.ku, t.pu_us / 1e6, self.rule)
+                self.gains = (g[0], g[1], g[2], 0.0)  # the rule's D is the rate P
         except ValueError:
             return TUNE_FAILED, TUNE_OUT_OF_RANGE, None
         trial = cfg.copy()
         names = ("angle_kp", "rate_kp", "rate_ki", "rate_kd_ms")
-        values = (self.gains[0], self.gains[1], self.gains[2], 0.0)  # the rule's D is the rate P
         for k in range(4):
-            if trial.set(axis_key(axis, names[k]), values[k]) != 0:
+            if trial.set(axis_key(axis, names[k]), self.gains[k]) != 0:
                 return TUNE_FAILED, TUNE_OUT_OF_RANGE, None
         return TUNE_DONE, TUNE_OK, trial

@@ -109,6 +109,23 @@ class Session:
         self.telemetry_log = []  # (t_s, fields dict)
         self.acks = []
         self.tune_status = []
+        self.config_values = {}  # key id -> value, from CONFIG_VALUE
+
+    def config_get(self, name, timeout_s=2.0, retry_s=0.5):
+        """One config value of the device, by name (CONFIG_GET)."""
+        from opensteady.firmware.config import KEY_IDS
+
+        key = KEY_IDS[name]
+        self.config_values.pop(key, None)
+        end = self.now() + timeout_s
+        while self.now() < end:
+            self.send(P.MSG_CONFIG_GET, key)
+            resend = self.now() + retry_s
+            while self.now() < min(resend, end):
+                self.pump()
+                if key in self.config_values:
+                    return self.config_values[key]
+        raise TuneError("no CONFIG_VALUE for %s within %.1f s" % (name, timeout_s))
 
     def now(self):
         return self.dev.clock()
@@ -127,6 +144,8 @@ class Session:
                 self.acks.append(tuple(fields.values()))
             elif mid == P.MSG_TUNE_STATUS:
                 self.tune_status.append(fields)
+            elif mid == P.MSG_CONFIG_VALUE:
+                self.config_values[fields["key"]] = fields["value"]
 
     def request(self, msg_id, *fields, timeout_s=2.0, retry_s=0.5):
         """Send until an ACK for it arrives; return the ACK status."""
@@ -320,11 +339,15 @@ def run(args):
                      "angle_kp": round(st["angle_kp"], 4), "rate_kp": round(st["rate_kp"], 4),
                      "rate_ki": round(st["rate_ki"], 4)}
                 if st["state"] == TUNE_DONE:
+                    # TUNE_STATUS carries three gains; an open-loop axis' rule also sets the rate derivative
+                    r["rate_kd_ms"] = round(s.config_get(AXES[axis] + "_rate_kd_ms"), 4)
                     ts, ys, m = step_response(s, axis)
                     r.update(m)
                     r["_step"] = (ts, ys)
-                print("%-6s %-7s Ku %.3g 1/s, Pu %.3f s -> angle_kp %.3g, rate_kp %.3g, rate_ki %.3g; step %s%s"
+                print("%-6s %-7s Ku %.3g, Pu %.3f s -> angle_kp %.3g, rate_kp %.3g, rate_ki %.3g, rate_kd_ms %.3g; "
+                      "step %s%s"
                       % (r["axis"], r["state"], r["ku"], r["pu_s"], r["angle_kp"], r["rate_kp"], r["rate_ki"],
+                         r.get("rate_kd_ms", math.nan),
                          "overshoot %.0f %%, rise %.3f s" % (100 * r["overshoot"], r["rise_s"] or math.nan)
                          if "overshoot" in r and r["overshoot"] is not None else "-",
                          "" if r["state"] == "done" else " (%s)" % r["reason"]), file=out)
@@ -341,7 +364,8 @@ def run(args):
     ok = all(r["state"] == "done" for r in results)
     out_json = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
     if args.check_grid and ok:
-        tuned = {"%s_%s" % (r["axis"], g): r[g] for r in results for g in ("angle_kp", "rate_kp", "rate_ki")}
+        tuned = {"%s_%s" % (r["axis"], g): r[g] for r in results
+                 for g in ("angle_kp", "rate_kp", "rate_ki", "rate_kd_ms")}
         try:
             check = check_against_grid(args.check_grid, tuned, args.phone_kg, args.workers)
         except ValueError as exc:  # GridError
