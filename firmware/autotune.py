@@ -82,9 +82,11 @@ class RelayTuner:
         self.state = TUNE_IDLE
         self._clear(0, 0, 0, 0, 0, 0)
 
-    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps):
+    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle=False):
         # the one place that sets every field: a new experiment starts from nothing
         self.reason = TUNE_OK
+        self.settle = settle
+        self._prev_amp = 0
         self.relay_mdps = relay_mdps
         self.relay_max_mdps = relay_max_mdps if relay_max_mdps > relay_mdps else relay_mdps
         self.hyst_udeg = hyst_udeg
@@ -103,7 +105,8 @@ class RelayTuner:
         self._hi = 0
         self._lo = 0
 
-    def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000, relay_max_mdps=0):
+    def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000, relay_max_mdps=0,
+              settle=False):
         """``hyst_udeg`` and ``max_swing_udeg`` are in the units of the error given to step() (any).
 
         The hysteresis adapts to the noise: a switch back within 3 ticks of the
@@ -111,13 +114,16 @@ class RelayTuner:
         the count starts again. ``relay_max_mdps`` > ``relay_mdps``: a swing under six hystereses
         doubles the relay (up to that) and starts the count again, so the
         hysteresis stays small beside the swing and the cycle sits near the
-        -180 deg point the rules assume.
+        -180 deg point the rules assume. ``settle``: a cycle counts only once
+        its swing is within 1/32 of the previous cycle's (a lightly damped
+        resonance takes many cycles to reach its steady swing: counted
+        earlier, Ku read 1.5x high).
         """
         if relay_mdps <= 0 or hyst_udeg < 0 or cycles < 1 or max_us <= 0:
             raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
                              % (relay_mdps, hyst_udeg, cycles, max_us))
         self.state = TUNE_RUNNING
-        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps)
+        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle)
 
     def step(self, error_udeg, dt_us):
         """The relay's output (mdps) for this tick's angle error (target - angle)."""
@@ -162,7 +168,15 @@ class RelayTuner:
         if self._last_rise_us >= 0:
             k = self.n
             self.n += 1
-            if k >= _SKIP_CYCLES and (self._hi - self._lo) // 2 < _MIN_SWING_HYST * self.hyst_udeg \
+            amp = (self._hi - self._lo) // 2
+            d = amp - self._prev_amp
+            self._prev_amp = amp
+            if self.settle and k >= _SKIP_CYCLES and (d > amp >> 5 or d < -(amp >> 5)):
+                # still growing or shrinking towards its steady swing: count from the next cycle
+                self._sum_period = 0
+                self._sum_amp = 0
+                self.n = _SKIP_CYCLES
+            elif k >= _SKIP_CYCLES and (self._hi - self._lo) // 2 < _MIN_SWING_HYST * self.hyst_udeg \
                     and self.relay_mdps < self.relay_max_mdps:
                 # too small a swing beside the hysteresis: a stronger relay, and the count starts again
                 r = 2 * self.relay_mdps
@@ -171,7 +185,7 @@ class RelayTuner:
                 self._restart()
             elif k >= _SKIP_CYCLES:
                 self._sum_period += self.t_us - self._last_rise_us
-                self._sum_amp += (self._hi - self._lo) // 2
+                self._sum_amp += amp
                 if k + 1 - _SKIP_CYCLES >= self.cycles:
                     self.pu_us = self._sum_period // self.cycles
                     self.amp_udeg = self._sum_amp // self.cycles
@@ -229,8 +243,8 @@ def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
     return math.pi / (2.0 * pu_s), kp, kp / ti
 
 
-_SPRING_KP = 2.5
-_SPRING_ZETA = 0.5
+_SPRING_KP = 4.0
+_SPRING_ZETA = 0.7
 _SPRING_TI = 20.0
 _KD_MAX_S = 0.1  # rate_kd_ms's range (and the controller's Q8 kd at 1 kHz)
 
@@ -259,7 +273,7 @@ def gains_spring(ku_per_s, pu_s):
         kd_s = 0.0
     if kd_s > _KD_MAX_S:
         kd_s = _KD_MAX_S
-    return wc / 4.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
+    return wc / 2.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
 
 
 class AxisAutotune:
@@ -285,7 +299,8 @@ class AxisAutotune:
         """``on_angle``: an open-loop axis, the relay on the angle error (udeg) and ``RULE_SPRING``, whatever ``rule``."""
         if not 0 <= axis <= 2 or rule not in RULES or relay_mdps <= 0:
             return False
-        self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us, relay_max_mdps=relay_max_mdps)
+        self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us, relay_max_mdps=relay_max_mdps,
+                         settle=on_angle)
         self.axis = axis
         self.rule = RULE_SPRING if on_angle else rule
         self.on_angle = on_angle

@@ -10,7 +10,8 @@ the progress the firmware reports (MSG_TUNE_STATUS), and then shows the
 result working: a 5 deg angle step on that axis in track mode, its
 overshoot and 10-90 % rise time.
 
-    opensteady tune --sim                         # every axis of the simulated gimbal
+    opensteady tune --sim                         # every axis of the simulated gimbal (closed-loop drive)
+    opensteady tune --sim --scenario stabilize-still --check-grid sim/sweeps/open-loop-gains.toml  # open loop
     opensteady tune --sim --phone-kg 0.26 --check-grid sim/sweeps/foc-gains.toml   # against a grid search
     opensteady tune --port /dev/ttyACM0 --axis pitch --plot step.png
 
@@ -19,10 +20,11 @@ sim`` and ``track --sim`` run on) through the host's serial link
 (host/link.py: handshake, heartbeats), as on a board; only the per-frame
 host loop is not involved, since tuning needs no camera frames.
 
-Only closed-loop axes (``<axis>_drive = 1``) are tuned: on the open-loop
-drive the relay met the magnetic spring's resonance and the gains it gave
-left the simulated gimbal unstable, so the firmware refuses (not_ready). On
-a board the gimbal must stand still on a table (or be held still) with the
+On an open-loop axis (the field-angle drive, the default) the firmware puts
+the relay on the camera's angle instead, at a sixteenth of the relay: it
+cycles at the field spring's resonance, whose frequency and damping set
+the rate PD by ``RULE_SPRING`` (rate_kd_ms included, read back here with
+CONFIG_GET; ``--rule`` applies to closed-loop axes). On a board the gimbal must stand still on a table (or be held still) with the
 camera free to move: the relay swings the tuned axis a little.
 """
 

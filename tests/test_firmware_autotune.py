@@ -128,3 +128,71 @@ def test_the_cascade_rule():
     assert angle_kp == pytest.approx(at._CASCADE_ANGLE / pu)
     with pytest.raises(ValueError, match="unknown tuning rule"):
         at.gains_from_ultimate(ku, pu, 7)
+
+
+SPRING_CODE = """
+import json
+import math
+from opensteady.firmware import autotune as at
+
+def spring(f_hz, zeta, delay_ticks, relay=2500, dt_us=1000):
+    # the open-loop drive: the effort (mdps) integrates into the field angle, which pulls the camera
+    # through a spring: theta'' = wn^2 (field - theta) - 2 zeta wn theta'; the relay sees -theta (udeg) late
+    wn = 2 * math.pi * f_hz
+    dt = dt_us / 1e6
+    t = at.RelayTuner()
+    t.start(relay, 50, cycles=4, max_us=20000000, settle=True)
+    field = 0.0
+    theta = 0.0
+    omega = 0.0
+    history = [0] * (delay_ticks + 1)
+    while t.state == at.TUNE_RUNNING:
+        u = t.step(0 - history[0], dt_us)
+        field += u * dt * 1000.0  # mdps * s -> udeg
+        omega += (wn * wn * (field - theta) - 2 * zeta * wn * omega) * dt
+        theta += omega * dt
+        history = history[1:] + [int(theta)]
+    return [t.state, t.pu_us, t.amp_udeg, t.relay_mdps]
+
+print(json.dumps([spring(2.5, 0.05, 3), spring(6.0, 0.15, 3), spring(4.0, 0.5, 5)]))
+"""
+
+
+def _spring_runs():
+    ns = {}
+    exec(SPRING_CODE.replace("print(json.dumps(", "RESULT = ((").replace("]))", "]))"), ns)
+    return ns["RESULT"]
+
+
+def test_angle_relay_finds_the_open_loop_springs_resonance_and_damping():
+    for (state, pu_us, amp, relay), (f_hz, zeta) in zip(_spring_runs(), [(2.5, 0.05), (6.0, 0.15), (4.0, 0.5)]):
+        assert state == at.TUNE_DONE
+        t = at.RelayTuner()
+        t.relay_mdps, t.amp_udeg = relay, amp
+        wn = 2 * math.pi / (pu_us / 1e6)
+        # the cycle sits at the resonance (the integrator's -90 deg plus the spring's -90 deg; the delay T
+        # moves it down by about zeta tan(wn T): 6 % for zeta 0.5 and 6 ms) ...
+        assert wn == pytest.approx(2 * math.pi * f_hz, rel=0.06)
+        # ... where |angle / effort| = 1 / (2 zeta wn): the angle relay's Ku (1/s) gives zeta
+        assert t.ku() * 1000 / (2 * wn) == pytest.approx(zeta, rel=0.06)
+
+
+def test_angle_relay_runs_the_same_on_micropython():
+    assert run_micropython_json(SPRING_CODE) == [list(r) for r in _spring_runs()]
+
+
+def test_the_spring_rule_places_the_rate_loops_damping():
+    f_hz, zeta = 3.0, 0.05
+    wn = 2 * math.pi * f_hz
+    angle_kp, rate_kp, rate_ki, kd_ms = at.gains_spring(2 * zeta * wn, 1 / f_hz)
+    kd = kd_ms / 1000
+    # s^2 + (2 zeta + Kd wn) wn s + (1 + Kp) wn^2: damping 0.5
+    assert (2 * zeta + kd * wn) / (2 * math.sqrt(1 + rate_kp)) == pytest.approx(at._SPRING_ZETA)
+    assert rate_ki == pytest.approx(rate_kp * wn / at._SPRING_TI)
+    assert angle_kp == pytest.approx(math.sqrt(1 + rate_kp) * wn / 4)
+    # a slow, barely damped spring asks for more than the config's 100 ms: capped there
+    assert at.gains_spring(2 * 0.05 * 6.0, 2 * math.pi / 6.0)[3] == 100.0
+    # an already well damped one needs no derivative
+    assert at.gains_spring(2 * 2.0 * wn, 1 / f_hz)[3] == 0.0
+    with pytest.raises(ValueError, match="positive"):
+        at.gains_spring(0.0, 0.2)

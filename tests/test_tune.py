@@ -1,9 +1,11 @@
 """Auto-tuning end to end: MSG_TUNE to the simulated firmware, the relay experiment, saved gains, a step response."""
 
 import dataclasses
+import math
 
 import pytest
 
+from opensteady.firmware import autotune
 from opensteady.firmware import config as fwconfig
 from opensteady.firmware import protocol as P
 from opensteady.firmware.autotune import TUNE_DONE
@@ -40,11 +42,27 @@ def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
         dev.close()
 
 
-def test_open_loop_axes_are_not_auto_tuned():
+def test_open_loop_axes_are_tuned_on_their_springs_resonance():
     dev, s = _session("stabilize-still")
     try:
         tune._wait_ready(s, 20.0)
-        assert s.request(P.MSG_TUNE, 1, 0, 100, 50) == P.NACK_NOT_READY
+        s.pump(1.0)
+        st = tune.tune_axis(s, 0, 0, 100, 0.05, lambda msg: None)
+        assert st["state"] == TUNE_DONE and st["reason"] == 0
+        # the angle relay cycles at the field spring's resonance (2-7 Hz), not at the rate loop's tens of ms
+        pu = st["pu_ms"] / 1000
+        assert 1 / 7 < pu < 1 / 2
+        wn = 2 * math.pi / pu
+        zeta = st["ku"] / (2 * wn)
+        assert 0.01 < zeta < 0.3  # back-EMF damping of the yaw axis: barely damped
+        saved, ok = fwconfig.Config.from_bytes(dev.rig.gimbal.hal.config_bytes)
+        assert ok
+        gains = autotune.gains_spring(st["ku"], pu)
+        for name, value in zip(("angle_kp", "rate_kp", "rate_ki", "rate_kd_ms"), gains):
+            assert saved.axis(0, name) == pytest.approx(value, rel=5e-3)  # pu_ms: whole ms
+        assert s.config_get("yaw_rate_kd_ms") == saved.axis(0, "rate_kd_ms")
+        ts, ys, m = tune.step_response(s, 0)
+        assert m["overshoot"] < 0.2 and abs(m["final_error_deg"]) < 0.3
     finally:
         dev.close()
 
