@@ -310,7 +310,7 @@ class Gimbal:
         limit = self.axes[axis].effort_limit_mdps
         relay = (limit // 1000) * relay_permille
         if not self.foc.active[axis]:
-            self.tune.start(axis, rule, max(1, relay // 16), hyst_cdps * 10, on_angle=True)
+            self.tune.start(axis, rule, max(1, relay // 16), hyst_cdps * 10, relay_max_mdps=relay, on_angle=True)
             return ACK_OK
         # the relay may grow 8x (up to the effort limit) until its swing is six hystereses (cdps -> mdps)
         self.tune.start(axis, rule, relay, hyst_cdps * 10, relay_max_mdps=min(limit, 8 * relay))

@@ -72,6 +72,7 @@ TUNE_REFUSED = const(5)  # the tick could not tune (motors off, or the axis is n
 
 _SKIP_CYCLES = const(2)  # the first cycles carry the start transient
 _CHATTER_TICKS = const(3)  # the relay switching back within 3 ticks is noise: the hysteresis doubles
+_MIN_SWING_ANGLE_UDEG = const(500000)  # an angle relay grows until the camera swings +-0.5 deg at least
 _MIN_SWING_HYST = const(6)  # a swing under 6 hystereses is grown: the relay doubles (up to relay_max) and starts again
 
 
@@ -82,10 +83,12 @@ class RelayTuner:
         self.state = TUNE_IDLE
         self._clear(0, 0, 0, 0, 0, 0)
 
-    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle=False):
+    def _clear(self, relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle=False,
+               min_swing_udeg=0):
         # the one place that sets every field: a new experiment starts from nothing
         self.reason = TUNE_OK
         self.settle = settle
+        self.min_swing_udeg = min_swing_udeg
         self._prev_amp = 0
         self.relay_mdps = relay_mdps
         self.relay_max_mdps = relay_max_mdps if relay_max_mdps > relay_mdps else relay_mdps
@@ -106,7 +109,7 @@ class RelayTuner:
         self._lo = 0
 
     def start(self, relay_mdps, hyst_udeg, cycles=4, max_us=5000000, max_swing_udeg=20000000, relay_max_mdps=0,
-              settle=False):
+              settle=False, min_swing_udeg=0):
         """``hyst_udeg`` and ``max_swing_udeg`` are in the units of the error given to step() (any).
 
         The hysteresis adapts to the noise: a switch back within 3 ticks of the
@@ -117,13 +120,15 @@ class RelayTuner:
         -180 deg point the rules assume. ``settle``: a cycle counts only once
         its swing is within 1/32 of the previous cycle's (a lightly damped
         resonance takes many cycles to reach its steady swing: counted
-        earlier, Ku read 1.5x high).
+        earlier, Ku read 1.5x high). ``min_swing_udeg``: the relay also
+        grows while the swing is under it (a swing too small for the plant's
+        friction and cogging reads them as damping).
         """
         if relay_mdps <= 0 or hyst_udeg < 0 or cycles < 1 or max_us <= 0:
             raise ValueError("relay_mdps > 0, hyst_udeg >= 0, cycles >= 1 and max_us > 0 needed, got %r, %r, %r, %r"
                              % (relay_mdps, hyst_udeg, cycles, max_us))
         self.state = TUNE_RUNNING
-        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle)
+        self._clear(relay_mdps, hyst_udeg, cycles, max_us, max_swing_udeg, relay_max_mdps, settle, min_swing_udeg)
 
     def step(self, error_udeg, dt_us):
         """The relay's output (mdps) for this tick's angle error (target - angle)."""
@@ -176,7 +181,7 @@ class RelayTuner:
                 self._sum_period = 0
                 self._sum_amp = 0
                 self.n = _SKIP_CYCLES
-            elif k >= _SKIP_CYCLES and (self._hi - self._lo) // 2 < _MIN_SWING_HYST * self.hyst_udeg \
+            elif k >= _SKIP_CYCLES and (amp < _MIN_SWING_HYST * self.hyst_udeg or amp < self.min_swing_udeg) \
                     and self.relay_mdps < self.relay_max_mdps:
                 # too small a swing beside the hysteresis: a stronger relay, and the count starts again
                 r = 2 * self.relay_mdps
@@ -273,7 +278,7 @@ def gains_spring(ku_per_s, pu_s):
         kd_s = 0.0
     if kd_s > _KD_MAX_S:
         kd_s = _KD_MAX_S
-    return wc / 2.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
+    return wc / 4.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
 
 
 class AxisAutotune:
@@ -300,7 +305,7 @@ class AxisAutotune:
         if not 0 <= axis <= 2 or rule not in RULES or relay_mdps <= 0:
             return False
         self.tuner.start(relay_mdps, hyst_udeg, cycles=4, max_us=max_us, relay_max_mdps=relay_max_mdps,
-                         settle=on_angle)
+                         settle=on_angle, min_swing_udeg=_MIN_SWING_ANGLE_UDEG if on_angle else 0)
         self.axis = axis
         self.rule = RULE_SPRING if on_angle else rule
         self.on_angle = on_angle
