@@ -47,7 +47,10 @@ loop's closed-loop poles from them: with a PD on the camera rate the loop's
 characteristic polynomial is s^2 + (2 zeta + Kd wn) wn s + (1 + Kp) wn^2,
 so Kp sets the stiffness (rejection of the handle's motion below the
 resonance) and Kd = (2 zeta_cl sqrt(1 + Kp) - 2 zeta) / wn gives the chosen
-damping. See :func:`gains_spring` for the constants and why.
+damping. See :func:`gains_spring` for the constants and why. The angle
+relay grows (up to the MSG_TUNE relay) until the camera swings 0.5 deg
+(smaller swings read the motor's cogging as damping: pitch's zeta 0.62
+instead of 0.08) and counts a cycle only once its swing has settled.
 """
 
 import math
@@ -251,34 +254,44 @@ def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
 _SPRING_KP = 4.0
 _SPRING_ZETA = 0.7
 _SPRING_TI = 20.0
+_LOOP_LAG_S = 0.010  # the rate loop's lag: gyro filter (42 Hz, ~4 ms), derivative filter (~4 ms), tick (1.5 ms)
 _KD_MAX_S = 0.1  # rate_kd_ms's range (and the controller's Q8 kd at 1 kHz)
 
 
 def gains_spring(ku_per_s, pu_s):
     """(angle_kp 1/s, rate_kp, rate_ki 1/s, rate_kd_ms) for an open-loop axis from its angle relay's Ku (1/s), Pu (s).
 
-    wn = 2 pi / Pu and zeta = Ku / (2 wn) (module docstring). Kp = 2.5: the
-    rate loop's stiffness, 1 + Kp = 3.5 times the spring's alone, so the
-    closed loop's natural frequency is sqrt(3.5) wn, 1.9 wn; the gyro's
-    filter and the tick's delay leave too little phase margin much beyond
-    that. Kd places the closed loop's damping at 0.5:
-    Kd = (2 * 0.5 * sqrt(1 + Kp) - 2 zeta) / wn, capped at 100 ms.
+    wn = 2 pi / Pu and zeta = Ku / (2 wn) (module docstring). With a PD on
+    the camera rate the closed rate loop is
+    s^2 + (2 zeta + Kd wn) wn s + (1 + Kp) wn^2. Kp is its stiffness: the
+    handle's motion below the resonance is rejected about 1 + Kp times, so
+    Kp is as high as the loop's lag allows: 4, or less where the closed
+    loop's natural frequency sqrt(1 + Kp) wn would pass wc_max =
+    (pi / 4) / 10 ms, where the lag costs 45 deg of phase (a light pitch
+    axis at 6.6 Hz rang at 8 deg peak to peak with Kp 4, steady with 2.5).
+    Kd places the closed loop's damping at 0.7:
+    Kd = (2 * 0.7 * sqrt(1 + Kp) - 2 zeta) / wn, capped at 100 ms.
     Ti = 20 / wn: the integral only trims a steady rate error, 3 deg of
     phase at the resonance. angle_kp = sqrt(1 + Kp) wn / 4: a quarter of
-    the rate loop's closed-loop natural frequency, the cascade's usual
-    separation of the outer loop from the inner one.
+    the rate loop's natural frequency, the cascade's usual separation.
     """
     if not ku_per_s > 0 or not pu_s > 0:
         raise ValueError("ultimate gain and period must be positive, got %r, %r" % (ku_per_s, pu_s))
     wn = 2.0 * math.pi / pu_s
     zeta = ku_per_s / (2.0 * wn)
-    wc = math.sqrt(1.0 + _SPRING_KP) * wn
+    wc_max = (math.pi / 4.0) / _LOOP_LAG_S
+    kp = (wc_max / wn) ** 2 - 1.0
+    if kp > _SPRING_KP:
+        kp = _SPRING_KP
+    if kp < 0.5:
+        kp = 0.5
+    wc = math.sqrt(1.0 + kp) * wn
     kd_s = (2.0 * _SPRING_ZETA * wc / wn - 2.0 * zeta) / wn
     if kd_s < 0.0:
         kd_s = 0.0
     if kd_s > _KD_MAX_S:
         kd_s = _KD_MAX_S
-    return wc / 4.0, _SPRING_KP, _SPRING_KP * wn / _SPRING_TI, 1000.0 * kd_s
+    return wc / 4.0, kp, kp * wn / _SPRING_TI, 1000.0 * kd_s
 
 
 class AxisAutotune:

@@ -135,13 +135,13 @@ import json
 import math
 from opensteady.firmware import autotune as at
 
-def spring(f_hz, zeta, delay_ticks, relay=2500, dt_us=1000):
+def spring(f_hz, zeta, delay_ticks, relay=2500, relay_max=0, min_swing=0, dt_us=1000):
     # the open-loop drive: the effort (mdps) integrates into the field angle, which pulls the camera
     # through a spring: theta'' = wn^2 (field - theta) - 2 zeta wn theta'; the relay sees -theta (udeg) late
     wn = 2 * math.pi * f_hz
     dt = dt_us / 1e6
     t = at.RelayTuner()
-    t.start(relay, 50, cycles=4, max_us=20000000, settle=True)
+    t.start(relay, 50, cycles=4, max_us=20000000, relay_max_mdps=relay_max, settle=True, min_swing_udeg=min_swing)
     field = 0.0
     theta = 0.0
     omega = 0.0
@@ -154,7 +154,8 @@ def spring(f_hz, zeta, delay_ticks, relay=2500, dt_us=1000):
         history = history[1:] + [int(theta)]
     return [t.state, t.pu_us, t.amp_udeg, t.relay_mdps]
 
-print(json.dumps([spring(2.5, 0.05, 3), spring(6.0, 0.15, 3), spring(4.0, 0.5, 5)]))
+print(json.dumps([spring(2.5, 0.05, 3), spring(6.0, 0.15, 3), spring(4.0, 0.5, 5),
+                  spring(6.0, 0.15, 3, relay=300, relay_max=4800, min_swing=500000)]))
 """
 
 
@@ -165,7 +166,8 @@ def _spring_runs():
 
 
 def test_angle_relay_finds_the_open_loop_springs_resonance_and_damping():
-    for (state, pu_us, amp, relay), (f_hz, zeta) in zip(_spring_runs(), [(2.5, 0.05), (6.0, 0.15), (4.0, 0.5)]):
+    runs = _spring_runs()
+    for (state, pu_us, amp, relay), (f_hz, zeta) in zip(runs, [(2.5, 0.05), (6.0, 0.15), (4.0, 0.5), (6.0, 0.15)]):
         assert state == at.TUNE_DONE
         t = at.RelayTuner()
         t.relay_mdps, t.amp_udeg = relay, amp
@@ -175,6 +177,10 @@ def test_angle_relay_finds_the_open_loop_springs_resonance_and_damping():
         assert wn == pytest.approx(2 * math.pi * f_hz, rel=0.06)
         # ... where |angle / effort| = 1 / (2 zeta wn): the angle relay's Ku (1/s) gives zeta
         assert t.ku() * 1000 / (2 * wn) == pytest.approx(zeta, rel=0.06)
+    # a relay too weak for a 0.5 deg swing doubled until the swing cleared it (the swing is linear in the
+    # relay: at half this relay it would still have been under 0.5 deg), and the plant read the same
+    grown = runs[3]
+    assert 300 < grown[3] <= 4800 and grown[2] >= 500000 and grown[2] // 2 < 500000
 
 
 def test_angle_relay_runs_the_same_on_micropython():
@@ -182,7 +188,7 @@ def test_angle_relay_runs_the_same_on_micropython():
 
 
 def test_the_spring_rule_places_the_rate_loops_damping():
-    f_hz, zeta = 3.0, 0.05
+    f_hz, zeta = 6.0, 0.05
     wn = 2 * math.pi * f_hz
     angle_kp, rate_kp, rate_ki, kd_ms = at.gains_spring(2 * zeta * wn, 1 / f_hz)
     kd = kd_ms / 1000
@@ -191,7 +197,7 @@ def test_the_spring_rule_places_the_rate_loops_damping():
     assert rate_ki == pytest.approx(rate_kp * wn / at._SPRING_TI)
     assert angle_kp == pytest.approx(math.sqrt(1 + rate_kp) * wn / 4)
     # a slow, barely damped spring asks for more than the config's 100 ms: capped there
-    assert at.gains_spring(2 * 0.05 * 6.0, 2 * math.pi / 6.0)[3] == 100.0
+    assert at.gains_spring(2 * 0.05 * 6.0, 2 * math.pi / 6.0)[3] == 100.0  # 1 rad/s
     # an already well damped one needs no derivative
     assert at.gains_spring(2 * 2.0 * wn, 1 / f_hz)[3] == 0.0
     with pytest.raises(ValueError, match="positive"):
