@@ -254,7 +254,7 @@ def gains_from_ultimate(ku, pu_s, rule=RULE_TYREUS_LUYBEN):
 _SPRING_KP = 4.0
 _SPRING_ZETA = 0.7
 _SPRING_TI = 20.0
-_LOOP_LAG_S = 0.010  # the rate loop's lag: gyro filter (42 Hz, ~4 ms), derivative filter (~4 ms), tick (1.5 ms)
+_LOOP_LAG_S = 0.011  # the rate loop's lag: gyro filter (42 Hz, ~4 ms), derivative filter (~4 ms), tick (1.5 ms)
 _KD_MAX_S = 0.1  # rate_kd_ms's range (and the controller's Q8 kd at 1 kHz)
 
 
@@ -267,8 +267,12 @@ def gains_spring(ku_per_s, pu_s):
     handle's motion below the resonance is rejected about 1 + Kp times, so
     Kp is as high as the loop's lag allows: 4, or less where the closed
     loop's natural frequency sqrt(1 + Kp) wn would pass wc_max =
-    (pi / 4) / 10 ms, where the lag costs 45 deg of phase (a light pitch
-    axis at 6.6 Hz rang at 8 deg peak to peak with Kp 4, steady with 2.5).
+    (pi / 4) / T, where the lag T costs 45 deg of phase. T = 11 ms: the
+    gyro's 42 Hz filter, the derivative's filter and the tick add up to
+    about 9.5 ms; the margin was set on the simulator's light pitch axis,
+    which held a 6-8 deg limit cycle after a 5 deg step at Kp 4 (6.6 Hz
+    spring) and at Kp 3.8 (the 0.26 kg phone, 5.7 Hz, T = 10 ms), and
+    settled at Kp 2.6 and 3.0 respectively.
     Kd places the closed loop's damping at 0.7:
     Kd = (2 * 0.7 * sqrt(1 + Kp) - 2 zeta) / wn, capped at 100 ms.
     Ti = 20 / wn: the integral only trims a steady rate error, 3 deg of

@@ -42,8 +42,9 @@ def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
         dev.close()
 
 
-def test_open_loop_axes_are_tuned_on_their_springs_resonance():
-    dev, s = _session("stabilize-still")
+@pytest.mark.parametrize("firmware", ["inprocess", "micropython"])
+def test_open_loop_axes_are_tuned_on_their_springs_resonance(firmware):
+    dev, s = _session("stabilize-still", firmware=firmware)
     try:
         tune._wait_ready(s, 20.0)
         s.pump(1.0)
