@@ -198,8 +198,8 @@ def test_the_spring_rule_places_the_rate_loops_damping():
     assert angle_kp == pytest.approx(math.sqrt(1 + rate_kp) * wn / 4)
     # Kp: 4 on a slow spring; on a fast one, as high as keeps sqrt(1 + Kp) wn at the loop lag's limit
     assert at.gains_spring(2 * 0.05 * 6.0, 2 * math.pi / 6.0)[1] == at._SPRING_KP
-    fast = 2 * math.pi * 10.0
-    kp_fast = at.gains_spring(2 * 0.05 * fast, 0.1)[1]
+    fast = 2 * math.pi * 8.0
+    kp_fast = at.gains_spring(2 * 0.05 * fast, 0.125)[1]
     assert kp_fast < rate_kp < at._SPRING_KP
     assert math.sqrt(1 + kp_fast) * fast == pytest.approx((math.pi / 4) / at._LOOP_LAG_S)
     # a slow, barely damped spring asks for more than the config's 100 ms: capped there
