@@ -10,7 +10,15 @@ The chain, per axis::
     normalised offset -> angle error through the pinhole model (FOV)
       -> low-pass smoothing -> deadband (stop and clear the integral when on
       target and not following) -> simple-pid (rate out) + the subject's own rate
-      (feed-forward, low-passed) -> rate limit -> acceleration limit -> yaw/pitch rate setpoints
+      (feed-forward) -> rate limit -> acceleration limit -> yaw/pitch rate setpoints
+
+The subject's own rate, when the camera's attitude at the frame's capture is
+known (``FramingTarget.camera_yaw_deg``/``camera_pitch_deg``, from
+time-aligned gimbal telemetry), comes from :class:`BearingEstimator`: a
+constant-velocity Kalman filter on the subject's earth-frame bearing (camera
+attitude + the subject's angle in the picture), which the camera's own
+motion does not enter. Otherwise it is the tracker's image velocity with the
+camera's turning removed (``*_rate_ff_dps``), low-passed.
 
 Sign conventions (the same as the wire protocol's setpoints):
 positive yaw turns the camera towards image +x (right), positive pitch tilts
@@ -74,6 +82,14 @@ class FramingConfig:
     # simulator's track-crossing; filtered over 50 ms, 1.0 is stable there and in the other scenarios.
     feedforward: float = 1.0
     feedforward_smoothing_s: float = 0.05  # time constant of the feed-forward low-pass; 0 disables it
+    # The subject-motion estimator (BearingEstimator), used when the camera's attitude at each
+    # frame's capture is known. Process noise: the spectral density of the subject's angular
+    # acceleration, (deg/s^2)^2 per Hz; larger follows starts and stops sooner, smaller is
+    # smoother; 0 turns the estimator off (the tracker's low-passed rate is fed forward as
+    # without attitude). Measurement noise: how far one frame's bearing may be off (detection
+    # jitter, the hand's translation, telemetry interpolation).
+    motion_noise: float = 1e4
+    bearing_noise_deg: float = 0.3
     roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
     invert_yaw: bool = False
     invert_pitch: bool = False
@@ -102,9 +118,10 @@ class FramingConfig:
         need(0 < self.hfov_deg < 180, "hfov_deg", "must be between 0 and 180")
         need(0 < self.vfov_deg < 180, "vfov_deg", "must be between 0 and 180")
         for key in ("kp", "ki", "kd", "deadband_deg", "settle_rate_dps", "smoothing_s", "feedforward",
-                    "feedforward_smoothing_s", "coast_s", "coast_decay_s", "lost_hold_s", "recentre_s"):
+                    "feedforward_smoothing_s", "motion_noise", "coast_s", "coast_decay_s", "lost_hold_s",
+                    "recentre_s"):
             need(getattr(self, key) >= 0, key, "must not be negative")
-        for key in ("max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
+        for key in ("bearing_noise_deg", "max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
             need(getattr(self, key) > 0, key, "must be positive")
         need(-180 <= self.roll_deg <= 180, "roll_deg", "must be between -180 and 180")
         need(self.lost_action in LOST_ACTIONS, "lost_action", "must be one of " + ", ".join(LOST_ACTIONS))
@@ -129,6 +146,65 @@ class FramingTarget:
     # followed without waiting for an error to build up.
     yaw_rate_ff_dps: float = 0.0
     pitch_rate_ff_dps: float = 0.0
+    # The camera's earth-frame attitude when this frame was taken (telemetry lined up
+    # with the frame's capture time), or None. With it, the subject's rate is estimated
+    # from its bearing (BearingEstimator) instead of from the *_rate_ff_dps above.
+    camera_yaw_deg: Optional[float] = None
+    camera_pitch_deg: Optional[float] = None
+    # Who is followed (the tracker's track id); when it changes, the subject-motion
+    # estimate starts again instead of reading the jump to someone else as motion.
+    subject_id: Optional[int] = None
+
+
+class BearingEstimator:
+    """Constant-velocity Kalman filter on one axis of the subject's earth-frame bearing.
+
+    ``update(bearing_deg, dt_s)`` once per frame with the subject's bearing
+    (the camera's attitude when the frame was taken plus the subject's angle
+    from the calibration point in the picture) and the time since the last
+    one; it returns the estimated rate in deg/s. Because the camera's own
+    motion cancels in the bearing, the estimate does not feed the gimbal's
+    motion back into itself, so it needs no extra low-pass. Angles wrap:
+    innovations are taken the short way round.
+
+        est = BearingEstimator(motion_noise=1e4, bearing_noise_deg=0.3)
+        rate_dps = est.update(12.5, 1 / 30)           # once per frame
+        est.reset()                                   # a loss, or someone else followed
+    """
+
+    def __init__(self, motion_noise, bearing_noise_deg):
+        self.q = float(motion_noise)
+        self.r = float(bearing_noise_deg) ** 2
+        self.reset()
+
+    def reset(self):
+        self.bearing_deg = None
+        self.rate_dps = 0.0
+
+    def update(self, bearing_deg, dt_s, rate_hint_dps=0.0):
+        """Correct with this frame's bearing; returns the rate. ``rate_hint_dps`` starts the
+        estimate after a reset (the tracker's own idea of the subject's rate, which it keeps
+        through a short occlusion)."""
+        if self.bearing_deg is None:
+            # A start, or back after a loss: from the hint, unsure by a walking person's rate.
+            self.bearing_deg, self.rate_dps = bearing_deg, rate_hint_dps
+            self._p = [self.r, 0.0, 50.0 ** 2]  # covariance: bearing, cross, rate
+            return self.rate_dps
+        q, dt = self.q, dt_s
+        pbb, pbv, pvv = self._p
+        # predict: bearing += rate * dt, white acceleration noise of density q
+        b = self.bearing_deg + self.rate_dps * dt
+        pbb = pbb + 2 * dt * pbv + dt * dt * pvv + q * dt ** 3 / 3
+        pbv = pbv + dt * pvv + q * dt * dt / 2
+        pvv = pvv + q * dt
+        # correct with this frame's bearing
+        s = pbb + self.r
+        kb, kv = pbb / s, pbv / s
+        innovation = (bearing_deg - b + 180.0) % 360.0 - 180.0
+        self.bearing_deg = b + kb * innovation
+        self.rate_dps += kv * innovation
+        self._p = [(1 - kb) * pbb, (1 - kb) * pbv, pvv - kv * pbv]
+        return self.rate_dps
 
 
 @dataclass(frozen=True)
@@ -200,14 +276,17 @@ class _AxisLoop:
         self.filtered_deg = None
         self.ff_dps = None  # low-passed feed-forward rate
         self.subject_rate_dps = 0.0  # the subject's estimated earth-frame rate, while tracked
+        self.motion = BearingEstimator(cfg.motion_noise, cfg.bearing_noise_deg)
 
     def reset(self):
         self.pid.reset()
         self.filtered_deg = None
         self.ff_dps = None
+        self.motion.reset()
 
-    def track(self, error_deg, dt_s, ff_dps=0.0):
-        """Advance with a measured error and feed-forward rate; returns (rate_dps, in_deadband)."""
+    def track(self, error_deg, dt_s, ff_dps=0.0, bearing_deg=None):
+        """Advance with a measured error and the subject's rate (``ff_dps``, or estimated from
+        ``bearing_deg`` when the camera's attitude is known); returns (rate_dps, in_deadband)."""
         cfg = self.cfg
         if self.filtered_deg is None or cfg.smoothing_s <= 0:
             self.filtered_deg = error_deg
@@ -215,9 +294,13 @@ class _AxisLoop:
             a = dt_s / (cfg.smoothing_s + dt_s)
             self.filtered_deg += a * (error_deg - self.filtered_deg)
         e = self.filtered_deg
-        if self.ff_dps is None or cfg.feedforward_smoothing_s <= 0:
+        if bearing_deg is not None and cfg.motion_noise > 0:
+            self.ff_dps = self.motion.update(bearing_deg, dt_s, ff_dps)  # already filtered: no low-pass
+        elif self.ff_dps is None or cfg.feedforward_smoothing_s <= 0:
+            self.motion.reset()
             self.ff_dps = ff_dps
         else:
+            self.motion.reset()
             self.ff_dps += dt_s / (cfg.feedforward_smoothing_s + dt_s) * (ff_dps - self.ff_dps)
         ff_dps = self.ff_dps * cfg.feedforward
         if (abs(e) <= cfg.deadband_deg and abs(self.pid.components[1]) <= cfg.settle_rate_dps
@@ -248,6 +331,7 @@ class _AxisLoop:
         cfg = self.cfg
         self.filtered_deg = None  # the error before the loss says nothing about the next sighting
         self.ff_dps = None
+        self.motion.reset()
         self.pid.reset()
         if lost_s <= cfg.coast_s:
             want = self.subject_rate_dps
@@ -285,6 +369,7 @@ class FramingController:
         self._recentre_left_s = 0.0
         self._sweep_yaw_deg = 0.0  # integral of our own sweep command
         self._sweep_dir = 1.0
+        self._subject_id = None
 
     # --- commands (from gestures, the HUD or the CLI) -------------------------
     def pause(self):
@@ -316,6 +401,10 @@ class FramingController:
             return self._coast(STATE_PAUSED, dt_s)
         seen = target is not None and target.locked and target.x is not None and target.y is not None
         if seen:
+            if target.subject_id != self._subject_id:
+                self._subject_id = target.subject_id
+                self.yaw.motion.reset()
+                self.pitch.motion.reset()
             self._ever_locked = True
             self._lost_s = 0.0
             self._sweep_yaw_deg = 0.0
@@ -329,8 +418,13 @@ class FramingController:
                 pitch_err = -pitch_err
             yaw_ff = -target.yaw_rate_ff_dps if cfg.invert_yaw else target.yaw_rate_ff_dps
             pitch_ff = -target.pitch_rate_ff_dps if cfg.invert_pitch else target.pitch_rate_ff_dps
-            yaw_rate, yaw_db = self.yaw.track(yaw_err, dt_s, yaw_ff)
-            pitch_rate, pitch_db = self.pitch.track(pitch_err, dt_s, pitch_ff)
+            # The subject's bearing in the gimbal's own earth frame: where the camera pointed when
+            # the frame was taken plus where the subject sat from the calibration point (both
+            # after any axis inversion, so the estimated rate is in the gimbal's sense).
+            yaw_bearing = None if target.camera_yaw_deg is None else target.camera_yaw_deg + yaw_err
+            pitch_bearing = None if target.camera_pitch_deg is None else target.camera_pitch_deg + pitch_err
+            yaw_rate, yaw_db = self.yaw.track(yaw_err, dt_s, yaw_ff, yaw_bearing)
+            pitch_rate, pitch_db = self.pitch.track(pitch_err, dt_s, pitch_ff, pitch_bearing)
             state = STATE_DEADBAND if (yaw_db and pitch_db) else STATE_TRACKING
             return self._command(state, yaw_error_deg=yaw_err, pitch_error_deg=pitch_err)
         if not self._ever_locked:

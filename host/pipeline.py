@@ -350,8 +350,14 @@ class TrackingPipeline:
             f = self.config.framing
             yaw_ff = math.degrees(target.vx * m.scale_x * 2.0 * math.tan(math.radians(f.hfov_deg) / 2.0))
             pitch_ff = -math.degrees(target.vy * m.scale_y * 2.0 * math.tan(math.radians(f.vfov_deg) / 2.0))
+        # The camera's attitude when the frame was taken lets the framing controller estimate the
+        # subject's rate from its bearing, which the camera's own motion does not enter.
+        attitude = attitude_deg(telemetry) if self._last_attitude is not None else None
         return FramingTarget(locked=True, x=x, y=y, cal_x=cal_x, cal_y=cal_y,
-                             yaw_rate_ff_dps=yaw_ff, pitch_rate_ff_dps=pitch_ff)
+                             yaw_rate_ff_dps=yaw_ff, pitch_rate_ff_dps=pitch_ff,
+                             camera_yaw_deg=attitude[0] if attitude else None,
+                             camera_pitch_deg=attitude[1] if attitude else None,
+                             subject_id=getattr(target, "track_id", None))
 
     def _gestures(self, detections, t_s, events):
         """Classify and debounce hand gestures, run their actions; returns the gesture that fired."""
