@@ -37,6 +37,10 @@ ACTIONS = (ACTION_PAUSE_TOGGLE, ACTION_PHOTO, ACTION_RECORD_TOGGLE, ACTION_RECEN
            ACTION_NONE)
 LIGHT_LEVELS = 3  # the fill light: 0 off, 1..3 (firmware/light.py)
 
+# With pose and a person detector, a body-only track must be confirmed by the detector (which runs
+# every person_interval_s, 0.25 s) or a face at least this often (TrackerConfig.body_confirm_s).
+BODY_CONFIRM_S = 3.0
+
 DEFAULT_GESTURE_ACTIONS = {
     "open_palm": ACTION_PAUSE_TOGGLE,
     "victory": ACTION_PHOTO,
@@ -193,9 +197,16 @@ class TrackingPipeline:
                 vision["hands"] = False
             perception = Perception(VisionConfig(**vision))
         if tracker is None:
+            from opensteady.vision.pipeline import VisionConfig
             from opensteady.vision.tracker import TargetTracker, TrackerConfig
 
-            tracker = TargetTracker(TrackerConfig(calibration_point=self.calibration_point, **self.config.tracker))
+            tracker_kw = dict(self.config.tracker)
+            vision_cfg = VisionConfig(**self.config.vision)
+            if vision_cfg.pose and vision_cfg.persons != "none":
+                # With both, a figure only the pose model sees (it can find one in a textured
+                # background) must be confirmed by the person detector or a face now and then.
+                tracker_kw.setdefault("body_confirm_s", BODY_CONFIRM_S)
+            tracker = TargetTracker(TrackerConfig(calibration_point=self.calibration_point, **tracker_kw))
         from opensteady.vision.gestures import GestureDebouncer
 
         self.debouncer = GestureDebouncer(self.config.gesture_hold_ms)

@@ -440,3 +440,16 @@ def test_the_default_output_folder_is_the_desktops_videos_folder_never_relative(
     assert settings["output"]["dir"] == "" and os.path.isabs(output_dir(settings))
     set_value(settings, "output", "dir", "~/clips", "--output-dir")
     assert output_dir(settings) == os.path.expanduser("~/clips")
+
+
+@pytest.mark.parametrize("vision, confirm_s", [({"hands": False}, 0.0),
+                                               ({"hands": False, "pose": True}, 3.0),
+                                               ({"hands": False, "pose": True, "persons": "none"}, 0.0)])
+def test_a_pose_only_body_needs_the_person_detectors_confirmation_when_both_run(perception, vision, confirm_s):
+    # pose alone can see a figure in a textured background; with a person detector beside it, a
+    # body-only track must be confirmed by the detector (or a face) every BODY_CONFIRM_S
+    pipe = TrackingPipeline(PipelineConfig(vision=vision, hands_async=False), perception=perception)
+    try:
+        assert pipe.tracker.config.body_confirm_s == confirm_s
+    finally:
+        pipe.tracker.close()

@@ -144,6 +144,38 @@ def test_falls_back_to_the_body_when_the_face_turns_away_and_follows_it():
     assert back.track_id == target and back.source == "face"
 
 
+def window_around(cx: float, cy: float, shoulder_w: float) -> Body:
+    """A person detector's window (no keypoints) around the figure whose head is at (cx, cy)."""
+    h = 6 * shoulder_w
+    return Body(Box(cx - h / 4, cy - 0.125 * h, h / 2, h), (), 1.0)
+
+
+@pytest.mark.parametrize("detector_confirms", [True, False])
+def test_a_pose_alone_keeps_a_body_track_only_while_the_person_detector_confirms_it(detector_confirms):
+    # A pose model can see a figure in a textured background and would be followed for ever;
+    # with body_confirm_s, a track that only a pose still sees is dropped unless a face or the
+    # person detector (every 8 frames here) confirms it.
+    tracker = TargetTracker(TrackerConfig(select="largest", body_confirm_s=1.0))
+    for i in range(15):
+        t = i / FPS
+        state = tracker.update(dets(t, [face(0.5, 0.4, 0.12)], [body_under(0.5, 0.42, 0.2)]), t)
+    target = state.track_id
+    states = []
+    for i in range(15, 105):  # the face turned away for 3 s; the pose still sees the figure
+        t = i / FPS
+        bodies = [body_under(0.5, 0.42, 0.2, turned_away=True)]
+        if detector_confirms and i % 8 == 0:
+            bodies.append(window_around(0.5, 0.42, 0.2))
+        states.append(tracker.update(dets(t, [], bodies), t))
+    followed = [s for s in states if s.locked and s.track_id == target and s.source == "body"]
+    if detector_confirms:
+        assert len(followed) == len(states)
+    else:
+        # followed by the pose for body_confirm_s after the last face (30 frames), plus the
+        # body_fresh_s a body sighting counts for (12), then no more
+        assert 38 <= len(followed) <= 44 and states[-1].source != "body"
+
+
 def test_a_body_that_belongs_to_another_visible_face_is_not_used():
     tracker = TargetTracker(TrackerConfig(select="manual"))
     run(tracker, [dets(i / FPS, [face(0.45, 0.4, 0.12), face(0.6, 0.4, 0.12)]) for i in range(5)])

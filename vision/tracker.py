@@ -104,6 +104,12 @@ class TrackerConfig:
     # A body-only track counts as seen this long after its last detection (the
     # person detector runs every few frames).
     body_fresh_s: float = 0.4
+    # A pose alone (MediaPipe's single-person model, which can see a figure in a textured
+    # background) continues a track for at most this long after a face or a person
+    # detector's window last confirmed it; after that the track is left to coast and be
+    # lost. 0 (default): a pose alone is enough, as when no person detector runs. The
+    # host pipeline turns it on when pose and a person detector run together.
+    body_confirm_s: float = 0.0
     # Face descriptors (vision.reid): computed on a worker thread ('async'),
     # in update() ('inline': deterministic, for tests and the simulator), or
     # not at all ('off'; also when dlib is not installed: see reid_status).
@@ -140,7 +146,7 @@ class TrackerConfig:
             raise bad("max_descriptors", "must be an integer >= 1")
         if not (isinstance(self.reid_sync_candidates, int) and self.reid_sync_candidates >= 0):
             raise bad("reid_sync_candidates", "must be an integer >= 0")
-        for key in ("reid_refresh_s", "body_fresh_s"):
+        for key in ("reid_refresh_s", "body_fresh_s", "body_confirm_s"):
             if not getattr(self, key) >= 0.0:
                 raise bad(key, "must be >= 0")
         for key in ("min_track_similarity", "min_reacquire_similarity", "min_body_similarity",
@@ -237,11 +243,13 @@ class _Track:
     not_target: bool = False  # its face descriptor says it is not the (lost) target
     born_s: float = field(init=False)
     face_seen_s: Optional[float] = field(init=False)  # last sighting of the face itself; None: body only so far
+    confirmed_s: float = field(init=False)  # last sighting by a face or a person detector's window (not a pose)
 
     def __post_init__(self) -> None:
         self.x, self.y, self.width = _Axis(self.box.cx), _Axis(self.box.cy), self.box.w
         self.born_s = self.t_s
         self.face_seen_s = self.t_s if self.source == "face" else None
+        self.confirmed_s = self.t_s
 
     def predict_to(self, t_s: float, q: float) -> None:
         self.x.predict(t_s - self.t_s, q)
@@ -460,6 +468,7 @@ class TargetTracker:
             track.correct(face.box.cx, face.box.cy, self.config.face_noise)
         track.box, track.width, track.seen_s, track.source = face.box, face.box.w, now, "face"
         track.face_seen_s = now
+        track.confirmed_s = now
         track.hits += 1
         if face.signature:
             old = track.signature or face.signature
@@ -530,6 +539,9 @@ class TargetTracker:
                 and face.w <= 0.5 * b.w)
 
     def _body_cost(self, track: _Track, body: Body, now: float, reacquire: bool) -> Optional[float]:
+        confirm = self.config.body_confirm_s
+        if body.keypoints and confirm > 0.0 and now - track.confirmed_s > confirm:
+            return None  # a pose alone for too long: maybe a figure in the wallpaper
         head = self._head_from_body(track, body)
         if head is None:
             return None
@@ -573,6 +585,8 @@ class TargetTracker:
         if track.face_seen_s is None:
             track.width = width  # never seen its face: the body's guess is all there is
         track.seen_s, track.source = now, "body"
+        if not body.keypoints:
+            track.confirmed_s = now
         track.hits += 1
         track.box = Box.from_center(track.x.p, track.y.p, track.width, track.box.h)
         self._learn_body(track, body, None)
