@@ -14,6 +14,7 @@ from opensteady.host.framing import BearingEstimator, FramingConfig, FramingCont
 
 DT = 1 / 30
 HFOV = 70.0
+ON = dict(motion_noise=1e4, max_accel_dps2=1200.0)  # the estimator is off by default (see FramingConfig)
 
 
 def project_x(world_yaw_deg, camera_yaw_deg, hfov_deg=HFOV):
@@ -67,7 +68,7 @@ def follow(path, seconds, config=None, delay_frames=2, shake_deg=0.0, with_attit
     it is the controller's own estimate from the bearing. ``shake_deg``: the camera also shakes by
     this much at 4.5 Hz (the open-loop motor's ringing), which the bearing must not read as motion.
     """
-    ctl = FramingController(config or FramingConfig())
+    ctl = FramingController(config or FramingConfig(**ON))
     cam_yaw = 0.0
     queue = [0.0] * delay_frames
     errors, ffs = [], []
@@ -95,14 +96,14 @@ def test_a_fast_crossing_is_followed_from_the_bearing_alone():
     assert max(abs(e) for e in settled) < 1.0
     # the starts and stops cost some degrees (frame delay, the acceleration limit) but far less
     # than a loop that must build up an error to move
-    no_ff, _ = follow(crossing, 3.5, config=FramingConfig(feedforward=0.0))
+    no_ff, _ = follow(crossing, 3.5, config=FramingConfig(feedforward=0.0, **ON))
     assert max(abs(e) for e in errors) < 10.0 < max(abs(e) for e in no_ff)
 
 
 def test_the_cameras_own_shaking_is_not_read_as_subject_motion():
     # A subject standing still while the camera rings: the bearing stays put, so the feed-forward
     # stays near zero and the controller does not chase its own ringing.
-    ctl = FramingController(FramingConfig(deadband_deg=0.0))
+    ctl = FramingController(FramingConfig(deadband_deg=0.0, **ON))
     for i in range(90):
         t = i * DT
         cam = 2.0 * math.sin(2 * math.pi * 4.5 * t)
@@ -126,11 +127,19 @@ def test_someone_else_followed_restarts_the_estimate_instead_of_a_rate_spike():
 
 def test_without_attitude_the_trackers_rate_is_fed_forward_as_before():
     # no camera_yaw_deg: the estimator stays unused, the tracker's rate is what counts
-    ctl = FramingController(FramingConfig())
+    ctl = FramingController(FramingConfig(**ON))
     ctl.update(FramingTarget(locked=True, x=0.6, y=0.5, yaw_rate_ff_dps=0.0), DT)
     ctl.update(FramingTarget(locked=True, x=0.6, y=0.5, yaw_rate_ff_dps=20.0), DT)
     assert ctl.yaw.motion.bearing_deg is None  # low-passed over feedforward_smoothing_s:
     assert ctl.yaw.ff_dps == pytest.approx(20.0 * DT / (0.05 + DT))
+
+
+def test_off_by_default_the_attitude_changes_nothing():
+    ctl = FramingController(FramingConfig())
+    for i in range(3):
+        ctl.update(FramingTarget(locked=True, x=0.6, y=0.5, yaw_rate_ff_dps=20.0, camera_yaw_deg=10.0 * i,
+                                 camera_pitch_deg=0.0), DT)
+    assert ctl.yaw.motion.bearing_deg is None
 
 
 @pytest.mark.parametrize("key, value", [("motion_noise", -1.0), ("bearing_noise_deg", 0.0)])
