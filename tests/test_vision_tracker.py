@@ -64,6 +64,27 @@ def test_locks_on_largest_and_stays_when_another_face_grows_and_comes_closer():
     assert all(abs(s.x - 0.3) < 0.02 and abs(s.y - 0.4) < 0.02 for s in locked)
 
 
+def test_a_face_reported_twice_does_not_spawn_a_twin_that_takes_the_target():
+    """Seen in the dim-room scenario: the detector reported the locked face twice in one frame; the
+    second box started a new track that matched the next frames a little better and took the face,
+    so the target was 'lost' for a third of the run while its face was found in every frame."""
+    tracker = TargetTracker(TrackerConfig(select="largest"))
+    states = []
+    for i in range(120):
+        t = i / FPS
+        if i < 40:
+            faces = [face(0.50, 0.50, 0.060)]
+        elif i == 40:
+            faces = [face(0.50, 0.50, 0.060), face(0.515, 0.50, 0.055)]  # one face, two boxes
+        else:
+            faces = [face(0.515, 0.50, 0.055)]  # the detection settles where the second box was
+        states.append(tracker.update(dets(t, faces), t))
+    after = states[5:]
+    assert all(s.locked and s.source == "face" for s in after), [(i, s.source) for i, s in enumerate(after) if s.source != "face"][:5]
+    assert len({s.track_id for s in after}) == 1
+    assert len(tracker.tracks) == 1
+
+
 def test_crossing_faces_keep_identity_through_a_short_occlusion():
     tracker = TargetTracker(TrackerConfig(select="manual"))
     states = []

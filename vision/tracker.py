@@ -56,6 +56,7 @@ from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 _SELECT = ("largest", "nearest", "gesture", "manual")
 _REID = ("async", "inline", "off")
+DUPLICATE_IOU = 0.5  # an unmatched face overlapping a matched one this much is the same face reported twice
 # Where a face sits in a pedestrian detector's window when nothing is learnt
 # yet: the window has a margin of about 1/8 above the head; centre offset in
 # window widths and heights, face width in window widths.
@@ -449,6 +450,8 @@ class TargetTracker:
             self._observe_face(self._tracks[tid], face, now)
         for i, face in enumerate(faces):
             if i not in used:
+                if any(face.box.iou(seen.box) > DUPLICATE_IOU for seen in matched.values()):
+                    continue  # the detector reported one face twice: not a new person
                 track = self._new_track(face.box, now, "face")
                 track.signature = face.signature
                 matched[track.track_id] = face
