@@ -56,7 +56,6 @@ from opensteady.vision.types import Body, Box, Detections, Face, Hand
 
 _SELECT = ("largest", "nearest", "gesture", "manual")
 _REID = ("async", "inline", "off")
-DUPLICATE_IOU = 0.5  # an unmatched face overlapping a matched one this much is the same face reported twice
 # Where a face sits in a pedestrian detector's window when nothing is learnt
 # yet: the window has a margin of about 1/8 above the head; centre offset in
 # window widths and heights, face width in window widths.
@@ -160,6 +159,26 @@ class TrackerConfig:
             raise bad("max_size_ratio", "must be > 1")
         if self.lost_timeout_s < self.coast_s:
             raise bad("lost_timeout_s", f"must be >= coast_s ({self.coast_s})")
+
+
+def distinct_faces(faces: Tuple[Face, ...]) -> Tuple[Face, ...]:
+    """The faces without the detector's duplicates, best score first kept.
+
+    A face detector sometimes reports one face twice, boxes half a face apart
+    (IoU ~0.3, too little for its own suppression). Two boxes each holding the
+    other's centre are one face: two real faces that close would hide each
+    other. A duplicate left in would start a twin track that takes the target's
+    face on later frames.
+    """
+    kept: List[Face] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        if not any(_holds_centre(k.box, face.box) and _holds_centre(face.box, k.box) for k in kept):
+            kept.append(face)
+    return tuple(kept) if len(kept) < len(faces) else faces
+
+
+def _holds_centre(outer: Box, inner: Box) -> bool:
+    return outer.x <= inner.cx <= outer.x + outer.w and outer.y <= inner.cy <= outer.y + outer.h
 
 
 @dataclass(frozen=True)
@@ -424,6 +443,7 @@ class TargetTracker:
         by a lost track whose gate happens to cover it (someone walking past
         where the target was hidden keeps their own identity).
         """
+        faces = distinct_faces(faces)
         active_gap = self.config.active_gap_s
         active = {tid: t for tid, t in self._tracks.items() if now - t.seen_s <= active_gap}
         lost = {tid: t for tid, t in self._tracks.items() if tid not in active}
@@ -450,8 +470,6 @@ class TargetTracker:
             self._observe_face(self._tracks[tid], face, now)
         for i, face in enumerate(faces):
             if i not in used:
-                if any(face.box.iou(seen.box) > DUPLICATE_IOU for seen in matched.values()):
-                    continue  # the detector reported one face twice: not a new person
                 track = self._new_track(face.box, now, "face")
                 track.signature = face.signature
                 matched[track.track_id] = face
