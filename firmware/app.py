@@ -72,6 +72,7 @@ from .protocol import (
     STATE_MOTORS_ON,
 )
 from .telemetry import DUE_HEARTBEAT, DUE_TELEMETRY, Telemetry
+from .torque_ff import TorqueFeedForward
 
 try:
     import micropython
@@ -94,6 +95,8 @@ class Gimbal:
         self.drive = MotorDrive(hal)
         self.light = FillLight(hal)  # off at boot; configure() drives its pin low
         self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
+        self.torque_ff = TorqueFeedForward()  # its torque feed-forward from the handle's accelerometer
+        self.foc.ff_out = self.torque_ff.ff_out
         self.foc_needs_cal = False
         self.plausibility = PlausibilityCheck()
         self.tune = AxisAutotune()  # a relay auto-tune on one axis (MSG_TUNE), else idle
@@ -143,6 +146,8 @@ class Gimbal:
         self.light.configure(cfg)
         self.foc_needs_cal = self.foc.configure(cfg)
         a = cfg.axis
+        self.torque_ff.configure(g("torque_ff_mu"), g("loop_hz"), self.foc.active,
+                                 [a(i, "effort_limit_dps") * 1000 for i in range(3)])
         for i in range(3):
             # open-loop BLDC: the field may lead its rotor by 60 electrical degrees at most (90 slips a pole)
             lead = 60000000 // a(i, "pole_pairs") if a(i, "driver") == DRIVER_BLDC else 0
@@ -273,6 +278,13 @@ class Gimbal:
                     c.hold_field(rate[i] + cancel[i], dt)
             if c.at_limit:
                 limit = True
+        tff = self.torque_ff
+        if tff.enabled:
+            if guard and tune_axis < 0:
+                tff.update(self.handle_ff.body, axes[0].joint_udeg, axes[0].effort_mdps, axes[1].effort_mdps,
+                           axes[2].effort_mdps)
+            else:
+                tff.hold()
         self.drive.write(axes, fd)
         if tune_axis >= 0:
             self._tune_tick()

@@ -64,6 +64,9 @@ _GLOBAL_KEYS = (
     (24, "light_level_1_permille", 200, 0, 1000, K_INT),  # MSG_LIGHT level 1 duty
     (25, "light_level_2_permille", 500, 0, 1000, K_INT),
     (26, "light_level_3_permille", 1000, 0, 1000, K_INT),
+    # closed-loop axes: learn and feed forward the torque the handle's acceleration needs (0 = off;
+    # firmware/torque_ff.py): the normalised LMS step
+    (27, "torque_ff_mu", 0.0, 0.0, 0.05, K_FLOAT),
 )
 
 # Settings that may change while the motors are powered: gains, smoothing, timing of
@@ -74,6 +77,7 @@ LIVE_TUNABLE = (
     "telemetry_hz", "failsafe_ms", "est_kp", "est_ki", "accel_reject_g", "boot_mode", "recentre_dps",
     "fault_recover_ms", "heartbeat_ms", "follow_tc_s", "handle_ff", "rate_deadman_ms",
     "light_pin", "light_pwm_hz", "light_level_1_permille", "light_level_2_permille", "light_level_3_permille",
+    "torque_ff_mu",
     "angle_kp", "rate_kp", "rate_ki", "rate_kd_ms", "rate_ff", "max_rate_dps", "follow_deadband_deg",
 )
 

@@ -397,7 +397,7 @@ class HandleFeedForward:
         self.cancel_mdps = [0, 0, 0]  # the joint rates that cancel the handle's rotation (unscaled)
         self._sum = [0, 0, 0]
         self._n = 0
-        self._body = [0, 0, 0, 0, 0, 0]  # the handle sample in forward-right-down (chip mounted as imu mount 0)
+        self.body = [0, 0, 0, 0, 0, 0]  # the handle sample in forward-right-down (chip mounted as imu mount 0); accel 0:3
         self._pqr = [0, 0, 0]  # its body rates, mdps
 
     def configure(self, scale):
@@ -410,7 +410,7 @@ class HandleFeedForward:
             self._n = 0
             s[0] = s[1] = s[2] = 0
             return
-        body = self._body
+        body = self.body
         to_body(raw, body, 0, 0, 0, 0, 4096)
         s[0] += body[3]
         s[1] += body[4]
@@ -428,7 +428,7 @@ class HandleFeedForward:
     @micropython.native
     def update(self, raw, yaw_udeg, roll_udeg):
         """Joint-rate feed-forward (mdps, yaw/pitch/roll) for the handle sample in ``raw``."""
-        body = self._body
+        body = self.body
         to_body(raw, body, 0, 0, 0, 0, 4096)
         pqr = self._pqr
         gyro_mdps(body, self.bias_mdps, pqr)

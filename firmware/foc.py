@@ -37,6 +37,7 @@ from .motor import phase_duties
 _STEPS = const(1536)  # fixmath.SIN_STEPS (imported names are not constants to viper)
 _HALF = const(768)
 _QUARTER = const(384)
+_FF_OFF = const(0x20000000)  # torque_ff.OFF (imported names are not constants to viper)
 
 
 @micropython.viper
@@ -280,6 +281,9 @@ class FocDrive:
         # one ptr32 load a value instead of an attribute and a list subscript (about 40 ns each)
         self._packed = array("i", [0] * (3 * _W))
         self.read_errors = 0
+        # the torque feed-forward per axis, Q15 of the amplitude, stored + torque_ff.OFF
+        # (TorqueFeedForward.ff_out, set by the Gimbal; all OFF = none)
+        self.ff_out = array("i", [_FF_OFF] * 3)
         self.cal = [None, None, None]  # type: list  # FocCalibrator per axis while calibrating
         self.cal_reason = [0, 0, 0]
         self.calibrating = False
@@ -389,6 +393,9 @@ class FocDrive:
         if lim < 1:
             lim = 1
         t = ((int(ctl.effort_mdps) >> 10) * amp) // lim
+        ff = ptr32(self.ff_out)[i] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)
+        if ff:
+            t += (ff * amp) >> 15
         if t > amp:
             t = amp
         elif t < 0 - amp:

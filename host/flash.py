@@ -35,7 +35,8 @@ BOARDS = {
 # benchmark and the simulator's pipe board stay on the host)
 CORE_MODULES = (
     "__init__.py", "protocol.py", "hal.py", "fixmath.py", "config.py", "imu.py", "estimator.py",
-    "control.py", "motor.py", "angle_sensor.py", "foc.py", "autotune.py", "modes.py", "failsafe.py", "drive.py", "light.py", "telemetry.py",
+    "control.py", "motor.py", "angle_sensor.py", "foc.py", "torque_ff.py", "autotune.py", "modes.py", "failsafe.py",
+    "drive.py", "light.py", "telemetry.py",
     "link.py", "app.py", "boards/__init__.py", "boards/base.py",
 )
 ENTRY = FIRMWARE / "main.py"

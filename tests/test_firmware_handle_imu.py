@@ -14,30 +14,10 @@ from opensteady.firmware.offboard.plant import PlantHAL, lock_config
 
 
 class HandlePlantHAL(PlantHAL):
-    """firmware/offboard/plant.py with a second MPU-6050 on the handle (its three axes are decoupled there)."""
+    """firmware/offboard/plant.py with its second MPU-6050 on the handle (its three axes are decoupled there)."""
 
     def __init__(self, fitted=True, **kw):
-        PlantHAL.__init__(self, **kw)
-        self.fitted = fitted
-        self.handle_sample = [0, 0, 8192, 9, -4, 6]
-
-    def step(self, dt_us, substeps=4):
-        PlantHAL.step(self, dt_us, substeps)
-        # the handle's gyro, sampled here (outside the tick: this world uses floats)
-        k = 65.5 * 180.0 / math.pi  # counts per rad/s
-        hr = self.handle_rate  # yaw, pitch, roll (rad/s); chip frame x forward, y left, z up
-        h = self.handle_sample
-        h[3] = int(hr[2] * k) + 9  # roll about x, plus a bias the boot calibration removes
-        h[4] = -int(hr[1] * k) - 4  # pitch up turns about -y
-        h[5] = -int(hr[0] * k) + 6  # yaw right turns about -z
-
-    def handle_imu_read(self, raw):
-        if not self.fitted:
-            return False
-        h = self.handle_sample
-        for i in range(6):
-            raw[i] = h[i]
-        return True
+        PlantHAL.__init__(self, handle_imu=fitted, **kw)
 
 
 def ff_vectors():

@@ -9,6 +9,11 @@ IMU is synthesised from the camera's Euler angles and rates in the MPU-6050
 chip frame (default mount), with a constant gyro bias and deterministic
 noise, so the same run gives the same bytes on CPython and MicroPython.
 
+With ``handle_imu=True`` a second MPU-6050 sits on the handle
+(``handle_imu_read``): its gyro from the handle path's rates, its
+accelerometer from gravity at the handle's pitch and roll, each with a
+constant bias.
+
 It runs on MicroPython too (floats are fine here: it is the world, not the
 firmware), so closed-loop tests run on the real VM.
 
@@ -50,7 +55,8 @@ class PlantHAL(HAL):
     board_id = BOARD_SIM
 
     def __init__(self, pole_pairs=7, handle_path=None, gyro_bias_counts=(12, -7, 5), noise_counts=2,
-                 stiffness_nm_per_rad=0.6, inertia_kgm2=2e-4, damping_nms=0.01, start_angles=(0.0, 0.0, 0.0)):
+                 stiffness_nm_per_rad=0.6, inertia_kgm2=2e-4, damping_nms=0.01, start_angles=(0.0, 0.0, 0.0),
+                 handle_imu=False):
         self.pole_pairs = pole_pairs
         self.handle_path = handle_path  # f(t_s, out3) -> handle yaw, pitch, roll (rad)
         self.bias = gyro_bias_counts
@@ -71,6 +77,8 @@ class PlantHAL(HAL):
         self.light_writes = 0
         self.enabled = False
         self.sample = [0, 0, 8192, 0, 0, 0]
+        self.handle_imu_fitted = handle_imu
+        self.handle_sample = [0, 0, 8192, 9, -4, 6]  # chip frame (forward-left-up), gyro biases 9, -4, 6
         self.imu_fail = False
         self.rx = bytearray()
         self._rx_pos = 0
@@ -90,6 +98,15 @@ class PlantHAL(HAL):
         if self.imu_fail:
             return False
         s = self.sample
+        for i in range(6):
+            raw[i] = s[i]
+        return True
+
+    @micropython.native
+    def handle_imu_read(self, raw):
+        if not self.handle_imu_fitted:
+            return False
+        s = self.handle_sample
         for i in range(6):
             raw[i] = s[i]
         return True
@@ -227,6 +244,17 @@ class PlantHAL(HAL):
             cpr = 1 << self.sensor_bits
             for i in range(3):
                 self.angle_counts[i] = int(math.floor(self.joint(i) / (2 * math.pi) * cpr)) % cpr
+        if self.handle_imu_fitted:
+            # the handle's own IMU: gravity at its pitch and roll, its rates (yaw, pitch, roll) in the chip frame
+            _yaw, pitch, roll = self.handle
+            hr = self.handle_rate
+            h = self.handle_sample
+            h[0] = self._clip(math.sin(pitch) * G_COUNTS)
+            h[1] = self._clip(math.sin(roll) * math.cos(pitch) * G_COUNTS)
+            h[2] = self._clip(math.cos(roll) * math.cos(pitch) * G_COUNTS)
+            h[3] = int(hr[2] * GYRO_COUNTS_PER_RAD_S) + 9  # roll about x
+            h[4] = -int(hr[1] * GYRO_COUNTS_PER_RAD_S) - 4  # pitch up turns about -y
+            h[5] = -int(hr[0] * GYRO_COUNTS_PER_RAD_S) + 6  # yaw right turns about -z
 
     @staticmethod
     def _clip(v):

@@ -1,0 +1,223 @@
+"""Torque feed-forward from the handle's accelerometer, learned online, for axes on the closed-loop drive.
+
+When the hand sways, bobs or tilts the handle, every joint has to push on
+the part of the gimbal beyond it: the payload's centre of mass is never
+exactly on the joint axes, so a linear acceleration of the joint's pivot
+(and a tilt of gravity, which an accelerometer cannot tell from one) needs
+a torque ``m * (c x f)`` about the axis, with ``f`` the specific force the
+handle's accelerometer measures and ``c`` the offset of the centre of mass.
+That is linear in the three components of ``f`` with unknown coefficients
+(mass times offset, per axis; they change with every phone), so the
+firmware learns them while it runs:
+
+- regressors: the handle's specific force (accelerometer counts,
+  forward-right-down), turned into the yaw arm's frame by the yaw joint's
+  angle (the frame the roll and pitch subtrees hang in) and high-passed
+  (time constant ``2**shift`` ticks, about 1 s): the slow part is gravity
+  at the current attitude, which the rate loop's integrator already holds;
+- learning signal: the rate loop's own effort, high-passed the same way.
+  With the feed-forward added to the torque, the feedback part is what the
+  prediction still misses, so it is the prediction error (feedback-error
+  learning); a normalised LMS step ``w += mu * e * f / (eps + |f|^2)``
+  moves the coefficients towards it, with a slow leak (2**-13 a step) so
+  a payload change is forgotten;
+- the excitation check: with ``|f|^2 <= eps`` (the handle still: under
+  about 0.03 g of high-passed acceleration) nothing is learned and nothing
+  leaks, so the coefficients cannot drift on a table;
+- the output: ``ff_q15[axis]``, a torque as a fraction of the axis' full
+  amplitude (Q15), clamped to half of it; FocDrive.duties adds it to the
+  feedback's torque.
+
+Why no angular-acceleration regressors: the motors' torques react on the
+handle, so the handle's differenced gyro answers to the feed-forward
+itself in the same tick; in the simulator that loop went unstable (jitter
+0.05 -> 0.5 deg). docs/firmware.md has the figures.
+
+Integers only (viper; every intermediate within +-2**30). State lives in one
+``array('i')`` stored with an offset (``_OFF``) so viper's ptr32 loads, which
+are unsigned on 64-bit ports, stay right for negative values.
+
+    tff = TorqueFeedForward()
+    tff.configure(mu=0.003, loop_hz=1000, active=[1, 1, 1], limits_mdps=[25000, 100000, 25000])
+    tff.update(accel_frd, yaw_joint_udeg, efforts_mdps)   # each tick, after the axis controllers
+    tff.ff_q15_at(axis)                                     # the feed-forward torque, Q15
+"""
+
+from array import array
+
+try:
+    import micropython
+    from micropython import const
+except ImportError:  # CPython
+    from .mpcompat import const, micropython, ptr32  # type: ignore[assignment,no-redef]
+
+from .fixmath import SIN_Q15
+
+OFF = const(0x20000000)  # stored = value + OFF: values within +-2**29
+_F_MAX = const(16383)  # regressor clamp, accelerometer counts (2 g of high-passed acceleration at 8192/g)
+_E_MAX = const(32767)  # learning signal clamp, Q15 of full effort
+_W_MAX = const(4194303)  # weight clamp (Q20: 2**22 = a full torque per g)
+FF_MAX_Q15 = const(16384)  # the feed-forward may supply at most half of an axis' torque
+_LEAK_SHIFT = const(13)
+EPS_COUNTS2 = const(60000)  # about (0.03 g)**2 in accelerometer counts: below it the handle is still
+_UDEG_PER_SIN_STEP = const(234375)
+_STEPS = const(1536)
+_QUARTER = const(384)
+# state words
+_S_MF = const(0)  # 3: regressor means, counts * 2**shift
+_S_ME = const(3)  # 3: effort means, Q15 * 2**shift
+_S_W = const(6)  # 9: weights, axis-major, Q20 (torque Q15 = sum(w * f) >> 20)
+_S_F = const(15)  # 3: this tick's regressors
+_S_LEN = const(18)
+# parameter words (each >= 0)
+_P_MU = const(0)  # mu, Q16 (0 = off)
+_P_SHIFT = const(1)
+_P_ACTIVE = const(2)  # 3: 1 for an axis on the closed-loop drive
+_P_LIM = const(5)  # 3: effort limit >> 10, as FocDrive.duties scales the effort
+_P_NEXT = const(8)  # the axis whose weights learn this tick (round robin)
+_P_LEN = const(9)
+
+
+class TorqueFeedForward:
+    def __init__(self):
+        self.state = array("i", [OFF] * _S_LEN)
+        self.param = array("i", [0] * _P_LEN)
+        self.ff_out = array("i", [OFF] * 3)  # FocDrive.duties reads these (value + OFF)
+        self.enabled = False
+
+    def configure(self, mu, loop_hz, active, limits_mdps):
+        """``mu`` the normalised step (0 = off), ``active`` 1 per closed-loop axis, their effort limits in mdps."""
+        if not 0.0 <= mu <= 0.05:
+            raise ValueError("torque_ff_mu = %r: must be 0 (off) to 0.05" % (mu,))
+        p = self.param
+        p[_P_MU] = int(mu * 65536 + 0.5)
+        # about 1 s of high-pass time constant at any loop rate
+        shift = 0
+        while (1 << (shift + 1)) <= loop_hz:
+            shift += 1
+        p[_P_SHIFT] = shift + 1
+        any_axis = False
+        for i in range(3):
+            p[_P_ACTIVE + i] = 1 if active[i] else 0
+            p[_P_LIM + i] = max(1, int(limits_mdps[i]) >> 10)
+            if active[i]:
+                any_axis = True
+        self.enabled = p[_P_MU] > 0 and any_axis
+        if not self.enabled:
+            self.reset()
+
+    def reset(self):
+        """Forget everything learned, output nothing."""
+        s = self.state
+        for k in range(_S_LEN):
+            s[k] = OFF
+        for k in range(3):
+            self.ff_out[k] = OFF
+
+    def hold(self):
+        """No handle sample this tick: output nothing (the feedback holds the camera alone)."""
+        for k in range(3):
+            self.ff_out[k] = OFF
+
+    def ff_q15_at(self, axis):
+        return self.ff_out[axis] - OFF
+
+    def weights(self):
+        """The learned coefficients, [axis][x, y, z], Q20 (torque Q15 per accelerometer count * 2**20)."""
+        s = self.state
+        return [[s[_S_W + 3 * k + i] - OFF for i in range(3)] for k in range(3)]
+
+    @micropython.viper
+    def update(self, accel, yaw_udeg: int, e0: int, e1: int, e2: int):
+        """One tick: ``accel`` the handle's specific force (counts, FRD), efforts ``e0..e2`` (mdps) of this tick."""
+        s = ptr32(self.state)
+        p = ptr32(self.param)
+        out = ptr32(self.ff_out)
+        sh = p[_P_SHIFT]
+        # the yaw arm's frame: the handle's x and y turned by the yaw joint (Q10 trig from the sine table)
+        i = (yaw_udeg // _UDEG_PER_SIN_STEP) % _STEPS
+        tab = SIN_Q15
+        sy = int(tab[i]) >> 5
+        cy = int(tab[(i + _QUARTER) % _STEPS]) >> 5
+        ax = int(accel[0])
+        ay = int(accel[1])
+        f0 = (cy * ax + sy * ay) >> 10
+        f1 = (cy * ay - sy * ax) >> 10
+        f2 = int(accel[2])
+        # high-pass each regressor (the mean follows with time constant 2**sh ticks)
+        norm = 0
+        for k in range(3):
+            x = f0
+            if k == 1:
+                x = f1
+            elif k == 2:
+                x = f2
+            m = s[_S_MF + k] - OFF
+            m += x - (m >> sh)
+            s[_S_MF + k] = m + OFF
+            x -= m >> sh
+            if x > _F_MAX:
+                x = _F_MAX
+            elif x < 0 - _F_MAX:
+                x = 0 - _F_MAX
+            s[_S_F + k] = x + OFF
+            norm += x * x
+        f0 = s[_S_F] - OFF
+        f1 = s[_S_F + 1] - OFF
+        f2 = s[_S_F + 2] - OFF
+        learn = p[_P_NEXT]
+        p[_P_NEXT] = (learn + 1) % 3
+        excited = norm > EPS_COUNTS2
+        for k in range(3):
+            if not p[_P_ACTIVE + k]:
+                continue
+            e = e0
+            if k == 1:
+                e = e1
+            elif k == 2:
+                e = e2
+            # the feedback's effort as a fraction of the axis' full torque (Q15), high-passed
+            e = (e << 5) // p[_P_LIM + k]
+            m = s[_S_ME + k] - OFF
+            m += e - (m >> sh)
+            s[_S_ME + k] = m + OFF
+            e -= m >> sh
+            if e > _E_MAX:
+                e = _E_MAX
+            elif e < 0 - _E_MAX:
+                e = 0 - _E_MAX
+            w = _S_W + 3 * k
+            w0 = s[w] - OFF
+            w1 = s[w + 1] - OFF
+            w2 = s[w + 2] - OFF
+            if k == learn and excited:
+                # normalised LMS on the feedback's share: dw = mu * e * f / (eps + |f|^2), Q20
+                d = (EPS_COUNTS2 + norm) // (p[_P_MU] << 4)
+                if d < 1:
+                    d = 1
+                half = d >> 1
+                w0 += (e * f0 + half) // d - (w0 >> _LEAK_SHIFT)
+                w1 += (e * f1 + half) // d - (w1 >> _LEAK_SHIFT)
+                w2 += (e * f2 + half) // d - (w2 >> _LEAK_SHIFT)
+                if w0 > _W_MAX:
+                    w0 = _W_MAX
+                elif w0 < 0 - _W_MAX:
+                    w0 = 0 - _W_MAX
+                if w1 > _W_MAX:
+                    w1 = _W_MAX
+                elif w1 < 0 - _W_MAX:
+                    w1 = 0 - _W_MAX
+                if w2 > _W_MAX:
+                    w2 = _W_MAX
+                elif w2 < 0 - _W_MAX:
+                    w2 = 0 - _W_MAX
+                s[w] = w0 + OFF
+                s[w + 1] = w1 + OFF
+                s[w + 2] = w2 + OFF
+            # the torque the next feedback would otherwise have to find: sum(w * f) >> 20, each product < 2**30
+            t = (((w0 >> 8) * f0) >> 12) + (((w1 >> 8) * f1) >> 12) + (((w2 >> 8) * f2) >> 12)
+            if t > FF_MAX_Q15:
+                t = FF_MAX_Q15
+            elif t < 0 - FF_MAX_Q15:
+                t = 0 - FF_MAX_Q15
+            out[k] = t + OFF
