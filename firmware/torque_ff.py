@@ -13,17 +13,20 @@ firmware learns them while it runs:
 - regressors: the handle's specific force (accelerometer counts,
   forward-right-down), turned into the yaw arm's frame by the yaw joint's
   angle (the frame the roll and pitch subtrees hang in) and high-passed
-  (time constant ``2**shift`` ticks, about 1 s): the slow part is gravity
+  (time constant ``2**shift`` ticks, about 4 s): the slow part is gravity
   at the current attitude, which the rate loop's integrator already holds;
 - learning signal: the rate loop's own effort, high-passed the same way.
   With the feed-forward added to the torque, the feedback part is what the
   prediction still misses, so it is the prediction error (feedback-error
-  learning); a normalised LMS step ``w += mu * e * f / (eps + |f|^2)``
+  learning); a normalised LMS step ``w += mu * e * f / (4 eps + |f|^2)``
   moves the coefficients towards it, with a slow leak (2**-13 a step) so
-  a payload change is forgotten;
+  a payload change is forgotten; one axis learns per tick (round robin), and
+  not while its feedback is saturated (it then is not what the axis needs);
 - the excitation check: with ``|f|^2 <= eps`` (the handle still: under
-  about 0.03 g of high-passed acceleration) nothing is learned and nothing
-  leaks, so the coefficients cannot drift on a table;
+  about 0.05 g of high-passed acceleration) nothing is learned and nothing
+  leaks, so the coefficients cannot drift on a table; the step's
+  normaliser is ``4 eps + |f|^2``, so just above the gate the steps stay
+  small (noise there would otherwise move the weights as much as walking);
 - the output: ``ff_q15[axis]``, a torque as a fraction of the axis' full
   amplitude (Q15), clamped to half of it; FocDrive.duties adds it to the
   feedback's torque.
@@ -56,10 +59,11 @@ from .fixmath import SIN_Q15
 OFF = const(0x20000000)  # stored = value + OFF: values within +-2**29
 _F_MAX = const(16383)  # regressor clamp, accelerometer counts (2 g of high-passed acceleration at 8192/g)
 _E_MAX = const(32767)  # learning signal clamp, Q15 of full effort
+_E_SAT = const(30000)  # a feedback effort beyond 92 % of its limit counts as saturated
 _W_MAX = const(4194303)  # weight clamp (Q20: 2**22 = a full torque per g)
 FF_MAX_Q15 = const(16384)  # the feed-forward may supply at most half of an axis' torque
 _LEAK_SHIFT = const(13)
-EPS_COUNTS2 = const(60000)  # about (0.03 g)**2 in accelerometer counts: below it the handle is still
+EPS_COUNTS2 = const(160000)  # about (0.05 g)**2 in accelerometer counts: below it the handle is still
 _UDEG_PER_SIN_STEP = const(234375)
 _STEPS = const(1536)
 _QUARTER = const(384)
@@ -91,11 +95,12 @@ class TorqueFeedForward:
             raise ValueError("torque_ff_mu = %r: must be 0 (off) to 0.05" % (mu,))
         p = self.param
         p[_P_MU] = int(mu * 65536 + 0.5)
-        # about 1 s of high-pass time constant at any loop rate
+        # about 4 s of high-pass time constant at any loop rate (2**12 ticks at 1 kHz): well below
+        # a walker's 0.8-2 Hz, so the regressors keep their phase there
         shift = 0
         while (1 << (shift + 1)) <= loop_hz:
             shift += 1
-        p[_P_SHIFT] = shift + 1
+        p[_P_SHIFT] = shift + 3
         any_axis = False
         for i in range(3):
             p[_P_ACTIVE + i] = 1 if active[i] else 0
@@ -178,6 +183,12 @@ class TorqueFeedForward:
                 e = e2
             # the feedback's effort as a fraction of the axis' full torque (Q15), high-passed
             e = (e << 5) // p[_P_LIM + k]
+            # a saturated feedback is not what the axis needed: no lesson from this tick
+            sat = e > _E_SAT or e < 0 - _E_SAT
+            if e > _E_MAX:
+                e = _E_MAX
+            elif e < 0 - _E_MAX:
+                e = 0 - _E_MAX
             m = s[_S_ME + k] - OFF
             m += e - (m >> sh)
             s[_S_ME + k] = m + OFF
@@ -190,9 +201,9 @@ class TorqueFeedForward:
             w0 = s[w] - OFF
             w1 = s[w + 1] - OFF
             w2 = s[w + 2] - OFF
-            if k == learn and excited:
-                # normalised LMS on the feedback's share: dw = mu * e * f / (eps + |f|^2), Q20
-                d = (EPS_COUNTS2 + norm) // (p[_P_MU] << 4)
+            if k == learn and excited and not sat:
+                # normalised LMS on the feedback's share: dw = mu * e * f / (4 eps + |f|^2), Q20
+                d = (4 * EPS_COUNTS2 + norm) // (p[_P_MU] << 4)
                 if d < 1:
                     d = 1
                 half = d >> 1

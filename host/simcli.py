@@ -49,6 +49,9 @@ def add_arguments(parser):
                              "arguments)" % DEFAULT_VIDEO)
     parser.add_argument("--light", type=int, choices=(0, 1, 2, 3), metavar="LEVEL",
                         help="the fill light level the host asks for (0 off, 1..3; default: the scenario's [light] level)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="firmware_set",
+                        help="a firmware config key for this run, over the scenario's [firmware] table "
+                             "(repeatable; e.g. --set torque_ff_mu=0.005)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--list", action="store_true", help="list the bundled scenarios and exit")
@@ -111,12 +114,27 @@ def run(args):
     overrides = {}
     if args.seconds is not None:
         overrides["seconds"] = args.seconds
+    if args.firmware_set:
+        pairs = []
+        for item in args.firmware_set:
+            name, sep, value = item.partition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not sep or not name or number is None:
+                return _fail("--set %r: expected KEY=NUMBER, a firmware config key (docs/firmware.md), "
+                             "e.g. --set torque_ff_mu=0.005" % item)
+            pairs.append((name.strip(), int(number) if number == int(number) else number))
+        overrides["firmware"] = pairs
     try:
         if args.seconds is not None:
             warmup_s = load_scenario(args.scenario).warmup_s
             if not args.seconds > warmup_s:
                 return _fail("--seconds %g: must be longer than the scenario's warm-up of %g s (boot, gyro "
                              "calibration, lock-on)" % (args.seconds, warmup_s))
+        if "firmware" in overrides:
+            overrides["firmware"] = tuple(load_scenario(args.scenario).firmware) + tuple(overrides["firmware"])
         scenario = load_scenario(args.scenario, overrides=overrides)
         if args.light is not None:
             from dataclasses import replace

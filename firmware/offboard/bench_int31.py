@@ -23,7 +23,7 @@ import types
 
 LIMIT = 1 << 30
 # instrumented in import order: a module's firmware imports come before it
-MODULES = ("fixmath", "protocol", "config", "imu", "estimator", "control", "motor", "angle_sensor", "foc",
+MODULES = ("fixmath", "protocol", "config", "imu", "estimator", "control", "motor", "angle_sensor", "torque_ff", "foc",
            "failsafe", "modes", "drive", "telemetry", "link", "app")
 
 
