@@ -183,3 +183,42 @@ def test_configuration_is_checked_and_zero_is_off():
     assert not tff.enabled  # no axis on the closed-loop drive: nothing to feed
     tff.configure(0.005, 1000, [0, 1, 0], [25000] * 3)
     assert tff.enabled
+
+
+def heap_per_tick(ticks=1000):
+    """Bytes Gimbal.tick allocates with every axis closed-loop, the handle IMU fitted and the feed-forward on."""
+    import gc
+
+    from opensteady.firmware.app import Gimbal
+    from opensteady.firmware.config import KEY_IDS
+    from opensteady.firmware.offboard.bench_tick import foc_config, handle_wobble
+    from opensteady.firmware.offboard.plant import PlantHAL, lock_config
+
+    hal = PlantHAL(handle_path=handle_wobble, handle_imu=True)
+    hal.capture_tx = False
+    hal.sensor_bits = 14
+    cfg = lock_config(foc_config())
+    cfg.set(KEY_IDS["torque_ff_mu"], 0.02)
+    g = Gimbal(hal, cfg)
+    for _ in range(3000):
+        hal.step(g.period_us)
+        g.tick(hal.now_us)
+    total = 0
+    for _ in range(ticks):
+        hal.step(g.period_us)
+        gc.collect()
+        before = gc.mem_alloc()
+        g.tick(hal.now_us)
+        total += gc.mem_alloc() - before
+    w = g.torque_ff.weights()
+    return {"enabled": g.torque_ff.enabled, "learned": any(x for row in w for x in row), "bytes": total,
+            "foc": list(g.foc.active)}
+
+
+def test_tick_with_the_feed_forward_allocates_nothing_on_micropython():
+    from tests.micropython import run_micropython_json
+
+    r = run_micropython_json("import json; from tests.test_firmware_torque_ff import heap_per_tick; "
+                             "print(json.dumps(heap_per_tick()))", timeout_s=300)
+    assert r["foc"] == [1, 1, 1] and r["enabled"] and r["learned"], r  # it ran, and it learned
+    assert r["bytes"] == 0
