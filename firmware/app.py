@@ -48,7 +48,7 @@ from .drive import MotorDrive
 from .estimator import AttitudeEstimator
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
 from .fixmath import TICKS_MASK, ticks_diff, wrap_udeg
-from .foc import FocDrive
+from .foc import FF_STRIDE, FF_WORD, FocDrive
 from .imu import CAL_DONE, CAL_MOVED, GyroCalibrator, PlausibilityCheck, to_body
 from .light import FillLight
 from .link import Link
@@ -95,8 +95,8 @@ class Gimbal:
         self.drive = MotorDrive(hal)
         self.light = FillLight(hal)  # off at boot; configure() drives its pin low
         self.foc = FocDrive()  # the closed-loop drive, for axes configured for it
-        self.torque_ff = TorqueFeedForward()  # its torque feed-forward from the handle's accelerometer
-        self.foc.ff_out = self.torque_ff.ff_out
+        # its torque feed-forward from the handle's accelerometer, written where FocDrive.duties reads it
+        self.torque_ff = TorqueFeedForward(self.handle_ff.body, self.foc.packed, FF_WORD, FF_STRIDE)
         self.foc_needs_cal = False
         self.plausibility = PlausibilityCheck()
         self.tune = AxisAutotune()  # a relay auto-tune on one axis (MSG_TUNE), else idle
@@ -281,8 +281,7 @@ class Gimbal:
         tff = self.torque_ff
         if tff.enabled:
             if guard and tune_axis < 0:
-                tff.update(self.handle_ff.body, axes[0].joint_udeg, axes[0].effort_mdps, axes[1].effort_mdps,
-                           axes[2].effort_mdps)
+                tff.update(axes[0].joint_udeg, axes[0].effort_mdps, axes[1].effort_mdps, axes[2].effort_mdps)
             else:
                 tff.hold()
         self.drive.write(axes, fd)

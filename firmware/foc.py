@@ -239,7 +239,7 @@ SENSOR_AS5600 = const(1)
 SENSOR_AS5048A = const(2)
 _SENSOR_BITS = (0, 12, 14)
 # FocDrive._packed: per axis _W words, each >= 0 (viper's ptr32 loads are unsigned on 64-bit ports)
-_W = const(8)
+_W = const(9)
 _P_BITS = const(0)
 _P_JOINT_ZERO = const(1)
 _P_JOINT_NEG = const(2)  # 1: joint_sign < 0
@@ -248,6 +248,9 @@ _P_SENSOR_NEG = const(4)  # 1: sensor_dir < 0
 _P_ZERO = const(5)
 _P_MOTOR_NEG = const(6)  # 1: motor_dir < 0
 _P_COUNTS = const(7)  # the rotor as measure() read it this tick
+_P_FF = const(8)  # the torque feed-forward, Q15 of the amplitude, + torque_ff.OFF (TorqueFeedForward writes it)
+FF_WORD = _P_FF  # where TorqueFeedForward writes axis i's torque: _packed[FF_WORD + FF_STRIDE * i]
+FF_STRIDE = _W
 
 
 class FocDrive:
@@ -280,10 +283,10 @@ class FocDrive:
         # what measure() and duties() read each tick, packed from the lists above by configure():
         # one ptr32 load a value instead of an attribute and a list subscript (about 40 ns each)
         self._packed = array("i", [0] * (3 * _W))
+        for i in range(3):
+            self._packed[i * _W + _P_FF] = _FF_OFF  # no torque feed-forward
+        self.packed = self._packed  # TorqueFeedForward writes its torques into it (FF_WORD, FF_STRIDE)
         self.read_errors = 0
-        # the torque feed-forward per axis, Q15 of the amplitude, stored + torque_ff.OFF
-        # (TorqueFeedForward.ff_out, set by the Gimbal; all OFF = none)
-        self.ff_out = array("i", [_FF_OFF] * 3)
         self.cal = [None, None, None]  # type: list  # FocCalibrator per axis while calibrating
         self.cal_reason = [0, 0, 0]
         self.calibrating = False
@@ -393,15 +396,15 @@ class FocDrive:
         if lim < 1:
             lim = 1
         t = ((int(ctl.effort_mdps) >> 10) * amp) // lim
-        ff = ptr32(self.ff_out)[i] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)
+        p = ptr32(self._packed)
+        k = i * _W
+        ff = p[k + _P_FF] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)
         if ff:
             t += (ff * amp) >> 15
         if t > amp:
             t = amp
         elif t < 0 - amp:
             t = 0 - amp
-        p = ptr32(self._packed)
-        k = i * _W
         e = int(rotor_elec_index(p[k + _P_COUNTS], p[k + _P_BITS], p[k + _P_POLE_PAIRS],
                                  1 - 2 * p[k + _P_SENSOR_NEG], p[k + _P_ZERO]))
         if p[k + _P_MOTOR_NEG]:

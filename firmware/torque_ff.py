@@ -36,14 +36,16 @@ handle, so the handle's differenced gyro answers to the feed-forward
 itself in the same tick; in the simulator that loop went unstable (jitter
 0.05 -> 0.5 deg). docs/firmware.md has the figures.
 
-Integers only (viper; every intermediate within +-2**30). State lives in one
-``array('i')`` stored with an offset (``_OFF``) so viper's ptr32 loads, which
-are unsigned on 64-bit ports, stay right for negative values.
+Integers only (viper; every intermediate within +-2**30). State and
+parameters live in one ``array('i')``, signed values stored with an offset
+(``OFF``) so viper's ptr32 loads, which are unsigned on 64-bit ports, stay
+right for negative values; the output goes straight into the words the
+drive reads (FocDrive's packed array), so the tick pays no extra loads.
 
-    tff = TorqueFeedForward()
-    tff.configure(mu=0.003, loop_hz=1000, active=[1, 1, 1], limits_mdps=[25000, 100000, 25000])
-    tff.update(accel_frd, yaw_joint_udeg, efforts_mdps)   # each tick, after the axis controllers
-    tff.ff_q15_at(axis)                                     # the feed-forward torque, Q15
+    tff = TorqueFeedForward(accel_frd)          # the list the handle's sample is written into
+    tff.configure(mu=0.005, loop_hz=1000, active=[1, 1, 1], limits_mdps=[25000, 100000, 25000])
+    tff.update(yaw_joint_udeg, e_yaw, e_pitch, e_roll)   # each tick, efforts (mdps) after the controllers
+    tff.ff_q15_at(axis)                                  # the feed-forward torque, Q15
 """
 
 from array import array
@@ -67,33 +69,42 @@ EPS_COUNTS2 = const(160000)  # about (0.05 g)**2 in accelerometer counts: below 
 _UDEG_PER_SIN_STEP = const(234375)
 _STEPS = const(1536)
 _QUARTER = const(384)
-# state words
+# words of TorqueFeedForward._a: state (signed, stored + OFF)
 _S_MF = const(0)  # 3: regressor means, counts * 2**shift
 _S_ME = const(3)  # 3: effort means, Q15 * 2**shift
 _S_W = const(6)  # 9: weights, axis-major, Q20 (torque Q15 = sum(w * f) >> 20)
 _S_F = const(15)  # 3: this tick's regressors
 _S_LEN = const(18)
-# parameter words (each >= 0)
-_P_MU = const(0)  # mu, Q16 (0 = off)
-_P_SHIFT = const(1)
-_P_ACTIVE = const(2)  # 3: 1 for an axis on the closed-loop drive
-_P_LIM = const(5)  # 3: effort limit >> 10, as FocDrive.duties scales the effort
-_P_NEXT = const(8)  # the axis whose weights learn this tick (round robin)
-_P_LEN = const(9)
+# then parameters (each >= 0, stored as they are)
+_P_MU = const(18)  # mu, Q16 (0 = off)
+_P_SHIFT = const(19)
+_P_ACTIVE = const(20)  # 3: 1 for an axis on the closed-loop drive
+_P_LIM = const(23)  # 3: effort limit >> 10, as FocDrive.duties scales the effort
+_P_NEXT = const(26)  # the axis whose weights learn this tick (round robin)
+_P_OUT = const(27)  # where axis 0's output goes in the output array
+_P_STRIDE = const(28)  # and how far apart the axes' outputs are
+_LEN = const(29)
 
 
 class TorqueFeedForward:
-    def __init__(self):
-        self.state = array("i", [OFF] * _S_LEN)
-        self.param = array("i", [0] * _P_LEN)
-        self.ff_out = array("i", [OFF] * 3)  # FocDrive.duties reads these (value + OFF)
+    def __init__(self, accel, out=None, base=0, stride=1):
+        """``accel``: the list whose first three items are the handle's specific force (counts, FRD)
+        when update() runs; ``out[base + stride * axis]``: where the torques go (value + OFF)."""
+        self.accel = accel
+        self._a = array("i", [OFF] * _S_LEN + [0] * (_LEN - _S_LEN))
+        if out is None:
+            out = array("i", [OFF] * 3)
+        self.out = out
+        self._a[_P_OUT] = base
+        self._a[_P_STRIDE] = stride
         self.enabled = False
+        self.hold()
 
     def configure(self, mu, loop_hz, active, limits_mdps):
         """``mu`` the normalised step (0 = off), ``active`` 1 per closed-loop axis, their effort limits in mdps."""
         if not 0.0 <= mu <= 0.05:
             raise ValueError("torque_ff_mu = %r: must be 0 (off) to 0.05" % (mu,))
-        p = self.param
+        p = self._a
         p[_P_MU] = int(mu * 65536 + 0.5)
         # about 4 s of high-pass time constant at any loop rate (2**12 ticks at 1 kHz): well below
         # a walker's 0.8-2 Hz, so the regressors keep their phase there
@@ -113,32 +124,33 @@ class TorqueFeedForward:
 
     def reset(self):
         """Forget everything learned, output nothing."""
-        s = self.state
         for k in range(_S_LEN):
-            s[k] = OFF
-        for k in range(3):
-            self.ff_out[k] = OFF
+            self._a[k] = OFF
+        self.hold()
 
     def hold(self):
         """No handle sample this tick: output nothing (the feedback holds the camera alone)."""
+        a = self._a
         for k in range(3):
-            self.ff_out[k] = OFF
+            self.out[a[_P_OUT] + a[_P_STRIDE] * k] = OFF
 
     def ff_q15_at(self, axis):
-        return self.ff_out[axis] - OFF
+        a = self._a
+        return self.out[a[_P_OUT] + a[_P_STRIDE] * axis] - OFF
 
     def weights(self):
         """The learned coefficients, [axis][x, y, z], Q20 (torque Q15 per accelerometer count * 2**20)."""
-        s = self.state
+        s = self._a
         return [[s[_S_W + 3 * k + i] - OFF for i in range(3)] for k in range(3)]
 
     @micropython.viper
-    def update(self, accel, yaw_udeg: int, e0: int, e1: int, e2: int):
-        """One tick: ``accel`` the handle's specific force (counts, FRD), efforts ``e0..e2`` (mdps) of this tick."""
-        s = ptr32(self.state)
-        p = ptr32(self.param)
-        out = ptr32(self.ff_out)
+    def update(self, yaw_udeg: int, e0: int, e1: int, e2: int):
+        """One tick: the handle's sample in ``self.accel``, the axes' efforts ``e0..e2`` (mdps) of this tick."""
+        s = ptr32(self._a)
+        p = s
+        out = ptr32(self.out)
         sh = p[_P_SHIFT]
+        accel = self.accel
         # the yaw arm's frame: the handle's x and y turned by the yaw joint (Q10 trig from the sine table)
         i = (yaw_udeg // _UDEG_PER_SIN_STEP) % _STEPS
         tab = SIN_Q15
@@ -146,17 +158,13 @@ class TorqueFeedForward:
         cy = int(tab[(i + _QUARTER) % _STEPS]) >> 5
         ax = int(accel[0])
         ay = int(accel[1])
-        f0 = (cy * ax + sy * ay) >> 10
-        f1 = (cy * ay - sy * ax) >> 10
-        f2 = int(accel[2])
+        s[_S_F] = ((cy * ax + sy * ay) >> 10) + OFF
+        s[_S_F + 1] = ((cy * ay - sy * ax) >> 10) + OFF
+        s[_S_F + 2] = int(accel[2]) + OFF
         # high-pass each regressor (the mean follows with time constant 2**sh ticks)
         norm = 0
         for k in range(3):
-            x = f0
-            if k == 1:
-                x = f1
-            elif k == 2:
-                x = f2
+            x = s[_S_F + k] - OFF
             m = s[_S_MF + k] - OFF
             m += x - (m >> sh)
             s[_S_MF + k] = m + OFF
@@ -170,12 +178,10 @@ class TorqueFeedForward:
         f0 = s[_S_F] - OFF
         f1 = s[_S_F + 1] - OFF
         f2 = s[_S_F + 2] - OFF
-        learn = p[_P_NEXT]
-        p[_P_NEXT] = (learn + 1) % 3
-        excited = norm > EPS_COUNTS2
-        for k in range(3):
-            if not p[_P_ACTIVE + k]:
-                continue
+        # one axis learns this tick (round robin): its effort's high-pass steps 3 ticks at once
+        k = p[_P_NEXT]
+        p[_P_NEXT] = (k + 1) % 3
+        if p[_P_ACTIVE + k]:
             e = e0
             if k == 1:
                 e = e1
@@ -190,45 +196,40 @@ class TorqueFeedForward:
             elif e < 0 - _E_MAX:
                 e = 0 - _E_MAX
             m = s[_S_ME + k] - OFF
-            m += e - (m >> sh)
+            m += 3 * (e - (m >> sh))
             s[_S_ME + k] = m + OFF
             e -= m >> sh
             if e > _E_MAX:
                 e = _E_MAX
             elif e < 0 - _E_MAX:
                 e = 0 - _E_MAX
-            w = _S_W + 3 * k
-            w0 = s[w] - OFF
-            w1 = s[w + 1] - OFF
-            w2 = s[w + 2] - OFF
-            if k == learn and excited and not sat:
+            if norm > EPS_COUNTS2 and not sat:
                 # normalised LMS on the feedback's share: dw = mu * e * f / (4 eps + |f|^2), Q20
                 d = (4 * EPS_COUNTS2 + norm) // (p[_P_MU] << 4)
                 if d < 1:
                     d = 1
                 half = d >> 1
-                w0 += (e * f0 + half) // d - (w0 >> _LEAK_SHIFT)
-                w1 += (e * f1 + half) // d - (w1 >> _LEAK_SHIFT)
-                w2 += (e * f2 + half) // d - (w2 >> _LEAK_SHIFT)
-                if w0 > _W_MAX:
-                    w0 = _W_MAX
-                elif w0 < 0 - _W_MAX:
-                    w0 = 0 - _W_MAX
-                if w1 > _W_MAX:
-                    w1 = _W_MAX
-                elif w1 < 0 - _W_MAX:
-                    w1 = 0 - _W_MAX
-                if w2 > _W_MAX:
-                    w2 = _W_MAX
-                elif w2 < 0 - _W_MAX:
-                    w2 = 0 - _W_MAX
-                s[w] = w0 + OFF
-                s[w + 1] = w1 + OFF
-                s[w + 2] = w2 + OFF
-            # the torque the next feedback would otherwise have to find: sum(w * f) >> 20, each product < 2**30
-            t = (((w0 >> 8) * f0) >> 12) + (((w1 >> 8) * f1) >> 12) + (((w2 >> 8) * f2) >> 12)
+                for i in range(3):
+                    f = s[_S_F + i] - OFF
+                    w = s[_S_W + 3 * k + i] - OFF
+                    w += (e * f + half) // d - (w >> _LEAK_SHIFT)
+                    if w > _W_MAX:
+                        w = _W_MAX
+                    elif w < 0 - _W_MAX:
+                        w = 0 - _W_MAX
+                    s[_S_W + 3 * k + i] = w + OFF
+        # every closed-loop axis: the torque its feedback would otherwise have to find, sum(w * f) >> 20
+        # (each product < 2**30)
+        o = p[_P_OUT]
+        for k in range(3):
+            if not p[_P_ACTIVE + k]:
+                continue
+            w = _S_W + 3 * k
+            t = ((((s[w] - OFF) >> 8) * f0) >> 12) + ((((s[w + 1] - OFF) >> 8) * f1) >> 12) \
+                + ((((s[w + 2] - OFF) >> 8) * f2) >> 12)
             if t > FF_MAX_Q15:
                 t = FF_MAX_Q15
             elif t < 0 - FF_MAX_Q15:
                 t = 0 - FF_MAX_Q15
-            out[k] = t + OFF
+            out[o] = t + OFF
+            o += p[_P_STRIDE]

@@ -46,7 +46,7 @@ def _protocol_main(argv):
 
 
 def _firmware_main(argv):
-    """Run firmware/offboard/bench_tick.py on the MicroPython unix port (arguments: ticks, --foc)."""
+    """Run firmware/offboard/bench_tick.py on the MicroPython unix port (arguments: ticks, --foc, ...)."""
     import os
     import subprocess
 
@@ -55,13 +55,18 @@ def _firmware_main(argv):
     parser = argparse.ArgumentParser(prog="opensteady bench firmware", description=_firmware_main.__doc__)
     parser.add_argument("ticks", nargs="?", type=int, default=5000, help="control ticks to time (default 5000)")
     parser.add_argument("--foc", action="store_true", help="every axis on the closed-loop drive (sensor + FOC)")
+    parser.add_argument("--handle-imu", action="store_true",
+                        help="a second IMU on the handle (the handle-rate feed-forward runs)")
+    parser.add_argument("--torque-ff", action="store_true",
+                        help="the handle IMU and the torque feed-forward (torque_ff_mu 0.005; acts on --foc axes)")
     args = parser.parse_args(argv)
     ticks = args.ticks
     foc = args.foc
     if ticks < 1:
         parser.error("ticks must be at least 1, got %d" % ticks)
     env = dict(os.environ, MICROPYPATH="%s:.frozen" % VM_PATH)
-    code = "from firmware.offboard import bench_tick; bench_tick.main(%d, %s)" % (ticks, foc)
+    code = "from firmware.offboard import bench_tick; bench_tick.main(%d, %s, %s, %s)" % (
+        ticks, foc, args.handle_imu, args.torque_ff)
     cmd = [binary(), "-X", "heapsize=4M", "-c", code]
     return subprocess.run(cmd, env=env, cwd=str(VM_PATH)).returncode
 

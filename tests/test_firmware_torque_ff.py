@@ -24,10 +24,10 @@ def _waves(n, out):
 def learn(yaw_deg=0, ticks=30000, mu=0.01):
     """A perfect feedback loop: each tick it supplies what last tick's feed-forward missed; weights learned."""
     theta_q15 = [[int(t * 32768) for t in row] for row in THETA]
-    tff = TorqueFeedForward()
-    tff.configure(mu, 1000, [1, 1, 1], [LIMIT_MDPS] * 3)
     arm = [0, 0, 0]  # the acceleration in the yaw arm's frame (what the torque depends on)
     accel = [0, 0, 0]  # what the handle's chip reads (the arm's frame turned back by the yaw joint)
+    tff = TorqueFeedForward(accel)
+    tff.configure(mu, 1000, [1, 1, 1], [LIMIT_MDPS] * 3)
     i = (yaw_deg * 1536) // 360
     sy = SIN_Q15[i % 1536]
     cy = SIN_Q15[(i + 384) % 1536]
@@ -46,7 +46,7 @@ def learn(yaw_deg=0, ticks=30000, mu=0.01):
             if n >= ticks - 5000:
                 sq[k][0] += (need >> 6) * (need >> 6)
                 sq[k][1] += ((need - ff[k]) >> 6) * ((need - ff[k]) >> 6)
-        tff.update(accel, yaw_deg * 1000000, effort[0], effort[1], effort[2])
+        tff.update(yaw_deg * 1000000, effort[0], effort[1], effort[2])
         for k in range(3):
             ff[k] = tff.ff_q15_at(k)
     return tff, sq
@@ -61,7 +61,8 @@ def learn_vectors():
         out["sq%d" % yaw] = sq
     # the handle put down: gravity and a few counts of noise, while the feedback twitches
     rng = 12345
-    accel = [0, 0, -8192]
+    accel = tff.accel
+    accel[2] = -8192
     before = None
     for n in range(13000):
         if n == 3000:  # the high-passed acceleration has decayed under the gate by now
@@ -70,7 +71,7 @@ def learn_vectors():
         accel[0] = (rng >> 16) % 7 - 3
         accel[1] = (rng >> 8) % 7 - 3
         e = (rng >> 4) % 2001 - 1000
-        tff.update(accel, 30000000, e, -e, e >> 1)
+        tff.update(30000000, e, -e, e >> 1)
     out["still_before"] = before
     out["still_after"] = tff.weights()
     out["still_ff"] = [tff.ff_q15_at(k) for k in range(3)]
@@ -79,16 +80,16 @@ def learn_vectors():
 
 def extremes():
     """The core at its clamps: saturated inputs, every weight at its limit, any yaw."""
-    tff = TorqueFeedForward()
-    tff.configure(0.05, 2000, [1, 1, 1], [2000000, 1000, 1000])
     accel = [0, 0, 0]
+    tff = TorqueFeedForward(accel)
+    tff.configure(0.05, 2000, [1, 1, 1], [2000000, 1000, 1000])
     outs = []
     for n in range(3000):
         v = 32767 if (n // 7) % 2 else -32768
         accel[0] = v
         accel[1] = -v
         accel[2] = v
-        tff.update(accel, ((n * 37) % 360 - 180) * 1000000, 2000000 if n % 3 else -2000000, 1000, -1000)
+        tff.update(((n * 37) % 360 - 180) * 1000000, 2000000 if n % 3 else -2000000, 1000, -1000)
         outs.append([tff.ff_q15_at(k) for k in range(3)])
     return {"w": tff.weights(), "ff_max": max(max(abs(x) for x in o) for o in outs)}
 
@@ -141,15 +142,15 @@ def test_core_stays_within_31_bits():
     saved = {k: v for k, v in sys.modules.items() if k.startswith("opensteady.firmware")}
     try:
         mods = bench_int31.instrument(counter)
-        tff = mods["torque_ff"].TorqueFeedForward()
+        accel = [0, 0, 0]
+        tff = mods["torque_ff"].TorqueFeedForward(accel)
         counter.active = True
         for hz, limits in ((2000, [2000000, 1000, 1000]), (100, [1000, 2000000, 25600])):
             tff.configure(0.05, hz, [1, 1, 1], limits)
-            accel = [0, 0, 0]
             for n in range(2000):
                 v = 32767 if (n // 5) % 2 else -32768
                 accel[0], accel[1], accel[2] = v, -v, v
-                tff.update(accel, ((n * 37) % 360 - 180) * 1000000, 2000000 if n % 3 else -2000000, 1000, -1000)
+                tff.update(((n * 37) % 360 - 180) * 1000000, 2000000 if n % 3 else -2000000, 1000, -1000)
         counter.active = False
     finally:
         sys.modules.update(saved)
@@ -174,7 +175,7 @@ def test_configuration_is_checked_and_zero_is_off():
     assert cfg.set(key, 0.2) == protocol.NACK_OUT_OF_RANGE
     assert cfg.set(key, -0.001) == protocol.NACK_OUT_OF_RANGE
     assert cfg.set(key, 0.005) == protocol.ACK_OK
-    tff = TorqueFeedForward()
+    tff = TorqueFeedForward([0, 0, 0])
     with pytest.raises(ValueError, match="torque_ff_mu"):
         tff.configure(0.5, 1000, [1, 1, 1], [25000] * 3)
     tff.configure(0.0, 1000, [1, 1, 1], [25000] * 3)

@@ -2,6 +2,7 @@
 
     MICROPYPATH=. micropython -X heapsize=4M -c "from firmware.offboard import bench_stages; bench_stages.main()"
     ... bench_stages.main(foc=True)      # every axis on the closed-loop drive
+    ... bench_stages.main(foc=True, torque_ff=True)   # and the handle IMU with the torque feed-forward on
 
 Brings the gimbal of bench_tick.run (track mode, the handle wobbling) to
 steady state, then times each part that ``Gimbal.tick`` calls on its own:
@@ -22,17 +23,21 @@ import sys
 
 from .. import protocol
 from ..app import Gimbal
+from ..config import KEY_IDS
 from ..imu import to_body
 from .bench_tick import _diff, _now_us, foc_config, handle_wobble, run
 from .plant import PlantHAL
 
 
-def _gimbal(foc):
-    hal = PlantHAL(handle_path=handle_wobble)
+def _gimbal(foc, torque_ff=False):
+    hal = PlantHAL(handle_path=handle_wobble, handle_imu=torque_ff)
     hal.capture_tx = False
     if foc:
         hal.sensor_bits = 14
-    g = Gimbal(hal, config=foc_config() if foc else None)
+    cfg = foc_config() if foc else None
+    if torque_ff:
+        cfg.set(KEY_IDS["torque_ff_mu"], 0.005)
+    g = Gimbal(hal, config=cfg)
     for _ in range(1500):
         hal.step(g.period_us)
         g.tick(hal.now_us)
@@ -57,10 +62,14 @@ def _best_ns(fn, calls, runs):
     return best * 1000 // calls
 
 
-def stages(foc=False, calls=2000, runs=5):
-    """ns per call of each part of the tick (loop overhead subtracted), and the whole tick's median."""
-    whole = run(2000, foc=foc)["tick_us_median"] * 1000  # on a fresh gimbal, the plant stepping between ticks
-    g, hal = _gimbal(foc)
+def stages(foc=False, calls=2000, runs=5, torque_ff=False):
+    """ns per call of each part of the tick (loop overhead subtracted), and the whole tick's median.
+
+    ``torque_ff`` (with ``foc``): the handle IMU fitted and the torque feed-forward on; two more rows.
+    """
+    # on a fresh gimbal, the plant stepping between ticks
+    whole = run(2000, foc=foc, torque_ff_mu=0.005 if torque_ff else 0.0)["tick_us_median"] * 1000
+    g, hal = _gimbal(foc, torque_ff)
     warm = []  # a second tick right after each one (same IMU sample, time moved on): caches warm
     for _ in range(1000):
         hal.step(g.period_us)
@@ -147,6 +156,22 @@ def stages(foc=False, calls=2000, runs=5):
         for _ in range(n):
             tel.due(t)
 
+    def handle_rates(n):
+        h = g.handle_ff
+        yaw = axes[0].joint_udeg
+        roll = axes[2].joint_udeg
+        for _ in range(n):
+            h.update(g.handle_raw, yaw, roll)
+
+    def torque_ff_update(n):
+        t = g.torque_ff
+        yaw = axes[0].joint_udeg
+        e0 = axes[0].effort_mdps
+        e1 = axes[1].effort_mdps
+        e2 = axes[2].effort_mdps
+        for _ in range(n):
+            t.update(yaw, e0, e1, e2)
+
     parts = (
         ("imu_read (HAL)", imu_read), ("to_body", body_frame), ("plausibility", plausibility),
         ("handle_imu_read (HAL)", handle_imu), ("estimator", estimator), ("modes.update", mode_logic),
@@ -154,6 +179,8 @@ def stages(foc=False, calls=2000, runs=5):
         ("faults.joint_limit", joint_limit), ("watchdog.check", watchdog), ("link.poll (no bytes)", link_poll),
         ("tel.due", tel_due),
     )
+    if torque_ff:
+        parts += (("handle_ff.update", handle_rates), ("torque_ff.update", torque_ff_update))
     base = _best_ns(empty, calls, runs)
     out = [("whole tick (median)", whole), ("whole tick, warm (median)", warm[500] * 1000)]
     total = 0
@@ -165,10 +192,11 @@ def stages(foc=False, calls=2000, runs=5):
     return out
 
 
-def main(foc=False, calls=2000, runs=5):
-    rows = stages(foc, calls, runs)
-    print("%s, %s drive: ns per call, best of %d x %d" % (sys.implementation.name, "foc" if foc else "open_loop",
-                                                        runs, calls))
+def main(foc=False, calls=2000, runs=5, torque_ff=False):
+    rows = stages(foc, calls, runs, torque_ff)
+    print("%s, %s drive%s: ns per call, best of %d x %d" % (
+        sys.implementation.name, "foc" if foc else "open_loop", ", torque feed-forward" if torque_ff else "", runs,
+        calls))
     for name, ns in rows:
         print("  %-24s %7d" % (name, ns))
     print(json.dumps(dict(rows)))
