@@ -68,6 +68,15 @@ def test_bench_firmware_help_and_a_bad_tick_count():
     assert "Traceback" not in result.stderr
 
 
+def test_sim_set_needs_a_known_firmware_key_and_a_number_in_range():
+    result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff_mu", "--json", "--no-progress")
+    assert_error(result, "sim", EXIT_USAGE, "--set 'torque_ff_mu'", "KEY=NUMBER")
+    result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff=0.005", "--json", "--no-progress")
+    assert_error(result, "sim", EXIT_USAGE, "firmware.torque_ff: unknown firmware config key")
+    result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff_mu=1", "--json", "--no-progress")
+    assert_error(result, "sim", EXIT_USAGE, "torque_ff_mu = 1", "range 0.0..0.05")
+
+
 def test_verbose_works_before_and_after_the_subcommand():
     from opensteady.host.cli import build_parser
 
