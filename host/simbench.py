@@ -3,7 +3,8 @@
     python -m opensteady.host.simbench --repeat 3 [--json]
     python -m opensteady.host.simbench --scenarios --seeds 4     # per scenario and seed, JSON lines
 
-1. realtime factor of physics + in-process firmware at 1 kHz (stabilize-walking, no camera);
+1. realtime factor of physics + in-process firmware at 1 kHz (stabilize-walking, no camera),
+   interpreted and compiled (``--firmware compiled``: sim/compiled_firmware.py);
 2. the same with the firmware in the MicroPython binary;
 3. realtime factor with vision in the loop at 30 fps (track-crossing);
 4. tracking_rms_frac on track-crossing, OpenSteady and the naive baseline on the same seed;
@@ -33,6 +34,7 @@ import sys
 
 GOALS = {
     "rtf_physics_firmware_inprocess": 50.0,
+    "rtf_physics_firmware_compiled": 50.0,
     "rtf_vision_30fps": 2.0,
     "tracking_rms_frac": 0.02,
     "tracking_rms_vs_baseline": 1 / 3,
@@ -45,8 +47,16 @@ def _median(values):
     return round(statistics.median(values), 4) if values else None
 
 
-def tick_breakdown(ticks=3000):
-    """CPU microseconds per 1 ms control tick: the whole lockstep tick, the firmware's tick alone, mj_step alone."""
+def tick_breakdown(ticks=3000, firmware="inprocess"):
+    """CPU microseconds per 1 ms control tick of stabilize-walking, and where they go.
+
+    The whole lockstep tick (``SimGimbal.step_to``, after 2 s: calibrated,
+    motors on, walking), then each part alone, in place, as many times: the
+    firmware's tick, ``mj_step``, the two IMU models, the three motor
+    models; the rest is the world's own tick loop, the hand's pose, the
+    traces and the cache misses the parts cause each other. Each figure is
+    the best of 3 passes (the machine is shared).
+    """
     import time
 
     import mujoco
@@ -54,23 +64,55 @@ def tick_breakdown(ticks=3000):
     from opensteady.sim.scenario import load_scenario
     from opensteady.sim.world import SimGimbal
 
-    with SimGimbal(load_scenario("stabilize-walking")) as g:
+    def best(fn):
+        out = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn()
+            out.append((time.process_time() - t0) / ticks * 1e6)
+        return min(out)
+
+    with SimGimbal(load_scenario("stabilize-walking"), firmware=firmware) as g:
         g.step_to(2.0)  # calibrated, motors on, walking
-        t0 = time.process_time()
-        g.step_to(2.0 + ticks / 1000.0)
-        total = (time.process_time() - t0) / ticks * 1e6
         hal = g.hal
-        t0 = time.process_time()
-        for _ in range(ticks):
-            hal.now_us += g.period_us
-            g.firmware.tick(hal.now_us)
-        firmware = (time.process_time() - t0) / ticks * 1e6
-        t0 = time.process_time()
-        for _ in range(ticks):
-            mujoco.mj_step(g.plant.model, g.plant.data)
-        physics = (time.process_time() - t0) / ticks * 1e6
-    return {"tick_us_total": round(total, 1), "tick_us_firmware_inprocess": round(firmware, 1),
-            "tick_us_mj_step": round(physics, 1), "tick_us_sim_models_and_glue": round(total - firmware - physics, 1)}
+        plant = g.plant
+        total = best(lambda: g.step_to(g.time_s + ticks / 1000.0))
+
+        def fw_ticks():
+            for _ in range(ticks):
+                hal.now_us += g.period_us
+                g.firmware.tick(hal.now_us)
+
+        def mj_steps():
+            for _ in range(ticks):
+                mujoco.mj_step(plant.model, plant.data)
+
+        imu_t = [g.time_s]
+
+        def imu_samples():  # one new sample per IMU and call, as in the tick
+            t = imu_t[0]
+            for _ in range(ticks):
+                t += 0.001
+                g._sample_imus(t)
+            imu_t[0] = t
+
+        def motor_models():
+            angle, rate = plant.joint_state()
+            d = hal.duties
+            m = g.motors
+            for _ in range(ticks):
+                for k in (0, 1, 2):
+                    m[k].torque_nm(d[k][0], d[k][1], d[k][2], angle[k], rate[k])
+
+        fw_us = best(fw_ticks)
+        physics = best(mj_steps)
+        imus = best(imu_samples)
+        motors = best(motor_models)
+    rest = total - fw_us - physics - imus - motors
+    return {"tick_us_total": round(total, 1), "tick_us_firmware_inprocess": round(fw_us, 1),
+            "tick_us_mj_step": round(physics, 1), "tick_us_imu_models": round(imus, 1),
+            "tick_us_motor_models": round(motors, 1), "tick_us_world_loop_and_rest": round(rest, 1),
+            "tick_us_sim_models_and_glue": round(total - fw_us - physics, 1), "firmware": firmware}
 
 
 def measure(repeat=1):
@@ -81,6 +123,7 @@ def measure(repeat=1):
     crossing = load_scenario("track-crossing")
     rows = {k: [] for k in ("rtf_physics_firmware_inprocess", "rtf_physics_firmware_micropython", "rtf_vision_30fps",
                             "rtf_cpu_physics_firmware_inprocess", "rtf_cpu_vision_30fps",
+                            "rtf_physics_firmware_compiled", "rtf_cpu_physics_firmware_compiled",
                             "tracking_rms_frac", "baseline_tracking_rms_frac", "tracking_lost_frac",
                             "camera_jitter_rms_deg_walking", "handle_motion_rms_deg_walking",
                             "camera_jitter_rms_deg_walking_no_handle_imu")}
@@ -93,6 +136,9 @@ def measure(repeat=1):
         rows["handle_motion_rms_deg_walking"].append(w["handle_motion_rms_deg"])
         w0 = run_scenario(walking_plain, firmware="inprocess", seed=seed).metrics
         rows["camera_jitter_rms_deg_walking_no_handle_imu"].append(w0["camera_jitter_rms_deg"])
+        wc = run_scenario(walking, firmware="compiled", seed=seed).metrics
+        rows["rtf_physics_firmware_compiled"].append(wc["realtime_factor"])
+        rows["rtf_cpu_physics_firmware_compiled"].append(wc["realtime_factor_cpu"])
         mp = run_scenario(walking, firmware="micropython", seed=seed).metrics
         rows["rtf_physics_firmware_micropython"].append(mp["realtime_factor"])
         c = run_scenario(crossing, firmware="inprocess", seed=seed).metrics
@@ -106,6 +152,8 @@ def measure(repeat=1):
     mine, base = out["tracking_rms_frac"], out["baseline_tracking_rms_frac"]
     out["tracking_rms_vs_baseline"] = round(mine / base, 4) if mine is not None and base else None
     out.update(tick_breakdown())
+    out.update({k.replace("tick_us", "compiled_tick_us"): v for k, v in tick_breakdown(firmware="compiled").items()
+                if k.startswith("tick_us")})
     out["repeat"] = repeat
     out["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     out["goals"] = GOALS

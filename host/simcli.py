@@ -33,8 +33,9 @@ def add_arguments(parser):
                         help="bundled scenario name or a .toml file (default: %(default)s; --list shows them)")
     parser.add_argument("--face", metavar="IMAGE", help="photo of a person to use instead of the astronaut")
     parser.add_argument("--seconds", type=float, metavar="S", help="simulated seconds (default: the scenario's)")
-    parser.add_argument("--firmware", choices=("inprocess", "micropython"), default="inprocess",
-                        help="run the firmware in this Python process or in the real MicroPython binary")
+    parser.add_argument("--firmware", choices=("inprocess", "micropython", "compiled"), default="inprocess",
+                        help="run the firmware in this Python process, in the real MicroPython binary, or in "
+                             "this process compiled with Cython (about 2.5x faster; built once, cached)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are repeatable per seed)")
     parser.add_argument("--config", metavar="FILE.toml",
                         help="host settings, as for `opensteady track` (framing, tracker, vision)")
@@ -64,7 +65,7 @@ def _fail(message, code=EXIT_USAGE):
 # name -> (what it means, what is good); printed beside each figure
 EXPLAIN = {
     "scenario": ("the simulated situation (opensteady sim --list)", None),
-    "firmware": ("where the firmware ran: in this process, or in the real MicroPython VM", None),
+    "firmware": ("where the firmware ran: in this process (interpreted or compiled), or in the real MicroPython VM", None),
     "tracker": ("what turned camera frames into gimbal commands", None),
     "sim_seconds": ("simulated time", None),
     "wall_seconds": ("how long it took on this computer", None),

@@ -14,7 +14,7 @@ The grid file::
     scenarios = ["stabilize-walking", "stabilize-still"]
     seeds = [0, 1, 2]
     seconds = 6.0                 # optional: override each scenario's length
-    firmware = "inprocess"        # or "micropython" (the real VM per run)
+    firmware = "inprocess"        # or "micropython" (the real VM per run), or "compiled" (Cython, faster)
     phone_mass_kg = 0.26          # optional: a heavier or lighter phone (balanced in the clamp)
     [parameters]                  # firmware config keys; the grid is their product
     pitch_rate_kp = [1.0, 1.5, 2.0]
@@ -60,8 +60,8 @@ class Grid:
             raise GridError("scenarios: give a non-empty list of scenario names or .toml paths")
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise GridError("seeds: give a non-empty list of integers, e.g. seeds = [0, 1, 2]")
-        if firmware not in ("inprocess", "micropython"):
-            raise GridError("firmware = %r: expected \"inprocess\" or \"micropython\"" % (firmware,))
+        if firmware not in ("inprocess", "micropython", "compiled"):
+            raise GridError("firmware = %r: expected \"inprocess\", \"micropython\" or \"compiled\"" % (firmware,))
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or not seconds > 0):
             raise GridError("seconds = %r: must be a positive number" % (seconds,))

@@ -1,4 +1,4 @@
-"""The two co-simulation modes behind one interface: ``tick(now_us)`` on a SimHal.
+"""The co-simulation modes behind one interface: ``tick(now_us)`` on a SimHal.
 
 (a) :class:`InProcessFirmware` imports ``firmware.app.Gimbal`` on CPython and
     hands it the :class:`sim.hal.SimHal` directly.
@@ -7,13 +7,16 @@
     its board, and exchanges one lockstep frame per tick over the process's
     stdin/stdout: the SimHal's IMU counts and received serial bytes go in,
     motor outputs and sent serial bytes come back.
+(c) :class:`CompiledFirmware` is (a) with the same firmware files compiled
+    by Cython the way MicroPython's viper and native emitters compile them
+    (sim/compiled_firmware.py): about 2.5x faster than (a).
 
     fw = make_firmware("micropython", hal)
     fw.tick(t_us)          # the HAL's outputs are up to date afterwards
     fw.close()
 
-Both are deterministic: the firmware's control path is integer maths, so the
-two modes agree to the bit as long as they see the same inputs.
+All are deterministic: the firmware's control path is integer maths, so the
+modes agree to the bit as long as they see the same inputs.
 """
 
 import collections
@@ -28,7 +31,7 @@ import time
 from opensteady.firmware.offboard import simpipe
 from opensteady.sim import micropython_vm
 
-MODES = ("inprocess", "micropython")
+MODES = ("inprocess", "micropython", "compiled")
 
 
 STDERR_TAIL_LINES = 12  # how much of a failed child's stderr goes into the error message
@@ -52,6 +55,9 @@ class InProcessFirmware:
     def __init__(self, hal):
         from opensteady.firmware.app import Gimbal
 
+        self._start(hal, Gimbal)
+
+    def _start(self, hal, Gimbal):  # noqa: N803 - the class
         self.hal = hal
         self.gimbal = Gimbal(hal)
         self.period_us = self.gimbal.period_us
@@ -59,6 +65,21 @@ class InProcessFirmware:
 
     def close(self):
         pass
+
+
+class CompiledFirmware(InProcessFirmware):
+    """The same firmware files compiled with Cython (sim/compiled_firmware.py), in this process."""
+
+    mode = "compiled"
+
+    def __init__(self, hal):
+        from opensteady.sim.compiled_firmware import CompileError, load_package
+
+        try:
+            package = load_package()
+        except CompileError as exc:
+            raise FirmwareError(str(exc)) from None
+        self._start(hal, package.app.Gimbal)
 
 
 class MicroPythonFirmware:
@@ -299,4 +320,6 @@ def make_firmware(mode, hal, **options):
         return InProcessFirmware(hal)
     if mode == "micropython":
         return MicroPythonFirmware(hal, **options)
+    if mode == "compiled":
+        return CompiledFirmware(hal)
     raise ValueError("firmware mode %r: expected one of %s" % (mode, ", ".join(MODES)))
