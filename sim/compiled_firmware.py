@@ -1,7 +1,7 @@
 """The firmware compiled for CPython with Cython, as MicroPython's emitters compile it for a board.
 
 The third co-simulation mode (``opensteady sim --firmware compiled``): the
-same flashed modules (``host.flash.CORE_MODULES``), compiled to C extension
+same flashed modules (the firmware package's top level), compiled to C extension
 modules, run in this process on the :class:`sim.hal.SimHal`. On a board
 ``@micropython.viper`` compiles a function to machine code on machine-word
 integers and ``@micropython.native`` to machine code on Python objects;
@@ -60,10 +60,9 @@ class CompileError(RuntimeError):
 
 
 def _module_names():
-    from opensteady.host.flash import CORE_MODULES
-
-    names = [m for m in CORE_MODULES if "/" not in m]
-    return names + ["mpcompat.py"]
+    # the package's top level: what a board runs (host/flash.py's CORE_MODULES but boards/) plus the
+    # CPython shim; main.py is a board's entry point (it picks a board module), not the simulator's
+    return sorted(p.name for p in FIRMWARE_DIR.glob("*.py") if p.name != "main.py")
 
 
 def _is_mp_decorator(dec, kind):
