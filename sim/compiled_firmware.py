@@ -52,6 +52,9 @@ from opensteady.sim.micropython_vm import FIRMWARE_DIR
 TRANSFORM_VERSION = "2"  # bump when the transform below changes: it is part of the cache key
 NOT_COMPILED = ("__init__.py", "mpcompat.py")  # the package file and the CPython shim stay Python
 BUILD_OUTPUT_TAIL_LINES = 15  # how much of a failed build's output goes into the error message
+KEEP_BUILDS = 3  # older builds (of earlier firmware sources) are removed after a new one
+# no debug info: the extension modules shrink from 19 MB to 3.5 MB, and the tick is as fast
+_CFLAGS = "-g0"
 _PTR_VIEWS = {"ptr32": "int", "ptr16": "ushort"}  # viper pointer cast -> the C type of the array's items
 
 
@@ -221,7 +224,9 @@ def build(cache_root=None):
                 src = transform_source(src, str(FIRMWARE_DIR / name))
                 compiled.append(package + "/" + name)
             (pkg / name).write_text(src)
-        proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + compiled, cwd=tmp,
+        env = dict(os.environ)
+        env["CFLAGS"] = (env.get("CFLAGS", "") + " " + _CFLAGS).strip()
+        proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + compiled, cwd=tmp, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-BUILD_OUTPUT_TAIL_LINES:])
@@ -239,7 +244,16 @@ def build(cache_root=None):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    _prune(final.parent)
     return final / package
+
+
+def _prune(builds_dir):
+    """Keep the KEEP_BUILDS newest finished builds (each firmware edit makes a new one)."""
+    done = sorted((p for p in builds_dir.iterdir() if (p / "BUILT").exists()),
+                  key=lambda p: (p / "BUILT").stat().st_mtime, reverse=True)
+    for old in done[KEEP_BUILDS:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 _loaded = {}

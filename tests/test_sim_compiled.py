@@ -142,3 +142,16 @@ def test_compiled_mode_in_the_cli_and_the_grid(compiled):
     sc = dataclasses.replace(load_scenario("stabilize-still"), seconds=2.5, warmup_s=2.0).validate()
     m = run_scenario(sc, firmware="compiled").metrics
     assert m["firmware"] == "compiled" and m["mode_reached"] and m["faults"] == []
+
+
+def test_old_builds_are_pruned(tmp_path):
+    import os
+
+    for k in range(5):
+        d = tmp_path / ("build%d" % k)
+        d.mkdir()
+        (d / "BUILT").write_text("x")
+        os.utime(d / "BUILT", (1000 + k, 1000 + k))
+    (tmp_path / "unfinished").mkdir()
+    compiled_firmware._prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build2", "build3", "build4", "unfinished"]
