@@ -1,4 +1,4 @@
-"""The torque feed-forward (firmware/torque_ff.py) in the MuJoCo simulator, lockstep, in-process and on the VM."""
+"""The torque feed-forward (firmware/torque_ff.py) in the MuJoCo simulator, lockstep: in-process, compiled, on the VM."""
 
 import dataclasses
 
@@ -41,14 +41,15 @@ def test_feed_forward_steadies_the_yaw_axis_while_walking():
     assert on.metrics["camera_jitter_rms_deg"] < off.metrics["camera_jitter_rms_deg"]
 
 
-def test_feed_forward_agrees_inprocess_and_on_micropython():
+def test_feed_forward_agrees_inprocess_compiled_and_on_micropython():
     sc = _walking(MU, seconds=9.0)
     a = run_scenario(sc, firmware="inprocess", seed=1).metrics
-    b = run_scenario(sc, firmware="micropython", seed=1).metrics
-    assert b["mode_reached"] and b["faults"] == []
-    for key in ("camera_jitter_rms_deg", "handle_motion_rms_deg", "max_motor_effort", "telemetry_frames"):
-        assert a[key] == pytest.approx(b[key], abs=1e-6), key
-    assert a["final_camera_ypr_deg"] == b["final_camera_ypr_deg"]
+    for mode in ("micropython", "compiled"):
+        b = run_scenario(sc, firmware=mode, seed=1).metrics
+        assert b["mode_reached"] and b["faults"] == []
+        for key in ("camera_jitter_rms_deg", "handle_motion_rms_deg", "max_motor_effort", "telemetry_frames"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (mode, key)
+        assert a["final_camera_ypr_deg"] == b["final_camera_ypr_deg"], mode
     # and the feed-forward was at work in those 9 s: without it the run differs
     off = run_scenario(_walking(0.0, seconds=9.0), seed=1).metrics
     assert off["camera_jitter_rms_deg"] != a["camera_jitter_rms_deg"]
