@@ -18,6 +18,7 @@ so ``opensteady track --sim --scenario X --seed N`` reports the same metrics.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -123,7 +124,7 @@ def run(args):
                 number = float(value)
             except ValueError:
                 number = None
-            if not sep or not name or number is None:
+            if not sep or not name or number is None or not math.isfinite(number):
                 return _fail("--set %r: expected KEY=NUMBER, a firmware config key (docs/firmware.md), "
                              "e.g. --set torque_ff_mu=0.005" % item)
             pairs.append((name.strip(), int(number) if number == int(number) else number))

@@ -71,6 +71,8 @@ def test_bench_firmware_help_and_a_bad_tick_count():
 def test_sim_set_needs_a_known_firmware_key_and_a_number_in_range():
     result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff_mu", "--json", "--no-progress")
     assert_error(result, "sim", EXIT_USAGE, "--set 'torque_ff_mu'", "KEY=NUMBER")
+    result = opensteady("sim", "--scenario", "stabilize-still", "--set", "est_kp=nan", "--json", "--no-progress")
+    assert_error(result, "sim", EXIT_USAGE, "--set 'est_kp=nan'", "KEY=NUMBER")
     result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff=0.005", "--json", "--no-progress")
     assert_error(result, "sim", EXIT_USAGE, "firmware.torque_ff: unknown firmware config key")
     result = opensteady("sim", "--scenario", "stabilize-still", "--set", "torque_ff_mu=1", "--json", "--no-progress")
