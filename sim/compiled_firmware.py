@@ -21,7 +21,13 @@ what MicroPython's compiler does, and nothing else:
   types them. Every value there stays within +-2**30 (``bench_int31``
   checks it), far inside a 64-bit ``long``, and ``//``, ``%`` keep
   Python's floor semantics (Cython's default ``cdivision=False``);
-- native functions and the rest compile with Python object semantics.
+- native functions and the rest compile with Python object semantics;
+- the firmware's classes become extension types whose attributes are
+  slots holding Python objects, as a board's native code reaches an
+  object's attributes without a dictionary lookup on each (interpreted
+  CPython caches them per bytecode; compiled code would not). Every
+  attribute the firmware assigns is declared, so nothing it does can tell
+  the difference; only new attributes set from outside fail.
 
 So the results are bit for bit those of the interpreted firmware and of the
 MicroPython VM (tests/test_sim_compiled.py compares whole scenario runs).
@@ -49,8 +55,9 @@ from pathlib import Path
 
 from opensteady.sim.micropython_vm import FIRMWARE_DIR
 
-TRANSFORM_VERSION = "2"  # bump when the transform below changes: it is part of the cache key
+TRANSFORM_VERSION = "3"  # bump when the transform below changes: it is part of the cache key
 NOT_COMPILED = ("__init__.py", "mpcompat.py")  # the package file and the CPython shim stay Python
+PYTHON_CLASSES = ("hal.py",)  # the HAL interface boards subclass stays a Python class
 BUILD_OUTPUT_TAIL_LINES = 15  # how much of a failed build's output goes into the error message
 KEEP_BUILDS = 3  # older builds (of earlier firmware sources) are removed after a new one
 # no debug info: the extension modules shrink from 19 MB to 3.5 MB, and the tick is as fast
@@ -155,11 +162,77 @@ def _is_int(annotation):
     return isinstance(annotation, ast.Name) and annotation.id == "int"
 
 
-def transform_source(source, filename="<firmware>"):
-    """A firmware module's source, rewritten for Cython as the module docstring says."""
+def _stored_attrs(tree, on_self):
+    """Names of the attributes assigned in ``tree``: on ``self`` (on_self) or on any other object."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                    is_self = isinstance(n.value, ast.Name) and n.value.id == "self"
+                    if is_self == on_self:
+                        names.add(n.attr)
+    return names
+
+
+def foreign_attrs(sources):
+    """Attribute names the firmware assigns on objects other than ``self`` (``ctl.joint_udeg = j``)."""
+    names = set()
+    for src in sources:
+        names |= _stored_attrs(ast.parse(src), on_self=False)
+    return names
+
+
+def _to_extension_type(cls, foreign):
+    """Make a plain class a Cython extension type: its attributes become slots (still Python objects).
+
+    Declared: every attribute its methods assign on ``self`` and every name
+    the firmware assigns on other objects. A class with a base, a decorator,
+    or a class-level name that is also an instance attribute stays as it is.
+    """
+    if cls.bases or cls.keywords or cls.decorator_list:
+        return False
+    own = _stored_attrs(cls, on_self=True)
+    class_level = set()
+    for stmt in cls.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            class_level.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            class_level |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            class_level.add(stmt.target.id)
+    if own & class_level:
+        return False
+    declare = [ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
+                          value=ast.Call(func=_cython_attr("declare"), args=[ast.Name(id="object", ctx=ast.Load())],
+                                         keywords=[ast.keyword(arg="visibility", value=ast.Constant("public"))]))
+               for name in sorted((own | foreign) - class_level)]
+    body = cls.body
+    at = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else 0
+    cls.body = body[:at] + declare + body[at:]
+    cls.decorator_list = [_cython_attr("cclass")]
+    return True
+
+
+def transform_source(source, filename="<firmware>", foreign=None):
+    """A firmware module's source, rewritten for Cython as the module docstring says.
+
+    ``foreign``: attribute names assigned on other objects across the package
+    (:func:`foreign_attrs`); None leaves the classes as Python classes.
+    """
     tree = ast.parse(source, filename)
     t = _Transform(_module_consts(tree))
     tree = t.visit(tree)
+    if foreign is not None:
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and _to_extension_type(node, foreign):
+                t.changed = True
     if t.changed:
         # after the docstring: `import cython` (pure-Python mode; a no-op shim when not compiled)
         at = 1 if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant) \
@@ -219,9 +292,10 @@ def build(cache_root=None):
         pkg = tmp / package
         pkg.mkdir()
         compiled = []
+        foreign = foreign_attrs(src for name, src in sources.items() if name not in NOT_COMPILED)
         for name, src in sources.items():
             if name not in NOT_COMPILED:
-                src = transform_source(src, str(FIRMWARE_DIR / name))
+                src = transform_source(src, str(FIRMWARE_DIR / name), None if name in PYTHON_CLASSES else foreign)
                 compiled.append(package + "/" + name)
             (pkg / name).write_text(src)
         env = dict(os.environ)

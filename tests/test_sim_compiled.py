@@ -55,6 +55,43 @@ def test_transform_does_what_micropythons_compiler_does():
     assert "_A = const(12)" in out and "PUBLIC = const(5)" in out
 
 
+CLASSES = '''
+class Plain:
+    """doc"""
+
+    def __init__(self):
+        self.a = 0
+        self.b, self.c = 1, 2
+
+    def tick(self, other):
+        self.a += 1
+        other.joint = self.a
+
+
+class WithClassLevel:
+    a = 0
+
+    def set(self):
+        self.a = 1
+
+
+class Sub(Plain):
+    pass
+'''
+
+
+def test_classes_become_extension_types_with_every_assigned_attribute_declared():
+    foreign = compiled_firmware.foreign_attrs([CLASSES])
+    assert foreign == {"joint"}  # assigned on another object
+    out = transform_source(CLASSES, foreign=foreign)
+    assert "@cython.cclass\nclass Plain:\n    \"\"\"doc\"\"\"\n    a = cython.declare(object, visibility='public')" in out
+    for name in ("b", "c", "joint"):
+        assert "    %s = cython.declare(object, visibility='public')" % name in out
+    # a class-level default shadowed per instance, or a subclass: left as Python classes
+    assert "@cython.cclass\nclass WithClassLevel" not in out and "@cython.cclass\nclass Sub" not in out
+    assert "cython.cclass" not in transform_source(CLASSES)  # foreign=None: no class changes
+
+
 def test_transformed_firmware_still_runs_interpreted():
     # the transform keeps the module valid Python (a no-op `cython` shim when not compiled)
     src = transform_source(open(compiled_firmware.FIRMWARE_DIR / "control.py").read())

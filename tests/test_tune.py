@@ -19,7 +19,7 @@ def _session(name="stabilize-still-foc", firmware="inprocess"):
     return dev, tune.Session(dev)
 
 
-@pytest.mark.parametrize("firmware", ["inprocess", "micropython"])
+@pytest.mark.parametrize("firmware", ["inprocess", "micropython", "compiled"])
 def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
     dev, s = _session(firmware=firmware)
     try:
@@ -42,7 +42,7 @@ def test_relay_tune_sets_checked_gains_and_saves_them(firmware):
         dev.close()
 
 
-@pytest.mark.parametrize("firmware", ["inprocess", "micropython"])
+@pytest.mark.parametrize("firmware", ["inprocess", "micropython", "compiled"])
 def test_open_loop_axes_are_tuned_on_their_springs_resonance(firmware):
     dev, s = _session("stabilize-still", firmware=firmware)
     try:
