@@ -36,7 +36,7 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, metavar="S", help="simulated seconds (default: the scenario's)")
     parser.add_argument("--firmware", choices=("inprocess", "micropython", "compiled"), default="inprocess",
                         help="run the firmware in this Python process, in the real MicroPython binary, or in "
-                             "this process compiled with Cython (about 2.5x faster; built once, cached)")
+                             "this process compiled with Cython (about 2x faster; built once, cached)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs are repeatable per seed)")
     parser.add_argument("--config", metavar="FILE.toml",
                         help="host settings, as for `opensteady track` (framing, tracker, vision)")

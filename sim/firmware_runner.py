@@ -9,7 +9,8 @@
     motor outputs and sent serial bytes come back.
 (c) :class:`CompiledFirmware` is (a) with the same firmware files compiled
     by Cython the way MicroPython's viper and native emitters compile them
-    (sim/compiled_firmware.py): about 2.5x faster than (a).
+    (sim/compiled_firmware.py): its tick about 4x faster than (a), a
+    simulated second about 2x.
 
     fw = make_firmware("micropython", hal)
     fw.tick(t_us)          # the HAL's outputs are up to date afterwards
