@@ -19,8 +19,10 @@ what MicroPython's compiler does, and nothing else:
   and ``array('H')``, whose ptr32 values are >= 0); the function's other
   integer locals are typed from those (``cython.infer_types``), as viper
   types them. Every value there stays within +-2**30 (``bench_int31``
-  checks it), far inside a 64-bit ``long``, and ``//``, ``%`` keep
-  Python's floor semantics (Cython's default ``cdivision=False``);
+  checks it), inside a 64-bit ``long`` and inside the 32-bit ``int`` of
+  the arrays' items (a 32-bit board's machine word); gcc's ``-fwrapv`` and
+  arithmetic right shifts match Python's for such values, and ``//``, ``%``
+  keep Python's floor semantics (Cython's default ``cdivision=False``);
 - native functions and the rest compile with Python object semantics;
 - the firmware's classes become extension types whose attributes are
   slots holding Python objects, as a board's native code reaches an
@@ -32,7 +34,7 @@ what MicroPython's compiler does, and nothing else:
 So the results are bit for bit those of the interpreted firmware and of the
 MicroPython VM (tests/test_sim_compiled.py compares whole scenario runs).
 
-The build needs Cython (in ``.[dev]``) and a C compiler with the Python
+The build needs Cython (the ``sim`` extra) and a C compiler with the Python
 headers; it runs once per firmware source (about a minute of CPU) and is
 cached under ``$OPENSTEADY_CACHE`` or ``~/.cache/opensteady``, keyed by a
 hash of the sources, this transform, Cython's and Python's versions.
