@@ -43,7 +43,7 @@ from array import array
 
 from .autotune import TUNE_RUNNING, TUNE_TOO_BIG, AxisAutotune
 from .config import DRIVER_BLDC, Config, axis_key
-from .control import AxisController, HandleFeedForward
+from .control import OFF, S_EFFORT, S_JOINT, AxisController, HandleFeedForward
 from .drive import MotorDrive
 from .estimator import AttitudeEstimator
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
@@ -71,13 +71,19 @@ from .protocol import (
     STATE_FAILSAFE,
     STATE_MOTORS_ON,
 )
-from .telemetry import DUE_HEARTBEAT, DUE_TELEMETRY, Telemetry
+from .telemetry import Telemetry
 from .torque_ff import TorqueFeedForward
 
 try:
     import micropython
+    from micropython import const
 except ImportError:  # CPython
-    from .mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+
+# what the tick tests every time: imported names are global lookups in native code, these fold
+_IMU_FAULTS = const(0x0003)  # failsafe.IMU_FAULTS
+_DUE_TELEMETRY = const(1)  # telemetry.DUE_TELEMETRY
+_DUE_HEARTBEAT = const(2)  # telemetry.DUE_HEARTBEAT
 
 
 class Gimbal:
@@ -106,9 +112,11 @@ class Gimbal:
         self.config_defaulted = False
         self.imu_ok = False
         self.loop_time_us = 0
-        self.uptime_ms_lo = 0  # uptime in ms, 32 bits as two 16-bit halves (small ints on any port)
+        # uptime in ms, 32 bits as two 16-bit halves (small ints on any port), counted about once a second
+        # and before each heartbeat
+        self.uptime_ms_lo = 0
         self.uptime_ms_hi = 0
-        self._uptime_us = 0  # us not yet counted in ms, 0..999
+        self._uptime_us = 0  # us not yet counted in ms
         self._last_us = 0
         self._first = True
         if config is None:
@@ -177,15 +185,9 @@ class Gimbal:
                 dt = 4 * self.period_us
         self._last_us = now_us
         u = self._uptime_us + dt
-        if u >= 1000:
-            ms = u // 1000
-            u -= ms * 1000
-            ms += self.uptime_ms_lo
-            if ms > 65535:
-                self.uptime_ms_hi = (self.uptime_ms_hi + (ms >> 16)) & 0xFFFF
-                ms &= 0xFFFF
-            self.uptime_ms_lo = ms
         self._uptime_us = u
+        if u >= 1000000:
+            self._count_uptime()
         # the failsafe is decided before the control step, so the hold acts in the very tick that
         # reaches failsafe_ms after the last valid frame (frames are read after the step)
         if self.watchdog.check(now_us):
@@ -197,17 +199,30 @@ class Gimbal:
         if faults.pending:
             tel.send_faults(faults, self.raw[0])
         due = tel.due(now_us)
-        if due & DUE_TELEMETRY:
+        if due & _DUE_TELEMETRY:
             tel.send_telemetry(self.modes.mode, self.state_flags(), faults.flags, self.drive.on, self.loop_time_us,
                                now_us)
-        if due & DUE_HEARTBEAT:
+        if due & _DUE_HEARTBEAT:
+            self._count_uptime()
             tel.send_heartbeat(self.uptime_ms_lo, self.uptime_ms_hi)
+
+    def _count_uptime(self):
+        # the whole ms in _uptime_us move into uptime_ms_lo/_hi (not every tick: two attribute writes fewer)
+        u = self._uptime_us
+        ms = u // 1000
+        self._uptime_us = u - ms * 1000
+        ms += self.uptime_ms_lo
+        if ms > 65535:
+            self.uptime_ms_hi = (self.uptime_ms_hi + (ms >> 16)) & 0xFFFF
+            ms &= 0xFFFF
+        self.uptime_ms_lo = ms
 
     @micropython.native
     def _control(self, dt):
         body = self.body
         raw = self.raw
-        if not self.hal.imu_read(raw):
+        hal = self.hal
+        if not hal.imu_read(raw):
             self._imu_fault(FAULT_IMU_READ)
             return
         off = self.accel_off
@@ -217,24 +232,24 @@ class Gimbal:
             self._imu_fault(FAULT_IMU_IMPLAUSIBLE)
             return
         self.imu_ok = True
-        handle_ok = self.hal.handle_imu_read(self.handle_raw)
+        handle_ok = hal.handle_imu_read(self.handle_raw)
         if not self.calibrated:
             self._calibrate(handle_ok)
             return
         est = self.est
         est.update(body, dt)
         fd = self.foc
+        drive = self.drive
         if fd.calibrating:
-            drive = self.drive
-            if fd.calibrate(self.hal, dt, drive.amp, drive.svpwm, drive.duty):
+            if fd.calibrate(hal, dt, drive.amp, drive.svpwm, drive.duty):
                 self._foc_calibrated()
             return
         faults = self.faults
-        if faults.flags & IMU_FAULTS:
+        if faults.flags & _IMU_FAULTS:
             if faults.imu_recovered(dt):
                 self._start_motors()
             return
-        if not self.drive.on:
+        if not drive.on:
             return
         modes = self.modes
         modes.update(dt, self.watchdog.active)
@@ -244,14 +259,15 @@ class Gimbal:
         ff = modes.ff_mdps
         axes = self.axes
         hff = None
-        guard = handle_ok and self.handle_ff.ready  # the handle's rate is known: the open-loop field guard runs
+        cancel = None
+        hf = self.handle_ff
+        guard = handle_ok and hf.ready  # the handle's rate is known: the open-loop field guard runs
         if guard:
-            hff = self.handle_ff.update(self.handle_raw, axes[0].joint_udeg, axes[2].joint_udeg)
-            if not self.handle_ff.scale_q10:
+            hff = hf.update(self.handle_raw, axes[0].packed[S_JOINT] - OFF, axes[2].packed[S_JOINT] - OFF)
+            if not hf.scale_q10:
                 hff = None
-        cancel = self.handle_ff.cancel_mdps
+            cancel = hf.cancel_mdps
         limit = False
-        hal = self.hal
         foc_on = fd.active
         tune_axis = self.tune.axis
         for i in range(3):
@@ -270,21 +286,22 @@ class Gimbal:
                 if not closed:
                     c.add_joint_rate(u, dt)
                 continue
-            c.step(target[i], ff[i], ang[i], rate[i], dt)
+            at_limit = c.step(target[i], ff[i], ang[i], rate[i], dt)
             if not closed:
                 if hff is not None:
-                    c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
+                    at_limit = c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
                 if guard:  # the joint's rate: the camera's plus the handle's (its cancelling rate)
                     c.hold_field(rate[i] + cancel[i], dt)
-            if c.at_limit:
+            if at_limit:
                 limit = True
         tff = self.torque_ff
         if tff.enabled:
             if guard and tune_axis < 0:
-                tff.update(axes[0].joint_udeg, axes[0].effort_mdps, axes[1].effort_mdps, axes[2].effort_mdps)
+                tff.update(axes[0].packed[S_JOINT] - OFF, axes[0].packed[S_EFFORT] - OFF,
+                           axes[1].packed[S_EFFORT] - OFF, axes[2].packed[S_EFFORT] - OFF)
             else:
                 tff.hold()
-        self.drive.write(axes, fd)
+        drive.write(axes, fd)
         if tune_axis >= 0:
             self._tune_tick()
         faults.joint_limit(limit, dt)

@@ -35,8 +35,10 @@ from .imu import CAL_DONE, CAL_MOVED, gyro_mdps, gyro_mean_mdps, to_body
 _ERR_MAX = const(2097151)  # rate error clamp, mdps (2**21: 2097 deg/s, beyond any gyro)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
 _FF_MAX = const(1048575)  # feed-forward clamp, mdps
-# AxisController._gains: the integer gains step() reads, each >= 0 (viper's ptr32 loads are unsigned
-# on 64-bit ports); one ptr32 load each instead of an attribute load (about 25 ns each)
+# AxisController.packed: what step() reads and writes each tick, one word each in an array('i') that viper
+# reads through ptr32 (one hash lookup of an attribute costs 20-60 ns on the unix port, a ptr32 load ~1 ns;
+# docs/firmware.md, "Timing and allocation"). The gains are >= 0; every other word is stored + OFF
+# (viper's ptr32 loads are unsigned on 64-bit ports; each of those values is within +-2**29).
 _G_EFFORT_LIMIT = const(0)
 _G_ERR_LIM = const(1)
 _G_ANGLE_KP = const(2)
@@ -46,6 +48,33 @@ _G_KP = const(5)
 _G_FF = const(6)
 _G_KI = const(7)
 _G_SLEW = const(8)
+_W_JOINT_MIN = const(9)  # udeg (+ OFF from here on)
+_W_JOINT_MAX = const(10)
+S_JOINT = const(11)  # the commanded joint, udeg (FocDrive.measure writes the measured one)
+S_FRAC = const(12)  # ndeg below it, 0..999
+S_EFFORT = const(13)  # mdps
+_S_I = const(14)  # the integral term, mdps * 16
+_S_PREV_RATE = const(15)
+_S_D = const(16)
+_S_AT_LIMIT = const(17)
+_S_RATE_SP = const(18)
+_S_TICK_START = const(19)  # the joint command when this tick's step() began
+_S_BUDGET = const(20)  # how far it may move this tick (joint rate limit x dt)
+_S_ROTOR = const(21)  # open loop: where the rotor is, from the IMUs (hold_field)
+_WORDS = const(22)
+OFF = const(0x20000000)  # 2**29
+
+
+def _word(k):
+    """A property for word ``k`` of ``packed`` (+ OFF), so code off the hot path reads and writes it by name."""
+
+    def get(self):
+        return self.packed[k] - OFF
+
+    def put(self, value):
+        self.packed[k] = value + OFF
+
+    return property(get, put)
 
 
 class AxisController:
@@ -56,9 +85,25 @@ class AxisController:
     integral ``i_q4`` in mdps * 16; the commanded joint ``joint_udeg`` plus
     ``joint_frac`` ndeg (0..999) below it, so the joint integrates
     mdps * us = ndeg exactly.
+
+    The state lives in ``packed`` (see the word indices above); ``joint_udeg``,
+    ``effort_mdps`` and the others are properties over it. Viper code on the
+    tick's path reads the words themselves (``ptr32(c.packed)[S_JOINT] - OFF``).
     """
 
+    joint_udeg = _word(S_JOINT)
+    joint_frac = _word(S_FRAC)
+    effort_mdps = _word(S_EFFORT)
+    i_q4 = _word(_S_I)
+    rate_sp_mdps = _word(_S_RATE_SP)
+    rotor_udeg = _word(_S_ROTOR)
+
+    @property
+    def at_limit(self):
+        return self.packed[_S_AT_LIMIT] != OFF
+
     def __init__(self):
+        self.packed = array("i", [OFF] * _WORDS)  # every state word 0
         self.angle_kp_q18 = 0
         self.err_lim_udeg = 0
         self.rate_kp_q10 = 0
@@ -70,20 +115,7 @@ class AxisController:
         self.slew_q12 = 0
         self.joint_min_udeg = 0
         self.joint_max_udeg = 0
-        # state
-        self.i_q4 = 0  # integral term, mdps * 16
-        self.prev_rate_mdps = 0
-        self.d_mdps = 0
-        self.effort_mdps = 0
-        self.joint_udeg = 0
-        self.joint_frac = 0  # ndeg, 0..999
-        self.at_limit = False
-        self.rate_sp_mdps = 0
-        self.tick_start_udeg = 0  # the joint command when this tick's step() began
-        self.budget_udeg = 0  # how far it may move this tick (joint rate limit x dt)
-        self.rotor_udeg = 0  # open loop: where the rotor is, from the IMUs (hold_field)
-        self.field_lead_udeg = 0  # open loop: how far the field may run ahead of it; 0 = no guard
-        self._gains = array("i", [0] * 9)  # the gains above, packed by configure() for step()
+        self.field_lead_udeg = 0  # open loop: how far the field may run ahead of the rotor; 0 = no guard
         self.configure(8.0, 0.6, 5.0, 0.0, 1.0, 200.0, 400.0, 20000.0, -170.0, 170.0)
 
     def configure(self, angle_kp, rate_kp, rate_ki, rate_kd_ms, rate_ff, max_rate_dps,
@@ -104,12 +136,15 @@ class AxisController:
         self.slew_q12 = int(slew_dps2 * 4.096)  # mdps per us, Q12 (mdps/s * 4096 / 1e6)
         self.joint_min_udeg = int(joint_min_deg * 1e6)
         self.joint_max_udeg = int(joint_max_deg * 1e6)
-        packed = (self.effort_limit_mdps, self.err_lim_udeg, self.angle_kp_q18, self.max_rate_mdps, self.rate_kd_us,
-                  self.rate_kp_q10, self.rate_ff_q10, self.rate_ki_u, self.slew_q12)
+        gains = (self.effort_limit_mdps, self.err_lim_udeg, self.angle_kp_q18, self.max_rate_mdps, self.rate_kd_us,
+                 self.rate_kp_q10, self.rate_ff_q10, self.rate_ki_u, self.slew_q12)
+        p = self.packed
         for k in range(9):
-            if packed[k] < 0:
-                raise ValueError("AxisController: gains and limits must be >= 0, got %r" % (packed,))
-            self._gains[k] = packed[k]
+            if gains[k] < 0:
+                raise ValueError("AxisController: gains and limits must be >= 0, got %r" % (gains,))
+            p[k] = gains[k]
+        p[_W_JOINT_MIN] = self.joint_min_udeg + OFF
+        p[_W_JOINT_MAX] = self.joint_max_udeg + OFF
         lim = self.effort_limit_mdps << 4
         if self.i_q4 > lim:
             self.i_q4 = lim
@@ -118,35 +153,34 @@ class AxisController:
 
     def reset(self, joint_udeg, rate_mdps):
         """Bumpless start: no stored effort or integral, joint command where the joint is."""
-        self.i_q4 = 0
-        self.d_mdps = 0
-        self.effort_mdps = 0
-        self.prev_rate_mdps = rate_mdps
-        self.joint_udeg = joint_udeg
-        self.joint_frac = 0
-        self.at_limit = False
-        self.rotor_udeg = joint_udeg
+        p = self.packed
+        for k in (_S_I, _S_D, S_EFFORT, S_FRAC, _S_AT_LIMIT):
+            p[k] = OFF
+        p[_S_PREV_RATE] = rate_mdps + OFF
+        p[S_JOINT] = joint_udeg + OFF
+        p[_S_ROTOR] = joint_udeg + OFF
 
     @micropython.viper
-    def step(self, target_udeg: int, ff_mdps: int, angle_udeg: int, rate_mdps: int, dt_us: int):
+    def step(self, target_udeg: int, ff_mdps: int, angle_udeg: int, rate_mdps: int, dt_us: int) -> int:
+        """One tick of the cascade; returns 1 while the joint rests on a limit (``at_limit``), else 0."""
         # viper: machine-word integers; every value below stays within +-2**30
         # (bench_int31 checks it), so a 32-bit board computes what CPython does
+        p = ptr32(self.packed)
         if dt_us <= 0:
-            return
+            return p[_S_AT_LIMIT] - OFF
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
-        gains = ptr32(self._gains)
-        lim = gains[_G_EFFORT_LIMIT]
+        lim = p[_G_EFFORT_LIMIT]
         # outer loop: angle error (wrapped to +-180 deg) -> rate setpoint
         e = int(wrap_udeg(target_udeg - angle_udeg))
-        x = gains[_G_ERR_LIM]
+        x = p[_G_ERR_LIM]
         if e > x:
             e = x
         elif e < 0 - x:
             e = 0 - x
-        g = gains[_G_ANGLE_KP]
+        g = p[_G_ANGLE_KP]
         sp = ((e >> 10) * g + (((e & 1023) * g) >> 10)) >> 8  # e * g >> 18, split at 2**10
-        x = gains[_G_MAX_RATE]
+        x = p[_G_MAX_RATE]
         if sp > x:
             sp = x
         elif sp < 0 - x:
@@ -156,17 +190,17 @@ class AxisController:
         elif ff_mdps < -_FF_MAX:
             ff_mdps = -_FF_MAX
         sp += ff_mdps
-        self.rate_sp_mdps = sp
+        p[_S_RATE_SP] = sp + OFF
         err = sp - rate_mdps
         if err > _ERR_MAX:
             err = _ERR_MAX
         elif err < -_ERR_MAX:
             err = -_ERR_MAX
         # derivative on measurement, lightly low-passed (gyro noise): kd / dt as Q8
-        x = rate_mdps - int(self.prev_rate_mdps)
-        self.prev_rate_mdps = rate_mdps
-        kd = gains[_G_KD]
-        dm = int(self.d_mdps)
+        x = rate_mdps - (p[_S_PREV_RATE] - OFF)
+        p[_S_PREV_RATE] = rate_mdps + OFF
+        kd = p[_G_KD]
+        dm = p[_S_D] - OFF
         if kd:
             kd = (kd << 8) // dt_us
             if kd > 32767:
@@ -181,17 +215,17 @@ class AxisController:
             elif x < -134217727:
                 x = -134217727
             dm += (x - dm) >> 2
-            self.d_mdps = dm
+            p[_S_D] = dm + OFF
         elif dm:
             dm += (0 - dm) >> 2
-            self.d_mdps = dm
+            p[_S_D] = dm + OFF
         # P and feed-forward, each product split at 2**10 (exactly (k * v) >> 10)
-        g = gains[_G_KP]
+        g = p[_G_KP]
         base = g * (err >> 10) + ((g * (err & 1023)) >> 10) + dm
-        g = gains[_G_FF]
+        g = p[_G_FF]
         base += g * (ff_mdps >> 10) + ((g * (ff_mdps & 1023)) >> 10)
         # integral: di = err * ki * dt / 1e6 in mdps * 16; k = ki * dt * 2**20 / 1e6
-        g = gains[_G_KI]
+        g = p[_G_KI]
         k = ((g * (dt_us >> 8)) >> 2) + ((g * (dt_us & 255)) >> 10)
         if k > 4194303:
             k = 4194303
@@ -199,20 +233,24 @@ class AxisController:
         g = err & 1023
         di = ((x * (k >> 12)) << 6) + ((x * (k & 4095)) >> 6) + ((g * (k >> 6)) >> 10)
         # anti-windup: integrate only if that does not push a saturated output further
-        i = int(self.i_q4)
+        i = p[_S_I] - OFF
+        j0 = p[S_JOINT] - OFF
+        jmax = p[_W_JOINT_MAX] - OFF
+        jmin = p[_W_JOINT_MIN] - OFF
+        was_at = p[_S_AT_LIMIT] - OFF
         out = base + ((i + di) >> 4)
         hold = 1
         if di > 0:
             hold = 0
             if out > lim:
                 hold = 1
-            elif self.at_limit and int(self.joint_udeg) >= int(self.joint_max_udeg):
+            elif was_at and j0 >= jmax:
                 hold = 1
         elif di < 0:
             hold = 0
             if out < 0 - lim:
                 hold = 1
-            elif self.at_limit and int(self.joint_udeg) <= int(self.joint_min_udeg):
+            elif was_at and j0 <= jmin:
                 hold = 1
         if not hold:
             i += di
@@ -221,76 +259,71 @@ class AxisController:
                 i = x
             elif i < 0 - x:
                 i = 0 - x
-            self.i_q4 = i
+            p[_S_I] = i + OFF
         out = base + (i >> 4)
         if out > lim:
             out = lim
         elif out < 0 - lim:
             out = 0 - lim
         # slew limit on the effort: slew_q12 * dt >> 12, dt split at 2**8
-        g = gains[_G_SLEW]
+        g = p[_G_SLEW]
         x = (g * (dt_us >> 8) + ((g * (dt_us & 255)) >> 8)) >> 4
-        prev = int(self.effort_mdps)
+        prev = p[S_EFFORT] - OFF
         if out > prev + x:
             out = prev + x
         elif out < prev - x:
             out = prev - x
         # integrate into the joint command (udeg + ndeg remainder), inside the joint limits
-        j0 = int(self.joint_udeg)
         # the most the command may move this tick: the joint rate limit times dt (|out| <= lim)
         budget = (lim // 1000) * dt_us + ((lim - (lim // 1000) * 1000) * dt_us) // 1000 + 1
-        self.tick_start_udeg = j0
-        self.budget_udeg = budget
+        p[_S_TICK_START] = j0 + OFF
+        p[_S_BUDGET] = budget + OFF
         x = out // 1000
-        f = int(self.joint_frac) + (out - x * 1000) * dt_us
+        f = (p[S_FRAC] - OFF) + (out - x * 1000) * dt_us
         j = j0 + x * dt_us + f // 1000
         f %= 1000
         # at_limit stays set while the joint rests on a limit, not only on the tick it arrives.
         # A command found outside the limits (motors started there) walks back in at the rate
         # limit instead of snapping: a jump of the field would slip poles.
         at = 0
-        x = int(self.joint_max_udeg)
-        if j >= x:
-            j = x
-            if j0 > x and j0 - budget > x:
+        if j >= jmax:
+            j = jmax
+            if j0 > jmax and j0 - budget > jmax:
                 j = j0 - budget
             f = 0
             at = 1
             if out > 0:
                 out = 0
-        else:
-            x = int(self.joint_min_udeg)
-            if j < x or (j == x and f == 0):
-                j = x
-                if j0 < x and j0 + budget < x:
-                    j = j0 + budget
-                f = 0
-                at = 1
-                if out < 0:
-                    out = 0
-        if at:
-            self.at_limit = True
-        else:
-            self.at_limit = False
-        self.joint_udeg = j
-        self.joint_frac = f
-        self.effort_mdps = out
+        elif j < jmin or (j == jmin and f == 0):
+            j = jmin
+            if j0 < jmin and j0 + budget < jmin:
+                j = j0 + budget
+            f = 0
+            at = 1
+            if out < 0:
+                out = 0
+        p[_S_AT_LIMIT] = at + OFF
+        p[S_JOINT] = j + OFF
+        p[S_FRAC] = f + OFF
+        p[S_EFFORT] = out + OFF
+        return at
 
     def effort_permille(self):
-        e = self.effort_mdps
+        e = self.packed[S_EFFORT] - OFF
         lim = self.effort_limit_mdps
         if lim > 1000000:  # keep e * 1000 under 2**30
             return ((e >> 2) * 1000) // (lim >> 2)
         return (e * 1000) // lim
 
-    @micropython.native
-    def add_joint_rate(self, rate_mdps, dt_us):
+    @micropython.viper
+    def add_joint_rate(self, rate_mdps: int, dt_us: int) -> int:
         """Move the commanded joint by a feed-forward joint rate over ``dt_us``, inside the joint limits.
 
         For motion the feedback loop should not have to see first (the
         handle's, from :class:`HandleFeedForward`); the rate loop's own state
-        is left alone.
+        is left alone. Returns ``at_limit`` (1 or 0), as ``step`` does.
         """
+        p = ptr32(self.packed)
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         if rate_mdps > _FF_MAX:
@@ -298,32 +331,35 @@ class AxisController:
         elif rate_mdps < -_FF_MAX:
             rate_mdps = -_FF_MAX
         whole = rate_mdps // 1000  # udeg per us; the ndeg remainder carries in joint_frac
-        frac = self.joint_frac + (rate_mdps - whole * 1000) * dt_us
-        joint = self.joint_udeg + whole * dt_us + frac // 1000
+        frac = (p[S_FRAC] - OFF) + (rate_mdps - whole * 1000) * dt_us
+        j0 = p[S_JOINT] - OFF
+        joint = j0 + whole * dt_us + frac // 1000
         # step() and this together move the command by at most the joint rate limit per tick
-        lo = self.tick_start_udeg - self.budget_udeg
-        hi = self.tick_start_udeg + self.budget_udeg
-        if joint > hi:
-            joint = hi
-        elif joint < lo:
-            joint = lo
-        if joint >= self.joint_max_udeg and self.joint_udeg <= self.joint_max_udeg:
-            self.joint_udeg = self.joint_max_udeg
-            self.joint_frac = 0
-            self.at_limit = True
-        elif joint <= self.joint_min_udeg and self.joint_udeg >= self.joint_min_udeg:
-            self.joint_udeg = self.joint_min_udeg
-            self.joint_frac = 0
-            self.at_limit = True
-        elif self.joint_max_udeg < joint or joint < self.joint_min_udeg:
+        start = p[_S_TICK_START] - OFF
+        budget = p[_S_BUDGET] - OFF
+        if joint > start + budget:
+            joint = start + budget
+        elif joint < start - budget:
+            joint = start - budget
+        jmax = p[_W_JOINT_MAX] - OFF
+        jmin = p[_W_JOINT_MIN] - OFF
+        if joint >= jmax and j0 <= jmax:
+            p[S_JOINT] = jmax + OFF
+            p[S_FRAC] = OFF
+            p[_S_AT_LIMIT] = 1 + OFF
+        elif joint <= jmin and j0 >= jmin:
+            p[S_JOINT] = jmin + OFF
+            p[S_FRAC] = OFF
+            p[_S_AT_LIMIT] = 1 + OFF
+        elif jmax < joint or joint < jmin:
             pass  # still walking back in from outside the limits (step() moves it): no feed-forward push
         else:
-            self.joint_udeg = joint
-            self.joint_frac = frac % 1000
+            p[S_JOINT] = joint + OFF
+            p[S_FRAC] = frac % 1000 + OFF
+        return p[_S_AT_LIMIT] - OFF
 
-
-    @micropython.native
-    def hold_field(self, joint_rate_mdps, dt_us):
+    @micropython.viper
+    def hold_field(self, joint_rate_mdps: int, dt_us: int):
         """Open loop: keep the commanded field within ``field_lead_udeg`` of the rotor, so it cannot slip a pole.
 
         A field that runs more than a quarter electrical turn ahead of its
@@ -337,9 +373,10 @@ class AxisController:
         follows its field sits on it; gyro bias must not walk the estimate);
         the command is clamped to it +- the lead.
         """
-        lim = self.field_lead_udeg
+        lim = int(self.field_lead_udeg)
         if lim <= 0:
             return
+        p = ptr32(self.packed)
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         if joint_rate_mdps > _FF_MAX:
@@ -347,17 +384,18 @@ class AxisController:
         elif joint_rate_mdps < -_FF_MAX:
             joint_rate_mdps = -_FF_MAX
         whole = joint_rate_mdps // 1000
-        r = self.rotor_udeg + whole * dt_us + ((joint_rate_mdps - whole * 1000) * dt_us) // 1000
-        d = self.joint_udeg - r
+        r = (p[_S_ROTOR] - OFF) + whole * dt_us + ((joint_rate_mdps - whole * 1000) * dt_us) // 1000
+        j = p[S_JOINT] - OFF
+        d = j - r
         r += ((d >> 10) * (dt_us >> 4)) >> 6  # d * dt / 2**20 s: products stay within +-2**30
-        d = self.joint_udeg - r
+        d = j - r
         if d > lim:
-            self.joint_udeg = r + lim
-            self.joint_frac = 0
-        elif d < -lim:
-            self.joint_udeg = r - lim
-            self.joint_frac = 0
-        self.rotor_udeg = r
+            p[S_JOINT] = r + lim + OFF
+            p[S_FRAC] = OFF
+        elif d < 0 - lim:
+            p[S_JOINT] = r - lim + OFF
+            p[S_FRAC] = OFF
+        p[_S_ROTOR] = r + OFF
 
 
 # sin table steps (fixmath.SIN_Q15, 1536 per turn) per udeg of joint angle, and a quarter turn

@@ -36,6 +36,9 @@ _P_DRIVER = const(0)
 _P_POLE_PAIRS = const(1)
 _P_MOTOR_NEG = const(2)  # 1: motor_dir < 0
 _P_AMP = const(3)
+# AxisController.packed (firmware/control.py): the commanded joint's word, stored + OFF
+_S_JOINT = const(11)  # control.S_JOINT
+_OFF = const(0x20000000)  # control.OFF
 
 
 class MotorDrive:
@@ -106,9 +109,9 @@ class MotorDrive:
                 if closed[i]:
                     foc.duties(i, axes[i], amp, svpwm, d)
                 else:
-                    bldc_duties(axes[i].joint_udeg, p[k + _P_POLE_PAIRS], 1 - 2 * p[k + _P_MOTOR_NEG], amp,
-                                svpwm, d)
+                    bldc_duties(ptr32(axes[i].packed)[_S_JOINT] - _OFF, p[k + _P_POLE_PAIRS],
+                                1 - 2 * p[k + _P_MOTOR_NEG], amp, svpwm, d)
                 hal.bldc_write(i, d[0], d[1], d[2])
             elif drv == _SERVO:
-                hal.servo_write(i, servo_pulse_us(axes[i].joint_udeg, 1 - 2 * p[k + _P_MOTOR_NEG],
-                                                  self.servo_q8[i]))
+                hal.servo_write(i, servo_pulse_us(ptr32(axes[i].packed)[_S_JOINT] - _OFF,
+                                                  1 - 2 * p[k + _P_MOTOR_NEG], self.servo_q8[i]))

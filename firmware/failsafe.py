@@ -25,7 +25,7 @@ Pure: time comes in as arguments; nothing here reads a clock.
 """
 
 from .fixmath import ticks_diff
-from .protocol import FAULT_IMU_IMPLAUSIBLE, FAULT_IMU_READ, FAULT_JOINT_LIMIT, FAULT_LINK_LOST
+from .protocol import FAULT_IMU_IMPLAUSIBLE, FAULT_IMU_READ, FAULT_LINK_LOST
 
 try:
     import micropython
@@ -35,6 +35,8 @@ except ImportError:  # CPython
 
 IMU_FAULTS = FAULT_IMU_READ | FAULT_IMU_IMPLAUSIBLE
 _LIMIT_CLEAR_US = const(200000)  # off the joint limits this long before FAULT joint_limit clears
+_JOINT_LIMIT = const(0x0020)  # protocol.FAULT_JOINT_LIMIT: joint_limit() tests it each tick, and imported
+# names are global lookups in native code
 
 
 class Faults:
@@ -74,12 +76,12 @@ class Faults:
         """Raise FAULT joint_limit while an axis rests on a limit; clear it after 200 ms off every limit."""
         if at_limit:
             self._off_limit_us = 0
-            if not self.flags & FAULT_JOINT_LIMIT:
-                self.raise_fault(FAULT_JOINT_LIMIT)
-        elif self.flags & FAULT_JOINT_LIMIT:
+            if not self.flags & _JOINT_LIMIT:
+                self.raise_fault(_JOINT_LIMIT)
+        elif self.flags & _JOINT_LIMIT:
             self._off_limit_us += dt_us
             if self._off_limit_us >= _LIMIT_CLEAR_US:
-                self.flags &= ~FAULT_JOINT_LIMIT
+                self.flags &= ~_JOINT_LIMIT
 
 
 class LinkWatchdog:

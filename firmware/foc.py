@@ -38,6 +38,12 @@ _STEPS = const(1536)  # fixmath.SIN_STEPS (imported names are not constants to v
 _HALF = const(768)
 _QUARTER = const(384)
 _FF_OFF = const(0x20000000)  # torque_ff.OFF (imported names are not constants to viper)
+# AxisController.packed (firmware/control.py): the words measure() and duties() use, stored + OFF but the gain
+_G_EFFORT_LIMIT = const(0)  # control._G_EFFORT_LIMIT
+_S_JOINT = const(11)  # control.S_JOINT
+_S_FRAC = const(12)  # control.S_FRAC
+_S_EFFORT = const(13)  # control.S_EFFORT
+_OFF = const(0x20000000)  # control.OFF
 
 
 @micropython.viper
@@ -385,17 +391,19 @@ class FocDrive:
             j -= 360000000
         if p[k + _P_JOINT_NEG]:
             j = 0 - j
-        ctl.joint_udeg = j
-        ctl.joint_frac = 0
+        s = ptr32(ctl.packed)
+        s[_S_JOINT] = j + _OFF
+        s[_S_FRAC] = _OFF
         return True
 
     @micropython.viper
     def duties(self, i: int, ctl, amp: int, svpwm: int, out):
         """Duties for the controller's effort as a torque on the rotor measured by ``measure``."""
-        lim = int(ctl.effort_limit_mdps) >> 10
+        s = ptr32(ctl.packed)
+        lim = s[_G_EFFORT_LIMIT] >> 10
         if lim < 1:
             lim = 1
-        t = ((int(ctl.effort_mdps) >> 10) * amp) // lim
+        t = (((s[_S_EFFORT] - _OFF) >> 10) * amp) // lim
         p = ptr32(self._packed)
         k = i * _W
         ff = p[k + _P_FF] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)

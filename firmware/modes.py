@@ -28,17 +28,26 @@ Pure: time comes in as ``dt_us``; integers only (nothing allocates per tick).
 """
 
 from .fixmath import wrap_udeg
-from .protocol import MODE_FOLLOW, MODE_LOCK, MODE_OFF, MODE_PAN_FOLLOW, MODE_RECENTRE, MODE_TRACK
+from .protocol import MODE_OFF
 
 try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython, ptr32  # type: ignore[assignment,no-redef]
 
 _FF_MAX = const(1048575)  # follow feed-forward clamp, mdps
 _SP_RATE = const(0x01)  # protocol.SP_YAW_IS_RATE (imported names are not constants to viper)
 _SP_EARTH = const(0x08)  # protocol.SP_YAW_IN_EARTH_FRAME
+# the modes update() tells apart each tick: imported names are global lookups in native code, these fold
+_LOCK = const(1)  # protocol.MODE_LOCK
+_PAN_FOLLOW = const(2)  # protocol.MODE_PAN_FOLLOW
+_FOLLOW = const(3)  # protocol.MODE_FOLLOW
+_TRACK = const(4)  # protocol.MODE_TRACK
+_RECENTRE = const(5)  # protocol.MODE_RECENTRE
+# AxisController.packed (firmware/control.py): the commanded joint's word, stored + OFF
+_S_JOINT = const(11)  # control.S_JOINT
+_OFF = const(0x20000000)  # control.OFF
 
 
 class Modes:
@@ -101,36 +110,40 @@ class Modes:
     @micropython.viper
     def handle_udeg(self, i: int) -> int:
         """The handle's angle about axis i, seen from the camera: camera angle minus joint angle."""
-        return int(wrap_udeg(int(self.est.angle_udeg[i]) - int(self.axes[i].joint_udeg)))
+        return int(wrap_udeg(int(self.est.angle_udeg[i]) - (ptr32(self.axes[i].packed)[_S_JOINT] - _OFF)))
 
     @micropython.native
     def update(self, dt, failsafe):
         """Per-mode targets and feed-forward for one tick of ``dt`` us; track holds while ``failsafe``."""
         mode = self.mode
-        if mode == MODE_LOCK:
+        if mode == _LOCK:
             return
-        for i in range(3):
-            self.ff_mdps[i] = 0
-        if mode == MODE_PAN_FOLLOW:
-            self._follow(0, dt)
-        elif mode == MODE_FOLLOW:
-            self._follow(0, dt)
-            self._follow(1, dt)
-        elif mode == MODE_TRACK:
+        ff = self.ff_mdps
+        ff[0] = 0
+        ff[1] = 0
+        ff[2] = 0
+        if mode == _TRACK:
             age = self.sp_age_us
-            if age < self.deadman_us:
+            deadman = self.deadman_us
+            if age < deadman:
                 self.sp_age_us = age + dt
             if not failsafe:
-                self._track(dt, 1 if age >= self.deadman_us else 0)
-        elif mode == MODE_RECENTRE:
+                self._track(dt, 1 if age >= deadman else 0)
+        elif mode == _PAN_FOLLOW:
+            self._follow(0, dt)
+        elif mode == _FOLLOW:
+            self._follow(0, dt)
+            self._follow(1, dt)
+        elif mode == _RECENTRE:
             done = True
             for i in range(3):
                 if not self._recentre(i, dt):
                     done = False
             if done:
-                self.mode = MODE_LOCK
-                for i in range(3):
-                    self.ff_mdps[i] = 0
+                self.mode = _LOCK
+                ff[0] = 0
+                ff[1] = 0
+                ff[2] = 0
 
     @micropython.native
     def _follow(self, i, dt):
@@ -164,7 +177,7 @@ class Modes:
         step = (v // 1000) * dt + ((v % 1000) * dt) // 1000  # v * dt // 1000, split
         if -step <= err <= step:
             self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + err)
-            joint = self.axes[i].joint_udeg
+            joint = self.axes[i].packed[_S_JOINT] - _OFF
             return -500000 <= joint <= 500000
         if err > 0:
             self.target_udeg[i] = wrap_udeg(self.target_udeg[i] + step)

@@ -16,6 +16,7 @@ from now instead of bursting to catch up.
 Pure apart from ``hal.serial_write``; time comes in as ``now_us``.
 """
 
+from .control import OFF, S_JOINT
 from .fixmath import TICKS_MASK, ticks_diff
 from .protocol import (
     CAP_BLDC,
@@ -126,7 +127,7 @@ class Telemetry:
             put_u16(b, o + 4 + 2 * i, clamp_i16(ang[i] // 10000))
             put_u16(b, o + 10 + 2 * i, clamp_i16(rate[i] // 10))
             c = self.axes[i]
-            put_u16(b, o + 16 + 2 * i, clamp_i16(c.joint_udeg // 10000))
+            put_u16(b, o + 16 + 2 * i, clamp_i16((c.packed[S_JOINT] - OFF) // 10000))
             put_u16(b, o + 22 + 2 * i, clamp_i16(c.effort_permille() if motors_on else 0))
         put_u16(b, o + 28, loop_time_us if loop_time_us < 65535 else 65535)
         t = now_us & TICKS_MASK  # a small int on every port (ticks_us wraps at 2**30): no allocation
