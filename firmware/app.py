@@ -268,12 +268,13 @@ class Gimbal:
                 hff = None
             cancel = hf.cancel_mdps
         limit = False
-        foc_on = fd.active
+        if fd.any_active:
+            fd.measure(hal, axes)  # closed-loop axes: the measured joint angle, before the step
+        fd_closed = fd.closed  # 1: axis i's rotor was read this tick
         tune_axis = self.tune.axis
         for i in range(3):
             c = axes[i]
-            # closed-loop axes: the measured joint angle, before the step (fd.closed[i] says it was read)
-            closed = foc_on[i] and fd.measure(hal, i, c)
+            closed = fd_closed[i]
             if i == tune_axis:
                 # the relay drives this axis' effort instead of its controller: on the rate
                 # (setpoint 0), or on the angle for an open-loop axis (its spring's resonance)

@@ -23,6 +23,8 @@ tick allocates nothing on MicroPython. Cost and allocation are measured by
 Pure: time comes in as ``dt_us``; nothing here reads a clock.
 """
 
+from array import array
+
 from .fixmath import atan2_udeg, isqrt, wrap_udeg
 from .imu import ACCEL_LSB_PER_G, gyro_mdps
 
@@ -30,7 +32,7 @@ try:
     import micropython
     from micropython import const
 except ImportError:  # CPython
-    from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
+    from .mpcompat import const, micropython, ptr32  # type: ignore[assignment,no-redef]
 
 
 _ONE = const(0x10000000)  # Q28 1.0 (the down vector's state format)
@@ -42,6 +44,18 @@ _RATE_MAX = const(4000000)  # Euler rates clamp, mdps (they grow as 1/cos(pitch)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
 _KDT = const(19651)  # rad Q28 per (mdps * us), times 2**22: w = omega * ((dt * _KDT) >> 10) >> 12
 _MDPS_PER_RAD = 57295.77951308232  # mdps per rad/s; only used when gains are set
+# AttitudeEstimator.packed: the gains and scalars update() reads and writes, one word each in an array('i')
+# read through viper's ptr32 instead of an attribute (a hash lookup) each; all >= 0 but the yaw, stored + _OFF
+# (ptr32 loads are unsigned on 64-bit ports)
+_E_KP = const(0)  # mdps per rad of error, / 64
+_E_KI = const(1)
+_E_A2_LO = const(2)  # the accelerometer gate, counts squared
+_E_A2_HI = const(3)
+_E_H = const(4)  # |(dy, dz)| = cos(pitch), Q14, kept for the square root's warm start
+_E_YAW = const(5)  # udeg + _OFF
+_E_YAW_FRAC = const(6)  # ndeg below it, 0..999 (yaw integrates mdps * us exactly)
+_E_ACCEL_USED = const(7)  # 1: the last update applied the accelerometer correction
+_OFF = const(0x20000000)
 
 
 class AttitudeEstimator:
@@ -54,30 +68,35 @@ class AttitudeEstimator:
 
     def __init__(self):
         self.d = [0, 0, _ONE]  # down vector in the camera frame, Q28
-        self.h = 1 << 14  # |(dy, dz)| = cos(pitch), Q14, kept for the square root's warm start
         self.bias_mdps = [0, 0, 0]  # boot calibration, body x y z
         self.i_corr = [0, 0, 0]  # Mahony integral term, mdps * 1000
         self.body_rate_mdps = [0, 0, 0]  # corrected p, q, r
         self.angle_udeg = [0, 0, 0]  # yaw, pitch, roll
         self.rate_mdps = [0, 0, 0]  # yaw, pitch, roll Euler rates
-        self.yaw_udeg = 0
-        self.yaw_frac = 0  # ndeg below yaw_udeg, 0..999 (yaw integrates mdps * us exactly)
-        self.accel_used = False  # last update applied the accelerometer correction
-        self._kp = 0
-        self._ki = 0
-        self._a2_lo = 0
-        self._a2_hi = 0
+        self.packed = array("i", [0] * 8)  # the _E_* words above
+        self.packed[_E_H] = 1 << 14
+        self.packed[_E_YAW] = _OFF
         self.set_gains(1.0, 0.05, 0.15)
+
+    @property
+    def accel_used(self):
+        """The last update applied the accelerometer correction."""
+        return self.packed[_E_ACCEL_USED] != 0
+
+    @property
+    def yaw_udeg(self):
+        return self.packed[_E_YAW] - _OFF
 
     def set_gains(self, kp_per_s, ki_per_s2, accel_reject_g):
         """Mahony gains, and how far |accel| may stray from 1 g before it is ignored."""
+        p = self.packed
         # mdps per rad of error, / 64 (so that (error Q14) * gain stays under 2**30)
-        self._kp = int(round(kp_per_s * _MDPS_PER_RAD / 64))
-        self._ki = int(round(ki_per_s2 * _MDPS_PER_RAD / 64))  # mdps per s per rad, / 64
+        p[_E_KP] = int(round(kp_per_s * _MDPS_PER_RAD / 64))
+        p[_E_KI] = int(round(ki_per_s2 * _MDPS_PER_RAD / 64))  # mdps per s per rad, / 64
         lo = int((1.0 - accel_reject_g) * ACCEL_LSB_PER_G)
         hi = int((1.0 + accel_reject_g) * ACCEL_LSB_PER_G)
-        self._a2_lo = lo * lo if lo > 0 else 0
-        self._a2_hi = hi * hi
+        p[_E_A2_LO] = lo * lo if lo > 0 else 0
+        p[_E_A2_HI] = hi * hi
 
     def reset(self, accel_mean, bias_mdps, yaw_udeg=0):
         """Start from a still accelerometer reading (FRD counts) and the calibrated gyro bias.
@@ -100,10 +119,11 @@ class AttitudeEstimator:
         for i in range(3):
             self.bias_mdps[i] = bias_mdps[i]
             self.i_corr[i] = 0
-        self.yaw_udeg = yaw_udeg
-        self.yaw_frac = 0
+        p = self.packed
+        p[_E_YAW] = yaw_udeg + _OFF
+        p[_E_YAW_FRAC] = 0
         self.angle_udeg[0] = yaw_udeg
-        self.h = _pitch_roll(d[0], d[1], d[2], 0, self.angle_udeg)
+        p[_E_H] = _pitch_roll(d[0], d[1], d[2], 0, self.angle_udeg)
 
     @micropython.viper
     def update(self, body, dt_us: int):
@@ -112,6 +132,7 @@ class AttitudeEstimator:
         # 64-bit unix port and CPython compute
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
+        w = ptr32(self.packed)
         d = self.d
         dx = int(d[0])
         dy = int(d[1])
@@ -133,10 +154,10 @@ class AttitudeEstimator:
         # |a| <= 2 g whenever it can pass the gate, so the squares stay under 3 * 2**28
         if -16384 <= ax and ax <= 16384 and -16384 <= ay and ay <= 16384 and -16384 <= az and az <= 16384:
             a2 = ax * ax + ay * ay + az * az
-            if int(self._a2_lo) <= a2 and a2 <= int(self._a2_hi):
+            if w[_E_A2_LO] <= a2 and a2 <= w[_E_A2_HI]:
                 used = 1
+        w[_E_ACCEL_USED] = used
         if used:
-            self.accel_used = True
             # e = a x d_est: the rotation that would carry the estimate onto the
             # measurement, rad Q28 with |a| taken as 1 g (it is within the gate);
             # d as Q15 so each product is < 2**29 (|a| < 2**14)
@@ -146,12 +167,12 @@ class AttitudeEstimator:
             ex = (ay * sz - az * sy) >> 14  # Q14 from here
             ey = (az * sx - ax * sz) >> 14
             ez = (ax * sy - ay * sx) >> 14
-            kp = int(self._kp)
+            kp = w[_E_KP]
             p += (ex * kp) >> 8
             q += (ey * kp) >> 8
             r += (ez * kp) >> 8
             # integral, mdps * 1000 per tick = (mdps/s) * dt / 1000, dt split in ms and us
-            ki = int(self._ki)
+            ki = w[_E_KI]
             ms = dt_us // 1000
             us = dt_us - ms * 1000
             k = (ex * ki) >> 8
@@ -167,8 +188,6 @@ class AttitudeEstimator:
             ic[0] = ix
             ic[1] = iy
             ic[2] = iz
-        else:
-            self.accel_used = False
         p += ix // 1000
         q += iy // 1000
         r += iz // 1000
@@ -195,7 +214,7 @@ class AttitudeEstimator:
         n = qh * yq + rh * zq
         y1 = n // h2
         yaw_rate = (y1 << 10) + (((n - y1 * h2) << 10) + ((ql * yq + rl * zq) << 5)) // h2
-        h = int(self.h) << 5  # |(dy, dz)| from the last _pitch_roll(), Q19
+        h = w[_E_H] << 5  # |(dy, dz)| from the last _pitch_roll(), Q19
         if h < _H19_MIN:
             h = _H19_MIN
         n = qh * zq - rh * yq
@@ -218,11 +237,11 @@ class AttitudeEstimator:
         rate[2] = _RATE_MAX if x > _RATE_MAX else (-_RATE_MAX if x < -_RATE_MAX else x)
         # yaw += yaw_rate * dt (ndeg), kept as udeg + ndeg remainder: exact
         x = yaw_rate // 1000
-        f = int(self.yaw_frac) + (yaw_rate - x * 1000) * dt_us
-        y = int(self.yaw_udeg) + x * dt_us + f // 1000
-        self.yaw_frac = f % 1000
+        f = w[_E_YAW_FRAC] + (yaw_rate - x * 1000) * dt_us
+        y = (w[_E_YAW] - _OFF) + x * dt_us + f // 1000
+        w[_E_YAW_FRAC] = f % 1000
         y = int(wrap_udeg(y))
-        self.yaw_udeg = y
+        w[_E_YAW] = y + _OFF
         # rotate the down vector: d' = d + d x w, w = omega * dt in rad Q28
         # (omega split at 2**10 so each product with kdt < 2**20 stays < 2**30)
         k = (dt_us * _KDT) >> 10
@@ -255,7 +274,7 @@ class AttitudeEstimator:
         d[2] = dz
         ang = self.angle_udeg
         ang[0] = y
-        self.h = _pitch_roll(dx, dy, dz, int(self.h), ang)
+        w[_E_H] = int(_pitch_roll(dx, dy, dz, w[_E_H], ang))
 
 
 @micropython.viper

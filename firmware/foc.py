@@ -277,6 +277,7 @@ class FocDrive:
 
     def __init__(self):
         self.active = [0, 0, 0]  # 1: calibrated and configured: read the rotor every tick
+        self.any_active = False
         self.closed = [0, 0, 0]  # 1: the rotor was read this tick, drive.write commutates on it
         self.wanted = [0, 0, 0]  # configured for FOC
         self.bits = [0, 0, 0]
@@ -325,6 +326,7 @@ class FocDrive:
             p[k + _P_ZERO] = max(0, self.zero[i])
             p[k + _P_MOTOR_NEG] = 1 if self.motor_dir[i] < 0 else 0
             p[k + _P_COUNTS] = 0
+        self.any_active = any(self.active)
         return need
 
     def start_calibration(self):
@@ -373,28 +375,36 @@ class FocDrive:
         return failed
 
     @micropython.viper
-    def measure(self, hal, i: int, ctl) -> bool:
-        """Read axis i's rotor; on success set the controller's joint angle to it and return True."""
-        counts = int(hal.angle_read(i))
-        if counts < 0:
-            self.read_errors = int(self.read_errors) + 1
-            self.closed[i] = 0
-            return False
-        self.closed[i] = 1
+    def measure(self, hal, axes):
+        """Read every active axis' rotor: its controller's joint angle becomes the measured one (``closed[i] = 1``).
+
+        A failed read leaves that axis open-loop for this tick (``closed[i] = 0``). One call for the three
+        axes: a method call costs several attribute lookups.
+        """
         p = ptr32(self._packed)
-        k = i * _W
-        p[k + _P_COUNTS] = counts
-        bits = p[k + _P_BITS]
-        d = (counts - p[k + _P_JOINT_ZERO]) & ((1 << bits) - 1)
-        j = int(counts_to_udeg(d, bits))
-        if j >= 180000000:
-            j -= 360000000
-        if p[k + _P_JOINT_NEG]:
-            j = 0 - j
-        s = ptr32(ctl.packed)
-        s[_S_JOINT] = j + _OFF
-        s[_S_FRAC] = _OFF
-        return True
+        active = self.active
+        closed = self.closed
+        for i in range(3):
+            if not active[i]:
+                continue
+            counts = int(hal.angle_read(i))
+            if counts < 0:
+                self.read_errors = int(self.read_errors) + 1
+                closed[i] = 0
+                continue
+            closed[i] = 1
+            k = i * _W
+            p[k + _P_COUNTS] = counts
+            bits = p[k + _P_BITS]
+            d = (counts - p[k + _P_JOINT_ZERO]) & ((1 << bits) - 1)
+            j = int(counts_to_udeg(d, bits))
+            if j >= 180000000:
+                j -= 360000000
+            if p[k + _P_JOINT_NEG]:
+                j = 0 - j
+            s = ptr32(axes[i].packed)
+            s[_S_JOINT] = j + _OFF
+            s[_S_FRAC] = _OFF
 
     @micropython.viper
     def duties(self, i: int, ctl, amp: int, svpwm: int, out):

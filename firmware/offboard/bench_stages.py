@@ -119,9 +119,7 @@ def stages(foc=False, calls=2000, runs=5, torque_ff=False):
 
     def foc_measure(n):
         for _ in range(n):
-            for i in range(3):
-                if fd.active[i]:
-                    fd.measure(hal, i, axes[i])
+            fd.measure(hal, axes)
 
     def controllers(n):
         ang = est.angle_udeg
@@ -175,7 +173,7 @@ def stages(foc=False, calls=2000, runs=5, torque_ff=False):
     parts = (
         ("imu_read (HAL)", imu_read), ("to_body", body_frame), ("plausibility", plausibility),
         ("handle_imu_read (HAL)", handle_imu), ("estimator", estimator), ("modes.update", mode_logic),
-        ("foc.measure x3", foc_measure), ("controllers x3", controllers), ("drive.write", drive_out),
+        ("foc.measure (3 axes)", foc_measure), ("controllers x3", controllers), ("drive.write", drive_out),
         ("faults.joint_limit", joint_limit), ("watchdog.check", watchdog), ("link.poll (no bytes)", link_poll),
         ("tel.due", tel_due),
     )
