@@ -259,14 +259,13 @@ class Gimbal:
         ff = modes.ff_mdps
         axes = self.axes
         hff = None
-        cancel = None
         hf = self.handle_ff
+        cancel = hf.cancel_mdps
         guard = handle_ok and hf.ready  # the handle's rate is known: the open-loop field guard runs
         if guard:
             hff = hf.update(self.handle_raw, axes[0].packed[S_JOINT] - OFF, axes[2].packed[S_JOINT] - OFF)
             if not hf.scale_q10:
                 hff = None
-            cancel = hf.cancel_mdps
         limit = False
         if fd.any_active:
             fd.measure(hal, axes)  # closed-loop axes: the measured joint angle, before the step
