@@ -199,6 +199,7 @@ class Modes:
         tf = self.track_frac
         tgt = self.target_udeg
         ff = self.ff_mdps
+        wrap = wrap_udeg  # one global lookup instead of one a call
         for i in range(3):
             v = int(spv[i])
             earth = flags & (_SP_EARTH << i)
@@ -210,21 +211,21 @@ class Modes:
                     kinds[i] = kind
                     start = int(tgt[i])
                     if not earth:
-                        start = int(wrap_udeg(start - handle))
+                        start = int(wrap(start - handle))
                     tu[i] = start
                     tf[i] = 0
                 rate = 0 if expired else v * 10  # cdps -> mdps; a stale rate stops the axis
                 # += rate * dt ndeg, as udeg + ndeg remainder (exact, small ints)
                 x = rate // 1000
                 f = int(tf[i]) + (rate - x * 1000) * dt
-                t = int(wrap_udeg(int(tu[i]) + x * dt + f // 1000))
+                t = int(wrap(int(tu[i]) + x * dt + f // 1000))
                 tf[i] = f % 1000
                 tu[i] = t
                 ff[i] = rate
                 if earth:
                     tgt[i] = t
                 else:
-                    tgt[i] = wrap_udeg(handle + t)
+                    tgt[i] = wrap(handle + t)
             else:
                 kinds[i] = 0
-                tgt[i] = wrap_udeg(handle + v * 10000)  # cdeg -> udeg
+                tgt[i] = wrap(handle + v * 10000)  # cdeg -> udeg

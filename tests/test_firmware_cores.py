@@ -318,3 +318,31 @@ def test_estimator_pulls_toward_gravity_and_learns_gyro_bias():
     # a 1.5 g shake is outside the gate: no correction from it
     est.update([0, 0, -12288, 0, 0, 0], 1000)
     assert not est.accel_used
+
+
+def test_constant_copies_match_their_sources():
+    # native and viper code see an imported name as a global lookup on every use, so the tick's modules keep
+    # const() copies of the few they test each tick (the packed controller layout among them)
+    from opensteady.firmware import app, control, drive, failsafe, foc, modes, protocol, telemetry
+
+    assert (drive._S_JOINT, drive._OFF) == (control.S_JOINT, control.OFF)
+    assert (foc._G_EFFORT_LIMIT, foc._S_JOINT, foc._S_FRAC, foc._S_EFFORT, foc._OFF) == (
+        control._G_EFFORT_LIMIT, control.S_JOINT, control.S_FRAC, control.S_EFFORT, control.OFF)
+    assert (modes._S_JOINT, modes._OFF) == (control.S_JOINT, control.OFF)
+    assert (modes._LOCK, modes._PAN_FOLLOW, modes._FOLLOW, modes._TRACK, modes._RECENTRE) == (
+        protocol.MODE_LOCK, protocol.MODE_PAN_FOLLOW, protocol.MODE_FOLLOW, protocol.MODE_TRACK, protocol.MODE_RECENTRE)
+    assert (app._IMU_FAULTS, app._DUE_TELEMETRY, app._DUE_HEARTBEAT) == (
+        failsafe.IMU_FAULTS, telemetry.DUE_TELEMETRY, telemetry.DUE_HEARTBEAT)
+    assert failsafe._JOINT_LIMIT == protocol.FAULT_JOINT_LIMIT
+
+
+def test_controller_words_stay_within_the_offset_range():
+    # the packed state is stored + 2**29 so ptr32's unsigned loads (64-bit ports) read it back right:
+    # a hard-driven axis against its limits keeps every word in [0, 2**30)
+    c = AxisController()
+    c.configure(20.0, 2.0, 50.0, 3.0, 1.0, 2000.0, 2000.0, 200000.0, -170.0, 170.0)
+    c.reset(169000000, 0)
+    for k in range(3000):
+        c.step(-170000000 if k < 1500 else 170000000, 1048575 if k % 7 else -1048575, 0, 4000000 if k % 2 else -4000000,
+               40000)
+        assert all(0 <= w < (1 << 30) for w in c.packed), list(c.packed)

@@ -175,3 +175,51 @@ def test_plausibility_needs_several_bad_samples_and_rides_out_a_stride_in_free_f
     # a dead accelerometer reads near 0 g for good: dead after 300 ms
     results = [check.dead(free_fall, free_fall, 1000) for _ in range(300)]
     assert results.index(True) == 300 - 120 - 1
+
+
+_DUTIES_VS_HELPERS = """
+import json
+from opensteady.firmware import foc
+from opensteady.firmware.config import Config, axis_key
+from opensteady.firmware.control import AxisController
+drive = foc.FocDrive()
+c = AxisController()
+got = []
+want = []
+out = [0, 0, 0]
+for sensor, sdir, mdir, zero, pp in ((2, 1, 1, 0, 7), (2, -1, 1, 99, 7), (1, 1, -1, 1535, 11), (1, -1, -1, 700, 3)):
+    cfg = Config()
+    for name, value in (("drive", 1), ("sensor", sensor), ("sensor_dir", sdir), ("motor_dir", mdir),
+                        ("foc_zero", zero), ("joint_zero_counts", 0), ("pole_pairs", pp)):
+        cfg.set(axis_key(0, name), value)
+    drive.configure(cfg)
+    bits = 12 if sensor == 1 else 14
+    for counts in (0, 1, 777, (1 << bits) // 3, (1 << bits) - 1):
+        for effort in (-400000, -1234, 0, 98765, 400000):
+            c.effort_mdps = effort
+            drive._packed[7] = counts  # what measure() keeps (_P_COUNTS)
+            drive.duties(0, c, 20000, 0, out)
+            got.append(list(out))
+            t = ((effort >> 10) * 20000) // (c.effort_limit_mdps >> 10)
+            t = max(-20000, min(20000, t))
+            foc.foc_duties(foc.rotor_elec_index(counts, bits, pp, sdir, zero), -t if mdir < 0 else t, 0, out)
+            want.append(list(out))
+print(json.dumps([got, want]))
+"""
+
+
+def test_foc_drive_duties_agree_with_the_helpers_it_writes_out():
+    # FocDrive.duties computes rotor_elec_index inline (one call less per axis and tick): the same duties
+    for got, want in (json.loads(_run_cpython(_DUTIES_VS_HELPERS)), run_micropython_json(_DUTIES_VS_HELPERS)):
+        assert got == want
+
+
+def _run_cpython(code):
+    import subprocess
+    import sys
+
+    from tests.micropython import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
