@@ -41,12 +41,13 @@ SIM_BOARD_SETTINGS = {
     "yaw_rate_kd_ms": 100.0,
     "pitch_rate_kd_ms": 30.0,
     "roll_rate_kd_ms": 100.0,
-    # Walking shakes the handle linearly too (surge and sway of ~1 m/s^2 tilt the measured gravity
-    # by several degrees at 1-2 Hz); a slow accelerometer pull keeps that out of the attitude. The
-    # gyro bias is calibrated at boot and drifts slowly, so a 10 s time constant loses little.
-    # (0.05 gave 0.25 instead of 0.27 deg on walking, but on two-people's seed 0 the slightly
-    # different frames made the vision tracker lose the subject for a second as the passer-by
-    # crossed behind: a tracker fragility, reported, not something to tune the gimbal around.)
+    # Walking shakes the handle linearly too (surge and sway of ~0.5 m/s^2 tilt the measured gravity
+    # by a few degrees at 1-2 Hz); a slow accelerometer pull keeps that out of the attitude, and the
+    # walking jitter is about proportional to it (walking-foc: 0.3 -> 0.12, 0.1 -> 0.046, 0.02 -> 0.021
+    # deg). Lower is not taken: with est_ki at its default 0.05 the bias loop's damping is
+    # est_kp / (2 sqrt(est_ki)), 0.22 here (a boot calibration error rings for ~65 s), and an est_ki
+    # small enough to damp a lower est_kp cannot follow a real gyro's warm-up drift (the simulated
+    # bias only random-walks, so it would not show): docs/firmware.md, "Choosing est_kp and est_ki".
     "est_kp": 0.1,
 }
 
