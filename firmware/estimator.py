@@ -287,7 +287,10 @@ def _pitch_roll(dx: int, dy: int, dz: int, h: int, ang) -> int:
     """
     yq = dy >> 14
     zq = dz >> 14
-    h = int(isqrt(yq * yq + zq * zq, h))
+    n = yq * yq + zq * zq
+    # |(dy, dz)| moves slowly: last tick's root is often still the floor root, and then no call is needed
+    if h * h > n or (h + 1) * (h + 1) <= n:
+        h = int(isqrt(n, h))
     # atan2 is scale-free: Q19 arguments keep its division under 2**30
     ang[1] = atan2_udeg(0 - (dx >> 9), h << 5)
     ang[2] = atan2_udeg(dy >> 9, dz >> 9)

@@ -384,6 +384,7 @@ class FocDrive:
         p = ptr32(self._packed)
         active = self.active
         closed = self.closed
+        to_udeg = counts_to_udeg  # one global lookup, not one a call
         for i in range(3):
             if not active[i]:
                 continue
@@ -397,7 +398,7 @@ class FocDrive:
             p[k + _P_COUNTS] = counts
             bits = p[k + _P_BITS]
             d = (counts - p[k + _P_JOINT_ZERO]) & ((1 << bits) - 1)
-            j = int(counts_to_udeg(d, bits))
+            j = int(to_udeg(d, bits))
             if j >= 180000000:
                 j -= 360000000
             if p[k + _P_JOINT_NEG]:

@@ -162,21 +162,22 @@ class PlausibilityCheck:
     @micropython.native
     def dead(self, raw, body, dt_us):
         # a stuck bus: the chip's six words read the same (before any axis is turned or scaled)
+        stuck = 0
         if raw[0] == raw[1] == raw[2] == raw[3] == raw[4] == raw[5]:
-            self.stuck += 1
-        else:
-            self.stuck = 0
+            stuck = self.stuck + 1
+        self.stuck = stuck
         ax = body[0]
         ay = body[1]
         az = body[2]
+        low = 0
         # |a| < 0.25 g needs every axis under 2048 counts, so the squares stay within +-2**30
         if (-_QUARTER_G < ax < _QUARTER_G and -_QUARTER_G < ay < _QUARTER_G and -_QUARTER_G < az < _QUARTER_G
                 and ax * ax + ay * ay + az * az < _QUARTER_G * _QUARTER_G):
-            if self.low_us < 0x3FFFFFFF - dt_us:
-                self.low_us += dt_us
-        else:
-            self.low_us = 0
-        return self.stuck >= self.stuck_samples or self.low_us >= self.low_g_us
+            low = self.low_us
+            if low < 0x3FFFFFFF - dt_us:
+                low += dt_us
+        self.low_us = low
+        return stuck >= self.stuck_samples or low >= self.low_g_us
 
 
 CAL_RUNNING = const(0)
