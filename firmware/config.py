@@ -43,7 +43,7 @@ _GLOBAL_KEYS = (
     (3, "failsafe_ms", 250, 20, 10000, K_INT),
     (4, "calib_ms", 1000, 100, 10000, K_INT),
     (5, "calib_still_dps", 2.0, 0.2, 20.0, K_FLOAT),  # gyro spread allowed while calibrating
-    (6, "est_kp", 0.3, 0.0, 20.0, K_FLOAT),  # Mahony proportional gain, 1/s (docs/firmware.md: choosing est_kp)
+    (6, "est_kp", 0.2, 0.0, 20.0, K_FLOAT),  # Mahony proportional gain, 1/s (docs/firmware.md: choosing est_kp)
     (7, "est_ki", 0.05, 0.0, 5.0, K_FLOAT),  # Mahony gyro-bias gain, 1/s^2
     (8, "accel_reject_g", 0.15, 0.01, 1.0, K_FLOAT),  # ignore accel when | |a| - 1 g | is larger
     (9, "imu_mount", 0, 0, 1, K_INT),  # 0 chip up, x to lens; 1 chip upside down, x to lens

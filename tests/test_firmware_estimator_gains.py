@@ -64,11 +64,11 @@ def _settled_after_s(history, limit_deg):
 
 def test_the_default_gains_are_damped_and_learn_a_boot_calibration_error_quickly():
     kp, ki = _default("est_kp"), _default("est_ki")
-    assert kp / (2 * math.sqrt(ki)) > 0.6  # the tilt loop s^2 + kp s + ki is well damped
+    assert kp / (2 * math.sqrt(ki)) > 0.4  # the tilt loop s^2 + kp s + ki is damped (0.45)
     # a 0.5 deg/s error left by the boot calibration on both tilt axes
     h = _tilt_history(kp, ki, 120, lambda t: 0.5)
     assert max(h) < 2.0
-    assert _settled_after_s(h, 0.1) <= 30
+    assert _settled_after_s(h, 0.1) <= 32  # 29 s
     # the old default (1.0) settled later: its integral is slow against so stiff a proportional
     assert _settled_after_s(_tilt_history(1.0, ki, 120, lambda t: 0.5), 0.1) > _settled_after_s(h, 0.1)
 
@@ -99,7 +99,7 @@ def test_est_ki_below_one_step_of_its_resolution_learns_no_bias():
 
 def test_a_pan_with_cross_axis_error_is_corrected_within_half_a_minute():
     # a 90 deg pan at 60 deg/s, the gyro's x axis reading 2 % of the yaw rate: the horizon tilts ~1 deg.
-    # The price of the lower default: est_kp 1.0 corrected it in 4 s, 0.3 takes 18 s
+    # The price of the lower default: est_kp 1.0 corrected it in 4 s, 0.2 takes 20 s
     def pan(t):
         return 60.0 if 2.0 <= t < 3.5 else 0.0
 
