@@ -110,6 +110,11 @@ class HAL:
     """
 
     board_id = BOARD_UNKNOWN
+    # How long ago (us) the motion in an ``imu_read`` sample happened, for a steady rate: the chip's low-pass
+    # filter's delay (an MPU-6050 at DLPF_CFG 3: 4800, imu.GYRO_DELAY_US). The attitude integrated from the
+    # gyro lags by as much: VERSION tells the host (TELEMETRY's ``t_us`` stays the tick's time, when the frame
+    # was sent, which is what the host's clock mapping needs).
+    imu_delay_us = 0
 
     def imu_read(self, raw):
         """Fill ``raw`` (``array('h', 6)``: ax, ay, az, gx, gy, gz counts) in place.

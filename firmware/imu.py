@@ -35,6 +35,9 @@ ACCEL_LSB_PER_G = const(8192)
 GYRO_COUNTS_TO_MDPS_NUM = const(2000)  # mdps = counts * 2000 // 131 (65.5 LSB per deg/s)
 GYRO_COUNTS_TO_MDPS_DEN = const(131)
 _QUARTER_G = const(2048)  # ACCEL_LSB_PER_G // 4
+# How far the gyro's output lags the motion (us) for each DLPF_CFG 0..6: the MPU-6050 register map's table
+# for register 26 (CONFIG). The attitude integrated from it lags by as much (VERSION reports it to the host).
+GYRO_DELAY_US = (980, 1900, 2800, 4800, 8300, 13400, 18600)
 
 
 def _i16(buf, i):
@@ -53,6 +56,7 @@ class MPU6050:
         self.i2c = i2c
         self.addr = addr
         self.dlpf = dlpf
+        self.delay_us = GYRO_DELAY_US[dlpf]  # what HAL.imu_delay_us reports for this chip
         self._burst = bytearray(14)
         self._one = bytearray(1)
 

@@ -110,7 +110,8 @@ class Link:
                 if buf[o] == ROLE_HOST:
                     self.watchdog.alive(now_us)
             elif mid == MSG_VERSION_REQUEST:
-                tel.send_version(getattr(self.hal, "board_id", 0), CAP_LIGHT if self.app.light.fitted else 0)
+                tel.send_version(getattr(self.hal, "board_id", 0), CAP_LIGHT if self.app.light.fitted else 0,
+                                 getattr(self.hal, "imu_delay_us", 0))
             elif mid == MSG_MODE:
                 tel.send_ack(mid, p.seq, self.app.set_mode(buf[o]))
             elif mid == MSG_CONFIG_GET:

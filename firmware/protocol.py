@@ -35,7 +35,8 @@ except ImportError:  # CPython: the compiler directives become no-ops
     from .mpcompat import const, micropython  # type: ignore[assignment,no-redef]
 
 
-PROTOCOL_VERSION = const(4)  # 2: TUNE and TUNE_STATUS; 3: TELEMETRY carries the device time t_us; 4: LIGHT
+PROTOCOL_VERSION = const(5)  # 2: TUNE and TUNE_STATUS; 3: TELEMETRY carries the device time t_us; 4: LIGHT;
+# 5: VERSION carries imu_delay_us
 
 SYNC0 = const(0xA5)
 SYNC1 = const(0x5A)
@@ -68,7 +69,7 @@ MSG_LIGHT = const(0x70)  # host -> device: the fill light's level (0 off, 1..3)
 FORMATS = {
     MSG_HEARTBEAT: "<BI",
     MSG_VERSION_REQUEST: "<B",
-    MSG_VERSION: "<BBBBBH",
+    MSG_VERSION: "<BBBBBHH",
     MSG_SETPOINT: "<Bhhh",
     MSG_MODE: "<B",
     MSG_TELEMETRY: "<BBHhhhhhhhhhhhhHI",
@@ -86,7 +87,7 @@ FORMATS = {
 FIELDS = {
     MSG_HEARTBEAT: ("role", "uptime_ms"),
     MSG_VERSION_REQUEST: ("protocol_version",),
-    MSG_VERSION: ("protocol_version", "fw_major", "fw_minor", "fw_patch", "board_id", "capabilities"),
+    MSG_VERSION: ("protocol_version", "fw_major", "fw_minor", "fw_patch", "board_id", "capabilities", "imu_delay_us"),
     MSG_SETPOINT: ("flags", "yaw", "pitch", "roll"),
     MSG_MODE: ("mode",),
     MSG_TELEMETRY: (

@@ -157,11 +157,12 @@ class Telemetry:
         self.tx[o:o + len(payload)] = payload
         self._send(msg_id, len(payload))
 
-    def send_version(self, board_id, extra_capabilities=0):
-        """VERSION; ``extra_capabilities`` adds what this board has fitted (CAP_LIGHT)."""
+    def send_version(self, board_id, extra_capabilities=0, imu_delay_us=0):
+        """VERSION; ``extra_capabilities`` adds what this board has fitted (CAP_LIGHT); ``imu_delay_us``: how far
+        the reported attitude lags TELEMETRY's ``t_us`` (HAL.imu_delay_us, the IMU's filter delay)."""
         major, minor, patch = FW_VERSION
         self._send_payload(MSG_VERSION, pack(MSG_VERSION, PROTOCOL_VERSION, major, minor, patch, board_id,
-                                             CAPABILITIES | extra_capabilities))
+                                             CAPABILITIES | extra_capabilities, imu_delay_us))
 
     def send_tune_status(self, axis, state, reason, cycles, pu_us, ku, gains):
         """Auto-tune progress or result (not a control-tick path: only while a tune runs, a few times)."""

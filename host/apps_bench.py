@@ -200,7 +200,7 @@ def _pty_device():
             for b in data:
                 m = parser.feed(b)
                 if m == p.MSG_VERSION_REQUEST:
-                    os.write(master, p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, p.PROTOCOL_VERSION, 0, 1, 0, 1, 3)))
+                    os.write(master, p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, p.PROTOCOL_VERSION, 0, 1, 0, 1, 3, 0)))
                 elif m == p.MSG_SETPOINT and state["first_setpoint"] is None:
                     state["first_setpoint"] = time.perf_counter()
 

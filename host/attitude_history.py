@@ -16,9 +16,15 @@ minimum one-way delay filter of NTP and PTP): a sample held back by the
 link, a lost byte or a slow poll only arrives later, never earlier, so the
 fastest one bounds the true offset. The window follows crystal drift and a
 rebooted device. A device without a clock is placed at arrival time.
+The arrival should be when the frame's first byte came (host.link stamps it
+so, less the bytes' time on the wire), so the offset is the link's fixed
+latency, not that plus the frame's wire time and the wait for a poll. A
+sample whose attitude is older than its device time (the IMU filter's delay,
+which the OpenSteady firmware reports in VERSION) is placed ``delay_s``
+before it; the offset is still learnt from the device time, when it was sent.
 
     history = AttitudeHistory(max_age_s=0.25)
-    history.add(telemetry, arrival_s=now, device_us=telemetry.get("t_us"), wrap_us=2**30)
+    history.add(telemetry, arrival_s=rx_s, device_us=telemetry.get("t_us"), wrap_us=2**30, delay_s=0.0048)
     history.at(frame_capture_s, now)   # the attitude then (interpolated), or None when stale
 
 ``at`` interpolates every ``*_deg`` (across ±180°) and ``*_dps`` value
@@ -113,15 +119,16 @@ class AttitudeHistory:
         self._samples.clear()
         self._arrived_s = None
 
-    def add(self, telemetry, arrival_s, device_us=None, wrap_us=None):
-        """Keep one accepted sample that arrived at ``arrival_s`` (host clock)."""
+    def add(self, telemetry, arrival_s, device_us=None, wrap_us=None, delay_s=0.0):
+        """Keep one accepted sample that arrived at ``arrival_s`` (host clock), sent at ``device_us``, whose
+        attitude was true ``delay_s`` before that (the device's IMU filter delay)."""
         measured_s = arrival_s
         if device_us is not None and wrap_us:
             if self.clock is None or self.clock.wrap_us != wrap_us:
                 self.clock = DeviceClock(wrap_us, self.offset_window_s)
                 self._samples.clear()
             resets = self.clock.resets
-            measured_s = self.clock.observe(device_us, arrival_s)
+            measured_s = self.clock.observe(device_us, arrival_s) - delay_s
             if self.clock.resets != resets:
                 self._samples.clear()
         samples = self._samples

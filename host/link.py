@@ -13,6 +13,8 @@ Ports are opened with pyserial's ``serial_for_url``, so a device path
         link.send_setpoint(p.SP_YAW_IS_RATE | p.SP_PITCH_IS_RATE, 1500, -200, 0)
         for msg_id, fields in link.poll():      # never blocks
             ...
+        for msg_id, fields, rx_s in link.poll_stamped():  # the same, with each frame's arrival time
+            ...
 
 ``poll()`` and ``send()`` never raise and never block once the link has been
 opened: when the device disappears they mark the link disconnected, and try
@@ -20,6 +22,19 @@ to reopen it every ``reconnect_interval_s``; the new handshake then advances
 inside later ``poll()`` calls, and ``send()`` returns -1 until it is done.
 ``last_error`` tells why the link is down. Errors at ``open()`` are typed
 (``LinkError`` and subclasses) and carry a message a user can act on.
+
+Each frame's arrival is stamped on ``clock`` (``poll_stamped``) when the
+bytes are read, less the time its bytes spent on the wire: a frame read at
+``read_s`` whose first ``k`` bytes had come by then began arriving no later
+than ``read_s - k * byte_time_s`` (bytes cannot cross a UART faster than
+its line rate), and the earliest such bound over the reads that held it is
+the stamp. So the stamp is the frame's first byte's arrival, late by at
+most the gap between two polls, whatever the frame's length and the baud
+rate. ``byte_time_s`` is a property of the transport: 10 bits / baud on a
+real UART in front of the host, 0 where bytes come in packets (USB CDC, a
+pty, ``loop://``), where the frame is stamped at the read that brought its
+first byte. By default it is the port's own ``byte_time_s`` (the simulated
+rig's UART declares it), else 0, which never stamps a frame early.
 
 ``port_factory`` replaces ``serial_for_url`` with any callable returning an
 object with pyserial's ``read``/``write``/``in_waiting``/``close`` (the
@@ -34,6 +49,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections import deque
 from typing import Any, Callable
 
 import serial
@@ -150,8 +166,12 @@ class Link:
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
         port_factory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        byte_time_s: float | None = None,
     ):
+        if byte_time_s is not None and not byte_time_s >= 0:
+            raise ValueError("byte_time_s = %r: must be >= 0 (10 / baud on a UART, 0 for USB CDC)" % (byte_time_s,))
         self.url = url
+        self.byte_time_s = byte_time_s  # seconds per byte on the wire into the host; None: the port's own, else 0
         self.baud = baud
         self.handshake_enabled = handshake
         self.reconnect = reconnect
@@ -176,6 +196,9 @@ class Link:
         self._handshaking = False
         self._hs_deadline_s = 0.0
         self._hs_next_request_s = 0.0
+        self._rx_bytes = 0  # bytes read since the port opened: where each frame sits in the stream
+        self._rx_reads = deque()  # (stream index of the read's last byte, read time) of the recent reads
+        self._byte_s = 0.0  # the byte time in use for this port
 
     # -- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> "Link":
@@ -211,6 +234,7 @@ class Link:
                     chunk = port.read(max(1, port.in_waiting))
                 except (OSError, serial.SerialException) as exc:
                     raise LinkError("lost %r during the handshake: %s" % (self.url, exc)) from exc
+                self._note_read(chunk)
                 self._handshake_step(chunk)
         except LinkError:
             self.close()
@@ -259,6 +283,10 @@ class Link:
         Also keeps the device's failsafe fed with heartbeats when nothing else
         was sent for ``heartbeat_interval_s``, and reconnects a lost port.
         """
+        return [(msg_id, fields) for msg_id, fields, _ in self.poll_stamped()]
+
+    def poll_stamped(self) -> list[tuple[int, dict[str, Any], float]]:
+        """``poll()`` with each message's arrival on ``clock``: (msg_id, fields, rx_s); see the module docstring."""
         if self._port is None:
             self._try_reconnect()
             if self._port is None:
@@ -270,6 +298,7 @@ class Link:
         except (OSError, serial.SerialException) as exc:
             self._lost(exc)
             return []
+        self._note_read(data)
         if self._handshaking:  # a reconnection in progress: never block for it
             try:
                 out = self._handshake_step(data)
@@ -288,11 +317,35 @@ class Link:
                 self.heartbeats_sent += 1
         return out
 
-    def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any]]]:
+    def _note_read(self, data: bytes) -> None:
+        """Remember when the bytes just read came (the frames in them are stamped from it)."""
+        if not data:
+            return
+        self._rx_bytes += len(data)
+        reads = self._rx_reads
+        reads.append((self._rx_bytes - 1, self._clock()))
+        while len(reads) > 1 and reads[1][0] < self._rx_bytes - 2 * p.MAX_FRAME:
+            reads.popleft()  # no frame still being parsed reaches back that far
+
+    def _arrival_s(self, first: int, last: int) -> float:
+        """When stream bytes ``first..last`` (one frame) began arriving; see the module docstring."""
+        best = None
+        for end, read_s in self._rx_reads:
+            if end < first:
+                continue
+            t = read_s - (min(end, last) - first + 1) * self._byte_s
+            if best is None or t < best:
+                best = t
+            if end >= last:
+                break
+        return self._clock() if best is None else best
+
+    def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any], float]]:
         if data:  # the last bytes heard, frames or not: what a silent device last said (a REPL prompt?)
             self.rx_tail = (self.rx_tail + data)[-RX_TAIL_BYTES:]
         out = []
         parser = self._parser
+        pos = self._rx_bytes - len(data)  # stream index of data[0]
         for b in data:
             msg_id = parser.feed(b)
             while msg_id >= 0:
@@ -301,8 +354,11 @@ class Link:
                     named = dict(zip(p.FIELDS[msg_id], fields))
                     if msg_id == p.MSG_TELEMETRY:
                         self.telemetry = named
-                    out.append((msg_id, named))
+                    # the frame ends at the byte just fed (one that flush() finds ended earlier: taking it as
+                    # ending here only makes its stamp later, never early)
+                    out.append((msg_id, named, self._arrival_s(pos - p.OVERHEAD - parser.length + 1, pos)))
                 msg_id = parser.flush()
+            pos += 1
         return out
 
     # -- handshake and reconnection ------------------------------------------------
@@ -311,6 +367,10 @@ class Link:
         self.close()
         self._port = self._port_factory() if self._port_factory else open_port(self.url, self.baud)
         self._parser.reset()
+        self._rx_bytes = 0
+        self._rx_reads.clear()
+        own = getattr(self._port, "byte_time_s", None)
+        self._byte_s = self.byte_time_s if self.byte_time_s is not None else float(own or 0.0)
         self._last_tx_s = self._clock()
         if not self.handshake_enabled:
             return
@@ -326,7 +386,7 @@ class Link:
         self._hs_next_request_s = 0.0
         self._handshake_step(b"")
 
-    def _handshake_step(self, chunk: bytes) -> list[tuple[int, dict[str, Any]]]:
+    def _handshake_step(self, chunk: bytes) -> list[tuple[int, dict[str, Any], float]]:
         """Advance the handshake with newly read bytes; raises a LinkError when it fails."""
         assert self._port is not None
         now = self._clock()
@@ -338,7 +398,7 @@ class Link:
             self._foreign.extend(chunk)
             del self._foreign[:-256]
         messages = self._decode(chunk)
-        for msg_id, fields in messages:
+        for msg_id, fields, _ in messages:
             if msg_id != p.MSG_VERSION_REQUEST:
                 self._echo_only = False
             if msg_id != p.MSG_VERSION:

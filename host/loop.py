@@ -14,8 +14,11 @@ only what a real rig does: frames on its own time and a serial port.
         if step is not None:
             print(step.out.setpoint, step.bytes_written)
 
-Per frame: poll the gimbal (heartbeats, mode handshake and telemetry happen
-inside the backend and link), take the gimbal's attitude at the frame's
+While waiting for a frame the gimbal is polled every ``poll_interval_s``
+(so each telemetry frame is stamped soon after its bytes came: see
+host.link and host.attitude_history). Per frame: poll the gimbal
+(heartbeats, mode handshake and telemetry happen inside the backend and
+link), take the gimbal's attitude at the frame's
 capture time (``Mount.telemetry_at``: interpolated between telemetry samples
 placed on the host clock by their device time; None once telemetry is stale),
 run the pipeline with it, send the setpoint, and the fill light's level when
@@ -27,7 +30,10 @@ simulated rig passes its simulated clock.
 import time
 from dataclasses import dataclass
 
-IDLE_WAIT_S = 0.02  # the longest wait for a frame before the gimbal is polled anyway
+IDLE_WAIT_S = 0.02  # the longest wait for a frame before step() returns None
+# the gimbal is polled at least this often while a frame is awaited: a telemetry frame is stamped when its
+# bytes are read (host.link), so the host's clock offset to the device's is learnt to within this
+POLL_INTERVAL_S = 0.002
 
 
 @dataclass
@@ -42,13 +48,17 @@ class LoopStep:
 
 
 class HostLoop:
-    def __init__(self, source, pipeline, mount, clock=time.monotonic, idle_wait_s=IDLE_WAIT_S, services=None):
+    def __init__(self, source, pipeline, mount, clock=time.monotonic, idle_wait_s=IDLE_WAIT_S, services=None,
+                 poll_interval_s=POLL_INTERVAL_S):
+        if not poll_interval_s > 0:
+            raise ValueError("poll_interval_s = %r: must be > 0" % (poll_interval_s,))
         self.services = services  # host.serve.Services (--serve): remote commands in, manual moves override
         self.source = source
         self.pipeline = pipeline
         self.mount = mount
         self.clock = clock
         self.idle_wait_s = idle_wait_s
+        self.poll_interval_s = poll_interval_s
         self.light_sent = 0  # the fill light level last sent to the mount (a board boots with it off)
 
     @property
@@ -56,11 +66,22 @@ class HostLoop:
         """True once the source has no more frames (a file or a scenario ran out)."""
         return self.source.ended
 
+    def _wait_frame(self):
+        """The next frame, or None after ``idle_wait_s``; the gimbal is polled every ``poll_interval_s`` meanwhile."""
+        clock = self.clock
+        end_s = clock() + self.idle_wait_s
+        while True:
+            frame = self.source.latest(timeout_s=max(0.0, min(self.poll_interval_s, end_s - clock())))
+            if frame is not None:
+                return frame
+            self.mount.poll(clock())
+            if clock() >= end_s or self.source.ended:
+                return None
+
     def step(self):
         """Wait for one frame and process it; returns a LoopStep, or None when no frame came."""
-        frame = self.source.latest(timeout_s=self.idle_wait_s)
+        frame = self._wait_frame()
         if frame is None:
-            self.mount.poll(self.clock())
             return None
         for gesture in frame.gestures:
             self.pipeline.inject_gesture(gesture)

@@ -53,6 +53,8 @@ class SimPort:
         self.rig = rig
         self.timeout = 0  # seconds a read may wait for ``size`` bytes (simulated time); 0 never waits
         self._rx = bytearray()
+        # the simulated UART's time per byte into the host (8N1), as host.link.Link asks a port for it
+        self.byte_time_s = 10.0 / rig.gimbal.link_down.params.baud
 
     def _fill(self):
         self._rx.extend(self.rig.gimbal.read())

@@ -118,7 +118,7 @@ class MicroPythonFirmware:
         self.console = bytearray()  # anything the firmware printed
         self._arm(start_timeout_s, "its start-up reply", "its configuration")
         cfg = hal.config_load()
-        head = struct.pack("<H", simpipe.NO_CONFIG if cfg is None else len(cfg))
+        head = struct.pack("<HH", hal.imu_delay_us, simpipe.NO_CONFIG if cfg is None else len(cfg))
         self._send(simpipe.SYNC + b"I" + head + (cfg or b""))
         if self._expect() != b"i":
             raise self._failure("did not start (unexpected reply)")

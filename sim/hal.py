@@ -26,6 +26,7 @@ class SimHal(fw_hal.HAL):
 
     def __init__(self, imu, config_bytes=None, handle_imu=None):
         self.imu = imu
+        self.imu_delay_us = int(round(imu.delay_s * 1e6))  # the IMU model's filter delay (HAL.imu_delay_us)
         # rotor-angle sensor counts for this tick (the world samples sim.angle_sensor once per tick,
         # so both co-simulation modes see the same); -1: no sensor fitted
         self.angle_counts = [-1, -1, -1]

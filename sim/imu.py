@@ -115,6 +115,14 @@ class ImuModel:
         # bias of the last sample taken: the block's bias path up to it
         return self._bias_path[max(0, self._error_i - 1)]
 
+    @property
+    def delay_s(self):
+        """How far the counts lag the true motion at a steady rate: the DLPF's delay, T / (e^(2 pi f T) - 1) for
+        this sampled first-order filter (1 / (2 pi f) less half a sample, 3.3 ms at 42 Hz); 0 with it off."""
+        if self.params.dlpf_hz <= 0:
+            return 0.0
+        return self._period_s / (math.exp(2 * math.pi * self.params.dlpf_hz * self._period_s) - 1.0)
+
     def update(self, t_s, gyro_rads, accel_mps2):
         """Take every sample due by ``t_s`` from the current true motion."""
         while self._next_sample_s <= t_s + 1e-12:

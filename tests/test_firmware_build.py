@@ -285,6 +285,7 @@ def test_board_modules_drive_their_documented_pins(board, fake_machine, tmp_path
     assert len(set(pins)) == len(pins) == 13  # no pin does two jobs
     raw = [0] * 6
     assert b.imu_read(raw)  # the MPU6050 answered WHO_AM_I and was configured
+    assert b.imu_delay_us == 4800  # its DLPF_CFG 3 delays the gyro by 4.8 ms (datasheet): VERSION reports it
     for axis in range(3):
         b.bldc_write(axis, 100 + axis, 200, 300)
         b.servo_write(axis, 1500 + axis)

@@ -343,11 +343,13 @@ def test_storage_failure_is_nacked():
 
 def test_version_handshake_and_heartbeat():
     rig = Rig()
+    rig.hal.imu_delay_us = 4800  # an MPU-6050 at DLPF_CFG 3
     rig.send(P.MSG_VERSION_REQUEST, P.PROTOCOL_VERSION)
     rig.run(2100)  # 2.1 s at 1 kHz
     (ver,) = rig.of(P.MSG_VERSION)
     assert ver[0] == P.PROTOCOL_VERSION and ver[4] == 3  # board id: simulator
     assert ver[5] & P.CAP_BLDC and ver[5] & P.CAP_SERVO and ver[5] & P.CAP_CONFIG_STORE
+    assert ver[6] == rig.hal.imu_delay_us  # how far the attitude lags t_us: the IMU's filter delay
     beats = rig.of(P.MSG_HEARTBEAT)
     assert [b[0] for b in beats] == [P.ROLE_DEVICE] * 3  # at 0, 1 and 2 s
     assert [b[1] for b in beats] == [1, 1001, 2001]

@@ -31,7 +31,8 @@ class PtyDevice:
     ``threaded=False``, only when :meth:`serve` is called (see DeviceClock).
     """
 
-    def __init__(self, answer="version", protocol_version=p.PROTOCOL_VERSION, threaded=True):
+    def __init__(self, answer="version", protocol_version=p.PROTOCOL_VERSION, threaded=True, imu_delay_us=0):
+        self.imu_delay_us = imu_delay_us  # what its VERSION reports
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         # Keep our own slave fd open: with no slave open, reads on the master fail (EIO).
@@ -83,7 +84,8 @@ class PtyDevice:
             if m == p.MSG_VERSION_REQUEST and self.answer is not None:
                 reply = self.answer
                 if reply == "version":
-                    reply = p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, self.protocol_version, 0, 1, 0, 1, 3))
+                    reply = p.encode(p.MSG_VERSION, 0, p.pack(p.MSG_VERSION, self.protocol_version, 0, 1, 0, 1, 3,
+                                                          self.imu_delay_us))
                 os.write(self.master, reply)
                 replied = True
         return replied

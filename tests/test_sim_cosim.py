@@ -114,7 +114,7 @@ def test_simpipe_lockstep_framing_on_cpython():
             self.board.light_write(-1, 20000, 4242)
 
     head = struct.pack(simpipe._TICK_HEAD, 5000, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, 3)
-    stream_in = io.BytesIO(simpipe.SYNC + b"I" + struct.pack("<H", simpipe.NO_CONFIG)
+    stream_in = io.BytesIO(simpipe.SYNC + b"I" + struct.pack("<HH", 3300, simpipe.NO_CONFIG)
                            + simpipe.SYNC + b"T" + head + b"abc" + simpipe.SYNC + b"Q")
     stream_out = io.BytesIO()
     simpipe.serve(stream_in, stream_out, Echo)

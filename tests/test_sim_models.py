@@ -105,6 +105,28 @@ def test_imu_saturates_at_full_scale_and_follows_turn_direction():
     assert raw[5] == pytest.approx(30 * 65.5, abs=200)  # turning left (CCW from above): gz > 0
 
 
+def test_imu_delay_is_the_lag_of_the_angle_integrated_from_its_gyro():
+    """The DLPF's delay the simulated HAL reports (HAL.imu_delay_us): a pan starting at 100 deg/s, integrated from
+    the gyro counts, trails the true angle by exactly the rate times ``delay_s`` once the filter settled."""
+    quiet = dict(gyro_noise_dps_per_rthz=0.0, accel_noise_g_per_rthz=0.0, gyro_bias_dps=0.0, accel_bias_g=0.0,
+                 gyro_bias_walk_dps_per_rts=0.0, accel_bias_walk_g_per_rts=0.0)
+    for dlpf_hz in (42.0, 98.0):
+        imu = ImuModel(ImuParams(dlpf_hz=dlpf_hz, **quiet))
+        rate_dps = 100.0
+        raw = array("h", [0] * 6)
+        angle_deg = 0.0
+        for k in range(200):  # 0.2 s: a pan that starts at sample 10
+            omega = math.radians(rate_dps) if k >= 10 else 0.0
+            imu.update(k * 1e-3, [0.0, 0.0, omega], [0.0, 0.0, 9.80665])
+            imu.read_into(raw)
+            angle_deg += raw[5] / GYRO_LSB_PER_DPS * 1e-3
+        true_deg = rate_dps * 190 * 1e-3
+        lag_s = (true_deg - angle_deg) / rate_dps
+        assert lag_s == pytest.approx(imu.delay_s, abs=2e-6)  # (counts round to whole LSBs while it settles)
+        assert 1 / (2 * math.pi * dlpf_hz) - 0.5e-3 < imu.delay_s < 1 / (2 * math.pi * dlpf_hz)
+    assert ImuModel(ImuParams(dlpf_hz=0.0)).delay_s == 0.0
+
+
 def test_imu_is_deterministic_per_seed():
     def run(seed):
         imu = ImuModel(seed=seed)

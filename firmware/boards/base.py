@@ -177,6 +177,7 @@ class PwmBoard(HAL):
     def __init__(self, imu, make_bldc, make_servo, enable_pin, link, store, handle_imu=None, angle_sensors=None,
                  light_pin=None, make_light=None):
         self.imu = imu
+        self.imu_delay_us = getattr(imu, "delay_us", 0)  # the chip's filter delay (HAL.imu_delay_us)
         self.imu_ready = False
         # optional second MPU-6050 on the handle (0x69 on the same bus); None: not wired
         self.handle_imu = handle_imu

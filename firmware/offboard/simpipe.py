@@ -13,7 +13,9 @@ The wire-protocol bytes inside are the firmware's own, parsed by its own
 Lockstep frames (little-endian; every frame starts with SYNC = F5 1A and a
 type byte, so console text the firmware prints can be told apart)::
 
-    sim -> board  'I' u16 config_len, config bytes     build the Gimbal (len 0xFFFF: no config file)
+    sim -> board  'I' u16 imu_delay_us, u16 config_len, config bytes
+                                                        build the Gimbal (len 0xFFFF: no config file;
+                                                        imu_delay_us: HAL.imu_delay_us of the IMU model)
     board -> sim  'i' u32 period_us
     sim -> board  'T' u32 now_us_lo, u32 now_us_hi, u8 imu_ok, 6 x i16 imu counts,
                       u8 handle_imu_ok, 6 x i16 handle imu counts (ok 0: not fitted),
@@ -45,7 +47,8 @@ class SimPipeBoard(_hal.HAL):
 
     board_id = _hal.BOARD_SIM
 
-    def __init__(self, config):
+    def __init__(self, config, imu_delay_us=0):
+        self.imu_delay_us = imu_delay_us
         self.imu_raw = array("h", [0] * 6)
         self.imu_ok = False
         self.handle_raw = array("h", [0] * 6)
@@ -160,9 +163,9 @@ def serve(stream_in, stream_out, make_gimbal):
         except EOFError:
             return
         if kind == b"I":
-            n = struct.unpack("<H", _read_exact(stream_in, 2))[0]
+            delay_us, n = struct.unpack("<HH", _read_exact(stream_in, 4))
             config = None if n == NO_CONFIG else _read_exact(stream_in, n)
-            board = SimPipeBoard(config)
+            board = SimPipeBoard(config, delay_us)
             gimbal = make_gimbal(board)
             stream_out.write(SYNC + b"i" + struct.pack("<I", gimbal.period_us))
         elif kind == b"T":

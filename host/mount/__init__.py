@@ -65,7 +65,8 @@ def create_backend(kind, port=None, baud=115200, **options):
 class Mount:
     """The frontend: thread-safe access, a stall watchdog and a safe shutdown.
 
-    Every accepted telemetry sample goes into ``history`` (host.attitude_history) with its arrival time;
+    Every accepted telemetry sample goes into ``history`` (host.attitude_history) with its arrival time (when
+    its frame began to arrive where the driver stamps it, as the opensteady one does; else the poll's time);
     :meth:`telemetry_at` gives the pipeline the attitude at a frame's capture time while telemetry is
     fresh (newest sample at most ``telemetry_max_age_s`` old), and None after that.
     """
@@ -145,8 +146,10 @@ class Mount:
                 log.debug("%s driver failed on device input", self.backend.name, exc_info=True)
                 self.backend.reject("input", "the driver failed on it: %s: %s" % (type(exc).__name__, exc))
             wrap_us = self.backend.device_time_wrap_us
-            for sample in self.backend.take_samples():
-                self.history.add(sample, now_s, sample.get("device_time_us"), wrap_us)
+            delay_s = self.backend.attitude_delay_s
+            for sample, arrival_s in self.backend.take_samples():
+                self.history.add(sample, now_s if arrival_s is None else arrival_s, sample.get("device_time_us"),
+                                 wrap_us, delay_s)
             if self.telemetry is None:
                 self.history.clear()  # the link went down: what came before says nothing about now
             return self.telemetry

@@ -70,22 +70,27 @@ class MountBackend:
     # The period at which the device's own clock in ``telemetry["device_time_us"]`` wraps; None: it sends none
     # (then a sample is placed at its arrival time). See host.attitude_history.
     device_time_wrap_us = None
-    _arrived = None  # accepted samples not yet taken by the frontend (take_samples)
+    # How far the attitude in a sample lags its device time (seconds): the device's IMU filter delay, where it
+    # reports one (OpenSteady firmware, in VERSION). See host.attitude_history.
+    attitude_delay_s = 0.0
+    _arrived = None  # (sample, arrival_s) accepted and not yet taken by the frontend (take_samples)
 
-    def accept_telemetry(self, telemetry, what="telemetry"):
-        """Keep ``telemetry`` if every value is plausible (see module docstring); count and log it if not."""
+    def accept_telemetry(self, telemetry, what="telemetry", arrival_s=None):
+        """Keep ``telemetry`` if every value is plausible (see module docstring); count and log it if not.
+        ``arrival_s``: when its frame began to arrive (host.link stamps it), None: when the frontend polled."""
         problem = telemetry_problem(telemetry)
         if problem is None:
             self.telemetry = telemetry
             if self._arrived is None:
                 self._arrived = []
-            self._arrived.append(telemetry)
+            self._arrived.append((telemetry, arrival_s))
             return True
         self.reject(what, problem)
         return False
 
     def take_samples(self):
-        """Every sample accepted since the last call, oldest first (all of them, not only the newest)."""
+        """(sample, arrival_s) of every sample accepted since the last call, oldest first (all of them, not
+        only the newest); arrival_s None: the driver knows no better than the time of the poll."""
         out, self._arrived = self._arrived or [], None
         return out
 

@@ -44,6 +44,12 @@ class OpenSteadyBackend(MountBackend):
     name = "opensteady"
     device_time_wrap_us = 2**30  # MicroPython's ticks_us period (firmware.fixmath.TICKS_MASK + 1)
 
+    @property
+    def attitude_delay_s(self):
+        """The firmware's IMU filter delay from VERSION (protocol v5 ``imu_delay_us``); 0 before the handshake."""
+        version = getattr(self.link, "version", None) or {}
+        return version.get("imu_delay_us", 0) * 1e-6
+
     def __init__(self, url, baud=115200, handshake=True, link=None, mode="track", mode_retry_s=0.5,
                  clock=time.monotonic, alive_s=1.0):
         if link is None:
@@ -115,13 +121,13 @@ class OpenSteadyBackend(MountBackend):
 
     def poll(self, t_s):
         self._now_s = t_s
-        for msg_id, fields in self.link.poll():
+        for msg_id, fields, rx_s in self.link.poll_stamped():
             self._heard_s = t_s
             self._tail_at_heard = getattr(self.link, "rx_tail", b"")
             if msg_id == p.MSG_TELEMETRY:
                 if fields["mode"] >= len(p.MODE_NAMES):
                     self.reject("telemetry", "unknown mode %d" % fields["mode"])
-                elif self.accept_telemetry(telemetry_from_fields(fields)):
+                elif self.accept_telemetry(telemetry_from_fields(fields), arrival_s=rx_s):
                     self.telemetry_frames += 1
                     self.fault_flags_seen |= fields["fault_flags"]
                     if self.telemetry["mode"] == self.mode:
