@@ -23,8 +23,8 @@ inside later ``poll()`` calls, and ``send()`` returns -1 until it is done.
 ``last_error`` tells why the link is down. Errors at ``open()`` are typed
 (``LinkError`` and subclasses) and carry a message a user can act on.
 
-Each frame's arrival is stamped on ``clock`` (``poll_stamped``) when the
-bytes are read, less the time its bytes spent on the wire: a frame read at
+Each frame's arrival is stamped (``poll_stamped``, on the time the caller
+passes, else on ``clock``) when the bytes are read, less the time its bytes spent on the wire: a frame read at
 ``read_s`` whose first ``k`` bytes had come by then began arriving no later
 than ``read_s - k * byte_time_s`` (bytes cannot cross a UART faster than
 its line rate), and the earliest such bound over the reads that held it is
@@ -234,7 +234,7 @@ class Link:
                     chunk = port.read(max(1, port.in_waiting))
                 except (OSError, serial.SerialException) as exc:
                     raise LinkError("lost %r during the handshake: %s" % (self.url, exc)) from exc
-                self._note_read(chunk)
+                self._note_read(chunk, self._clock())
                 self._handshake_step(chunk)
         except LinkError:
             self.close()
@@ -285,8 +285,9 @@ class Link:
         """
         return [(msg_id, fields) for msg_id, fields, _ in self.poll_stamped()]
 
-    def poll_stamped(self) -> list[tuple[int, dict[str, Any], float]]:
-        """``poll()`` with each message's arrival on ``clock``: (msg_id, fields, rx_s); see the module docstring."""
+    def poll_stamped(self, now_s: float | None = None) -> list[tuple[int, dict[str, Any], float]]:
+        """``poll()`` with each message's arrival: (msg_id, fields, rx_s); see the module docstring. The bytes
+        read now are stamped ``now_s`` (the caller's clock reading for this poll), by default ``clock()``."""
         if self._port is None:
             self._try_reconnect()
             if self._port is None:
@@ -298,7 +299,7 @@ class Link:
         except (OSError, serial.SerialException) as exc:
             self._lost(exc)
             return []
-        self._note_read(data)
+        self._note_read(data, self._clock() if now_s is None else now_s)
         if self._handshaking:  # a reconnection in progress: never block for it
             try:
                 out = self._handshake_step(data)
@@ -317,13 +318,13 @@ class Link:
                 self.heartbeats_sent += 1
         return out
 
-    def _note_read(self, data: bytes) -> None:
+    def _note_read(self, data: bytes, read_s: float) -> None:
         """Remember when the bytes just read came (the frames in them are stamped from it)."""
         if not data:
             return
         self._rx_bytes += len(data)
         reads = self._rx_reads
-        reads.append((self._rx_bytes - 1, self._clock()))
+        reads.append((self._rx_bytes - 1, read_s))
         while len(reads) > 1 and reads[1][0] < self._rx_bytes - 2 * p.MAX_FRAME:
             reads.popleft()  # no frame still being parsed reaches back that far
 

@@ -121,7 +121,7 @@ class OpenSteadyBackend(MountBackend):
 
     def poll(self, t_s):
         self._now_s = t_s
-        for msg_id, fields, rx_s in self.link.poll_stamped():
+        for msg_id, fields, rx_s in self.link.poll_stamped(t_s):
             self._heard_s = t_s
             self._tail_at_heard = getattr(self.link, "rx_tail", b"")
             if msg_id == p.MSG_TELEMETRY:
