@@ -164,6 +164,7 @@ SCHEMA = {
         "invert_pitch": (_F.invert_pitch, _bool),
         "coast_s": (_F.coast_s, _NONNEG),
         "coast_decay_s": (_F.coast_decay_s, _NONNEG),
+        "subject_rate_smoothing_s": (_F.subject_rate_smoothing_s, _NONNEG),
         "lost_hold_s": (_F.lost_hold_s, _NONNEG),
         "lost_action": (_F.lost_action, _choice(LOST_ACTIONS)),
         "recentre_s": (_F.recentre_s, _NONNEG),
@@ -343,7 +344,7 @@ def build_pipeline_config(settings):
         motion_noise=f["motion_noise"], bearing_noise_deg=f["bearing_noise_deg"],
         roll_deg=90.0 if f["orientation"] == "portrait" else 0.0,
         invert_yaw=f["invert_yaw"], invert_pitch=f["invert_pitch"],
-        coast_s=f["coast_s"], coast_decay_s=f["coast_decay_s"],
+        coast_s=f["coast_s"], coast_decay_s=f["coast_decay_s"], subject_rate_smoothing_s=f["subject_rate_smoothing_s"],
         lost_hold_s=f["lost_hold_s"], lost_action=f["lost_action"], recentre_s=f["recentre_s"],
         sweep_rate_dps=f["sweep_rate_dps"], sweep_amplitude_deg=f["sweep_amplitude_deg"], max_dt_s=f["max_dt_s"],
     )

@@ -105,6 +105,11 @@ class FramingConfig:
     # come out instead of about 15 deg behind. 0 disables coasting (stop at once).
     coast_s: float = 1.0
     coast_decay_s: float = 0.5
+    # The subject's rate averaged over this long (a low-pass time constant) is what coasting follows
+    # and what decides whether a subject inside the deadband is moving: one frame's estimate
+    # jitters by several deg/s (the bearing estimator's by +-8 deg/s on a subject standing still),
+    # and a single frame's jitter must neither kick a settled camera nor set a coast's rate.
+    subject_rate_smoothing_s: float = 0.25
     lost_hold_s: float = 2.0  # hold (or coast) this long after losing the target
     lost_action: str = "recentre"  # then: hold | recentre | sweep
     recentre_s: float = 1.5  # how long a recentre command is held
@@ -121,7 +126,8 @@ class FramingConfig:
         need(0 < self.hfov_deg < 180, "hfov_deg", "must be between 0 and 180")
         need(0 < self.vfov_deg < 180, "vfov_deg", "must be between 0 and 180")
         for key in ("kp", "ki", "kd", "deadband_deg", "settle_rate_dps", "smoothing_s", "feedforward",
-                    "feedforward_smoothing_s", "motion_noise", "coast_s", "coast_decay_s", "lost_hold_s",
+                    "feedforward_smoothing_s", "motion_noise", "coast_s", "coast_decay_s", "subject_rate_smoothing_s",
+                    "lost_hold_s",
                     "recentre_s"):
             need(getattr(self, key) >= 0, key, "must not be negative")
         for key in ("bearing_noise_deg", "max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
@@ -278,13 +284,15 @@ class _AxisLoop:
         self.rate_dps = 0.0
         self.filtered_deg = None
         self.ff_dps = None  # low-passed feed-forward rate
-        self.subject_rate_dps = 0.0  # the subject's estimated earth-frame rate, while tracked
+        self.subject_rate_dps = 0.0  # the subject's estimated earth-frame rate (smoothed), while followed
+        self.mean_ff_dps = None  # the feed-forward rate low-passed over subject_rate_smoothing_s
         self.motion = BearingEstimator(cfg.motion_noise, cfg.bearing_noise_deg)
 
     def reset(self):
         self.pid.reset()
         self.filtered_deg = None
         self.ff_dps = None
+        self.mean_ff_dps = None
         self.motion.reset()
 
     def track(self, error_deg, dt_s, ff_dps=0.0, bearing_deg=None):
@@ -306,6 +314,10 @@ class _AxisLoop:
             self.motion.reset()
             self.ff_dps += dt_s / (cfg.feedforward_smoothing_s + dt_s) * (ff_dps - self.ff_dps)
         ff_dps = self.ff_dps * cfg.feedforward
+        if self.mean_ff_dps is None or cfg.subject_rate_smoothing_s <= 0:
+            self.mean_ff_dps = ff_dps
+        else:
+            self.mean_ff_dps += dt_s / (cfg.subject_rate_smoothing_s + dt_s) * (ff_dps - self.mean_ff_dps)
         if (abs(e) <= cfg.deadband_deg and abs(self.pid.components[1]) <= cfg.settle_rate_dps
                 and abs(ff_dps) <= cfg.settle_rate_dps):
             # On target and not following a moving subject: stop, and clear the
@@ -318,7 +330,7 @@ class _AxisLoop:
         # Following (or settling): the full error drives the PID, so the integral
         # keeps a moving subject's rate and bleeds off once the subject stops.
         want = ff_dps + self.pid(-e, dt=dt_s)  # simple-pid's error = setpoint(0) - input
-        self.subject_rate_dps = ff_dps
+        self.subject_rate_dps = self.mean_ff_dps
         return self.ramp_to(want, dt_s), abs(e) <= cfg.deadband_deg
 
     def ramp_to(self, want_dps, dt_s):

@@ -122,6 +122,25 @@ def test_a_subject_that_stood_still_is_not_coasted_away_from():
     assert cmds[-1].is_still and cmds[-1].state == "lost_hold"
 
 
+def test_a_loss_coasts_at_the_subjects_recent_rate_not_the_last_frames_jitter():
+    """A subject standing off centre (so the law is following, not settled) whose estimated rate jitters by +-8 deg/s
+    from frame to frame (a bearing estimator's on detection jitter), the last frame before the loss reading +8:
+    the coast follows the rate averaged over subject_rate_smoothing_s, about 0, not 8 deg/s for a second."""
+    ctl = FramingController(FramingConfig(feedforward_smoothing_s=0.0))  # unfiltered, as the bearing estimator's
+    for i in range(60):
+        ctl.update(FramingTarget(locked=True, x=0.56, y=0.5, yaw_rate_ff_dps=8.0 * (-1) ** (i + 1)), DT)
+    assert ctl.yaw.ff_dps == pytest.approx(8.0)  # the last frame's estimate
+    cmds = [ctl.update(FramingTarget(locked=False), DT) for _ in range(30)]
+    drift_deg = sum(abs(c.yaw_rate_dps) for c in cmds) * DT
+    assert drift_deg < 1.5  # coasting at the last frame's +8 deg/s it was 8 deg
+    # a steady crossing is coasted at its rate all the same (test_a_short_occlusion_is_coasted_through...)
+    ctl = FramingController(FramingConfig(feedforward_smoothing_s=0.0, subject_rate_smoothing_s=0.0))
+    for i in range(60):
+        ctl.update(FramingTarget(locked=True, x=0.56, y=0.5, yaw_rate_ff_dps=8.0 * (-1) ** (i + 1)), DT)
+    cmds = [ctl.update(FramingTarget(locked=False), DT) for _ in range(30)]
+    assert sum(abs(c.yaw_rate_dps) for c in cmds) * DT > 6.0  # without the averaging: the jitter is coasted on
+
+
 def test_pause_never_coasts():
     ctl = FramingController()
     for _ in range(60):
@@ -134,7 +153,8 @@ def test_pause_never_coasts():
 def test_coasting_is_set_from_the_config_file():
     from opensteady.host.config import ConfigError, build_pipeline_config, load_config
 
-    framing = build_pipeline_config(load_config(text="[framing]\ncoast_s = 0.0\ncoast_decay_s = 0.2\n")).framing
-    assert (framing.coast_s, framing.coast_decay_s) == (0.0, 0.2)
+    framing = build_pipeline_config(load_config(
+        text="[framing]\ncoast_s = 0.0\ncoast_decay_s = 0.2\nsubject_rate_smoothing_s = 0.1\n")).framing
+    assert (framing.coast_s, framing.coast_decay_s, framing.subject_rate_smoothing_s) == (0.0, 0.2, 0.1)
     with pytest.raises(ConfigError, match="coast_s"):
         load_config(text="[framing]\ncoast_s = -1\n")
