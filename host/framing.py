@@ -72,7 +72,7 @@ class FramingConfig:
     deadband_deg: float = 1.0  # errors smaller than this command no motion (once settled)
     settle_rate_dps: float = 3.0  # inside the deadband, stop only if the learnt follow rate is below this
     max_rate_dps: float = 120.0
-    max_accel_dps2: float = 600.0
+    max_accel_dps2: float = 1200.0  # the bearing estimator's starts and stops need it (600 with it off)
     smoothing_s: float = 0.05  # time constant of the error low-pass; 0 disables it
     # Gain on the subject's own angular rate (FramingTarget.*_rate_ff_dps); 0 disables. The rate is
     # the earth-frame one (image velocity with the camera's own turning removed), so 1.0 follows it
@@ -85,13 +85,13 @@ class FramingConfig:
     # The subject-motion estimator (BearingEstimator), used when the camera's attitude at each
     # frame's capture is known. Process noise: the spectral density of the subject's angular
     # acceleration, (deg/s^2)^2 per Hz; larger follows starts and stops sooner, smaller is
-    # smoother; 0 (default) turns the estimator off (the tracker's low-passed rate is fed forward).
-    # Off by default because it needs the attitude lined up with the frame to within a few ms:
+    # smoother; 0 turns the estimator off (the tracker's low-passed rate is fed forward).
+    # It needs the attitude lined up with the frame to within a few ms (host.attitude_history):
     # 10 ms off, the camera's own ringing (+-40 deg/s at 4-5 Hz on an open-loop motor) reads as
     # subject motion and is fed back (docs/benchmarks.md, "Following a fast crossing").
     # Measurement noise: how far one frame's bearing may be off (detection jitter, the hand's
     # translation, telemetry interpolation).
-    motion_noise: float = 0.0
+    motion_noise: float = 10000.0
     bearing_noise_deg: float = 0.3
     roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
     invert_yaw: bool = False

@@ -14,7 +14,7 @@ from opensteady.host.framing import BearingEstimator, FramingConfig, FramingCont
 
 DT = 1 / 30
 HFOV = 70.0
-ON = dict(motion_noise=1e4, max_accel_dps2=1200.0)  # the estimator is off by default (see FramingConfig)
+ON = dict(motion_noise=1e4, max_accel_dps2=1200.0)  # the defaults (see FramingConfig), spelt out
 
 
 def project_x(world_yaw_deg, camera_yaw_deg, hfov_deg=HFOV):
@@ -134,12 +134,13 @@ def test_without_attitude_the_trackers_rate_is_fed_forward_as_before():
     assert ctl.yaw.ff_dps == pytest.approx(20.0 * DT / (0.05 + DT))
 
 
-def test_off_by_default_the_attitude_changes_nothing():
-    ctl = FramingController(FramingConfig())
-    for i in range(3):
-        ctl.update(FramingTarget(locked=True, x=0.6, y=0.5, yaw_rate_ff_dps=20.0, camera_yaw_deg=10.0 * i,
-                                 camera_pitch_deg=0.0), DT)
-    assert ctl.yaw.motion.bearing_deg is None
+def test_on_by_default_and_motion_noise_0_turns_it_off():
+    for config, used in ((FramingConfig(), True), (FramingConfig(motion_noise=0.0), False)):
+        ctl = FramingController(config)
+        for i in range(3):
+            ctl.update(FramingTarget(locked=True, x=0.6, y=0.5, yaw_rate_ff_dps=20.0, camera_yaw_deg=10.0 * i,
+                                     camera_pitch_deg=0.0), DT)
+        assert (ctl.yaw.motion.bearing_deg is not None) == used
 
 
 @pytest.mark.parametrize("key, value", [("motion_noise", -1.0), ("bearing_noise_deg", 0.0)])
