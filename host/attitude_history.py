@@ -30,7 +30,11 @@ before it; the offset is still learnt from the device time, when it was sent.
 ``at`` interpolates every ``*_deg`` (across ±180°) and ``*_dps`` value
 between the samples around ``t_s``; after the newest sample it extrapolates
 at the rate between the last two for at most ``max_extrapolate_s``, then
-holds. Telemetry is *fresh* while the newest sample arrived at most
+holds. Its ``attitude_span_s`` says how far apart the samples it came from
+were (interpolated: their spacing; extrapolated: twice the distance from
+the older of the two; inf from a single sample): 20 ms at 50 Hz, more where
+frames were lost, and a gimbal that rings moves off a straight line between
+samples that far apart (host.framing weighs a bearing by it). Telemetry is *fresh* while the newest sample arrived at most
 ``max_age_s`` ago; after that ``at`` returns None and the pipeline acts as
 if there were no telemetry. Pure: time comes in as arguments.
 """
@@ -169,11 +173,11 @@ class AttitudeHistory:
             if ahead > self.max_extrapolate_s:
                 return None  # the camera may have turned any way since: unknown, not the old attitude
             if len(samples) < 2:
-                return last
+                return dict(last, attitude_span_s=float("inf"))
             t_prev, prev = samples[-2]
-            return _blend(prev, last, 1.0 + ahead / (t_last - t_prev))
+            return dict(_blend(prev, last, 1.0 + ahead / (t_last - t_prev)), attitude_span_s=2.0 * (t_s - t_prev))
         if t_s <= samples[0][0]:
-            return samples[0][1]
+            return dict(samples[0][1], attitude_span_s=float("inf"))
         hi = len(samples) - 1
         lo = 0
         while hi - lo > 1:  # samples[lo] < t_s <= samples[hi]
@@ -183,4 +187,4 @@ class AttitudeHistory:
             else:
                 hi = mid
         (ta, a), (tb, b) = samples[lo], samples[hi]
-        return _blend(a, b, (t_s - ta) / (tb - ta))
+        return dict(_blend(a, b, (t_s - ta) / (tb - ta)), attitude_span_s=tb - ta)

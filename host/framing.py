@@ -93,6 +93,11 @@ class FramingConfig:
     # translation, telemetry interpolation).
     motion_noise: float = 10000.0
     bearing_noise_deg: float = 0.3
+    # How fast the camera's own rate may change between telemetry samples (an open-loop gimbal rings
+    # at 4-5 Hz with +-40 deg/s: about 1100 deg/s^2). A frame's attitude interpolated between samples
+    # span_s apart may then be off by camera_accel_dps2 * span_s^2 / 8, which is added to that frame's
+    # bearing noise: 0.06 deg at 50 Hz telemetry, 0.5 deg across two frames lost on the link.
+    camera_accel_dps2: float = 1100.0
     roll_deg: float = 0.0  # 0 holds the horizon, 90 is portrait
     invert_yaw: bool = False
     invert_pitch: bool = False
@@ -130,6 +135,7 @@ class FramingConfig:
                     "lost_hold_s",
                     "recentre_s"):
             need(getattr(self, key) >= 0, key, "must not be negative")
+        need(self.camera_accel_dps2 >= 0, "camera_accel_dps2", "must not be negative")
         for key in ("bearing_noise_deg", "max_rate_dps", "max_accel_dps2", "sweep_rate_dps", "sweep_amplitude_deg", "max_dt_s"):
             need(getattr(self, key) > 0, key, "must be positive")
         need(-180 <= self.roll_deg <= 180, "roll_deg", "must be between -180 and 180")
@@ -160,6 +166,8 @@ class FramingTarget:
     # from its bearing (BearingEstimator) instead of from the *_rate_ff_dps above.
     camera_yaw_deg: Optional[float] = None
     camera_pitch_deg: Optional[float] = None
+    # how far apart the telemetry samples behind that attitude were (host.attitude_history); None: unknown
+    camera_attitude_span_s: Optional[float] = None
     # Who is followed (the tracker's track id); when it changes, the subject-motion
     # estimate starts again instead of reading the jump to someone else as motion.
     subject_id: Optional[int] = None
@@ -190,10 +198,11 @@ class BearingEstimator:
         self.bearing_deg = None
         self.rate_dps = 0.0
 
-    def update(self, bearing_deg, dt_s, rate_hint_dps=0.0):
+    def update(self, bearing_deg, dt_s, rate_hint_dps=0.0, extra_noise_deg=0.0):
         """Correct with this frame's bearing; returns the rate. ``rate_hint_dps`` starts the
         estimate after a reset (the tracker's own idea of the subject's rate, which it keeps
-        through a short occlusion)."""
+        through a short occlusion); ``extra_noise_deg``: how much less sure this frame's bearing is
+        (its camera attitude interpolated across lost telemetry)."""
         if self.bearing_deg is None:
             # A start, or back after a loss: from the hint, unsure by a walking person's rate.
             self.bearing_deg, self.rate_dps = bearing_deg, rate_hint_dps
@@ -206,8 +215,8 @@ class BearingEstimator:
         pbb = pbb + 2 * dt * pbv + dt * dt * pvv + q * dt ** 3 / 3
         pbv = pbv + dt * pvv + q * dt * dt / 2
         pvv = pvv + q * dt
-        # correct with this frame's bearing
-        s = pbb + self.r
+        # correct with this frame's bearing (less sure of it by extra_noise_deg: see FramingConfig)
+        s = pbb + self.r + extra_noise_deg * extra_noise_deg
         kb, kv = pbb / s, pbv / s
         innovation = (bearing_deg - b + 180.0) % 360.0 - 180.0
         self.bearing_deg = b + kb * innovation
@@ -295,9 +304,10 @@ class _AxisLoop:
         self.mean_ff_dps = None
         self.motion.reset()
 
-    def track(self, error_deg, dt_s, ff_dps=0.0, bearing_deg=None):
+    def track(self, error_deg, dt_s, ff_dps=0.0, bearing_deg=None, bearing_extra_noise_deg=0.0):
         """Advance with a measured error and the subject's rate (``ff_dps``, or estimated from
-        ``bearing_deg`` when the camera's attitude is known); returns (rate_dps, in_deadband)."""
+        ``bearing_deg`` when the camera's attitude is known, less sure of it by
+        ``bearing_extra_noise_deg``); returns (rate_dps, in_deadband)."""
         cfg = self.cfg
         if self.filtered_deg is None or cfg.smoothing_s <= 0:
             self.filtered_deg = error_deg
@@ -306,13 +316,14 @@ class _AxisLoop:
             self.filtered_deg += a * (error_deg - self.filtered_deg)
         e = self.filtered_deg
         if bearing_deg is not None and cfg.motion_noise > 0:
-            self.ff_dps = self.motion.update(bearing_deg, dt_s, ff_dps)  # already filtered: no low-pass
-        elif self.ff_dps is None or cfg.feedforward_smoothing_s <= 0:
+            # already filtered: no low-pass
+            self.ff_dps = self.motion.update(bearing_deg, dt_s, ff_dps, bearing_extra_noise_deg)
+        else:  # no attitude: the tracker's rate, low-passed
             self.motion.reset()
-            self.ff_dps = ff_dps
-        else:
-            self.motion.reset()
-            self.ff_dps += dt_s / (cfg.feedforward_smoothing_s + dt_s) * (ff_dps - self.ff_dps)
+            if self.ff_dps is None or cfg.feedforward_smoothing_s <= 0:
+                self.ff_dps = ff_dps
+            else:
+                self.ff_dps += dt_s / (cfg.feedforward_smoothing_s + dt_s) * (ff_dps - self.ff_dps)
         ff_dps = self.ff_dps * cfg.feedforward
         if self.mean_ff_dps is None or cfg.subject_rate_smoothing_s <= 0:
             self.mean_ff_dps = ff_dps
@@ -438,8 +449,11 @@ class FramingController:
             # after any axis inversion, so the estimated rate is in the gimbal's sense).
             yaw_bearing = None if target.camera_yaw_deg is None else target.camera_yaw_deg + yaw_err
             pitch_bearing = None if target.camera_pitch_deg is None else target.camera_pitch_deg + pitch_err
-            yaw_rate, yaw_db = self.yaw.track(yaw_err, dt_s, yaw_ff, yaw_bearing)
-            pitch_rate, pitch_db = self.pitch.track(pitch_err, dt_s, pitch_ff, pitch_bearing)
+            # an attitude interpolated across lost telemetry may miss the camera's own swing
+            span = target.camera_attitude_span_s
+            extra = 0.0 if span is None else cfg.camera_accel_dps2 * min(span, 1.0) ** 2 / 8.0
+            yaw_rate, yaw_db = self.yaw.track(yaw_err, dt_s, yaw_ff, yaw_bearing, extra)
+            pitch_rate, pitch_db = self.pitch.track(pitch_err, dt_s, pitch_ff, pitch_bearing, extra)
             state = STATE_DEADBAND if (yaw_db and pitch_db) else STATE_TRACKING
             return self._command(state, yaw_error_deg=yaw_err, pitch_error_deg=pitch_err)
         if not self._ever_locked:

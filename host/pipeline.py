@@ -368,6 +368,7 @@ class TrackingPipeline:
                              yaw_rate_ff_dps=yaw_ff, pitch_rate_ff_dps=pitch_ff,
                              camera_yaw_deg=attitude[0] if attitude else None,
                              camera_pitch_deg=attitude[1] if attitude else None,
+                             camera_attitude_span_s=telemetry.get("attitude_span_s") if attitude else None,
                              subject_id=getattr(target, "track_id", None))
 
     def _gestures(self, detections, t_s, events):

@@ -54,6 +54,7 @@ def test_interpolates_at_the_frame_capture_time_not_the_newest_sample():
         history.add({"yaw_deg": yaw_at(t), "pitch_deg": 1.0, "mode": "track"}, t + 0.005, int(t * 1e6), WRAP)
     frame_s = 0.131  # between samples 6 and 7
     got = history.at(frame_s, now_s=0.19)
+    assert got["attitude_span_s"] == pytest.approx(0.02)  # from samples 20 ms apart
     # host time = device time + the fastest sample's delay (5 ms here: the part of the delay no one-way
     # measurement can see), so the frame gets the attitude measured 5 ms before it
     assert got["yaw_deg"] == pytest.approx(yaw_at(frame_s - 0.005), abs=1e-6)

@@ -134,6 +134,30 @@ def test_without_attitude_the_trackers_rate_is_fed_forward_as_before():
     assert ctl.yaw.ff_dps == pytest.approx(20.0 * DT / (0.05 + DT))
 
 
+def test_a_bearing_from_an_attitude_interpolated_across_lost_telemetry_counts_for_less():
+    """A subject crossing at 30 deg/s on a camera shaking 1 deg at 4.5 Hz; every third frame's attitude is
+    interpolated across lost telemetry (samples 60 ms apart) and is 0.5 deg off. Its bearing is trusted less
+    (camera_accel_dps2 * span^2 / 8 = 0.5 deg of extra noise), so the rate stays nearer the subject's than
+    when every bearing counts the same."""
+    def run(config):
+        ctl = FramingController(config)
+        rates = []
+        for i in range(90):
+            t = i * DT
+            cam = 1.0 * math.sin(2 * math.pi * 4.5 * t)
+            lost = i % 3 == 2
+            target = FramingTarget(locked=True, x=project_x(30.0 * t, cam), y=0.5, yaw_rate_ff_dps=30.0,
+                                   camera_yaw_deg=cam + (0.5 if lost else 0.0), camera_pitch_deg=0.0,
+                                   camera_attitude_span_s=0.06 if lost else 0.02)
+            ctl.update(target, DT)
+            rates.append(ctl.yaw.ff_dps)
+        return [abs(r - 30.0) for r in rates[30:]]
+    weighed = run(FramingConfig(**ON))
+    same = run(FramingConfig(camera_accel_dps2=0.0, **ON))
+    assert max(weighed) < 0.8 * max(same) and sum(weighed) < 0.65 * sum(same)  # 7.5 vs 10.5, 4.0 vs 7.0 deg/s
+    assert FramingConfig().camera_accel_dps2 * 0.02 ** 2 / 8 < 0.06  # at 50 Hz telemetry: hardly any
+
+
 def test_on_by_default_and_motion_noise_0_turns_it_off():
     for config, used in ((FramingConfig(), True), (FramingConfig(motion_noise=0.0), False)):
         ctl = FramingController(config)
@@ -143,7 +167,7 @@ def test_on_by_default_and_motion_noise_0_turns_it_off():
         assert (ctl.yaw.motion.bearing_deg is not None) == used
 
 
-@pytest.mark.parametrize("key, value", [("motion_noise", -1.0), ("bearing_noise_deg", 0.0)])
+@pytest.mark.parametrize("key, value", [("motion_noise", -1.0), ("bearing_noise_deg", 0.0), ("camera_accel_dps2", -1.0)])
 def test_estimator_settings_are_validated(key, value):
     with pytest.raises(ValueError, match=key):
         FramingConfig(**{key: value}).validate()
