@@ -14,7 +14,9 @@ off.
     drive.write(axes, foc)   # each tick: the three AxisControllers -> HAL (foc: a FocDrive)
     drive.disable()
 
-Allocates nothing per tick: the duties go through one preallocated list.
+Allocates nothing per tick: the duties go into one preallocated ``array('H')`` of nine
+(axis i's phases at 3i..3i+2, written through a memoryview of its three) and reach the HAL in one
+``bldc_write_axes`` call for the BLDC axes.
 """
 
 from array import array
@@ -51,7 +53,10 @@ class MotorDrive:
         self.amp = [0, 0, 0]  # sine amplitude, duty counts
         self.motor_dir = [0, 0, 0]
         self.servo_q8 = [0, 0, 0]  # servo us per deg, Q8
-        self.duty = [0, 0, 0]
+        self.duty = [0, 0, 0]  # FocDrive.calibrate's output
+        self.duties = array("H", [0] * 9)  # write()'s output: bldc_write_axes
+        m = memoryview(self.duties)
+        self._phases = (m[0:3], m[3:6], m[6:9])  # axis i's three duties, for bldc_duties / foc.duties
         # what write() reads each tick, packed from the lists above by configure(): one ptr32 load a
         # value instead of an attribute and a list subscript (about 40 ns each)
         self._packed = array("i", [0] * (3 * _W))
@@ -99,19 +104,23 @@ class MotorDrive:
         hal = self.hal
         p = ptr32(self._packed)
         svpwm = self.svpwm  # an object: bldc_duties and duties take it as an int argument
-        d = self.duty
+        phases = self._phases
         closed = foc.closed
+        bldc = 0  # bit i: axis i's duties are in self.duties
         for i in range(3):
             k = i * _W
             drv = p[k + _P_DRIVER]
             if drv == _BLDC:
                 amp = p[k + _P_AMP]
+                d = phases[i]
                 if closed[i]:
                     foc.duties(i, axes[i], amp, svpwm, d)
                 else:
                     bldc_duties(ptr32(axes[i].packed)[_S_JOINT] - _OFF, p[k + _P_POLE_PAIRS],
                                 1 - 2 * p[k + _P_MOTOR_NEG], amp, svpwm, d)
-                hal.bldc_write(i, d[0], d[1], d[2])
+                bldc |= 1 << i
             elif drv == _SERVO:
                 hal.servo_write(i, servo_pulse_us(ptr32(axes[i].packed)[_S_JOINT] - _OFF,
                                                   1 - 2 * p[k + _P_MOTOR_NEG], self.servo_q8[i]))
+        if bldc:
+            hal.bldc_write_axes(bldc, self.duties)

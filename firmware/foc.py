@@ -278,6 +278,8 @@ class FocDrive:
     def __init__(self):
         self.active = [0, 0, 0]  # 1: calibrated and configured: read the rotor every tick
         self.any_active = False
+        self.active_mask = 0  # bit i: active[i], for HAL.angle_read_axes
+        self.counts = [-1, -1, -1]  # the rotor readings HAL.angle_read_axes gives measure()
         self.closed = [0, 0, 0]  # 1: the rotor was read this tick, drive.write commutates on it
         self.wanted = [0, 0, 0]  # configured for FOC
         self.bits = [0, 0, 0]
@@ -327,6 +329,7 @@ class FocDrive:
             p[k + _P_MOTOR_NEG] = 1 if self.motor_dir[i] < 0 else 0
             p[k + _P_COUNTS] = 0
         self.any_active = any(self.active)
+        self.active_mask = self.active[0] | self.active[1] << 1 | self.active[2] << 2
         return need
 
     def start_calibration(self):
@@ -379,16 +382,19 @@ class FocDrive:
         """Read every active axis' rotor: its controller's joint angle becomes the measured one (``closed[i] = 1``).
 
         A failed read leaves that axis open-loop for this tick (``closed[i] = 0``). One call for the three
-        axes: a method call costs several attribute lookups.
+        axes, and one HAL call (``angle_read_axes``) for their sensors: a method call costs several attribute
+        lookups.
         """
         p = ptr32(self._packed)
-        active = self.active
+        mask = int(self.active_mask)
+        read = self.counts
+        hal.angle_read_axes(mask, read)  # one HAL call for the three rotors
         closed = self.closed
         to_udeg = counts_to_udeg  # one global lookup, not one a call
         for i in range(3):
-            if not active[i]:
+            if not (mask >> i) & 1:
                 continue
-            counts = int(hal.angle_read(i))
+            counts = int(read[i])
             if counts < 0:
                 self.read_errors = int(self.read_errors) + 1
                 closed[i] = 0

@@ -104,9 +104,12 @@ class HAL:
     (so the firmware raises FAULT imu_read and keeps motors off), outputs
     that go nowhere, a silent link and no config storage.
 
-    Hot-path methods (``imu_read``, ``handle_imu_read``, ``bldc_write``,
-    ``servo_write``, ``serial_read_into``) are called every tick and must not
-    allocate.
+    Hot-path methods (``imu_read``, ``handle_imu_read``, ``angle_read_axes``,
+    ``bldc_write_axes``, ``servo_write``, ``serial_read_into``) are called
+    every tick and must not allocate. The two ``_axes`` methods do the
+    per-axis ``angle_read``/``bldc_write`` for every axis in a bit mask in one
+    call (the defaults below call the per-axis ones; a board or simulator
+    overrides them to save the two extra calls a tick).
     """
 
     board_id = BOARD_UNKNOWN
@@ -146,11 +149,33 @@ class HAL:
         """
         return -1
 
+    def angle_read_axes(self, mask, counts):
+        """Set ``counts[i] = angle_read(i)`` for each axis ``i`` whose bit ``1 << i`` is set in ``mask``.
+
+        ``counts`` is a list of three ints; the other axes' items are left as
+        they are. The firmware calls this once per tick for its closed-loop axes.
+        """
+        for i in range(3):
+            if (mask >> i) & 1:
+                counts[i] = self.angle_read(i)
+
     def motors_enable(self, on):
         """Enable (True) or disable (False) all motor drivers (DRV8313 EN pins)."""
 
     def bldc_write(self, axis, duty_a_u16, duty_b_u16, duty_c_u16):
         """Set the three phase PWM duties (0..65535) of one axis' BLDC motor."""
+
+    def bldc_write_axes(self, mask, duties):
+        """``bldc_write`` for each axis ``i`` whose bit ``1 << i`` is set in ``mask``, in one call.
+
+        ``duties`` holds nine duties (``array('H')``): axis ``i``'s phases A, B,
+        C at ``3 * i``, ``3 * i + 1``, ``3 * i + 2``. The firmware calls this
+        once per tick with its BLDC axes.
+        """
+        for i in range(3):
+            if (mask >> i) & 1:
+                k = 3 * i
+                self.bldc_write(i, duties[k], duties[k + 1], duties[k + 2])
 
     def servo_write(self, axis, pulse_us):
         """Set one axis' hobby-servo pulse width in microseconds (0 = no pulses)."""

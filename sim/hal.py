@@ -60,6 +60,11 @@ class SimHal(fw_hal.HAL):
     def angle_read(self, axis):
         return self.angle_counts[axis]
 
+    def angle_read_axes(self, mask, counts):
+        for i in range(3):
+            if (mask >> i) & 1:
+                counts[i] = self.angle_counts[i]
+
     def motors_enable(self, on):
         self.motors_on = bool(on)
 
@@ -68,6 +73,12 @@ class SimHal(fw_hal.HAL):
         d[0] = duty_a_u16
         d[1] = duty_b_u16
         d[2] = duty_c_u16
+
+    def bldc_write_axes(self, mask, duties):
+        for i in range(3):
+            if (mask >> i) & 1:
+                k = 3 * i
+                self.duties[i][:] = duties[k:k + 3]
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import types
+from array import array
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,10 @@ def test_board_modules_drive_their_documented_pins(board, fake_machine, tmp_path
         b.bldc_write(axis, 100 + axis, 200, 300)
         b.servo_write(axis, 1500 + axis)
     assert [[p.pin for p in b._bldc[a]] for a in range(3)] == [list(t) for t in mod.PHASE_PINS]
+    assert [[p.duty for p in b._bldc[a]] for a in range(3)] == [[100 + a, 200, 300] for a in range(3)]
+    # the firmware's per-tick write: the axes in the mask (yaw and roll), nine duties in one call
+    b.bldc_write_axes(0b101, array("H", range(9)))
+    assert [[p.duty for p in b._bldc[a]] for a in range(3)] == [[0, 1, 2], [101, 200, 300], [6, 7, 8]]
     assert all(p.f == 25000 for a in range(3) for p in b._bldc[a])
     assert [b._servo[a].pin for a in range(3)] == list(mod.SERVO_PINS)
     assert [b._servo[a].ns for a in range(3)] == [1500000, 1501000, 1502000]
@@ -322,6 +327,9 @@ def test_board_modules_read_the_rotor_sensors_on_their_documented_buses(board, f
     assert [s.cs.n for s in b.angle_sensors] == list(mod.AS5048A_CS)
     assert all(s.cs.v == 1 for s in b.angle_sensors)
     assert [b.angle_read(a) for a in range(3)] == [0x1234 | 0x0100] * 3
+    counts = [7, 7, 7]
+    b.angle_read_axes(0b110, counts)  # the firmware's per-tick read of its closed-loop axes
+    assert counts == [7, 0x1234 | 0x0100, 0x1234 | 0x0100]
     # three AS5600, one per bus (the address is fixed): the first a hardware bus, the others SoftI2C
     monkeypatch.setattr(fake_machine, "I2C", _FakeSensorI2C)
     monkeypatch.setattr(fake_machine, "SoftI2C", lambda sda, scl, freq: _FakeSensorI2C(-1, sda, scl, freq))

@@ -249,13 +249,27 @@ class PwmBoard(HAL):
         if self.enable_pin is not None:
             self.enable_pin.value(1 if on else 0)
 
-    def bldc_write(self, axis, duty_a_u16, duty_b_u16, duty_c_u16):
+    def _phases(self, axis):
         p = self._bldc[axis]
         if p is None:
             p = self._bldc[axis] = self._make_bldc(axis)
+        return p
+
+    def bldc_write(self, axis, duty_a_u16, duty_b_u16, duty_c_u16):
+        p = self._phases(axis)
         p[0].duty_u16(duty_a_u16)
         p[1].duty_u16(duty_b_u16)
         p[2].duty_u16(duty_c_u16)
+
+    def bldc_write_axes(self, mask, duties):
+        # the nine PWM channels back to back, no per-axis HAL call in between
+        for i in range(3):
+            if (mask >> i) & 1:
+                p = self._phases(i)
+                k = 3 * i
+                p[0].duty_u16(duties[k])
+                p[1].duty_u16(duties[k + 1])
+                p[2].duty_u16(duties[k + 2])
 
     def servo_write(self, axis, pulse_us):
         p = self._servo[axis]

@@ -115,6 +115,13 @@ class PlantHAL(HAL):
     def angle_read(self, axis):
         return self.angle_counts[axis]  # sampled by step(): no float work inside the firmware's tick
 
+    @micropython.native
+    def angle_read_axes(self, mask, counts):
+        a = self.angle_counts
+        for i in range(3):
+            if (mask >> i) & 1:
+                counts[i] = a[i]
+
     def motors_enable(self, on):
         self.enabled = bool(on)
 
@@ -136,6 +143,17 @@ class PlantHAL(HAL):
         d[1] = b
         d[2] = c
         self.bldc_seen[axis] = True
+
+    @micropython.native
+    def bldc_write_axes(self, mask, duties):
+        for i in range(3):
+            if (mask >> i) & 1:
+                d = self.duty[i]
+                k = 3 * i
+                d[0] = duties[k]
+                d[1] = duties[k + 1]
+                d[2] = duties[k + 2]
+                self.bldc_seen[i] = True
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us

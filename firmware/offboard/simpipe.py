@@ -76,6 +76,12 @@ class SimPipeBoard(_hal.HAL):
     def angle_read(self, axis):
         return self.angle[axis]
 
+    def angle_read_axes(self, mask, counts):
+        a = self.angle
+        for i in range(3):
+            if (mask >> i) & 1:
+                counts[i] = a[i]
+
     def motors_enable(self, on):
         self.motors_on = 1 if on else 0
 
@@ -85,6 +91,12 @@ class SimPipeBoard(_hal.HAL):
         d[k] = duty_a_u16
         d[k + 1] = duty_b_u16
         d[k + 2] = duty_c_u16
+
+    def bldc_write_axes(self, mask, duties):
+        d = self.duties
+        for k in range(9):
+            if (mask >> (k // 3)) & 1:
+                d[k] = duties[k]
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us
