@@ -34,7 +34,7 @@ from ..protocol import MODE_LOCK
 try:
     import micropython
 except ImportError:  # CPython
-    from ..mpcompat import micropython  # type: ignore[assignment,no-redef]
+    from ..mpcompat import micropython, ptr16  # type: ignore[assignment,no-redef]
 
 G_COUNTS = 8192.0
 GYRO_COUNTS_PER_RAD_S = 65.5 * 180.0 / math.pi
@@ -115,8 +115,8 @@ class PlantHAL(HAL):
     def angle_read(self, axis):
         return self.angle_counts[axis]  # sampled by step(): no float work inside the firmware's tick
 
-    @micropython.native
-    def angle_read_axes(self, mask, counts):
+    @micropython.viper
+    def angle_read_axes(self, mask: int, counts):
         a = self.angle_counts
         for i in range(3):
             if (mask >> i) & 1:
@@ -144,16 +144,19 @@ class PlantHAL(HAL):
         d[2] = c
         self.bldc_seen[axis] = True
 
-    @micropython.native
-    def bldc_write_axes(self, mask, duties):
+    @micropython.viper
+    def bldc_write_axes(self, mask: int, duties):
+        src = ptr16(duties)
+        out = self.duty
+        seen = self.bldc_seen
         for i in range(3):
             if (mask >> i) & 1:
-                d = self.duty[i]
+                d = out[i]
                 k = 3 * i
-                d[0] = duties[k]
-                d[1] = duties[k + 1]
-                d[2] = duties[k + 2]
-                self.bldc_seen[i] = True
+                d[0] = src[k]
+                d[1] = src[k + 1]
+                d[2] = src[k + 2]
+                seen[i] = True
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us
