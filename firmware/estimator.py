@@ -58,6 +58,13 @@ _E_ACCEL_USED = const(7)  # 1: the last update applied the accelerometer correct
 _OFF = const(0x20000000)
 
 
+def _gain_steps(gain):
+    """A Mahony gain in its fixed-point steps (mdps per rad, / 64): a non-zero gain below one step
+    (0.00112) is one step, not 0, so a small est_ki still learns the gyro bias instead of silently not."""
+    steps = int(round(gain * _MDPS_PER_RAD / 64))
+    return 1 if steps == 0 and gain > 0 else steps
+
+
 class AttitudeEstimator:
     """Units: ``d`` Q28 (1.0 = 2**28), ``h`` = cos(pitch) Q14, rates mdps, angles udeg.
 
@@ -91,8 +98,8 @@ class AttitudeEstimator:
         """Mahony gains, and how far |accel| may stray from 1 g before it is ignored."""
         p = self.packed
         # mdps per rad of error, / 64 (so that (error Q14) * gain stays under 2**30)
-        p[_E_KP] = int(round(kp_per_s * _MDPS_PER_RAD / 64))
-        p[_E_KI] = int(round(ki_per_s2 * _MDPS_PER_RAD / 64))  # mdps per s per rad, / 64
+        p[_E_KP] = _gain_steps(kp_per_s)
+        p[_E_KI] = _gain_steps(ki_per_s2)  # mdps per s per rad, / 64
         lo = int((1.0 - accel_reject_g) * ACCEL_LSB_PER_G)
         hi = int((1.0 + accel_reject_g) * ACCEL_LSB_PER_G)
         p[_E_A2_LO] = lo * lo if lo > 0 else 0

@@ -190,7 +190,7 @@ def test_frames_split_over_reads_are_stamped_from_the_earliest_bound():
     frame = telemetry_frame(1, 0, 1000)
     for byte_s, expected in ((10.0 / 115200, 5.0 - 10 * 10.0 / 115200), (0.0, 5.0)):
         t = [4.0]
-        link = Link("loop://", handshake=False, clock=lambda: t[0], byte_time_s=byte_s, heartbeat_interval_s=60.0)
+        link = Link("loop://", handshake=False, clock=lambda t=t: t[0], byte_time_s=byte_s, heartbeat_interval_s=60.0)
         link.open()
         port = link._port
         t[0] = 5.0

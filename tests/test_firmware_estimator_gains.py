@@ -88,13 +88,21 @@ def test_a_thermal_bias_ramp_leaves_the_horizon_within_a_fifth_of_a_degree():
         assert abs(h[-1] - math.degrees(math.radians(0.005) / ki)) < 0.05
 
 
-def test_est_ki_below_one_step_of_its_resolution_learns_no_bias():
-    # est_ki is held as mdps per s per rad / 64: a step of 64 / 57296 = 0.00112 1/s^2, so 0.0002 rounds to 0
-    # and the bias error stays as a tilt of bias / kp on each axis; one step (0.0012) learns it
-    stuck = _tilt_history(0.02, 0.0002, 300, lambda t: 0.1)
+def test_est_ki_below_one_step_of_its_resolution_still_learns_the_bias():
+    # est_ki is held as mdps per s per rad / 64: a step of 64 / 57296 = 0.00112 1/s^2. 0 is off, and the bias
+    # error stays as a tilt of bias / kp on each axis; 0.0002 used to round to 0 as well, and is now one step
+    from opensteady.firmware.estimator import _E_KI, AttitudeEstimator
+
+    est = AttitudeEstimator()
+    est.set_gains(0.02, 0.0002, 0.15)
+    assert est.packed[_E_KI] == 1
+    est.set_gains(0.02, 0.0, 0.15)
+    assert est.packed[_E_KI] == 0
+    stuck = _tilt_history(0.02, 0.0, 300, lambda t: 0.1)
     assert stuck[-1] > 0.9 * math.sqrt(2) * math.degrees(math.radians(0.1) / 0.02)  # 7 deg
-    learned = _tilt_history(0.02, 0.0012, 300, lambda t: 0.1)
-    assert learned[-1] < 0.5 * stuck[-1]
+    small = _tilt_history(0.02, 0.0002, 300, lambda t: 0.1)
+    assert small[-1] < 0.5 * stuck[-1]
+    assert small == _tilt_history(0.02, 0.0012, 300, lambda t: 0.1)
 
 
 def test_a_pan_with_cross_axis_error_is_corrected_within_half_a_minute():

@@ -121,14 +121,11 @@ def test_feed_forward_core_agrees_on_micropython():
 
 
 def test_feed_forward_stays_within_31_bits():
-    import sys
 
     from opensteady.firmware.offboard import bench_int31
 
     counter = bench_int31.Counter()
-    saved = {k: v for k, v in sys.modules.items() if k.startswith("opensteady.firmware")}
-    try:
-        mods = bench_int31.instrument(counter)
+    with bench_int31.checked_modules(counter) as mods:
         h = mods["control"].HandleFeedForward()
         h.configure(2.0)
         h.ready = True
@@ -143,13 +140,6 @@ def test_feed_forward_stays_within_31_bits():
         for rate in (1048575, -1048575, 3000000):
             c.add_joint_rate(rate, 40000)
         counter.active = False
-    finally:
-        sys.modules.update(saved)
-        import opensteady.firmware as firmware
-
-        for k, v in saved.items():
-            if k.count(".") == 2:
-                setattr(firmware, k.split(".")[2], v)
     assert counter.hits == {}
 
 

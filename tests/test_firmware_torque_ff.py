@@ -134,14 +134,11 @@ def test_core_agrees_on_micropython():
 
 
 def test_core_stays_within_31_bits():
-    import sys
 
     from opensteady.firmware.offboard import bench_int31
 
     counter = bench_int31.Counter()
-    saved = {k: v for k, v in sys.modules.items() if k.startswith("opensteady.firmware")}
-    try:
-        mods = bench_int31.instrument(counter)
+    with bench_int31.checked_modules(counter) as mods:
         accel = [0, 0, 0]
         tff = mods["torque_ff"].TorqueFeedForward(accel)
         counter.active = True
@@ -152,13 +149,6 @@ def test_core_stays_within_31_bits():
                 accel[0], accel[1], accel[2] = v, -v, v
                 tff.update(((n * 37) % 360 - 180) * 1000000, 2000000 if n % 3 else -2000000, 1000, -1000)
         counter.active = False
-    finally:
-        sys.modules.update(saved)
-        import opensteady.firmware as firmware
-
-        for k, v in saved.items():
-            if k.count(".") == 2:
-                setattr(firmware, k.split(".")[2], v)
     assert counter.hits == {}
 
 

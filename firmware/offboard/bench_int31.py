@@ -18,6 +18,7 @@ it allocates; firmware/offboard/bench_wasm.mjs measures the heap on a real 32-bi
 """
 
 import ast
+import contextlib
 import sys
 import types
 
@@ -81,6 +82,21 @@ def instrument(counter):
         exec(compile(tree, path, "exec"), mod.__dict__)
         mods[name] = mod
     return mods
+
+
+@contextlib.contextmanager
+def checked_modules(counter):
+    """``with checked_modules(counter) as mods:`` the firmware instrumented, put back as it was on exit."""
+    pkg_name = __package__.rsplit(".", 1)[0]
+    firmware = sys.modules[pkg_name]
+    saved = {k: v for k, v in sys.modules.items() if k.startswith(pkg_name + ".")}
+    try:
+        yield instrument(counter)
+    finally:
+        sys.modules.update(saved)
+        for k, v in saved.items():
+            if k.count(".") == pkg_name.count(".") + 1:
+                setattr(firmware, k.rsplit(".", 1)[1], v)
 
 
 def _instrumented():
