@@ -9,6 +9,7 @@ from array import array
 
 from opensteady.firmware.app import Gimbal
 from opensteady.firmware.control import HandleFeedForward
+from opensteady.firmware.offboard import plant
 from opensteady.firmware.offboard.bench_tick import handle_wobble
 from opensteady.firmware.offboard.plant import PlantHAL, lock_config
 
@@ -63,21 +64,13 @@ def closed_loop(fitted, ticks=4000):
 
 def heap_per_tick(ticks=1000):
     """Bytes allocated by Gimbal.tick with the handle IMU fitted (MicroPython: gc.mem_alloc)."""
-    import gc
-
     hal = HandlePlantHAL(handle_path=handle_wobble)
     hal.capture_tx = False  # the test world's own buffer would grow; the firmware's does not
     g = Gimbal(hal)
     for _ in range(2000):
         hal.step(g.period_us)
         g.tick(hal.now_us)
-    total = 0
-    for _ in range(ticks):
-        hal.step(g.period_us)
-        gc.collect()
-        before = gc.mem_alloc()
-        g.tick(hal.now_us)
-        total += gc.mem_alloc() - before
+    total = plant.heap_per_tick(hal, g, ticks)
     return {"ready": g.handle_ff.ready, "bytes": total}
 
 

@@ -178,10 +178,9 @@ def test_configuration_is_checked_and_zero_is_off():
 
 def heap_per_tick(ticks=1000):
     """Bytes Gimbal.tick allocates with every axis closed-loop, the handle IMU fitted and the feed-forward on."""
-    import gc
-
     from opensteady.firmware.app import Gimbal
     from opensteady.firmware.config import KEY_IDS
+    from opensteady.firmware.offboard import plant
     from opensteady.firmware.offboard.bench_tick import foc_config, handle_wobble
     from opensteady.firmware.offboard.plant import PlantHAL, lock_config
 
@@ -194,13 +193,7 @@ def heap_per_tick(ticks=1000):
     for _ in range(3000):
         hal.step(g.period_us)
         g.tick(hal.now_us)
-    total = 0
-    for _ in range(ticks):
-        hal.step(g.period_us)
-        gc.collect()
-        before = gc.mem_alloc()
-        g.tick(hal.now_us)
-        total += gc.mem_alloc() - before
+    total = plant.heap_per_tick(hal, g, ticks)
     w = g.torque_ff.weights()
     return {"enabled": g.torque_ff.enabled, "learned": any(x for row in w for x in row), "bytes": total,
             "foc": list(g.foc.active)}

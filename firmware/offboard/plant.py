@@ -40,6 +40,21 @@ G_COUNTS = 8192.0
 GYRO_COUNTS_PER_RAD_S = 65.5 * 180.0 / math.pi
 
 
+def heap_per_tick(hal, gimbal, ticks):
+    """Bytes ``gimbal.tick`` allocates over ``ticks`` plant steps (MicroPython's gc.mem_alloc, collected
+    before each tick so only the tick's own allocations count)."""
+    import gc
+
+    total = 0
+    for _ in range(ticks):
+        hal.step(gimbal.period_us)
+        gc.collect()
+        before = gc.mem_alloc()
+        gimbal.tick(hal.now_us)
+        total += gc.mem_alloc() - before
+    return total
+
+
 def lock_config(cfg=None):
     """``cfg`` (default: the defaults) booting into MODE_LOCK, for tests of pure stabilisation.
 
