@@ -299,7 +299,8 @@ class Link:
         except (OSError, serial.SerialException) as exc:
             self._lost(exc)
             return []
-        self._note_read(data, self._clock() if now_s is None else now_s)
+        if data:
+            self._note_read(data, self._clock() if now_s is None else now_s)
         if self._handshaking:  # a reconnection in progress: never block for it
             try:
                 out = self._handshake_step(data)
@@ -311,7 +312,7 @@ class Link:
             if not self._handshaking:
                 self._reconnected()
             return out
-        out = self._decode(data)
+        out = self._decode(data) if data else []  # most polls find nothing new: no parsing then
         now = self._clock()
         if now - self._last_tx_s >= self.heartbeat_interval_s:
             if self.send(p.MSG_HEARTBEAT, p.ROLE_HOST, int(now * 1000) & 0xFFFFFFFF) >= 0:

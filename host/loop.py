@@ -68,14 +68,23 @@ class HostLoop:
 
     def _wait_frame(self):
         """The next frame, or None after ``idle_wait_s``; the gimbal is polled every ``poll_interval_s`` meanwhile."""
+        # hundreds of polls a second: the bound methods are looked up once, and the clock is read once
+        # per poll and once after it (the reading after the poll serves the deadline and the next wait)
         clock = self.clock
-        end_s = clock() + self.idle_wait_s
+        source = self.source
+        latest = source.latest
+        poll = self.mount.poll
+        interval_s = self.poll_interval_s
+        now_s = clock()
+        end_s = now_s + self.idle_wait_s
         while True:
-            frame = self.source.latest(timeout_s=max(0.0, min(self.poll_interval_s, end_s - clock())))
+            wait_s = end_s - now_s
+            frame = latest(timeout_s=interval_s if wait_s > interval_s else (wait_s if wait_s > 0.0 else 0.0))
             if frame is not None:
                 return frame
-            self.mount.poll(clock())
-            if clock() >= end_s or self.source.ended:
+            poll(clock())
+            now_s = clock()
+            if now_s >= end_s or source.ended:
                 return None
 
     def step(self):

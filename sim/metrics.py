@@ -54,14 +54,24 @@ def _biquad_highpass(x, sample_hz, cutoff_hz):
     b0, b1, b2 = norm, -2.0 * norm, norm
     a1 = 2.0 * (k * k - 1.0) * norm
     a2 = (1.0 - math.sqrt(2.0) * k + k * k) * norm
+    # y[n] = b0 x[n] + b1 x[n-1] + b2 x[n-2] - a1 y[n-1] - a2 y[n-2] (zero history), summed left to right:
+    # the input terms for every n at once in numpy (the same float operations in the same order), then the
+    # recursion in plain floats (10x faster than numpy scalars)
+    x1 = np.zeros_like(x)
+    x1[1:] = x[:-1]
+    x2 = np.zeros_like(x)
+    x2[2:] = x[:-2]
+    ff = b0 * x + b1 * x1 + b2 * x2
     out = np.empty_like(x)
     for col in range(x.shape[1]):
         ys = []
-        x1 = x2 = y1 = y2 = 0.0
-        for xn in x[:, col].tolist():  # plain floats: 10x faster than numpy scalars
-            yn = b0 * xn + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
-            ys.append(yn)
-            x2, x1, y2, y1 = x1, xn, y1, yn
+        append = ys.append
+        y1 = y2 = 0.0
+        for fn in ff[:, col].tolist():
+            yn = fn - a1 * y1 - a2 * y2
+            append(yn)
+            y2 = y1
+            y1 = yn
         out[:, col] = ys
     return out
 

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 from opensteady.firmware import protocol as p
 from opensteady.host.mount import Mount
 from opensteady.host.mount import simplebgc as sbgc
-from opensteady.host.mount.backend import telemetry_problem
+from opensteady.host.mount.backend import MountBackend, telemetry_problem
 from opensteady.host.mount.mavlink import MavlinkBackend
 from opensteady.host.mount.opensteady import OpenSteadyBackend
 from opensteady.host.track import Stats, _status_line
@@ -119,9 +120,21 @@ def test_a_driver_that_chokes_never_crashes_the_app():
 
 
 @pytest.mark.parametrize("value,ok", [(1.0, True), (-719.0, True), (NAN, False), (-INF, False), ("1", False),
-                                      (True, False), (721.0, False)])
+                                      (True, False), (721.0, False), (3, True), (721, False), (None, False),
+                                      (1 + 0j, False), (np.float64(1.0), True), (np.int16(5), True),
+                                      (np.float32("nan"), False), (np.bool_(True), False)])
 def test_telemetry_problem_checks_every_angle_and_rate(value, ok):
+    """Plain floats and ints take a fast path; numpy numbers, bools and non-numbers the general check."""
     assert (telemetry_problem({"yaw_deg": value, "mode": "track"}) is None) == ok
+
+
+def test_take_samples_hands_over_each_accepted_sample_once():
+    backend = MountBackend()
+    assert backend.take_samples() == ()  # nothing came: an empty tuple, no list made per poll
+    assert backend.accept_telemetry({"yaw_deg": 1.0}, arrival_s=0.5) and backend.accept_telemetry({"yaw_deg": 2.0})
+    assert not backend.accept_telemetry({"yaw_deg": NAN})
+    assert backend.take_samples() == [({"yaw_deg": 1.0}, 0.5), ({"yaw_deg": 2.0}, None)]
+    assert backend.take_samples() == ()
 
 
 def test_track_keeps_running_against_a_mavlink_gimbal_that_sends_nan(tmp_path):

@@ -92,6 +92,48 @@ def test_the_loop_polls_the_gimbal_between_frames_so_telemetry_is_placed_on_the_
         rig.close()
 
 
+def test_waiting_on_a_rig_that_films_nothing_is_time_passing_to_the_deadline():
+    """No camera (a stabilise scenario): each wait for a frame runs the world to its deadline and returns None,
+    never past the scenario's end; a run reports the same metrics whether the cyclic GC was on or off before it,
+    keeps it off while it runs, and leaves it as it found it."""
+    import gc
+
+    from opensteady.host.simrig import SimRig, run_scenario
+
+    rig = SimRig(load_scenario("stabilize-still", overrides={"seconds": 0.05, "warmup_s": 0.01}))
+    try:
+        assert rig.next_frame(0.002) is None and rig.gimbal.tick_count == 2
+        assert rig.next_frame(0.0) is None and rig.gimbal.tick_count == 3  # at least one tick a wait
+        assert rig.next_frame(1.0) is None and rig.gimbal.tick_count == rig.end_tick == 50 and rig.ended
+    finally:
+        rig.close()
+
+    class Stream:
+        def __init__(self):
+            self.gc_on = set()
+
+        def write(self, text):
+            if text.startswith("\r"):  # the progress bar, drawn while the run goes on
+                self.gc_on.add(gc.isenabled())
+
+        def flush(self):
+            pass
+
+    scenario = load_scenario("stabilize-still", overrides={"seconds": 1.0, "warmup_s": 0.5})
+    runs = []
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            stream = Stream()
+            runs.append(run_scenario(scenario, progress=True, progress_stream=stream).metrics)
+            assert gc.isenabled() == enabled and stream.gc_on == {False}
+        finally:
+            gc.enable()
+    timing = ("wall_seconds", "realtime_factor", "cpu_seconds", "realtime_factor_cpu")
+    a, b = ({k: v for k, v in m.items() if k not in timing} for m in runs)
+    assert a == b and a["telemetry_frames"] > 20
+
+
 # --- imports ------------------------------------------------------------------------
 
 PACKAGES = ("host", "vision", "sim", "firmware")

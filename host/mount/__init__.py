@@ -145,11 +145,13 @@ class Mount:
             except Exception as exc:  # noqa: BLE001 - a device must not be able to crash the app
                 log.debug("%s driver failed on device input", self.backend.name, exc_info=True)
                 self.backend.reject("input", "the driver failed on it: %s: %s" % (type(exc).__name__, exc))
-            wrap_us = self.backend.device_time_wrap_us
-            delay_s = self.backend.attitude_delay_s
-            for sample, arrival_s in self.backend.take_samples():
-                self.history.add(sample, now_s if arrival_s is None else arrival_s, sample.get("device_time_us"),
-                                 wrap_us, delay_s)
+            samples = self.backend.take_samples()
+            if samples:
+                wrap_us = self.backend.device_time_wrap_us
+                delay_s = self.backend.attitude_delay_s
+                for sample, arrival_s in samples:
+                    self.history.add(sample, now_s if arrival_s is None else arrival_s,
+                                     sample.get("device_time_us"), wrap_us, delay_s)
             if self.telemetry is None:
                 self.history.clear()  # the link went down: what came before says nothing about now
             return self.telemetry

@@ -40,7 +40,9 @@ def telemetry_problem(telemetry):
         limit = TELEMETRY_LIMITS.get(key) or TELEMETRY_LIMITS.get(key[key.rfind("_"):])
         if limit is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = type(value)
+        # float and int (what the drivers build) first: the numbers.Real check is an ABC lookup, per value
+        if kind is not float and kind is not int and (kind is bool or not isinstance(value, numbers.Real)):
             return "%s = %r is not a number" % (key, value)
         if not math.isfinite(value):
             return "%s = %r is not finite" % (key, value)
@@ -90,8 +92,12 @@ class MountBackend:
 
     def take_samples(self):
         """(sample, arrival_s) of every sample accepted since the last call, oldest first (all of them, not
-        only the newest); arrival_s None: the driver knows no better than the time of the poll."""
-        out, self._arrived = self._arrived or [], None
+        only the newest); arrival_s None: the driver knows no better than the time of the poll. An empty
+        tuple when none came (most polls: nothing is allocated for them)."""
+        out = self._arrived
+        if out is None:
+            return ()
+        self._arrived = None
         return out
 
     def health_problem(self):
