@@ -14,15 +14,17 @@ off.
     drive.write(axes, foc)   # each tick: the three AxisControllers -> HAL (foc: a FocDrive)
     drive.disable()
 
-Allocates nothing per tick: the duties go into one preallocated ``array('H')`` of nine
-(axis i's phases at 3i..3i+2, written through a memoryview of its three) and reach the HAL in one
-``bldc_write_axes`` call for the BLDC axes.
+Allocates nothing per tick. Each BLDC axis' field (its table index and signed amplitude) goes into
+one preallocated ``array('i')``, ``fields`` (the open-loop ones from the joint command here, the
+closed-loop ones from ``FocDrive.fields``); one ``motor.phase_duties_axes`` call turns them into
+the nine duties of one ``array('H')`` (axis i's phases at 3i..3i+2), and they reach the HAL in one
+``bldc_write_axes`` call.
 """
 
 from array import array
 
 from .config import DRIVER_BLDC, DRIVER_SERVO
-from .motor import bldc_amplitude, bldc_duties, servo_pulse_us
+from .motor import F_OFF, F_POWER, F_STRIDE, bldc_amplitude, field_index, phase_duties_axes, servo_pulse_us
 
 try:
     import micropython
@@ -41,6 +43,11 @@ _P_AMP = const(3)
 # AxisController.packed (firmware/control.py): the commanded joint's word, stored + OFF
 _S_JOINT = const(11)  # control.S_JOINT
 _OFF = const(0x20000000)  # control.OFF
+# MotorDrive.fields: phase_duties_axes' words per axis (motor.F_*)
+_F_INDEX = const(0)  # motor.F_INDEX
+_F_AMP = const(1)  # motor.F_AMP
+_F_STRIDE = const(3)  # motor.F_STRIDE
+_F_OFF = const(0x20000000)  # motor.F_OFF
 
 
 class MotorDrive:
@@ -55,8 +62,8 @@ class MotorDrive:
         self.servo_q8 = [0, 0, 0]  # servo us per deg, Q8
         self.duty = [0, 0, 0]  # FocDrive.calibrate's output
         self.duties = array("H", [0] * 9)  # write()'s output: bldc_write_axes
-        m = memoryview(self.duties)
-        self._phases = (m[0:3], m[3:6], m[6:9])  # axis i's three duties, for bldc_duties / foc.duties
+        # each axis' field for phase_duties_axes (motor.F_*): index, signed amplitude, configured amplitude
+        self.fields = array("i", [F_OFF] * (3 * F_STRIDE))
         # what write() reads each tick, packed from the lists above by configure(): one ptr32 load a
         # value instead of an attribute and a list subscript (about 40 ns each)
         self._packed = array("i", [0] * (3 * _W))
@@ -80,6 +87,7 @@ class MotorDrive:
             p[k + _P_POLE_PAIRS] = self.pole_pairs[i]
             p[k + _P_MOTOR_NEG] = 1 if self.motor_dir[i] < 0 else 0
             p[k + _P_AMP] = self.amp[i]
+            self.fields[i * F_STRIDE + F_POWER] = self.amp[i] + F_OFF
 
     def enable(self):
         self.on = True
@@ -103,24 +111,28 @@ class MotorDrive:
         """Drive each axis: to its controller's joint angle, or (``foc.closed``) with its effort as a torque."""
         hal = self.hal
         p = ptr32(self._packed)
-        svpwm = self.svpwm  # an object: bldc_duties and duties take it as an int argument
-        phases = self._phases
+        f = ptr32(self.fields)
         closed = foc.closed
-        bldc = 0  # bit i: axis i's duties are in self.duties
+        bldc = 0  # bit i: axis i is a BLDC, its duties go into self.duties
+        torque = 0  # some BLDC axis commutates on its rotor
         for i in range(3):
             k = i * _W
             drv = p[k + _P_DRIVER]
             if drv == _BLDC:
-                amp = p[k + _P_AMP]
-                d = phases[i]
                 if closed[i]:
-                    foc.duties(i, axes[i], amp, svpwm, d)
+                    torque = 1
                 else:
-                    bldc_duties(ptr32(axes[i].packed)[_S_JOINT] - _OFF, p[k + _P_POLE_PAIRS],
-                                1 - 2 * p[k + _P_MOTOR_NEG], amp, svpwm, d)
+                    n = i * _F_STRIDE
+                    f[n + _F_INDEX] = int(field_index(ptr32(axes[i].packed)[_S_JOINT] - _OFF, p[k + _P_POLE_PAIRS],
+                                                      1 - 2 * p[k + _P_MOTOR_NEG])) + _F_OFF
+                    f[n + _F_AMP] = p[k + _P_AMP] + _F_OFF
                 bldc |= 1 << i
             elif drv == _SERVO:
                 hal.servo_write(i, servo_pulse_us(ptr32(axes[i].packed)[_S_JOINT] - _OFF,
                                                   1 - 2 * p[k + _P_MOTOR_NEG], self.servo_q8[i]))
+        if torque:
+            foc.fields(axes, self.fields)  # the closed axes' fields, from their rotors and efforts
         if bldc:
-            hal.bldc_write_axes(bldc, self.duties)
+            duties = self.duties
+            phase_duties_axes(bldc, self.fields, self.svpwm, duties)  # svpwm: an object, an int argument there
+            hal.bldc_write_axes(bldc, duties)

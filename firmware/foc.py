@@ -38,12 +38,18 @@ _STEPS = const(1536)  # fixmath.SIN_STEPS (imported names are not constants to v
 _HALF = const(768)
 _QUARTER = const(384)
 _FF_OFF = const(0x20000000)  # torque_ff.OFF (imported names are not constants to viper)
-# AxisController.packed (firmware/control.py): the words measure() and duties() use, stored + OFF but the gain
+# AxisController.packed (firmware/control.py): the words measure() and fields() use, stored + OFF but the gain
 _G_EFFORT_LIMIT = const(0)  # control._G_EFFORT_LIMIT
 _S_JOINT = const(11)  # control.S_JOINT
 _S_FRAC = const(12)  # control.S_FRAC
 _S_EFFORT = const(13)  # control.S_EFFORT
 _OFF = const(0x20000000)  # control.OFF
+# MotorDrive.fields (motor.F_*): what fields() reads and writes for phase_duties_axes
+_F_INDEX = const(0)  # motor.F_INDEX
+_F_AMP = const(1)  # motor.F_AMP
+_F_POWER = const(2)  # motor.F_POWER
+_F_STRIDE = const(3)  # motor.F_STRIDE
+_F_OFF = const(0x20000000)  # motor.F_OFF
 
 
 @micropython.viper
@@ -264,7 +270,7 @@ class FocDrive:
 
     Per tick, for an axis whose sensor is calibrated: ``measure()`` reads
     the rotor, puts the measured joint angle into the axis controller, and
-    ``duties()`` turns the controller's effort (the same PID output the
+    ``fields()`` turns the controller's effort (the same PID output the
     open-loop drive integrates into a joint angle) into a torque: the field
     90 electrical degrees ahead of the rotor, amplitude effort / effort
     limit of the axis' power. A failed read leaves the axis open-loop for
@@ -289,7 +295,7 @@ class FocDrive:
         self.joint_sign = [0, 0, 0]  # sensor_dir * motor_dir
         self.pole_pairs = [7, 7, 7]
         self.motor_dir = [1, 1, 1]
-        # what measure() and duties() read each tick, packed from the lists above by configure():
+        # what measure() and fields() read each tick, packed from the lists above by configure():
         # one ptr32 load a value instead of an attribute and a list subscript (about 40 ns each)
         self._packed = array("i", [0] * (3 * _W))
         for i in range(3):
@@ -414,31 +420,46 @@ class FocDrive:
             s[_S_FRAC] = _OFF
 
     @micropython.viper
-    def duties(self, i: int, ctl, amp: int, svpwm: int, out):
-        """Duties for the controller's effort as a torque on the rotor measured by ``measure``."""
-        s = ptr32(ctl.packed)
-        lim = s[_G_EFFORT_LIMIT] >> 10
-        if lim < 1:
-            lim = 1
-        t = (((s[_S_EFFORT] - _OFF) >> 10) * amp) // lim
+    def fields(self, axes, fields):
+        """Each closed axis' field for ``motor.phase_duties_axes``: its effort as a torque on the rotor ``measure`` read.
+
+        ``fields`` (``MotorDrive.fields``, motor.F_*): axis i's configured
+        amplitude is read from it, its field index and signed amplitude
+        (effort / effort limit of that amplitude, plus the torque
+        feed-forward, clamped to it) written into it. One call for the three
+        axes.
+        """
         p = ptr32(self._packed)
-        k = i * _W
-        ff = p[k + _P_FF] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)
-        if ff:
-            t += (ff * amp) >> 15
-        if t > amp:
-            t = amp
-        elif t < 0 - amp:
-            t = 0 - amp
-        # rotor_elec_index() of the reading measure() kept, written out here: one call less per axis and tick
-        # (tests/test_firmware_foc.py checks the two agree)
-        bits = p[k + _P_BITS]
-        mask = (1 << bits) - 1
-        c = p[k + _P_COUNTS]
-        if p[k + _P_SENSOR_NEG]:
-            c = (0 - c) & mask
-        e = ((((c * p[k + _P_POLE_PAIRS]) & mask) * _STEPS) >> bits) - p[k + _P_ZERO]
-        if p[k + _P_MOTOR_NEG]:
-            t = 0 - t
-        # foc_duties' field, a quarter turn ahead, without a second call (phase_duties wraps the index)
-        phase_duties(e + _QUARTER, t, svpwm, out)
+        f = ptr32(fields)
+        closed = self.closed
+        for i in range(3):
+            if not closed[i]:
+                continue
+            s = ptr32(axes[i].packed)
+            n = i * _F_STRIDE
+            amp = f[n + _F_POWER] - _F_OFF
+            lim = s[_G_EFFORT_LIMIT] >> 10
+            if lim < 1:
+                lim = 1
+            t = (((s[_S_EFFORT] - _OFF) >> 10) * amp) // lim
+            k = i * _W
+            ff = p[k + _P_FF] - _FF_OFF  # the torque feed-forward (firmware/torque_ff.py)
+            if ff:
+                t += (ff * amp) >> 15
+            if t > amp:
+                t = amp
+            elif t < 0 - amp:
+                t = 0 - amp
+            # rotor_elec_index() of the reading measure() kept, written out here: one call less per axis and tick
+            # (tests/test_firmware_foc.py checks the two agree)
+            bits = p[k + _P_BITS]
+            mask = (1 << bits) - 1
+            c = p[k + _P_COUNTS]
+            if p[k + _P_SENSOR_NEG]:
+                c = (0 - c) & mask
+            e = ((((c * p[k + _P_POLE_PAIRS]) & mask) * _STEPS) >> bits) - p[k + _P_ZERO]
+            if p[k + _P_MOTOR_NEG]:
+                t = 0 - t
+            # foc_duties' field: a quarter turn ahead of the rotor (phase_duties_axes wraps the index)
+            f[n + _F_INDEX] = e + _QUARTER + _F_OFF
+            f[n + _F_AMP] = t + _F_OFF

@@ -22,7 +22,7 @@ from array import array
 try:
     import micropython
 except ImportError:  # CPython
-    from .mpcompat import micropython, ptr16  # type: ignore[assignment,no-redef]
+    from .mpcompat import micropython, ptr16, ptr32  # type: ignore[assignment,no-redef]
 
 from .fixmath import SIN_Q15
 
@@ -51,9 +51,21 @@ def bldc_amplitude(power_permille, svpwm):
     return (full * power_permille) // 1000
 
 
+# phase_duties_axes' input: per axis F_STRIDE words of an array('i'), each + F_OFF (viper's ptr32 loads are
+# unsigned on 64-bit ports): the field's table index and its signed amplitude (duty counts), and the axis'
+# configured amplitude (the power limit) for whoever computes the signed one (FocDrive.fields)
+F_INDEX = const(0)
+F_AMP = const(1)
+F_POWER = const(2)
+F_STRIDE = const(3)
+F_OFF = const(0x20000000)
+_ONE_FIELD = array("i", [F_OFF] * F_STRIDE)  # phase_duties' single axis, through phase_duties_axes
+_ONE_OUT = array("H", [0, 0, 0])
+
+
 @micropython.viper
-def bldc_duties(joint_udeg: int, pole_pairs: int, motor_dir: int, amp: int, svpwm: int, out):
-    """Write three duty_u16 values for a joint angle into ``out`` (no allocation).
+def field_index(joint_udeg: int, pole_pairs: int, motor_dir: int) -> int:
+    """The open-loop field's table index (0..1535) for a joint angle: the field sits where the rotor should.
 
     Viper (machine integers): |joint| <= 2**28, pole_pairs <= 64 keep every
     value within +-2**30.
@@ -62,8 +74,13 @@ def bldc_duties(joint_udeg: int, pole_pairs: int, motor_dir: int, amp: int, svpw
     # with the joint split at 234375 udeg so no product leaves +-2**30
     j = joint_udeg * motor_dir
     q = j // _UDEG_PER_STEP
-    i = (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % _STEPS
-    phase_duties(i, amp, svpwm, out)
+    return (q * pole_pairs + ((j - q * _UDEG_PER_STEP) * pole_pairs) // _UDEG_PER_STEP) % _STEPS
+
+
+@micropython.viper
+def bldc_duties(joint_udeg: int, pole_pairs: int, motor_dir: int, amp: int, svpwm: int, out):
+    """Write three duty_u16 values for a joint angle into ``out`` (no allocation)."""
+    phase_duties(field_index(joint_udeg, pole_pairs, motor_dir), amp, svpwm, out)
 
 
 @micropython.viper
@@ -72,32 +89,60 @@ def phase_duties(index: int, amp: int, svpwm: int, out):
 
     ``amp`` is the sine amplitude in duty counts (|amp| <= 37836, see
     bldc_amplitude); a negative amplitude is the field turned half a turn.
+    One axis through :func:`phase_duties_axes` (the tick's drive writes all
+    its axes with one call of that).
+    """
+    f = ptr32(_ONE_FIELD)
+    f[F_INDEX] = index % _STEPS + F_OFF
+    f[F_AMP] = amp + F_OFF
+    phase_duties_axes(1, _ONE_FIELD, svpwm, _ONE_OUT)
+    o = ptr16(_ONE_OUT)
+    out[0] = o[0]
+    out[1] = o[1]
+    out[2] = o[2]
+
+
+@micropython.viper
+def phase_duties_axes(mask: int, fields, svpwm: int, out):
+    """For each axis i in ``mask`` (bit i), its field's three duty_u16 values into ``out[3i:3i + 3]``.
+
+    ``fields``: array('i'), axis i's index and signed amplitude at
+    ``F_STRIDE * i + F_INDEX`` / ``F_AMP`` (+ F_OFF); ``out``: array('H')
+    of nine. One call for the three axes: a call costs more than the maths.
     Products stay within +-2**30 (amp * 28378 at most, for SVPWM).
     """
-    i = index % _STEPS
+    f = ptr32(fields)
+    o = ptr16(out)
     tab = ptr16(_SIN_U16)
-    va = int(tab[i]) - 32768
-    vb = int(tab[(i - _THIRD) % _STEPS]) - 32768
-    vc = int(tab[(i + _THIRD) % _STEPS]) - 32768
-    off = 0
-    if svpwm:
-        hi = va
-        lo = va
-        if vb > hi:
-            hi = vb
-        if vb < lo:
-            lo = vb
-        if vc > hi:
-            hi = vc
-        if vc < lo:
-            lo = vc
-        off = (0 - (hi + lo)) >> 1
-    a = DUTY_MID + ((amp * (va + off)) >> 15)
-    b = DUTY_MID + ((amp * (vb + off)) >> 15)
-    c = DUTY_MID + ((amp * (vc + off)) >> 15)
-    out[0] = DUTY_MAX if a > DUTY_MAX else (0 if a < 0 else a)
-    out[1] = DUTY_MAX if b > DUTY_MAX else (0 if b < 0 else b)
-    out[2] = DUTY_MAX if c > DUTY_MAX else (0 if c < 0 else c)
+    for ax in range(3):
+        if not (mask >> ax) & 1:
+            continue
+        k = ax * F_STRIDE
+        i = (f[k + F_INDEX] - F_OFF) % _STEPS
+        amp = f[k + F_AMP] - F_OFF
+        va = int(tab[i]) - 32768
+        vb = int(tab[(i - _THIRD) % _STEPS]) - 32768
+        vc = int(tab[(i + _THIRD) % _STEPS]) - 32768
+        off = 0
+        if svpwm:
+            hi = va
+            lo = va
+            if vb > hi:
+                hi = vb
+            if vb < lo:
+                lo = vb
+            if vc > hi:
+                hi = vc
+            if vc < lo:
+                lo = vc
+            off = (0 - (hi + lo)) >> 1
+        a = DUTY_MID + ((amp * (va + off)) >> 15)
+        b = DUTY_MID + ((amp * (vb + off)) >> 15)
+        c = DUTY_MID + ((amp * (vc + off)) >> 15)
+        k = ax * 3
+        o[k] = DUTY_MAX if a > DUTY_MAX else (0 if a < 0 else a)
+        o[k + 1] = DUTY_MAX if b > DUTY_MAX else (0 if b < 0 else b)
+        o[k + 2] = DUTY_MAX if c > DUTY_MAX else (0 if c < 0 else c)
 
 
 @micropython.native

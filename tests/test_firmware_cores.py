@@ -323,9 +323,13 @@ def test_estimator_pulls_toward_gravity_and_learns_gyro_bias():
 def test_constant_copies_match_their_sources():
     # native and viper code see an imported name as a global lookup on every use, so the tick's modules keep
     # const() copies of the few they test each tick (the packed controller layout among them)
-    from opensteady.firmware import app, control, drive, failsafe, foc, modes, protocol, telemetry
+    from opensteady.firmware import app, control, drive, failsafe, foc, modes, motor, protocol, telemetry
 
     assert (drive._S_JOINT, drive._OFF) == (control.S_JOINT, control.OFF)
+    assert (drive._F_INDEX, drive._F_AMP, drive._F_STRIDE, drive._F_OFF) == (
+        motor.F_INDEX, motor.F_AMP, motor.F_STRIDE, motor.F_OFF)
+    assert (foc._F_INDEX, foc._F_AMP, foc._F_POWER, foc._F_STRIDE, foc._F_OFF) == (
+        motor.F_INDEX, motor.F_AMP, motor.F_POWER, motor.F_STRIDE, motor.F_OFF)
     assert (foc._G_EFFORT_LIMIT, foc._S_JOINT, foc._S_FRAC, foc._S_EFFORT, foc._OFF) == (
         control._G_EFFORT_LIMIT, control.S_JOINT, control.S_FRAC, control.S_EFFORT, control.OFF)
     assert (modes._S_JOINT, modes._OFF) == (control.S_JOINT, control.OFF)

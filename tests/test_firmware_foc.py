@@ -182,11 +182,17 @@ import json
 from opensteady.firmware import foc
 from opensteady.firmware.config import Config, axis_key
 from opensteady.firmware.control import AxisController
+from opensteady.firmware.motor import F_OFF, F_POWER, F_STRIDE, phase_duties_axes
+from array import array
 drive = foc.FocDrive()
 c = AxisController()
+axes = [c, AxisController(), AxisController()]
 got = []
 want = []
 out = [0, 0, 0]
+fields = array("i", [F_OFF] * (3 * F_STRIDE))
+fields[F_POWER] = 20000 + F_OFF
+duties = array("H", [0] * 9)
 for sensor, sdir, mdir, zero, pp in ((2, 1, 1, 0, 7), (2, -1, 1, 99, 7), (1, 1, -1, 1535, 11), (1, -1, -1, 700, 3)):
     cfg = Config()
     for name, value in (("drive", 1), ("sensor", sensor), ("sensor_dir", sdir), ("motor_dir", mdir),
@@ -198,8 +204,10 @@ for sensor, sdir, mdir, zero, pp in ((2, 1, 1, 0, 7), (2, -1, 1, 99, 7), (1, 1, 
         for effort in (-400000, -1234, 0, 98765, 400000):
             c.effort_mdps = effort
             drive._packed[7] = counts  # what measure() keeps (_P_COUNTS)
-            drive.duties(0, c, 20000, 0, out)
-            got.append(list(out))
+            drive.closed[0] = 1
+            drive.fields(axes, fields)
+            phase_duties_axes(1, fields, 0, duties)
+            got.append(list(duties[0:3]))
             t = ((effort >> 10) * 20000) // (c.effort_limit_mdps >> 10)
             t = max(-20000, min(20000, t))
             foc.foc_duties(foc.rotor_elec_index(counts, bits, pp, sdir, zero), -t if mdir < 0 else t, 0, out)
@@ -208,8 +216,8 @@ print(json.dumps([got, want]))
 """
 
 
-def test_foc_drive_duties_agree_with_the_helpers_it_writes_out():
-    # FocDrive.duties computes rotor_elec_index inline (one call less per axis and tick): the same duties
+def test_foc_drive_fields_agree_with_the_helpers_it_writes_out():
+    # FocDrive.fields computes rotor_elec_index inline (one call less per axis and tick): the same duties
     for got, want in (json.loads(_run_cpython(_DUTIES_VS_HELPERS)), run_micropython_json(_DUTIES_VS_HELPERS)):
         assert got == want
 
