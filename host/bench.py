@@ -4,6 +4,7 @@
     opensteady bench protocol --json   # the same as one JSON object
     opensteady bench firmware 5000     # one control tick on the MicroPython unix port
     opensteady bench firmware 5000 --foc   # the same with the closed-loop drive on all three axes
+    opensteady bench firmware --instructions [--foc]   # machine instructions per tick (callgrind)
     opensteady bench vision            # MediaPipe / Haar latency and detection rates
     opensteady bench sim --repeat 2    # realtime factors, tracking and jitter vs the baseline
     opensteady bench host --markdown   # end-to-end capture-to-bytes latency
@@ -59,16 +60,56 @@ def _firmware_main(argv):
                         help="a second IMU on the handle (the handle-rate feed-forward runs)")
     parser.add_argument("--torque-ff", action="store_true",
                         help="the handle IMU and the torque feed-forward (torque_ff_mu 0.005; acts on --foc axes)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instead: machine instructions per tick, counted by valgrind's callgrind "
+                             "(firmware/offboard/bench_instr.py; load-independent)")
+    parser.add_argument("--tree", default=str(VM_PATH),
+                        help="with --instructions: the folder holding the firmware/ to measure (default: this one)")
     args = parser.parse_args(argv)
     ticks = args.ticks
     foc = args.foc
     if ticks < 1:
         parser.error("ticks must be at least 1, got %d" % ticks)
+    if args.instructions:
+        n = firmware_instructions_per_tick(os.path.abspath(args.tree), foc)
+        print(json.dumps({"drive": "foc" if foc else "open_loop", "instructions_per_tick": round(n)}))
+        return 0
     env = dict(os.environ, MICROPYPATH="%s:.frozen" % VM_PATH)
     code = "from firmware.offboard import bench_tick; bench_tick.main(%d, %s, %s, %s)" % (
         ticks, foc, args.handle_imu, args.torque_ff)
     cmd = [binary(), "-X", "heapsize=4M", "-c", code]
     return subprocess.run(cmd, env=env, cwd=str(VM_PATH)).returncode
+
+
+def _callgrind_instructions(tree, ticks, foc):
+    """Instructions (callgrind's Ir) of one unix-port process running bench_instr.count(ticks, foc) in ``tree``."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from opensteady.sim.micropython_vm import binary
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("opensteady bench firmware --instructions needs valgrind (e.g. apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        code = "from firmware.offboard import bench_instr; bench_instr.count(%d, %s)" % (ticks, foc)
+        subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=" + out, binary(), "-X", "heapsize=4M",
+                        "-c", code], cwd=tree, env=dict(os.environ, MICROPYPATH=tree), check=True,
+                       capture_output=True)
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("totals:", "summary:")):
+                    return int(line.split()[1])
+    raise RuntimeError("callgrind wrote no instruction total")
+
+
+def firmware_instructions_per_tick(tree, foc=False, lo=1000, hi=3000):
+    """Instructions one firmware tick costs on the unix port: two callgrind runs of ``hi`` and ``lo`` ticks,
+    the difference over ``hi - lo`` (boot, imports and exit cancel out)."""
+    return (_callgrind_instructions(tree, hi, foc) - _callgrind_instructions(tree, lo, foc)) / (hi - lo)
 
 
 # --- protocol ----------------------------------------------------------------------
