@@ -46,6 +46,7 @@ simulated time and tests step a fake clock.
 
 from __future__ import annotations
 
+import binascii
 import errno
 import logging
 import time
@@ -136,6 +137,36 @@ def describe_foreign_bytes(data: bytes) -> str:
     )
 
 
+def frame_at(buf: bytes, i: int) -> int:
+    """The Parser's verdict, when it holds no bytes, on the bytes ``buf[i:]``: the length of the whole, valid
+    frame they begin with; 0 while they are the valid start of one (the parser would wait for more); -1 when
+    the parser would reject them (a wrong sync byte, length or message id, or a bad CRC)."""
+    m = len(buf) - i
+    if buf[i] != p.SYNC0:
+        return -1
+    if m < 2:
+        return 0
+    if buf[i + 1] != p.SYNC1:
+        return -1
+    if m < 3:
+        return 0
+    length = buf[i + 2]
+    if length > p.MAX_PAYLOAD:
+        return -1
+    if m < p.HEADER_LEN:
+        return 0
+    if p.SIZES.get(buf[i + 4], -1) != length:
+        return -1
+    total = length + p.OVERHEAD
+    if m < total:
+        return 0
+    end = i + total - p.CRC_LEN
+    # CRC-16/CCITT-FALSE (protocol.crc16) is crc_hqx from 0xFFFF
+    if binascii.crc_hqx(buf[i + 2:end], 0xFFFF) != buf[end] | (buf[end + 1] << 8):
+        return -1
+    return total
+
+
 def _has_simplebgc_frame(data: bytes) -> bool:
     # '$' CMD SIZE (CMD+SIZE)%256: a header checksum match is a strong hint.
     for i in range(len(data) - 3):
@@ -186,6 +217,9 @@ class Link:
         self.rx_tail = b""  # the last RX_TAIL_BYTES bytes received (see describe_foreign_bytes)
         self._port: serial.SerialBase | None = None
         self._parser = p.Parser()
+        self._held = 0  # bytes the parser holds (fed, less frames returned and bytes it dropped)
+        self._dropped = 0  # the parser's dropped_bytes when _held was last brought up to date
+        self._pending = b""  # the start of a frame, waiting for its rest while the parser holds nothing
         self._seq = 0
         self._next_reconnect_s = 0.0
         self._last_tx_s = 0.0
@@ -343,25 +377,62 @@ class Link:
         return self._clock() if best is None else best
 
     def _decode(self, data: bytes) -> list[tuple[int, dict[str, Any], float]]:
+        """The messages that the bytes just read (``data``, already counted by _note_read) complete.
+
+        The firmware's byte-at-a-time Parser decides every frame, with one shortcut: while it holds no
+        bytes, a frame that is whole and valid is taken straight from the bytes (what the parser would
+        return at its last byte), and the start of one that passes the parser's header checks waits here
+        (``_pending``) for the rest, as the parser would wait. Anything else (a bad byte, header or CRC, and
+        whatever follows until the parser is empty again) goes to the parser byte by byte, so resynchronising,
+        rescans and its counters are the parser's own (tests/test_link.py checks the two against each other
+        on corrupted streams).
+        """
         if data:  # the last bytes heard, frames or not: what a silent device last said (a REPL prompt?)
             self.rx_tail = (self.rx_tail + data)[-RX_TAIL_BYTES:]
-        out = []
+        out: list[tuple[int, dict[str, Any], float]] = []
+        buf = self._pending + data if self._pending else data
+        if not buf:
+            return out
+        self._pending = b""
+        start = self._rx_bytes - len(buf)  # stream index of buf[0]
         parser = self._parser
-        pos = self._rx_bytes - len(data)  # stream index of data[0]
-        for b in data:
-            msg_id = parser.feed(b)
+        i = 0
+        n = len(buf)
+        while i < n:
+            if not self._held:  # the parser holds nothing: the shortcut
+                total = frame_at(buf, i)
+                if total > 0:
+                    parser.frames += 1
+                    self._emit(out, buf[i + 4], buf[i + p.PAYLOAD_OFFSET:i + total - p.CRC_LEN], start + i,
+                               start + i + total - 1)
+                    i += total
+                    continue
+                if total == 0:
+                    self._pending = bytes(buf[i:])
+                    break
+            msg_id = parser.feed(buf[i])
+            self._held += 1
+            pos = start + i
             while msg_id >= 0:
-                fields = p.decode(msg_id, parser.payload())
-                if fields is not None:
-                    named = dict(zip(p.FIELDS[msg_id], fields))
-                    if msg_id == p.MSG_TELEMETRY:
-                        self.telemetry = named
-                    # the frame ends at the byte just fed (one that flush() finds ended earlier: taking it as
-                    # ending here only makes its stamp later, never early)
-                    out.append((msg_id, named, self._arrival_s(pos - p.OVERHEAD - parser.length + 1, pos)))
+                self._held -= parser.length + p.OVERHEAD  # discarded by the flush() that follows
+                # the frame ends at the byte just fed (one that flush() finds ended earlier: taking it as
+                # ending here only makes its stamp later, never early)
+                self._emit(out, msg_id, parser.payload(), pos - p.OVERHEAD - parser.length + 1, pos)
                 msg_id = parser.flush()
-            pos += 1
+            self._held -= parser.dropped_bytes - self._dropped  # bytes it skipped to resynchronise
+            self._dropped = parser.dropped_bytes
+            i += 1
         return out
+
+    def _emit(self, out: list, msg_id: int, payload: bytes, first: int, last: int) -> None:
+        """Append message ``msg_id`` (stream bytes ``first..last``) to ``out``, stamped; a payload that does not
+        decode is dropped."""
+        fields = p.decode(msg_id, payload)
+        if fields is not None:
+            named = dict(zip(p.FIELDS[msg_id], fields))
+            if msg_id == p.MSG_TELEMETRY:
+                self.telemetry = named
+            out.append((msg_id, named, self._arrival_s(first, last)))
 
     # -- handshake and reconnection ------------------------------------------------
     def _start(self) -> None:
@@ -369,6 +440,9 @@ class Link:
         self.close()
         self._port = self._port_factory() if self._port_factory else open_port(self.url, self.baud)
         self._parser.reset()
+        self._held = 0
+        self._dropped = self._parser.dropped_bytes
+        self._pending = b""
         self._rx_bytes = 0
         self._rx_reads.clear()
         own = getattr(self._port, "byte_time_s", None)

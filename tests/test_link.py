@@ -9,6 +9,8 @@ import tty
 
 import pytest
 import serial
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opensteady.firmware import protocol as p
 from opensteady.host import link as link_mod
@@ -373,3 +375,71 @@ def test_a_poll_that_finds_no_bytes_reads_and_parses_nothing_but_still_sends_the
     assert msg_id == p.MSG_HEARTBEAT and fields["role"] == p.ROLE_HOST and fields["uptime_ms"] == 100 and rx_s == 0.12
     assert port.reads == [p.OVERHEAD + p.SIZES[p.MSG_HEARTBEAT]] and len(link.rx_tail) == port.reads[0]
     link.close()
+
+
+def _decode_byte_by_byte(link, data):
+    """The reference: every byte through the firmware's Parser (what Link._decode did before its shortcut)."""
+    out = []
+    parser = link._parser
+    pos = link._rx_bytes - len(data)
+    for b in data:
+        msg_id = parser.feed(b)
+        while msg_id >= 0:
+            fields = p.decode(msg_id, parser.payload())
+            if fields is not None:
+                out.append((msg_id, dict(zip(p.FIELDS[msg_id], fields)),
+                            link._arrival_s(pos - p.OVERHEAD - parser.length + 1, pos)))
+            msg_id = parser.flush()
+        pos += 1
+    return out
+
+
+def _frame(msg_id, seq):
+    size = p.SIZES[msg_id]
+    return p.encode(msg_id, seq, bytes((seq * 7 + k) & 0xFF for k in range(size)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_decoding_takes_whole_frames_as_the_parser_would(data):
+    """Link._decode's shortcut (whole frames taken at once while the parser is empty, a frame's start kept until
+    its rest comes) gives the same messages, stamps and parser counters as feeding every byte to the parser, on
+    streams of frames with garbage, cut and corrupted frames, read in chunks of any size."""
+    ids = sorted(p.SIZES)
+    stream = bytearray()
+    for seq in range(data.draw(st.integers(1, 12))):
+        frame = bytearray(_frame(data.draw(st.sampled_from(ids)), seq))
+        damage = data.draw(st.sampled_from(["none", "none", "none", "flip", "cut", "garbage", "sync"]))
+        if damage == "flip":
+            k = data.draw(st.integers(0, len(frame) - 1))
+            frame[k] ^= 1 << data.draw(st.integers(0, 7))
+        elif damage == "cut":
+            frame = frame[:data.draw(st.integers(1, len(frame) - 1))]
+        elif damage == "garbage":
+            stream += data.draw(st.binary(min_size=1, max_size=8))
+        elif damage == "sync":  # a false start: sync bytes and a plausible header, then a real frame
+            stream += bytes([p.SYNC0, p.SYNC1, p.SIZES[p.MSG_HEARTBEAT]])
+        stream += frame
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=12))))
+    chunks = [bytes(stream[a:b]) for a, b in zip([0] + cuts, cuts + [len(stream)])]
+    mine = Link("x", handshake=False, clock=lambda: -1.0, byte_time_s=1e-4)
+    ref = Link("x", handshake=False, clock=lambda: -1.0, byte_time_s=1e-4)
+    got, want = [], []
+    for k, chunk in enumerate(chunks):
+        for link in (mine, ref):
+            link._note_read(chunk, 0.01 * k)
+        got += mine._decode(chunk)
+        want += _decode_byte_by_byte(ref, chunk)
+        assert got == want
+    counters = ("frames", "crc_errors", "header_errors", "dropped_bytes")
+    assert [getattr(mine._parser, c) for c in counters] == [getattr(ref._parser, c) for c in counters]
+
+
+def test_frame_at_checks_the_crc_as_the_protocol_does():
+    frame = bytearray(_frame(p.MSG_TELEMETRY, 9))
+    assert link_mod.frame_at(bytes(frame), 0) == len(frame)
+    assert link_mod.frame_at(bytes(frame[:-1]), 0) == 0
+    end = len(frame) - p.CRC_LEN
+    assert p.crc16(frame, 2, end) == frame[end] | (frame[end + 1] << 8)
+    frame[end] ^= 0x10
+    assert link_mod.frame_at(bytes(frame), 0) == -1
