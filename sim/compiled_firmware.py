@@ -29,7 +29,21 @@ what MicroPython's compiler does, and nothing else:
   object's attributes without a dictionary lookup on each (interpreted
   CPython caches them per bytecode; compiled code would not). Every
   attribute the firmware assigns is declared, so nothing it does can tell
-  the difference; only new attributes set from outside fail.
+  the difference; only new attributes set from outside fail;
+- the functions and methods the emitters compile (viper, native) become
+  ``cpdef`` functions, declared with their viper signature in a generated
+  ``.pxd`` per module, and what a module imports from another is cimported:
+  a call between them is a C call (machine-word arguments stay machine
+  words), as a board's emitted code calls emitted code. An attribute whose
+  every store is ``self.x = X(...)`` (X a firmware class) is declared as
+  X, so ``self.est.update(...)`` goes through X's method table; storing
+  anything else there raises TypeError (and a typed attribute not yet set
+  raises AttributeError: ``nonecheck``);
+- an array that viper casts (``ptr32(self.packed)``, ``ptr16(_SIN_U16)``)
+  and that is provably always an ``array`` of the cast's item type keeps a
+  typed view beside it, set where the array is stored, so a call builds
+  no view (on a board the cast is a pointer load); the array becomes
+  read-only from Python so nothing can replace it behind the view.
 
 So the results are bit for bit those of the interpreted firmware and of the
 MicroPython VM (tests/test_sim_compiled.py compares whole scenario runs).
@@ -57,7 +71,7 @@ from pathlib import Path
 
 from opensteady.sim.micropython_vm import FIRMWARE_DIR
 
-TRANSFORM_VERSION = "3"  # bump when the transform below changes: it is part of the cache key
+TRANSFORM_VERSION = "4"  # bump when the transform below changes: it is part of the cache key
 NOT_COMPILED = ("__init__.py", "mpcompat.py")  # the package file and the CPython shim stay Python
 PYTHON_CLASSES = ("hal.py",)  # the HAL interface boards subclass stays a Python class
 BUILD_OUTPUT_TAIL_LINES = 15  # how much of a failed build's output goes into the error message
@@ -117,6 +131,8 @@ class _Transform(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node):
         viper = any(_is_mp_decorator(d, "viper") for d in node.decorator_list)
+        if viper or any(_is_mp_decorator(d, "native") for d in node.decorator_list):
+            node.emitter = "viper" if viper else "native"  # read by _c_callable
         node.decorator_list = [d for d in node.decorator_list
                                if not (_is_mp_decorator(d, "viper") or _is_mp_decorator(d, "native"))]
         if viper:
@@ -160,6 +176,150 @@ class _Transform(ast.NodeTransformer):
         return node
 
 
+_VIEW_TYPECODES = {"ptr32": ("i", "int"), "ptr16": ("H", "unsigned short")}  # array typecode, .pxd item type
+_VIEW_ITEM = {"i": "int", "H": "unsigned short"}
+VIEW_PREFIX = "_cyview_"  # the typed view kept beside an array attribute or global (see _bind_views)
+
+
+def _array_typecode(value):
+    """'i' for ``array("i", ...)``, else None."""
+    if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "array"
+            and value.args and isinstance(value.args[0], ast.Constant) and isinstance(value.args[0].value, str)):
+        return value.args[0].value
+    return None
+
+
+def _self_attr(node):
+    return node.attr if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                         and node.value.id == "self") else None
+
+
+def _array_attrs(cls):
+    """{attr: typecode} of the attributes every store of which in ``cls`` is ``self.attr = array("<tc>", ...)``."""
+    seen = {}
+    for node in ast.walk(cls):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            for n in ast.walk(t):
+                name = _self_attr(n)
+                if name and isinstance(n.ctx, ast.Store):
+                    ok = t is n and isinstance(node, ast.Assign) and len(node.targets) == 1
+                    seen.setdefault(name, set()).add(_array_typecode(node.value) if ok else None)
+    return {k: v.pop() for k, v in seen.items() if len(v) == 1 and None not in v}
+
+
+class _ViewUses(ast.NodeTransformer):
+    """In viper functions: ``ptr32(self.x)`` -> ``ptr32(self._cyview_x)`` (or a global's), where x has a view."""
+
+    def __init__(self, attrs, globals_):
+        self.attrs = attrs  # {attr: typecode} (self.attr)
+        self.globals = globals_  # {name: typecode} (module globals)
+        self.used = {}  # (kind, name) -> typecode, kind "attr" or "global"
+        self.viper = 0
+
+    def visit_FunctionDef(self, node):
+        viper = any(_is_mp_decorator(d, "viper") for d in node.decorator_list)
+        self.viper += viper
+        self.generic_visit(node)
+        self.viper -= viper
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if not (self.viper and isinstance(node.func, ast.Name) and node.func.id in _VIEW_TYPECODES
+                and len(node.args) == 1):
+            return node
+        tc = _VIEW_TYPECODES[node.func.id][0]
+        arg = node.args[0]
+        name = _self_attr(arg)
+        if name is not None and self.attrs.get(name) == tc:
+            self.used[("attr", name)] = tc
+            node.args = [ast.Attribute(value=ast.Name(id="self", ctx=ast.Load()), attr=VIEW_PREFIX + name,
+                                       ctx=ast.Load())]
+        elif isinstance(arg, ast.Name) and self.globals.get(arg.id) == tc:
+            self.used[("global", arg.id)] = tc
+            node.args = [ast.Name(id=VIEW_PREFIX + arg.id, ctx=ast.Load())]
+        return node
+
+
+def _refresh_after(body, is_store, make):
+    """Insert ``make(stmt)`` after every statement in ``body`` (recursively) for which ``is_store(stmt)``."""
+    out = []
+    for stmt in body:
+        for field in ("body", "orelse", "finalbody"):
+            if isinstance(getattr(stmt, field, None), list) and not isinstance(stmt, (ast.ClassDef,)):
+                setattr(stmt, field, _refresh_after(getattr(stmt, field), is_store, make))
+        for h in getattr(stmt, "handlers", []) or []:
+            h.body = _refresh_after(h.body, is_store, make)
+        out.append(stmt)
+        if is_store(stmt):
+            out.append(make(stmt))
+    return out
+
+
+def _bind_views(tree, foreign, factories):
+    """Typed views kept beside the arrays viper code casts with ptr32/ptr16, so a tick builds none.
+
+    On a board ``ptr32(self.packed)`` is a pointer load; here a typed view
+    of an array costs a buffer request, a format check and an object. An
+    attribute of an extension type every store of which (in its class;
+    the firmware stores it on no other object) is ``self.x = array("i", ...)``
+    gets a view ``self._cyview_x``, set right after each of those stores;
+    ``ptr32(self.x)`` reads it instead (ptr16: ``array("H", ...)``). A
+    module global bound once to ``array(...)`` gets one the same way. The
+    attribute is read-only from Python (``cdef readonly``) so nothing else
+    can replace the array behind the view's back. Returns {class name or
+    None: {name: typecode}}, the views to declare.
+    """
+    views = {}
+    globals_ = {}
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound[node.id] = bound.get(node.id, 0) + 1
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and bound.get(node.targets[0].id) == 1 and _array_typecode(node.value)):
+            globals_[node.targets[0].id] = _array_typecode(node.value)
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef) and _extension_type_ok(cls, factories):
+            attrs = {k: v for k, v in _array_attrs(cls).items() if k not in foreign}
+            uses = _ViewUses(attrs, globals_)
+            uses.visit(cls)
+            mine = {name: tc for (kind, name), tc in uses.used.items() if kind == "attr"}
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef):
+                    fn.body = _refresh_after(
+                        fn.body,
+                        lambda st: (isinstance(st, ast.Assign) and len(st.targets) == 1
+                                    and _self_attr(st.targets[0]) in mine),
+                        lambda st: ast.Assign(targets=[ast.Attribute(value=ast.Name(id="self", ctx=ast.Load()),
+                                                                     attr=VIEW_PREFIX + st.targets[0].attr,
+                                                                     ctx=ast.Store())],
+                                              value=ast.Attribute(value=ast.Name(id="self", ctx=ast.Load()),
+                                                                  attr=st.targets[0].attr, ctx=ast.Load())))
+            if mine:
+                views[cls.name] = mine
+            for (kind, name), tc in uses.used.items():
+                if kind == "global":
+                    views.setdefault(None, {})[name] = tc
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef):
+            uses = _ViewUses({}, globals_)
+            uses.visit(fn)
+            for (_, name), tc in uses.used.items():
+                views.setdefault(None, {})[name] = tc
+    if views.get(None):
+        tree.body = _refresh_after(
+            tree.body,
+            lambda st: (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)
+                        and st.targets[0].id in views[None]),
+            lambda st: ast.Assign(targets=[ast.Name(id=VIEW_PREFIX + st.targets[0].id, ctx=ast.Store())],
+                                  value=ast.Name(id=st.targets[0].id, ctx=ast.Load())))
+    return views
+
+
 def _is_int(annotation):
     return isinstance(annotation, ast.Name) and annotation.id == "int"
 
@@ -191,56 +351,221 @@ def foreign_attrs(sources):
     return names
 
 
-def _to_extension_type(cls, foreign):
-    """Make a plain class a Cython extension type: its attributes become slots (still Python objects).
+class _ModuleInfo:
+    """What a module's .pxd declares: its C-callable functions, its extension types, and what it cimports."""
 
-    Declared: every attribute its methods assign on ``self`` and every name
-    the firmware assigns on other objects. A class with a base, a decorator,
-    or a class-level name that is also an instance attribute stays as it is.
-    """
-    if cls.bases or cls.keywords or cls.decorator_list:
+    def __init__(self):
+        self.functions = []  # module-level FunctionDefs that become cpdef functions
+        self.classes = {}  # name -> {"attrs": {attr: class name or None}, "methods": [FunctionDef]}
+        self.imports = []  # (module, name, asname) of the package's relative `from .module import name`
+        self.views = {}  # {class name or None (module globals): {name: array typecode}} (_bind_views)
+
+
+# what keeps a function a Python function: cpdef functions take no closures, generators or * arguments
+_NOT_IN_CPDEF = (ast.Lambda, ast.GeneratorExp, ast.Yield, ast.YieldFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                 ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp)
+
+
+def _c_callable(fn):
+    """A function MicroPython's emitters compile (viper, native) that Cython can make a cpdef function."""
+    a = fn.args
+    if getattr(fn, "emitter", None) is None or a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs:
         return False
-    own = _stored_attrs(cls, on_self=True)
-    class_level = set()
+    if any(not (isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and isinstance(d.func.value, ast.Name)
+                and d.func.value.id == "cython") for d in fn.decorator_list):
+        return False
+    return not any(isinstance(n, _NOT_IN_CPDEF) for stmt in fn.body for n in ast.walk(stmt))
+
+
+def _constructed_class(cls, attr):
+    """The class name X if every store of ``self.<attr>`` in ``cls`` is ``self.<attr> = X(...)``, else None."""
+    names = set()
+    for node in ast.walk(cls):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for t in targets:
+            for n in ast.walk(t):
+                if (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and n.attr == attr
+                        and isinstance(n.value, ast.Name) and n.value.id == "self"):
+                    v = node.value
+                    ok = (t is n and isinstance(node, ast.Assign) and isinstance(v, ast.Call)
+                          and isinstance(v.func, ast.Name))
+                    names.add(v.func.id if ok else None)
+    return names.pop() if len(names) == 1 else None
+
+
+def property_factories(tree):
+    """Names of the module-level functions whose every ``return`` returns ``property(...)``."""
+    def returns(node):  # its own, not those of the functions defined inside it
+        for n in ast.iter_child_nodes(node):
+            if isinstance(n, ast.Return):
+                yield n
+            elif not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                yield from returns(n)
+
+    out = set()
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef):
+            rets = list(returns(fn))
+            if rets and all(isinstance(r.value, ast.Call) and isinstance(r.value.func, ast.Name)
+                            and r.value.func.id == "property" for r in rets):
+                out.add(fn.name)
+    return out
+
+
+def _class_properties(cls, factories):
+    """Class-level names that are properties: ``@property`` methods, or ``name = factory(...)``."""
+    out = set()
+    for stmt in cls.body:
+        if isinstance(stmt, ast.FunctionDef) and any(isinstance(d, ast.Name) and d.id == "property"
+                                                     for d in stmt.decorator_list):
+            out.add(stmt.name)
+        elif (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)
+              and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id in factories):
+            out |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+    return out
+
+
+def _class_level(cls):
+    names = set()
     for stmt in cls.body:
         if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
-            class_level.add(stmt.name)
+            names.add(stmt.name)
         elif isinstance(stmt, ast.Assign):
-            class_level |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+            names |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            class_level.add(stmt.target.id)
-    if own & class_level:
+            names.add(stmt.target.id)
+    return names
+
+
+def _extension_type_ok(cls, factories):
+    if cls.bases or cls.keywords or cls.decorator_list and not all(
+            isinstance(d, ast.Attribute) and d.attr == "cclass" for d in cls.decorator_list):
         return False
-    declare = [ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
-                          value=ast.Call(func=_cython_attr("declare"), args=[ast.Name(id="object", ctx=ast.Load())],
-                                         keywords=[ast.keyword(arg="visibility", value=ast.Constant("public"))]))
-               for name in sorted((own | foreign) - class_level)]
-    body = cls.body
-    at = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else 0
-    cls.body = body[:at] + declare + body[at:]
+    return not (_stored_attrs(cls, on_self=True) & _class_level(cls)) - _class_properties(cls, factories)
+
+
+def _to_extension_type(cls, foreign, factories=()):
+    """Make a plain class a Cython extension type; its attributes and C methods, for the module's .pxd.
+
+    Declared: every attribute its methods assign on ``self`` and every name
+    the firmware assigns on other objects; an attribute that only ever
+    receives ``X(...)`` (X a class of the firmware) may be declared as X
+    (see pxd_source). A class with a base, a decorator, or a class-level
+    name that is also an instance attribute stays as it is (None), unless
+    that name is a property (``@property``, or made by one of the module's
+    ``factories``: then storing it calls the setter, in either kind of class).
+    """
+    if not _extension_type_ok(cls, factories):
+        return None
+    attrs = {name: (None if name in foreign else _constructed_class(cls, name))
+             for name in sorted((_stored_attrs(cls, on_self=True) | foreign) - _class_level(cls))}
+    methods = [f for f in cls.body if isinstance(f, ast.FunctionDef) and _c_callable(f)
+               and f.args.args and f.args.args[0].arg == "self"]
     cls.decorator_list = [_cython_attr("cclass")]
-    return True
+    return {"attrs": attrs, "methods": methods}
 
 
-def transform_source(source, filename="<firmware>", foreign=None):
-    """A firmware module's source, rewritten for Cython as the module docstring says.
+def transform_module(source, filename="<firmware>", foreign=None):
+    """A firmware module's source rewritten for Cython (module docstring), and what its .pxd declares.
 
     ``foreign``: attribute names assigned on other objects across the package
-    (:func:`foreign_attrs`); None leaves the classes as Python classes.
+    (:func:`foreign_attrs`); None leaves the classes as Python classes and
+    declares nothing (no .pxd).
     """
     tree = ast.parse(source, filename)
+    info = _ModuleInfo()
+    if foreign is not None:
+        info.views = _bind_views(tree, foreign, property_factories(tree))
     t = _Transform(_module_consts(tree))
     tree = t.visit(tree)
     if foreign is not None:
+        factories = property_factories(tree)
         for node in tree.body:
-            if isinstance(node, ast.ClassDef) and _to_extension_type(node, foreign):
-                t.changed = True
+            if isinstance(node, ast.ClassDef):
+                cls = _to_extension_type(node, foreign, factories)
+                if cls is not None:
+                    info.classes[node.name] = cls
+                    t.changed = True
+            elif isinstance(node, ast.FunctionDef) and _c_callable(node):
+                info.functions.append(node)
+            elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                info.imports += [(node.module, a.name, a.asname) for a in node.names]
     if t.changed:
         # after the docstring: `import cython` (pure-Python mode; a no-op shim when not compiled)
         at = 1 if tree.body and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant) \
             else 0
         tree.body.insert(at, ast.Import(names=[ast.alias(name="cython")]))
-    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n", info
+
+
+def transform_source(source, filename="<firmware>", foreign=None):
+    """A firmware module's source, rewritten for Cython as the module docstring says (:func:`transform_module`)."""
+    return transform_module(source, filename, foreign)[0]
+
+
+def _is_cython_long(annotation):
+    return isinstance(annotation, ast.Attribute) and annotation.attr == "long"
+
+
+def _cpdef(fn):
+    """The .pxd line of a C-callable function: viper's machine-word arguments and return as C long."""
+    a = fn.args
+    first_default = len(a.args) - len(a.defaults)
+    params = []
+    for k, arg in enumerate(a.args):
+        if arg.arg == "self" and k == 0:
+            params.append("self")
+            continue
+        params.append(("long " if _is_cython_long(arg.annotation) else "object ") + arg.arg
+                      + ("=*" if k >= first_default else ""))
+    ret = "long" if _is_cython_long(fn.returns) else "object"
+    # a C long return propagates a Python exception (a ZeroDivisionError, an OverflowError) as -1 + the error
+    return "cpdef %s %s(%s)%s" % (ret, fn.name, ", ".join(params), " except? -1" if ret == "long" else "")
+
+
+def exports(info):
+    """{name: "class" | "function"}: what other modules of the package may cimport from this one."""
+    out = {f.name: "function" for f in info.functions}
+    out.update({name: "class" for name in info.classes})
+    return out
+
+
+def pxd_source(info, package_exports):
+    """The .pxd of a transformed module: its extension types' attributes and C methods, its cpdef functions.
+
+    ``package_exports``: {module: exports(info)} for the whole package. What
+    a module imports from another that the other declares is cimported, so
+    calling it is a C call. An attribute is declared as a firmware class X
+    when every store of it in its class is ``X(...)`` (and the firmware
+    sets it on no other object): then ``self.est.update(...)`` is a C call
+    through X's method table; anything else stored there raises TypeError.
+    """
+    lines = []
+    known = dict.fromkeys(info.classes, "class")  # class names usable as attribute types here
+    for module, name, asname in info.imports:
+        kind = package_exports.get(module, {}).get(name)
+        if kind:
+            lines.append("from .%s cimport %s%s" % (module, name, " as " + asname if asname else ""))
+            if kind == "class":
+                known[asname or name] = "class"
+    lines += ["cdef class %s" % name for name in info.classes]  # forward declarations: any order below
+    lines += ["cdef %s[:] %s%s" % (_VIEW_ITEM[tc], VIEW_PREFIX, name) for name, tc in info.views.get(None, {}).items()]
+    lines += [_cpdef(f) for f in info.functions]
+    for name, cls in info.classes.items():
+        lines.append("cdef class %s:" % name)
+        views = info.views.get(name, {})
+        body = []
+        for attr, kind in cls["attrs"].items():
+            if attr in views:
+                body.append("    cdef readonly object %s" % attr)
+            elif attr[len(VIEW_PREFIX):] in views and attr.startswith(VIEW_PREFIX):
+                body.append("    cdef %s[:] %s" % (_VIEW_ITEM[views[attr[len(VIEW_PREFIX):]]], attr))
+            else:
+                body.append("    cdef public %s %s" % (kind if kind in known else "object", attr))
+        body += ["    " + _cpdef(f) for f in cls["methods"]]
+        lines += body or ["    pass"]
+    return "\n".join(lines) + "\n" if lines else None
 
 
 def _sources():
@@ -257,7 +582,9 @@ def _cache_root():
 
 def _key(sources, cython_version):
     h = hashlib.sha256()
-    for part in (TRANSFORM_VERSION, cython_version, sys.version, sysconfig.get_platform()):
+    # this file too: an edited transform never picks up a build of the old one
+    for part in (TRANSFORM_VERSION, Path(__file__).read_text(), cython_version, sys.version,
+                 sysconfig.get_platform()):
         h.update(part.encode() + b"\0")
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
@@ -269,7 +596,8 @@ import sys
 from Cython.Build import cythonize
 from setuptools import setup
 mods = sys.argv[1:]
-setup(ext_modules=cythonize(mods, language_level=3, quiet=True),
+# nonecheck: a typed attribute not yet set (None) raises AttributeError, as it does interpreted, instead of crashing
+setup(ext_modules=cythonize(mods, language_level=3, quiet=True, compiler_directives={"nonecheck": True}),
       script_args=["-q", "build_ext", "--inplace", "-j", "2", "--build-temp", "build"])
 """
 
@@ -295,11 +623,18 @@ def build(cache_root=None):
         pkg.mkdir()
         compiled = []
         foreign = foreign_attrs(src for name, src in sources.items() if name not in NOT_COMPILED)
+        infos = {}
         for name, src in sources.items():
             if name not in NOT_COMPILED:
-                src = transform_source(src, str(FIRMWARE_DIR / name), None if name in PYTHON_CLASSES else foreign)
+                src, infos[name[:-3]] = transform_module(src, str(FIRMWARE_DIR / name),
+                                                         None if name in PYTHON_CLASSES else foreign)
                 compiled.append(package + "/" + name)
             (pkg / name).write_text(src)
+        package_exports = {m: exports(info) for m, info in infos.items()}
+        for m, info in infos.items():
+            pxd = pxd_source(info, package_exports)
+            if pxd:
+                (pkg / (m + ".pxd")).write_text(pxd)
         env = dict(os.environ)
         env["CFLAGS"] = (env.get("CFLAGS", "") + " " + _CFLAGS).strip()
         proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + compiled, cwd=tmp, env=env,

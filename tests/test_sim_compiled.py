@@ -56,16 +56,45 @@ def test_transform_does_what_micropythons_compiler_does():
 
 
 CLASSES = '''
+from .other import Est, helper, CONST
+
+
+def _word(k):
+    def get(self):
+        return self.packed[k]
+
+    return property(get)
+
+
 class Plain:
     """doc"""
 
     def __init__(self):
         self.a = 0
         self.b, self.c = 1, 2
+        self.est = Est()
+        self.mixed = Est()
+        self.inner = Inner()
 
+    def reconfigure(self):
+        self.mixed = None
+
+    @micropython.native
     def tick(self, other):
         self.a += 1
         other.joint = self.a
+        return self.est.update(helper(self.a))
+
+    @micropython.viper
+    def step(self, x: int, buf, k: int = 0) -> int:
+        return x + k
+
+    @micropython.native
+    def with_closure(self):
+        return [self.a for _ in range(2)]
+
+    def plain(self):
+        return 1
 
 
 class WithClassLevel:
@@ -75,21 +104,148 @@ class WithClassLevel:
         self.a = 1
 
 
+class WithProperty:
+    word = _word(3)
+
+    def __init__(self):
+        self.packed = [0, 0, 0, 0]
+        self.word = 5
+
+    @property
+    def p(self):
+        return 1
+
+
 class Sub(Plain):
     pass
+
+
+class Inner:
+    pass
+
+
+@micropython.viper
+def f(x: int, y) -> int:
+    return x
+
+
+@micropython.native
+def g(x, y=0):
+    return x + y
+
+
+def h(x):
+    return x
 '''
 
 
 def test_classes_become_extension_types_with_every_assigned_attribute_declared():
     foreign = compiled_firmware.foreign_attrs([CLASSES])
     assert foreign == {"joint"}  # assigned on another object
-    out = transform_source(CLASSES, foreign=foreign)
-    assert "@cython.cclass\nclass Plain:\n    \"\"\"doc\"\"\"\n    a = cython.declare(object, visibility='public')" in out
-    for name in ("b", "c", "joint"):
-        assert "    %s = cython.declare(object, visibility='public')" % name in out
+    out, info = compiled_firmware.transform_module(CLASSES, foreign=foreign)
+    assert "@cython.cclass\nclass Plain:" in out and "@cython.cclass\nclass Inner:" in out
+    # a class-level property (@property, or made by a function that returns property(...)) is no instance
+    # slot: storing it calls the setter in an extension type too
+    assert "@cython.cclass\nclass WithProperty:" in out
     # a class-level default shadowed per instance, or a subclass: left as Python classes
     assert "@cython.cclass\nclass WithClassLevel" not in out and "@cython.cclass\nclass Sub" not in out
+    assert sorted(info.classes) == ["Inner", "Plain", "WithProperty"]
     assert "cython.cclass" not in transform_source(CLASSES)  # foreign=None: no class changes
+    pxd = compiled_firmware.pxd_source(info, {"other": {"Est": "class", "helper": "function"}})
+    lines = pxd.splitlines()
+    # what the module imports from a module that declares it is cimported: a C call, a C type
+    assert lines[:2] == ["from .other cimport Est", "from .other cimport helper"]
+    assert "cdef class Plain" in lines and "cdef class Inner" in lines  # forward declarations
+    plain = pxd[pxd.index("cdef class Plain:"):pxd.index("cdef class WithProperty:")]
+    for name in ("a", "b", "c", "joint"):
+        assert "    cdef public object %s\n" % name in plain
+    # only ever X(...), X a firmware class (here or cimported): declared as X; stored otherwise too: object
+    assert "    cdef public Est est\n" in plain and "    cdef public Inner inner\n" in plain
+    assert "    cdef public object mixed\n" in plain
+    # viper and native methods become cpdef methods (viper's int arguments C longs); a closure inside, or a
+    # method no emitter compiles, stays a Python method
+    assert "    cpdef object tick(self, object other)\n" in plain
+    assert "    cpdef long step(self, long x, object buf, long k=*) except? -1\n" in plain
+    assert "with_closure" not in plain and "plain" not in plain
+    assert "cpdef long f(long x, object y) except? -1" in lines
+    assert "cpdef object g(object x, object y=*)" in lines
+    assert not any(" h(" in line for line in lines)
+    prop = pxd[pxd.index("cdef class WithProperty:"):]
+    assert "cdef public object packed" in prop and " word" not in prop and " p\n" not in prop
+    assert compiled_firmware.exports(info) == {"f": "function", "g": "function", "Plain": "class",
+                                               "WithProperty": "class", "Inner": "class"}
+    # the property factory: only its own returns count, not those of the functions inside it
+    import ast
+    assert compiled_firmware.property_factories(ast.parse(CLASSES)) == {"_word"}
+
+
+VIEWS = '''
+from array import array
+
+_TAB = array("H", [1, 2, 3])
+_REBOUND = array("H", [1])
+
+
+def reset():
+    global _REBOUND
+    _REBOUND = array("H", [2])
+
+
+class Ctl:
+    def __init__(self):
+        self.packed = array("i", [0] * 4)
+        self.words = array("i", [0] * 4)
+        self.mixed = array("i", [0] * 4)
+        self.shared = array("i", [0] * 4)
+        self.short = array("h", [0] * 4)
+
+    def renew(self, other):
+        if other:
+            self.packed = array("i", [1] * 4)
+        self.mixed = other
+        other.shared = self.words
+
+    @micropython.viper
+    def step(self, k: int) -> int:
+        p = ptr32(self.packed)
+        m = ptr32(self.mixed)
+        s = ptr32(self.shared)
+        h = ptr16(self.short)
+        return p[k] + int(ptr16(_TAB)[k]) + int(ptr16(_REBOUND)[0]) + m[0] + s[0] + h[0]
+
+    @micropython.native
+    def native(self):
+        return self.words[0]
+
+
+@micropython.viper
+def lookup(k: int) -> int:
+    t = ptr16(_TAB)
+    return int(t[k])
+'''
+
+
+def test_arrays_that_viper_casts_get_a_typed_view_kept_beside_them():
+    foreign = compiled_firmware.foreign_attrs([VIEWS])
+    out, info = compiled_firmware.transform_module(VIEWS, foreign=foreign)
+    # set after every store of the array (each is array("i", ...)), read where viper casts it
+    assert "self.packed = array('i', [0] * 4)\n        self._cyview_packed = self.packed" in out
+    assert "self.packed = array('i', [1] * 4)\n            self._cyview_packed = self.packed" in out
+    assert "p: cython.int[:] = self._cyview_packed" in out
+    # a module global bound once to array(...): one view, set after it
+    assert "_TAB = array('H', [1, 2, 3])\n_cyview__TAB = _TAB" in out
+    assert "t: cython.ushort[:] = _cyview__TAB" in out and "cython.cast(cython.long, _cyview__TAB[k])" in out
+    # not an array on every store, stored on another object, the wrong typecode for the cast, rebound
+    # global: cast as before (a view made on each call); never cast: no view
+    assert "m: cython.int[:] = self.mixed" in out and "s: cython.int[:] = self.shared" in out
+    assert "h: cython.ushort[:] = self.short" in out and "_cyview__REBOUND" not in out
+    assert "_cyview_words" not in out
+    assert info.views == {"Ctl": {"packed": "i"}, None: {"_TAB": "H"}}
+    pxd = compiled_firmware.pxd_source(info, {})
+    # the array read-only from Python: nothing can replace it behind the view's back
+    assert "    cdef readonly object packed\n" in pxd and "    cdef int[:] _cyview_packed\n" in pxd
+    assert "cdef unsigned short[:] _cyview__TAB\n" in pxd
+    assert "    cdef public object mixed\n" in pxd and "    cdef public object words\n" in pxd
 
 
 def test_transformed_firmware_still_runs_interpreted():
@@ -170,6 +326,32 @@ def test_compiled_firmware_agrees_bit_for_bit(compiled, name):
     assert b[0].camera_ypr_deg == a[0].camera_ypr_deg
     assert b[0].joint_deg == a[0].joint_deg
     assert b[2] == a[2] and b[3] == a[3]
+
+
+def test_typed_attributes_raise_on_what_they_cannot_hold(compiled):
+    # what the transform typed from the source is checked at run time: a violation raises, never differs
+    from array import array
+
+    from opensteady.sim.hal import SimHal
+    from opensteady.sim.imu import ImuModel
+
+    g = compiled.app.Gimbal(SimHal(ImuModel()))
+    assert type(g.est).__name__ == "AttitudeEstimator" and type(g.axes[0]).__name__ == "AxisController"
+    with pytest.raises(TypeError):
+        g.est = object()  # declared AttitudeEstimator: every store of it is AttitudeEstimator()
+    with pytest.raises(AttributeError):
+        g.axes[0].packed = array("i", [0] * 22)  # a viewed array: read-only from Python
+    # a property over the viewed array writes what the view reads: as interpreted
+    from opensteady.firmware.control import AxisController
+
+    cy = compiled.control.AxisController()
+    py = AxisController()
+    for c in (cy, py):
+        c.joint_udeg = 1234
+        c.step(5000000, 0, 0, 0, 1000)
+        c.i_q4 = 77
+        c.step(5000000, 0, 0, 0, 1000)
+    assert list(cy.packed) == list(py.packed) and py.joint_udeg != 1234
 
 
 def test_compiled_mode_in_the_cli_and_the_grid(compiled):
