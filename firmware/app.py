@@ -43,7 +43,7 @@ from array import array
 
 from .autotune import TUNE_RUNNING, TUNE_TOO_BIG, AxisAutotune
 from .config import DRIVER_BLDC, Config, axis_key
-from .control import OFF, S_EFFORT, S_JOINT, AxisController, HandleFeedForward
+from .control import OFF, S_EFFORT, S_JOINT, AxisController, HandleFeedForward, step_axes
 from .drive import MotorDrive
 from .estimator import AttitudeEstimator
 from .failsafe import IMU_FAULTS, Faults, LinkWatchdog
@@ -266,34 +266,37 @@ class Gimbal:
             hff = hf.update(self.handle_raw, axes[0].packed[S_JOINT] - OFF, axes[2].packed[S_JOINT] - OFF)
             if not hf.scale_q10:
                 hff = None
-        limit = False
         if fd.any_active:
             fd.measure(hal, axes)  # closed-loop axes: the measured joint angle, before the step
-        fd_closed = fd.closed  # 1: axis i's rotor was read this tick
+        fd_closed = fd.closed  # bit i: axis i's rotor was read this tick
         tune_axis = self.tune.axis
-        for i in range(3):
-            c = axes[i]
-            closed = fd_closed[i]
-            if i == tune_axis:
-                # the relay drives this axis' effort instead of its controller: on the rate
-                # (setpoint 0), or on the angle for an open-loop axis (its spring's resonance)
-                e = wrap_udeg(target[i] - ang[i])
-                u = self.tune.tuner.step(e if self.tune.on_angle else 0 - rate[i], dt)
-                if e > 20000000 or e < -20000000:  # the camera wandered 20 deg off: stop
-                    self.tune.tuner.abort(TUNE_TOO_BIG)
-                    u = 0
-                c.effort_mdps = u
+        # the axis controllers, in one call (the axis under a relay auto-tune is left out)
+        limits = step_axes(axes, 7 if tune_axis < 0 else 7 ^ (1 << tune_axis), target, ff, ang, rate, dt)
+        if guard or tune_axis >= 0:
+            for i in range(3):
+                c = axes[i]
+                closed = (fd_closed >> i) & 1
+                if i == tune_axis:
+                    # the relay drives this axis' effort instead of its controller: on the rate
+                    # (setpoint 0), or on the angle for an open-loop axis (its spring's resonance)
+                    e = wrap_udeg(target[i] - ang[i])
+                    u = self.tune.tuner.step(e if self.tune.on_angle else 0 - rate[i], dt)
+                    if e > 20000000 or e < -20000000:  # the camera wandered 20 deg off: stop
+                        self.tune.tuner.abort(TUNE_TOO_BIG)
+                        u = 0
+                    c.effort_mdps = u
+                    if not closed:
+                        c.add_joint_rate(u, dt)
+                    continue
                 if not closed:
-                    c.add_joint_rate(u, dt)
-                continue
-            at_limit = c.step(target[i], ff[i], ang[i], rate[i], dt)
-            if not closed:
-                if hff is not None:
-                    at_limit = c.add_joint_rate(hff[i], dt)  # moves the commanded joint, which only open loop has
-                if guard:  # the joint's rate: the camera's plus the handle's (its cancelling rate)
-                    c.hold_field(rate[i] + cancel[i], dt)
-            if at_limit:
-                limit = True
+                    if hff is not None:
+                        # moves the commanded joint, which only open loop has; its limit replaces the step's
+                        if c.add_joint_rate(hff[i], dt):
+                            limits |= 1 << i
+                        else:
+                            limits &= ~(1 << i)
+                    if guard:  # the joint's rate: the camera's plus the handle's (its cancelling rate)
+                        c.hold_field(rate[i] + cancel[i], dt)
         tff = self.torque_ff
         if tff.enabled:
             if guard and tune_axis < 0:
@@ -304,7 +307,7 @@ class Gimbal:
         drive.write(axes, fd)
         if tune_axis >= 0:
             self._tune_tick()
-        faults.joint_limit(limit, dt)
+        faults.joint_limit(limits != 0, dt)
 
     def _calibrate(self, handle_ok):
         status = self.calibrator.add(self.body)

@@ -160,19 +160,140 @@ class AxisController:
         p[S_JOINT] = joint_udeg + OFF
         p[_S_ROTOR] = joint_udeg + OFF
 
+    def step(self, target_udeg, ff_mdps, angle_udeg, rate_mdps, dt_us):
+        """One tick of the cascade; returns 1 while the joint rests on a limit (``at_limit``), else 0.
+
+        :func:`step_axes` on this axis alone (the tick steps its axes with one call of that).
+        """
+        axes, target, ff, ang, rate = _STEP_ONE
+        axes[0] = self
+        target[0] = target_udeg
+        ff[0] = ff_mdps
+        ang[0] = angle_udeg
+        rate[0] = rate_mdps
+        at = step_axes(axes, 1, target, ff, ang, rate, dt_us)
+        axes[0] = None
+        return at
+
+    def effort_permille(self):
+        e = self.packed[S_EFFORT] - OFF
+        lim = self.effort_limit_mdps
+        if lim > 1000000:  # keep e * 1000 under 2**30
+            return ((e >> 2) * 1000) // (lim >> 2)
+        return (e * 1000) // lim
+
     @micropython.viper
-    def step(self, target_udeg: int, ff_mdps: int, angle_udeg: int, rate_mdps: int, dt_us: int) -> int:
-        """One tick of the cascade; returns 1 while the joint rests on a limit (``at_limit``), else 0."""
-        # viper: machine-word integers; every value below stays within +-2**30
-        # (bench_int31 checks it), so a 32-bit board computes what CPython does
+    def add_joint_rate(self, rate_mdps: int, dt_us: int) -> int:
+        """Move the commanded joint by a feed-forward joint rate over ``dt_us``, inside the joint limits.
+
+        For motion the feedback loop should not have to see first (the
+        handle's, from :class:`HandleFeedForward`); the rate loop's own state
+        is left alone. Returns ``at_limit`` (1 or 0), as ``step`` does.
+        """
         p = ptr32(self.packed)
-        if dt_us <= 0:
-            return p[_S_AT_LIMIT] - OFF
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
+        if rate_mdps > _FF_MAX:
+            rate_mdps = _FF_MAX
+        elif rate_mdps < -_FF_MAX:
+            rate_mdps = -_FF_MAX
+        whole = rate_mdps // 1000  # udeg per us; the ndeg remainder carries in joint_frac
+        frac = (p[S_FRAC] - OFF) + (rate_mdps - whole * 1000) * dt_us
+        j0 = p[S_JOINT] - OFF
+        joint = j0 + whole * dt_us + frac // 1000
+        # step() and this together move the command by at most the joint rate limit per tick
+        start = p[_S_TICK_START] - OFF
+        budget = p[_S_BUDGET] - OFF
+        if joint > start + budget:
+            joint = start + budget
+        elif joint < start - budget:
+            joint = start - budget
+        jmax = p[_W_JOINT_MAX] - OFF
+        jmin = p[_W_JOINT_MIN] - OFF
+        if joint >= jmax and j0 <= jmax:
+            p[S_JOINT] = jmax + OFF
+            p[S_FRAC] = OFF
+            p[_S_AT_LIMIT] = 1 + OFF
+        elif joint <= jmin and j0 >= jmin:
+            p[S_JOINT] = jmin + OFF
+            p[S_FRAC] = OFF
+            p[_S_AT_LIMIT] = 1 + OFF
+        elif jmax < joint or joint < jmin:
+            pass  # still walking back in from outside the limits (step() moves it): no feed-forward push
+        else:
+            p[S_JOINT] = joint + OFF
+            p[S_FRAC] = frac % 1000 + OFF
+        return p[_S_AT_LIMIT] - OFF
+
+    @micropython.viper
+    def hold_field(self, joint_rate_mdps: int, dt_us: int):
+        """Open loop: keep the commanded field within ``field_lead_udeg`` of the rotor, so it cannot slip a pole.
+
+        A field that runs more than a quarter electrical turn ahead of its
+        rotor stops pulling it: the rotor falls back a pole pitch while the
+        controller, seeing the camera swing, drives the field further away
+        (on running's jolts the saturated rate loop whipped the yaw field
+        round at its rate limit and the camera walked off to the joint
+        limit). The rotor's angle is estimated from the joint rate the IMUs
+        measure (camera rate plus the handle's, ``joint_rate_mdps``) and
+        leans towards the command with a 1 s time constant (a rotor that
+        follows its field sits on it; gyro bias must not walk the estimate);
+        the command is clamped to it +- the lead.
+        """
+        lim = int(self.field_lead_udeg)
+        if lim <= 0:
+            return
+        p = ptr32(self.packed)
+        if dt_us > _DT_MAX:
+            dt_us = _DT_MAX
+        if joint_rate_mdps > _FF_MAX:
+            joint_rate_mdps = _FF_MAX
+        elif joint_rate_mdps < -_FF_MAX:
+            joint_rate_mdps = -_FF_MAX
+        whole = joint_rate_mdps // 1000
+        r = (p[_S_ROTOR] - OFF) + whole * dt_us + ((joint_rate_mdps - whole * 1000) * dt_us) // 1000
+        j = p[S_JOINT] - OFF
+        d = j - r
+        r += ((d >> 10) * (dt_us >> 4)) >> 6  # d * dt / 2**20 s: products stay within +-2**30
+        d = j - r
+        if d > lim:
+            p[S_JOINT] = r + lim + OFF
+            p[S_FRAC] = OFF
+        elif d < 0 - lim:
+            p[S_JOINT] = r - lim + OFF
+            p[S_FRAC] = OFF
+        p[_S_ROTOR] = r + OFF
+
+
+# step(): one axis through step_axes, in these one-item lists (axes, target, ff, ang, rate)
+_STEP_ONE = ([None], [0], [0], [0], [0])  # type: tuple
+
+
+@micropython.viper
+def step_axes(axes, mask: int, target, ff, ang, rate, dt_us: int) -> int:
+    """One tick of the cascade on each axis i in ``mask`` (bit i): ``axes[i]`` (AxisController) from its
+    target (udeg), the host's rate feed-forward (mdps), the camera's angle (udeg) and rate (mdps), each a
+    list indexed by axis. Returns the axes whose joints rest on a limit (``at_limit``), bit i each.
+
+    One call for the three axes (a call and a method lookup cost more than half of an axis' maths).
+    Viper: machine-word integers; every value below stays within +-2**30 (bench_int31 checks it), so a
+    32-bit board computes what CPython does.
+    """
+    limits = 0
+    wrap = wrap_udeg  # one global lookup, not one an axis
+    if dt_us > _DT_MAX:
+        dt_us = _DT_MAX
+    for ax in range(3):
+        if not (mask >> ax) & 1:
+            continue
+        p = ptr32(axes[ax].packed)
+        if dt_us <= 0:
+            if p[_S_AT_LIMIT] - OFF:
+                limits |= 1 << ax
+            continue
         lim = p[_G_EFFORT_LIMIT]
         # outer loop: angle error (wrapped to +-180 deg) -> rate setpoint
-        e = int(wrap_udeg(target_udeg - angle_udeg))
+        e = int(wrap(int(target[ax]) - int(ang[ax])))
         x = p[_G_ERR_LIM]
         if e > x:
             e = x
@@ -185,12 +306,14 @@ class AxisController:
             sp = x
         elif sp < 0 - x:
             sp = 0 - x
+        ff_mdps = int(ff[ax])
         if ff_mdps > _FF_MAX:
             ff_mdps = _FF_MAX
         elif ff_mdps < -_FF_MAX:
             ff_mdps = -_FF_MAX
         sp += ff_mdps
         p[_S_RATE_SP] = sp + OFF
+        rate_mdps = int(rate[ax])
         err = sp - rate_mdps
         if err > _ERR_MAX:
             err = _ERR_MAX
@@ -306,96 +429,9 @@ class AxisController:
         p[S_JOINT] = j + OFF
         p[S_FRAC] = f + OFF
         p[S_EFFORT] = out + OFF
-        return at
-
-    def effort_permille(self):
-        e = self.packed[S_EFFORT] - OFF
-        lim = self.effort_limit_mdps
-        if lim > 1000000:  # keep e * 1000 under 2**30
-            return ((e >> 2) * 1000) // (lim >> 2)
-        return (e * 1000) // lim
-
-    @micropython.viper
-    def add_joint_rate(self, rate_mdps: int, dt_us: int) -> int:
-        """Move the commanded joint by a feed-forward joint rate over ``dt_us``, inside the joint limits.
-
-        For motion the feedback loop should not have to see first (the
-        handle's, from :class:`HandleFeedForward`); the rate loop's own state
-        is left alone. Returns ``at_limit`` (1 or 0), as ``step`` does.
-        """
-        p = ptr32(self.packed)
-        if dt_us > _DT_MAX:
-            dt_us = _DT_MAX
-        if rate_mdps > _FF_MAX:
-            rate_mdps = _FF_MAX
-        elif rate_mdps < -_FF_MAX:
-            rate_mdps = -_FF_MAX
-        whole = rate_mdps // 1000  # udeg per us; the ndeg remainder carries in joint_frac
-        frac = (p[S_FRAC] - OFF) + (rate_mdps - whole * 1000) * dt_us
-        j0 = p[S_JOINT] - OFF
-        joint = j0 + whole * dt_us + frac // 1000
-        # step() and this together move the command by at most the joint rate limit per tick
-        start = p[_S_TICK_START] - OFF
-        budget = p[_S_BUDGET] - OFF
-        if joint > start + budget:
-            joint = start + budget
-        elif joint < start - budget:
-            joint = start - budget
-        jmax = p[_W_JOINT_MAX] - OFF
-        jmin = p[_W_JOINT_MIN] - OFF
-        if joint >= jmax and j0 <= jmax:
-            p[S_JOINT] = jmax + OFF
-            p[S_FRAC] = OFF
-            p[_S_AT_LIMIT] = 1 + OFF
-        elif joint <= jmin and j0 >= jmin:
-            p[S_JOINT] = jmin + OFF
-            p[S_FRAC] = OFF
-            p[_S_AT_LIMIT] = 1 + OFF
-        elif jmax < joint or joint < jmin:
-            pass  # still walking back in from outside the limits (step() moves it): no feed-forward push
-        else:
-            p[S_JOINT] = joint + OFF
-            p[S_FRAC] = frac % 1000 + OFF
-        return p[_S_AT_LIMIT] - OFF
-
-    @micropython.viper
-    def hold_field(self, joint_rate_mdps: int, dt_us: int):
-        """Open loop: keep the commanded field within ``field_lead_udeg`` of the rotor, so it cannot slip a pole.
-
-        A field that runs more than a quarter electrical turn ahead of its
-        rotor stops pulling it: the rotor falls back a pole pitch while the
-        controller, seeing the camera swing, drives the field further away
-        (on running's jolts the saturated rate loop whipped the yaw field
-        round at its rate limit and the camera walked off to the joint
-        limit). The rotor's angle is estimated from the joint rate the IMUs
-        measure (camera rate plus the handle's, ``joint_rate_mdps``) and
-        leans towards the command with a 1 s time constant (a rotor that
-        follows its field sits on it; gyro bias must not walk the estimate);
-        the command is clamped to it +- the lead.
-        """
-        lim = int(self.field_lead_udeg)
-        if lim <= 0:
-            return
-        p = ptr32(self.packed)
-        if dt_us > _DT_MAX:
-            dt_us = _DT_MAX
-        if joint_rate_mdps > _FF_MAX:
-            joint_rate_mdps = _FF_MAX
-        elif joint_rate_mdps < -_FF_MAX:
-            joint_rate_mdps = -_FF_MAX
-        whole = joint_rate_mdps // 1000
-        r = (p[_S_ROTOR] - OFF) + whole * dt_us + ((joint_rate_mdps - whole * 1000) * dt_us) // 1000
-        j = p[S_JOINT] - OFF
-        d = j - r
-        r += ((d >> 10) * (dt_us >> 4)) >> 6  # d * dt / 2**20 s: products stay within +-2**30
-        d = j - r
-        if d > lim:
-            p[S_JOINT] = r + lim + OFF
-            p[S_FRAC] = OFF
-        elif d < 0 - lim:
-            p[S_JOINT] = r - lim + OFF
-            p[S_FRAC] = OFF
-        p[_S_ROTOR] = r + OFF
+        if at:
+            limits |= 1 << ax
+    return limits
 
 
 # sin table steps (fixmath.SIN_Q15, 1536 per turn) per udeg of joint angle, and a quarter turn

@@ -4,7 +4,7 @@ By default the motors run open loop, as in STorM32, BruGi and EvvGC: each
 tick the commanded joint angle of every axis (``AxisController.joint_udeg``)
 becomes three BLDC duties (motor.bldc_duties, sinusoidal or SVPWM) or one
 servo pulse (motor.servo_pulse_us). An axis on the closed-loop drive whose
-rotor was read this tick (``FocDrive.closed``, firmware/foc.py) gets its
+rotor was read this tick (``FocDrive.closed`` bit i, firmware/foc.py) gets its
 controller's effort as a torque instead. Off means every output silent and the HAL's enable
 off.
 
@@ -108,18 +108,18 @@ class MotorDrive:
 
     @micropython.viper
     def write(self, axes, foc):
-        """Drive each axis: to its controller's joint angle, or (``foc.closed``) with its effort as a torque."""
+        """Drive each axis: to its controller's joint angle, or (``foc.closed`` bit i) with its effort as a torque."""
         hal = self.hal
         p = ptr32(self._packed)
         f = ptr32(self.fields)
-        closed = foc.closed
+        closed = int(foc.closed)
         bldc = 0  # bit i: axis i is a BLDC, its duties go into self.duties
         torque = 0  # some BLDC axis commutates on its rotor
         for i in range(3):
             k = i * _W
             drv = p[k + _P_DRIVER]
             if drv == _BLDC:
-                if closed[i]:
+                if (closed >> i) & 1:
                     torque = 1
                 else:
                     n = i * _F_STRIDE

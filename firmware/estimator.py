@@ -44,9 +44,10 @@ _RATE_MAX = const(4000000)  # Euler rates clamp, mdps (they grow as 1/cos(pitch)
 _DT_MAX = const(40000)  # us: longer steps are integrated as 40 ms
 _KDT = const(19651)  # rad Q28 per (mdps * us), times 2**22: w = omega * ((dt * _KDT) >> 10) >> 12
 _MDPS_PER_RAD = 57295.77951308232  # mdps per rad/s; only used when gains are set
-# AttitudeEstimator.packed: the gains and scalars update() reads and writes, one word each in an array('i')
-# read through viper's ptr32 instead of an attribute (a hash lookup) each; all >= 0 but the yaw, stored + _OFF
-# (ptr32 loads are unsigned on 64-bit ports)
+# AttitudeEstimator.packed: the gains and state update() reads and writes, one word each in an array('i')
+# read through viper's ptr32 instead of an attribute (a hash lookup) or a list item (~120-150 instructions on
+# the unix port) each; the signed words (yaw, the down vector, the integral term) are stored + _OFF (ptr32
+# loads are unsigned on 64-bit ports; each of them is within +-2**29)
 _E_KP = const(0)  # mdps per rad of error, / 64
 _E_KI = const(1)
 _E_A2_LO = const(2)  # the accelerometer gate, counts squared
@@ -55,6 +56,9 @@ _E_H = const(4)  # |(dy, dz)| = cos(pitch), Q14, kept for the square root's warm
 _E_YAW = const(5)  # udeg + _OFF
 _E_YAW_FRAC = const(6)  # ndeg below it, 0..999 (yaw integrates mdps * us exactly)
 _E_ACCEL_USED = const(7)  # 1: the last update applied the accelerometer correction
+_E_D = const(8)  # 8, 9, 10: the down vector, Q28, + _OFF
+_E_I = const(11)  # 11, 12, 13: the Mahony integral term, mdps * 1000, + _OFF
+_E_WORDS = const(14)
 _OFF = const(0x20000000)
 
 
@@ -74,16 +78,29 @@ class AttitudeEstimator:
     """
 
     def __init__(self):
-        self.d = [0, 0, _ONE]  # down vector in the camera frame, Q28
         self.bias_mdps = [0, 0, 0]  # boot calibration, body x y z
-        self.i_corr = [0, 0, 0]  # Mahony integral term, mdps * 1000
-        self.body_rate_mdps = [0, 0, 0]  # corrected p, q, r
+        self._gyro_mdps = [0, 0, 0]  # gyro_mdps' output in update(): the gyro less that bias
         self.angle_udeg = [0, 0, 0]  # yaw, pitch, roll
         self.rate_mdps = [0, 0, 0]  # yaw, pitch, roll Euler rates
-        self.packed = array("i", [0] * 8)  # the _E_* words above
-        self.packed[_E_H] = 1 << 14
-        self.packed[_E_YAW] = _OFF
+        self.packed = array("i", [0] * _E_WORDS)  # the _E_* words above
+        p = self.packed
+        p[_E_H] = 1 << 14
+        p[_E_YAW] = _OFF
+        for k in range(3):
+            p[_E_D + k] = _OFF
+            p[_E_I + k] = _OFF
+        p[_E_D + 2] = _ONE + _OFF  # down vector in the camera frame, Q28
         self.set_gains(1.0, 0.05, 0.15)
+
+    @property
+    def d(self):
+        """The down vector in the camera frame, Q28 (a new list)."""
+        return [self.packed[_E_D + k] - _OFF for k in range(3)]
+
+    @property
+    def i_corr(self):
+        """The Mahony integral term (learnt gyro bias correction), mdps * 1000 (a new list)."""
+        return [self.packed[_E_I + k] - _OFF for k in range(3)]
 
     @property
     def accel_used(self):
@@ -114,19 +131,12 @@ class AttitudeEstimator:
         ay = -accel_mean[1]
         az = -accel_mean[2]
         n = isqrt(ax * ax + ay * ay + az * az)
-        d = self.d
-        if n == 0:
-            d[0] = 0
-            d[1] = 0
-            d[2] = _ONE
-        else:
-            d[0] = (ax << 28) // n
-            d[1] = (ay << 28) // n
-            d[2] = (az << 28) // n
+        d = [0, 0, _ONE] if n == 0 else [(ax << 28) // n, (ay << 28) // n, (az << 28) // n]
+        p = self.packed
         for i in range(3):
             self.bias_mdps[i] = bias_mdps[i]
-            self.i_corr[i] = 0
-        p = self.packed
+            p[_E_D + i] = d[i] + _OFF
+            p[_E_I + i] = _OFF
         p[_E_YAW] = yaw_udeg + _OFF
         p[_E_YAW_FRAC] = 0
         self.angle_udeg[0] = yaw_udeg
@@ -140,23 +150,21 @@ class AttitudeEstimator:
         if dt_us > _DT_MAX:
             dt_us = _DT_MAX
         w = ptr32(self.packed)
-        d = self.d
-        dx = int(d[0])
-        dy = int(d[1])
-        dz = int(d[2])
+        dx = w[_E_D] - _OFF
+        dy = w[_E_D + 1] - _OFF
+        dz = w[_E_D + 2] - _OFF
         # measured down vector = minus the specific force
         ax = 0 - int(body[0])
         ay = 0 - int(body[1])
         az = 0 - int(body[2])
-        br = self.body_rate_mdps
+        br = self._gyro_mdps
         gyro_mdps(body, self.bias_mdps, br)
         p = int(br[0])
         q = int(br[1])
         r = int(br[2])
-        ic = self.i_corr
-        ix = int(ic[0])
-        iy = int(ic[1])
-        iz = int(ic[2])
+        ix = w[_E_I] - _OFF
+        iy = w[_E_I + 1] - _OFF
+        iz = w[_E_I + 2] - _OFF
         used = 0
         # |a| <= 2 g whenever it can pass the gate, so the squares stay under 3 * 2**28
         if -16384 <= ax and ax <= 16384 and -16384 <= ay and ay <= 16384 and -16384 <= az and az <= 16384:
@@ -192,18 +200,15 @@ class AttitudeEstimator:
             ix = _I_MAX if ix > _I_MAX else (-_I_MAX if ix < -_I_MAX else ix)
             iy = _I_MAX if iy > _I_MAX else (-_I_MAX if iy < -_I_MAX else iy)
             iz = _I_MAX if iz > _I_MAX else (-_I_MAX if iz < -_I_MAX else iz)
-            ic[0] = ix
-            ic[1] = iy
-            ic[2] = iz
+            w[_E_I] = ix + _OFF
+            w[_E_I + 1] = iy + _OFF
+            w[_E_I + 2] = iz + _OFF
         p += ix // 1000
         q += iy // 1000
         r += iz // 1000
         p = _W_MAX if p > _W_MAX else (-_W_MAX if p < -_W_MAX else p)
         q = _W_MAX if q > _W_MAX else (-_W_MAX if q < -_W_MAX else q)
         r = _W_MAX if r > _W_MAX else (-_W_MAX if r < -_W_MAX else r)
-        br[0] = p
-        br[1] = q
-        br[2] = r
         # Euler rates of the current estimate (Z-Y-X): with d = (-sin th,
         # sin ph cos th, cos ph cos th) no trigonometry is needed.
         # yaw = (q dy + r dz) / cos^2, pitch = (q dz - r dy) / cos: d in Q14,
@@ -276,9 +281,9 @@ class AttitudeEstimator:
         dx = nx + ((hx * k + ((hx * c) >> 14)) >> 1)
         dy = ny + ((hy * k + ((hy * c) >> 14)) >> 1)
         dz = nz + ((hz * k + ((hz * c) >> 14)) >> 1)
-        d[0] = dx
-        d[1] = dy
-        d[2] = dz
+        w[_E_D] = dx + _OFF
+        w[_E_D + 1] = dy + _OFF
+        w[_E_D + 2] = dz + _OFF
         ang = self.angle_udeg
         ang[0] = y
         w[_E_H] = int(_pitch_roll(dx, dy, dz, w[_E_H], ang))

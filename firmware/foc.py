@@ -286,7 +286,7 @@ class FocDrive:
         self.any_active = False
         self.active_mask = 0  # bit i: active[i], for HAL.angle_read_axes
         self.counts = [-1, -1, -1]  # the rotor readings HAL.angle_read_axes gives measure()
-        self.closed = [0, 0, 0]  # 1: the rotor was read this tick, drive.write commutates on it
+        self.closed = 0  # bit i: axis i's rotor was read this tick, drive.write commutates on it
         self.wanted = [0, 0, 0]  # configured for FOC
         self.bits = [0, 0, 0]
         self.sensor_dir = [0, 0, 0]
@@ -321,7 +321,6 @@ class FocDrive:
             self.joint_sign[i] = self.sensor_dir[i] * self.motor_dir[i]
             ok = self.sensor_dir[i] != 0 and self.zero[i] >= 0 and self.joint_zero[i] >= 0
             self.active[i] = 1 if self.wanted[i] and ok else 0
-            self.closed[i] = 0
             if self.wanted[i] and not ok:
                 need = True
             p = self._packed
@@ -334,6 +333,7 @@ class FocDrive:
             p[k + _P_ZERO] = max(0, self.zero[i])
             p[k + _P_MOTOR_NEG] = 1 if self.motor_dir[i] < 0 else 0
             p[k + _P_COUNTS] = 0
+        self.closed = 0
         self.any_active = any(self.active)
         self.active_mask = self.active[0] | self.active[1] << 1 | self.active[2] << 2
         return need
@@ -385,9 +385,9 @@ class FocDrive:
 
     @micropython.viper
     def measure(self, hal, axes):
-        """Read every active axis' rotor: its controller's joint angle becomes the measured one (``closed[i] = 1``).
+        """Read every active axis' rotor: its controller's joint angle becomes the measured one (``closed`` bit i).
 
-        A failed read leaves that axis open-loop for this tick (``closed[i] = 0``). One call for the three
+        A failed read leaves that axis open-loop for this tick (bit i clear). One call for the three
         axes, and one HAL call (``angle_read_axes``) for their sensors: a method call costs several attribute
         lookups.
         """
@@ -395,7 +395,7 @@ class FocDrive:
         mask = int(self.active_mask)
         read = self.counts
         hal.angle_read_axes(mask, read)  # one HAL call for the three rotors
-        closed = self.closed
+        closed = 0
         to_udeg = counts_to_udeg  # one global lookup, not one a call
         for i in range(3):
             if not (mask >> i) & 1:
@@ -403,9 +403,8 @@ class FocDrive:
             counts = int(read[i])
             if counts < 0:
                 self.read_errors = int(self.read_errors) + 1
-                closed[i] = 0
                 continue
-            closed[i] = 1
+            closed |= 1 << i
             k = i * _W
             p[k + _P_COUNTS] = counts
             bits = p[k + _P_BITS]
@@ -418,6 +417,7 @@ class FocDrive:
             s = ptr32(axes[i].packed)
             s[_S_JOINT] = j + _OFF
             s[_S_FRAC] = _OFF
+        self.closed = closed
 
     @micropython.viper
     def fields(self, axes, fields):
@@ -431,9 +431,9 @@ class FocDrive:
         """
         p = ptr32(self._packed)
         f = ptr32(fields)
-        closed = self.closed
+        closed = int(self.closed)
         for i in range(3):
-            if not closed[i]:
+            if not (closed >> i) & 1:
                 continue
             s = ptr32(axes[i].packed)
             n = i * _F_STRIDE

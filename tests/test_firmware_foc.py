@@ -204,7 +204,7 @@ for sensor, sdir, mdir, zero, pp in ((2, 1, 1, 0, 7), (2, -1, 1, 99, 7), (1, 1, 
         for effort in (-400000, -1234, 0, 98765, 400000):
             c.effort_mdps = effort
             drive._packed[7] = counts  # what measure() keeps (_P_COUNTS)
-            drive.closed[0] = 1
+            drive.closed = 1
             drive.fields(axes, fields)
             phase_duties_axes(1, fields, 0, duties)
             got.append(list(duties[0:3]))
