@@ -115,6 +115,102 @@ def tick_breakdown(ticks=3000, firmware="inprocess"):
             "tick_us_sim_models_and_glue": round(total - fw_us - physics, 1), "firmware": firmware}
 
 
+def host_split(firmware="compiled", scenario="stabilize-walking", seconds=None):
+    """CPU seconds of one ``run_scenario`` and where they go outside the lockstep ticks.
+
+    The run is timed as ``opensteady sim`` times it, with start-up (``open_rig``
+    and ``mount.open``: model, firmware import and boot, handshake) and
+    ``result()`` (the metrics) timed inside it; every call the host side
+    makes into the world after the handshake (``SimGimbal.step_to``,
+    ``write``, ``read``) is recorded, and replayed on a fresh rig with no
+    host: the world computes the same ticks (``same_world``: the same final
+    attitude), so ``host_loop_s`` (the loop less the replay) is what the
+    host loop itself costs in place, cache misses included.
+    """
+    import contextlib
+    import time
+
+    from opensteady.host import simrig
+    from opensteady.host.mount import Mount
+    from opensteady.sim.scenario import load_scenario
+    from opensteady.sim.world import SimGimbal
+
+    sc = load_scenario(scenario, overrides={} if seconds is None else {"seconds": seconds})
+    config = simrig.default_pipeline_config()  # before the clock starts, as `opensteady sim` builds it
+    calls = []
+    spent = {"startup_s": 0.0, "result_s": 0.0}
+    recording = [False]
+    saved = [(SimGimbal, "step_to"), (SimGimbal, "write"), (SimGimbal, "read"), (simrig, "open_rig"),
+             (Mount, "open"), (simrig.ScenarioRecorder, "result")]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in saved]
+
+    def recorded(kind, fn):
+        def call(self, *args):
+            if recording[0]:
+                calls.append((kind, args))
+            return fn(self, *args)
+        return call
+
+    def timed(key, fn, then_record=False):
+        def call(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key] += time.process_time() - t0
+                recording[0] = recording[0] or then_record
+        return call
+
+    end = []  # the run's world when its metrics are taken: ticks, camera attitude, motor duties
+
+    def final_state(recorder):
+        g = recorder.rig.gimbal
+        end.extend([g.tick_count, g.camera_ypr_deg(), g.hal.duties])
+        return result(recorder)
+
+    (_, _, step_to), (_, _, write), (_, _, read), (_, _, open_rig), (_, _, mount_open), (_, _, result) = saved
+    try:
+        SimGimbal.step_to = recorded("step_to", step_to)
+        SimGimbal.write = recorded("write", write)
+        SimGimbal.read = recorded("read", read)
+        simrig.open_rig = timed("startup_s", open_rig)
+        Mount.open = timed("startup_s", mount_open, then_record=True)
+        simrig.ScenarioRecorder.result = timed("result_s", final_state)
+        run = simrig.run_scenario(sc, firmware=firmware, pipeline_config=config)
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+    rig, _pipeline, mount = simrig.open_rig(sc, config, firmware=firmware)
+    try:
+        mount.open()
+        g = rig.gimbal
+        # the GC as the run had it (trees before no_cyclic_gc ran with it on)
+        with getattr(simrig, "no_cyclic_gc", contextlib.nullcontext)():
+            t0 = time.process_time()
+            for kind, args in calls:
+                getattr(g, kind)(*args)
+            world = time.process_time() - t0
+        same = [g.tick_count, g.camera_ypr_deg(), g.hal.duties] == end
+    finally:
+        mount.close(rig.clock())
+        rig.close()
+    # the recorder's own cost, counted in the run's loop: as many recorded calls of a no-op
+    noop = recorded("noop", lambda self: None)
+    recording[0] = True
+    n = len(calls)
+    t0 = time.process_time()
+    for _ in range(n):
+        noop(None)
+    recorder_s = time.process_time() - t0
+    del calls[n:]
+    total = run.metrics["cpu_seconds"]
+    loop = total - spent["startup_s"] - spent["result_s"] - recorder_s
+    return {"scenario": scenario, "firmware": firmware, "cpu_s": total, "startup_s": round(spent["startup_s"], 4),
+            "result_s": round(spent["result_s"], 4), "world_replayed_s": round(world, 4),
+            "host_loop_s": round(loop - world, 4), "host_calls": n, "recorder_s": round(recorder_s, 4),
+            "same_world": same}
+
+
 def measure(repeat=1):
     from opensteady.host.simrig import run_scenario
     from opensteady.sim.scenario import load_scenario

@@ -134,6 +134,23 @@ def test_waiting_on_a_rig_that_films_nothing_is_time_passing_to_the_deadline():
     assert a == b and a["telemetry_frames"] > 20
 
 
+def test_host_split_replays_the_same_world_without_the_host():
+    """bench: host_split's figures rest on the replay: the host's calls into the world, made again with no host,
+    give the same ticks, attitude and duties; and it leaves the classes it instruments as they were."""
+    from opensteady.host import simrig
+    from opensteady.host.mount import Mount
+    from opensteady.host.simbench import host_split
+    from opensteady.sim.world import SimGimbal
+
+    before = (SimGimbal.step_to, SimGimbal.write, SimGimbal.read, simrig.open_rig, Mount.open,
+              simrig.ScenarioRecorder.result)
+    split = host_split("inprocess", "stabilize-walking", seconds=2.5)
+    assert split["same_world"] and split["host_calls"] > 1000  # a step_to and a read every 2 ms poll
+    assert split["startup_s"] > 0 and split["world_replayed_s"] > 0 and split["result_s"] > 0
+    assert (SimGimbal.step_to, SimGimbal.write, SimGimbal.read, simrig.open_rig, Mount.open,
+            simrig.ScenarioRecorder.result) == before
+
+
 # --- imports ------------------------------------------------------------------------
 
 PACKAGES = ("host", "vision", "sim", "firmware")
