@@ -39,11 +39,20 @@ what MicroPython's compiler does, and nothing else:
   X, so ``self.est.update(...)`` goes through X's method table; storing
   anything else there raises TypeError (and a typed attribute not yet set
   raises AttributeError: ``nonecheck``);
+- what the package's source proves about an attribute is used the same
+  way (:class:`_PackageTypes`): a list every store of which is
+  ``[X(...), ...]`` has its items read as X through a checked cast
+  (``cython.cast(X, axes[i], typecheck=True)``: anything else there raises
+  TypeError), a constructor's parameter stored on ``self`` takes the type
+  every construction in the package passes, and a method's parameter the
+  type every call of it passes (unless the method's name is also called on
+  an object of unknown type);
 - an array that viper casts (``ptr32(self.packed)``, ``ptr16(_SIN_U16)``)
   and that is provably always an ``array`` of the cast's item type keeps a
-  typed view beside it, set where the array is stored, so a call builds
-  no view (on a board the cast is a pointer load); the array becomes
-  read-only from Python so nothing can replace it behind the view.
+  typed view beside it, set where the array is stored (read through a
+  typed object too: ``ptr32(axes[i].packed)``), so a call builds no view
+  (on a board the cast is a pointer load); the array becomes read-only
+  from Python so nothing can replace it behind the view.
 
 So the results are bit for bit those of the interpreted firmware and of the
 MicroPython VM (tests/test_sim_compiled.py compares whole scenario runs).
@@ -59,6 +68,7 @@ hash of the sources, this transform, Cython's and Python's versions.
 """
 
 import ast
+import copy
 import hashlib
 import importlib.util
 import os
@@ -71,7 +81,7 @@ from pathlib import Path
 
 from opensteady.sim.micropython_vm import FIRMWARE_DIR
 
-TRANSFORM_VERSION = "4"  # bump when the transform below changes: it is part of the cache key
+TRANSFORM_VERSION = "5"  # bump when the transform below changes: it is part of the cache key
 NOT_COMPILED = ("__init__.py", "mpcompat.py")  # the package file and the CPython shim stay Python
 PYTHON_CLASSES = ("hal.py",)  # the HAL interface boards subclass stays a Python class
 BUILD_OUTPUT_TAIL_LINES = 15  # how much of a failed build's output goes into the error message
@@ -196,17 +206,12 @@ def _self_attr(node):
 
 def _array_attrs(cls):
     """{attr: typecode} of the attributes every store of which in ``cls`` is ``self.attr = array("<tc>", ...)``."""
-    seen = {}
-    for node in ast.walk(cls):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, (ast.AugAssign, ast.AnnAssign)) else []
-        for t in targets:
-            for n in ast.walk(t):
-                name = _self_attr(n)
-                if name and isinstance(n.ctx, ast.Store):
-                    ok = t is n and isinstance(node, ast.Assign) and len(node.targets) == 1
-                    seen.setdefault(name, set()).add(_array_typecode(node.value) if ok else None)
-    return {k: v.pop() for k, v in seen.items() if len(v) == 1 and None not in v}
+    out = {}
+    for attr in _stored_attrs(cls, on_self=True):
+        codes = {_array_typecode(v) for _, v, _ in _stores(cls, attr)}
+        if len(codes) == 1 and None not in codes:
+            out[attr] = codes.pop()
+    return out
 
 
 class _ViewUses(ast.NodeTransformer):
@@ -359,6 +364,7 @@ class _ModuleInfo:
         self.classes = {}  # name -> {"attrs": {attr: class name or None}, "methods": [FunctionDef]}
         self.imports = []  # (module, name, asname) of the package's relative `from .module import name`
         self.views = {}  # {class name or None (module globals): {name: array typecode}} (_bind_views)
+        self.cimports = set()  # (module, class) cimported beyond what the module imports (_PackageTypes.usable)
 
 
 # what keeps a function a Python function: cpdef functions take no closures, generators or * arguments
@@ -375,23 +381,6 @@ def _c_callable(fn):
                 and d.func.value.id == "cython") for d in fn.decorator_list):
         return False
     return not any(isinstance(n, _NOT_IN_CPDEF) for stmt in fn.body for n in ast.walk(stmt))
-
-
-def _constructed_class(cls, attr):
-    """The class name X if every store of ``self.<attr>`` in ``cls`` is ``self.<attr> = X(...)``, else None."""
-    names = set()
-    for node in ast.walk(cls):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, (ast.AugAssign, ast.AnnAssign)) else []
-        for t in targets:
-            for n in ast.walk(t):
-                if (isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and n.attr == attr
-                        and isinstance(n.value, ast.Name) and n.value.id == "self"):
-                    v = node.value
-                    ok = (t is n and isinstance(node, ast.Assign) and isinstance(v, ast.Call)
-                          and isinstance(v.func, ast.Name))
-                    names.add(v.func.id if ok else None)
-    return names.pop() if len(names) == 1 else None
 
 
 def property_factories(tree):
@@ -458,25 +447,283 @@ def _to_extension_type(cls, foreign, factories=()):
     """
     if not _extension_type_ok(cls, factories):
         return None
-    attrs = {name: (None if name in foreign else _constructed_class(cls, name))
-             for name in sorted((_stored_attrs(cls, on_self=True) | foreign) - _class_level(cls))}
+    attrs = dict.fromkeys(sorted((_stored_attrs(cls, on_self=True) | foreign) - _class_level(cls)))
     methods = [f for f in cls.body if isinstance(f, ast.FunctionDef) and _c_callable(f)
                and f.args.args and f.args.args[0].arg == "self"]
     cls.decorator_list = [_cython_attr("cclass")]
     return {"attrs": attrs, "methods": methods}
 
 
-def transform_module(source, filename="<firmware>", foreign=None):
+def _stores(cls, attr):
+    """(statement, value, method) of every store of ``self.<attr>`` in ``cls``; value None if not ``self.attr = v``."""
+    out = []
+    for fn in cls.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in targets:
+                for n in ast.walk(t):
+                    if _self_attr(n) == attr and isinstance(n.ctx, ast.Store):
+                        simple = isinstance(node, ast.Assign) and len(node.targets) == 1 and t is n
+                        out.append((node, node.value if simple else None, fn))
+    return out
+
+
+class _PackageTypes:
+    """What the whole package's source proves about its attributes: a firmware class, or a list of one.
+
+    ``self.x = X(...)`` on every store: x holds an X. ``self.x = [X(...),
+    X(...)]`` on every store: a list of X (its items are checked where read:
+    ``cython.cast(X, self.x[i], typecheck=True)`` raises TypeError on
+    anything else). ``self.x = param`` in ``__init__``, where every
+    ``K(...)`` in the package passes ``self.y`` of a typed y (or ``self``):
+    y's type. An attribute the firmware stores on other objects is not
+    typed. Views (_bind_views) are known across classes, so
+    ``ptr32(self.axes[i].packed)`` reads AxisController's view of packed.
+    """
+
+    def __init__(self, trees, foreign):
+        self.trees = trees  # {module: tree} (parsed copies; views are bound in them to learn which exist)
+        self.classes = {}  # (module, name) -> ClassDef
+        self.imports = {}  # module -> {local name: (module, name)}
+        self.graph = {}  # module -> modules it imports from the package
+        self.views = {}  # (module, class) -> {attr: typecode}
+        for mod, tree in trees.items():
+            factories = property_factories(tree)
+            names = {}
+            self.graph[mod] = set()
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef) and _extension_type_ok(node, factories):
+                    self.classes[(mod, node.name)] = node
+                elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                    if node.module:
+                        self.graph[mod].add(node.module)
+                        names.update({a.asname or a.name: (node.module, a.name) for a in node.names})
+                    else:
+                        self.graph[mod] |= {a.name for a in node.names}
+            self.imports[mod] = names
+            for cls, v in _bind_views(tree, foreign, factories).items():
+                if cls is not None:
+                    self.views[(mod, cls)] = v
+        self.types = {key: {} for key in self.classes}  # (module, class) -> {attr: ("class" | "list", key)}
+        params = {}
+        for (mod, name), cls in self.classes.items():
+            for attr in sorted(_stored_attrs(cls, on_self=True) - foreign):
+                t, p = self._direct(mod, cls, attr)
+                if t:
+                    self.types[(mod, name)][attr] = t
+                elif p:
+                    params[((mod, name), attr)] = p
+        for _ in range(3):  # a parameter's type may come from another parameter's
+            for (key, attr), p in params.items():
+                t = self._from_constructions(key, p)
+                if t:
+                    self.types[key][attr] = t
+        # a method's parameter: typed when every call of it in the package (on a typed object) passes one type
+        self.params = {}  # (class key, method) -> {parameter: type}
+        for _ in range(2):  # the second time with the first's parameter types (a typed parameter's calls)
+            self._method_params()
+        self.collecting = False
+
+    def _method_params(self):
+        self.collecting = True
+        self.calls = {}  # (class key, method) -> [tuple of argument types, or None for a call we cannot read]
+        self.untyped_calls = set()  # method names called somewhere on an object of unknown type
+        for mod, tree in self.trees.items():
+            for node in tree.body:
+                if (mod, getattr(node, "name", None)) in self.classes:
+                    _TypedUses(self, mod, (mod, node.name), set()).visit(copy.deepcopy(node))
+                else:  # module-level code, functions, Python classes: every method call there is untyped
+                    self.untyped_calls |= {n.func.attr for n in ast.walk(node)
+                                           if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        self.params = {}
+        for (key, meth), sites in self.calls.items():
+            fn = next((f for f in self.classes[key].body if isinstance(f, ast.FunctionDef) and f.name == meth), None)
+            if (fn is None or None in sites or meth in self.untyped_calls or fn.args.vararg or fn.args.kwonlyargs
+                    or fn.args.defaults):
+                continue
+            names = [a.arg for a in fn.args.args[1:]]
+            rebound = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+            for j, pname in enumerate(names):
+                kinds = {site[j] if j < len(site) else None for site in sites}
+                if len(kinds) == 1 and None not in kinds and pname not in rebound:
+                    self.params.setdefault((key, meth), {})[pname] = kinds.pop()
+
+    def resolve(self, mod, name):
+        key = (mod, name) if (mod, name) in self.classes else self.imports.get(mod, {}).get(name)
+        return key if key in self.classes else None
+
+    def _direct(self, mod, cls, attr):
+        """(type, None), or (None, parameter name) for ``self.attr = param`` in __init__, or (None, None)."""
+        kinds = set()
+        for _, v, fn in _stores(cls, attr):
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and self.resolve(mod, v.func.id):
+                kinds.add(("class", self.resolve(mod, v.func.id)))
+            elif (isinstance(v, ast.List) and v.elts and all(isinstance(e, ast.Call) and isinstance(e.func, ast.Name)
+                                                             for e in v.elts)
+                  and len({self.resolve(mod, e.func.id) for e in v.elts}) == 1 and self.resolve(mod, v.elts[0].func.id)):
+                kinds.add(("list", self.resolve(mod, v.elts[0].func.id)))
+            elif (isinstance(v, ast.Name) and fn.name == "__init__"
+                  and v.id in [a.arg for a in fn.args.args[1:]]):
+                kinds.add(("param", v.id))
+            else:
+                return None, None
+        if len(kinds) != 1:
+            return None, None
+        kind = kinds.pop()
+        return (None, kind[1]) if kind[0] == "param" else (kind, None)
+
+    def _from_constructions(self, key, param):
+        init = next((f for f in self.classes[key].body if isinstance(f, ast.FunctionDef) and f.name == "__init__"),
+                    None)
+        names = [a.arg for a in init.args.args[1:]]
+        index = names.index(param)
+        found = set()
+        for (mod, name), cls in self.classes.items():
+            for node in ast.walk(cls):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and self.resolve(mod, node.func.id) == key):
+                    continue
+                arg = node.args[index] if index < len(node.args) else next(
+                    (k.value for k in node.keywords if k.arg == param), None)
+                if isinstance(arg, ast.Name) and arg.id == "self":
+                    found.add(("class", (mod, name)))
+                elif _self_attr(arg) is not None:
+                    found.add(self.types[(mod, name)].get(arg.attr))
+                else:
+                    found.add(None)
+        # a class constructed nowhere in the package (by its users only) keeps its attribute untyped
+        return found.pop() if len(found) == 1 else None
+
+    def reaches(self, a, b):
+        """Module a imports b, directly or through others (a cimport b -> a would be a cycle)."""
+        seen, todo = set(), [a]
+        while todo:
+            m = todo.pop()
+            if m == b:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo += self.graph.get(m, ())
+        return False
+
+    def usable(self, mod, key, cimports):
+        """The name class ``key`` has in module ``mod`` (cimported if need be), or None (an import cycle)."""
+        if key[0] == mod:
+            return key[1]
+        for local, target in self.imports.get(mod, {}).items():
+            if target == key:
+                return local
+        bound = {n.id for n in ast.walk(self.trees[mod]) if isinstance(n, ast.Name)}
+        if key[1] in bound or self.reaches(key[0], mod):
+            return None
+        cimports.add(key)
+        return key[1]
+
+
+class _TypedUses(ast.NodeTransformer):
+    """Inside one class's methods: list items read as their class (a checked cast), views across classes."""
+
+    def __init__(self, types, mod, key, cimports):
+        self.types = types
+        self.mod = mod
+        self.key = key
+        self.cimports = cimports
+        self.env = None
+        self.viper = False
+
+    def visit_FunctionDef(self, node):
+        if self.env is not None:
+            return node  # a nested function: its names are its own
+        counts = {}
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+                counts[n.id] = counts.get(n.id, 0) + 1
+        for a in node.args.args:
+            counts[a.arg] = counts.get(a.arg, 0) + 2  # parameters are no aliases
+        self.once = {k for k, v in counts.items() if v == 1}
+        self.env = {"self": ("class", self.key)}
+        self.env.update(self.types.params.get((self.key, node.name), {}))
+        self.viper = any(_is_mp_decorator(d, "viper") for d in node.decorator_list)
+        self.generic_visit(node)
+        self.env = None
+        return node
+
+    def visit_Assign(self, node):
+        if self.env is None:
+            return node
+        node.value = self.visit(node.value)
+        t = node.targets[0] if len(node.targets) == 1 else None
+        if isinstance(t, ast.Name) and t.id in self.once and getattr(node.value, "ctype", None):
+            self.env[t.id] = node.value.ctype
+        return node
+
+    def visit_Name(self, node):
+        if self.env is not None and isinstance(node.ctx, ast.Load) and node.id in self.env:
+            node.ctype = self.env[node.id]
+        return node
+
+    def visit_Attribute(self, node):
+        self.generic_visit(node)
+        t = getattr(node.value, "ctype", None)
+        if isinstance(node.ctx, ast.Load) and t and t[0] == "class":
+            node.ctype = self.types.types.get(t[1], {}).get(node.attr)
+        return node
+
+    def visit_Subscript(self, node):
+        self.generic_visit(node)
+        t = getattr(node.value, "ctype", None)
+        if isinstance(node.ctx, ast.Load) and t and t[0] == "list":
+            name = self.types.usable(self.mod, t[1], self.cimports)
+            if name:
+                cast = ast.Call(func=_cython_attr("cast"), args=[ast.Name(id=name, ctx=ast.Load()), node],
+                                keywords=[ast.keyword(arg="typecheck", value=ast.Constant(True))])
+                cast.ctype = ("class", t[1])
+                return ast.copy_location(cast, node)
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        t = getattr(f.value, "ctype", None) if isinstance(f, ast.Attribute) else None
+        if isinstance(f, ast.Attribute) and self.types.collecting:  # the calls, for _method_params
+            if t and t[0] == "class":
+                site = None if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) else tuple(
+                    getattr(a, "ctype", None) for a in node.args)
+                self.types.calls.setdefault((t[1], f.attr), []).append(site)
+            else:
+                self.types.untyped_calls.add(f.attr)  # on an object of unknown type: any class's method
+        if not (self.viper and isinstance(node.func, ast.Name) and node.func.id in _VIEW_TYPECODES
+                and len(node.args) == 1 and isinstance(node.args[0], ast.Attribute)):
+            return node
+        arg = node.args[0]
+        t = getattr(arg.value, "ctype", None)
+        if t and t[0] == "class" and self.types.views.get(t[1], {}).get(arg.attr) == _VIEW_TYPECODES[node.func.id][0] \
+                and self.types.usable(self.mod, t[1], self.cimports):
+            node.args = [ast.Attribute(value=arg.value, attr=VIEW_PREFIX + arg.attr, ctx=ast.Load())]
+        return node
+
+
+def transform_module(source, filename="<firmware>", foreign=None, types=None, module=None):
     """A firmware module's source rewritten for Cython (module docstring), and what its .pxd declares.
 
     ``foreign``: attribute names assigned on other objects across the package
     (:func:`foreign_attrs`); None leaves the classes as Python classes and
-    declares nothing (no .pxd).
+    declares nothing (no .pxd). ``types``: the package's :class:`_PackageTypes`
+    (``module``: this module's name in it); None: this module alone.
     """
     tree = ast.parse(source, filename)
     info = _ModuleInfo()
     if foreign is not None:
+        if types is None:
+            module = module or "_module"
+            types = _PackageTypes({module: ast.parse(source, filename)}, foreign)
         info.views = _bind_views(tree, foreign, property_factories(tree))
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and (module, node.name) in types.classes:
+                _TypedUses(types, module, (module, node.name), info.cimports).visit(node)
     t = _Transform(_module_consts(tree))
     tree = t.visit(tree)
     if foreign is not None:
@@ -485,6 +732,13 @@ def transform_module(source, filename="<firmware>", foreign=None):
             if isinstance(node, ast.ClassDef):
                 cls = _to_extension_type(node, foreign, factories)
                 if cls is not None:
+                    for attr, kind in types.types.get((module, node.name), {}).items():
+                        if kind[0] == "class":  # declared as that class (in this module's name for it)
+                            cls["attrs"][attr] = types.usable(module, kind[1], info.cimports)
+                    for fn in cls["methods"]:  # a parameter every call passes one firmware class: declared so
+                        fn.ctypes = {p: types.usable(module, kind[1], info.cimports) for p, kind in
+                                     types.params.get(((module, node.name), fn.name), {}).items()
+                                     if kind[0] == "class"}
                     info.classes[node.name] = cls
                     t.changed = True
             elif isinstance(node, ast.FunctionDef) and _c_callable(node):
@@ -517,8 +771,8 @@ def _cpdef(fn):
         if arg.arg == "self" and k == 0:
             params.append("self")
             continue
-        params.append(("long " if _is_cython_long(arg.annotation) else "object ") + arg.arg
-                      + ("=*" if k >= first_default else ""))
+        ctype = "long" if _is_cython_long(arg.annotation) else getattr(fn, "ctypes", {}).get(arg.arg) or "object"
+        params.append(ctype + " " + arg.arg + ("=*" if k >= first_default else ""))
     ret = "long" if _is_cython_long(fn.returns) else "object"
     # a C long return propagates a Python exception (a ZeroDivisionError, an OverflowError) as -1 + the error
     return "cpdef %s %s(%s)%s" % (ret, fn.name, ", ".join(params), " except? -1" if ret == "long" else "")
@@ -549,6 +803,10 @@ def pxd_source(info, package_exports):
             lines.append("from .%s cimport %s%s" % (module, name, " as " + asname if asname else ""))
             if kind == "class":
                 known[asname or name] = "class"
+    for module, name in sorted(info.cimports):
+        if package_exports.get(module, {}).get(name) == "class":
+            lines.append("from .%s cimport %s" % (module, name))
+            known[name] = "class"
     lines += ["cdef class %s" % name for name in info.classes]  # forward declarations: any order below
     lines += ["cdef %s[:] %s%s" % (_VIEW_ITEM[tc], VIEW_PREFIX, name) for name, tc in info.views.get(None, {}).items()]
     lines += [_cpdef(f) for f in info.functions]
@@ -566,6 +824,29 @@ def pxd_source(info, package_exports):
         body += ["    " + _cpdef(f) for f in cls["methods"]]
         lines += body or ["    pass"]
     return "\n".join(lines) + "\n" if lines else None
+
+
+def firmware_files(sources, not_compiled=NOT_COMPILED, python_classes=PYTHON_CLASSES):
+    """{file name: text} of the compiled package: each module transformed, and its generated .pxd.
+
+    ``sources``: {file name: text} of the package (the firmware's: :func:`_sources`).
+    """
+    foreign = foreign_attrs(src for name, src in sources.items() if name not in not_compiled)
+    typed = {name: src for name, src in sources.items() if name not in not_compiled + python_classes}
+    types = _PackageTypes({name[:-3]: ast.parse(src, name) for name, src in typed.items()}, foreign)
+    out = {}
+    infos = {}
+    for name, src in sources.items():
+        if name not in not_compiled:
+            src, infos[name[:-3]] = transform_module(src, str(FIRMWARE_DIR / name),
+                                                     foreign if name in typed else None, types, name[:-3])
+        out[name] = src
+    package_exports = {m: exports(info) for m, info in infos.items()}
+    for m, info in infos.items():
+        pxd = pxd_source(info, package_exports)
+        if pxd:
+            out[m + ".pxd"] = pxd
+    return out
 
 
 def _sources():
@@ -621,20 +902,9 @@ def build(cache_root=None):
     try:
         pkg = tmp / package
         pkg.mkdir()
-        compiled = []
-        foreign = foreign_attrs(src for name, src in sources.items() if name not in NOT_COMPILED)
-        infos = {}
-        for name, src in sources.items():
-            if name not in NOT_COMPILED:
-                src, infos[name[:-3]] = transform_module(src, str(FIRMWARE_DIR / name),
-                                                         None if name in PYTHON_CLASSES else foreign)
-                compiled.append(package + "/" + name)
-            (pkg / name).write_text(src)
-        package_exports = {m: exports(info) for m, info in infos.items()}
-        for m, info in infos.items():
-            pxd = pxd_source(info, package_exports)
-            if pxd:
-                (pkg / (m + ".pxd")).write_text(pxd)
+        compiled = [package + "/" + name for name in sources if name not in NOT_COMPILED]
+        for name, text in firmware_files(sources).items():
+            (pkg / name).write_text(text)
         env = dict(os.environ)
         env["CFLAGS"] = (env.get("CFLAGS", "") + " " + _CFLAGS).strip()
         proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + compiled, cwd=tmp, env=env,

@@ -139,8 +139,27 @@ def h(x):
 '''
 
 
+OTHER = '''
+class Est:
+    def __init__(self):
+        self.x = 0
+
+    @micropython.native
+    def update(self, v):
+        return v
+
+
+@micropython.native
+def helper(v):
+    return v
+
+
+CONST = 3
+'''
+
+
 def test_classes_become_extension_types_with_every_assigned_attribute_declared():
-    foreign = compiled_firmware.foreign_attrs([CLASSES])
+    foreign = compiled_firmware.foreign_attrs([CLASSES, OTHER])
     assert foreign == {"joint"}  # assigned on another object
     out, info = compiled_firmware.transform_module(CLASSES, foreign=foreign)
     assert "@cython.cclass\nclass Plain:" in out and "@cython.cclass\nclass Inner:" in out
@@ -151,10 +170,12 @@ def test_classes_become_extension_types_with_every_assigned_attribute_declared()
     assert "@cython.cclass\nclass WithClassLevel" not in out and "@cython.cclass\nclass Sub" not in out
     assert sorted(info.classes) == ["Inner", "Plain", "WithProperty"]
     assert "cython.cclass" not in transform_source(CLASSES)  # foreign=None: no class changes
-    pxd = compiled_firmware.pxd_source(info, {"other": {"Est": "class", "helper": "function"}})
+    files = compiled_firmware.firmware_files({"other.py": OTHER, "mod.py": CLASSES}, (), ())
+    pxd = files["mod.pxd"]
     lines = pxd.splitlines()
     # what the module imports from a module that declares it is cimported: a C call, a C type
     assert lines[:2] == ["from .other cimport Est", "from .other cimport helper"]
+    assert files["other.pxd"].splitlines()[:2] == ["cdef class Est", "cpdef object helper(object v)"]
     assert "cdef class Plain" in lines and "cdef class Inner" in lines  # forward declarations
     plain = pxd[pxd.index("cdef class Plain:"):pxd.index("cdef class WithProperty:")]
     for name in ("a", "b", "c", "joint"):
@@ -177,6 +198,84 @@ def test_classes_become_extension_types_with_every_assigned_attribute_declared()
     # the property factory: only its own returns count, not those of the functions inside it
     import ast
     assert compiled_firmware.property_factories(ast.parse(CLASSES)) == {"_word"}
+
+
+PARTS = '''
+from array import array
+
+
+class Part:
+    def __init__(self):
+        self.packed = array("i", [0] * 4)
+
+    @micropython.viper
+    def step(self, x: int) -> int:
+        p = ptr32(self.packed)
+        return p[0] + x
+'''
+
+USER = '''
+from .parts import Part
+
+
+class Reader:
+    def __init__(self, parts, app, n):
+        self.parts = parts
+        self.app = app
+        self.n = n
+
+    @micropython.viper
+    def joint(self, i: int) -> int:
+        return ptr32(self.parts[i].packed)[0]
+
+    @micropython.viper
+    def total(self, parts, app, k: int) -> int:
+        return ptr32(parts[k].packed)[0] + int(app.n)
+
+
+class App:
+    def __init__(self, n):
+        self.parts = [Part(), Part()]
+        self.mixed = [Part(), None]
+        self.reader = Reader(self.parts, self, n)
+
+    @micropython.native
+    def tick(self):
+        parts = self.parts
+        total = 0
+        for i in range(2):
+            c = parts[i]
+            total += c.step(i)
+        self.parts[0].step(1)
+        self.mixed[0].step(1)
+        reader = self.reader
+        return total + reader.joint(0) + reader.total(parts, self, 1) + self.reader.total(self.parts, self, 0)
+'''
+
+
+def test_list_items_and_constructor_arguments_are_typed_from_the_package():
+    files = compiled_firmware.firmware_files({"parts.py": PARTS, "user.py": USER}, (), ())
+    py = files["user.py"]
+    # a list every store of which is [Part(), ...]: its items are read as Part, checked (TypeError otherwise)
+    assert "c = cython.cast(Part, parts[i], typecheck=True)" in py
+    assert "cython.cast(Part, self.parts[0], typecheck=True).step(1)" in py
+    assert "self.mixed[0].step(1)" in py  # [Part(), None]: not one class
+    # a constructor argument: every Reader(...) in the package passes App's self.parts, so Reader's parts is
+    # a list of Part too, and viper's cast of an item's array reads Part's view of it
+    assert "return cython.cast(Part, self.parts[i], typecheck=True)._cyview_packed[0]" in py
+    pxd = files["user.pxd"]
+    assert "    cdef public Reader reader\n" in pxd
+    # `self` passed in: App, declared in this module; a parameter passed nothing typed: object
+    assert "    cdef public App app\n" in pxd and "    cdef public object n\n" in pxd
+    assert files["parts.pxd"].count("cdef int[:] _cyview_packed") == 1
+    # a method's parameters: every call of it (on an object of known class) passes the same type
+    assert "    cpdef long total(self, object parts, App app, long k) except? -1\n" in pxd
+    assert "return cython.cast(Part, parts[k], typecheck=True)._cyview_packed[0] + cython.cast(cython.long, app.n)" \
+        in py
+    # a method name also called on an object of unknown type anywhere: its parameters stay untyped
+    untyped = USER.replace("        reader = self.reader\n", "        reader = self.reader\n        n.total(1, 2, 3)\n")
+    pxd = compiled_firmware.firmware_files({"parts.py": PARTS, "user.py": untyped}, (), ())["user.pxd"]
+    assert "    cpdef long total(self, object parts, object app, long k) except? -1\n" in pxd
 
 
 VIEWS = '''
