@@ -278,6 +278,15 @@ def test_list_items_and_constructor_arguments_are_typed_from_the_package():
     assert "    cpdef long total(self, object parts, object app, long k) except? -1\n" in pxd
 
 
+def test_a_type_that_would_need_a_cimport_cycle_stays_an_object():
+    # child.py cannot cimport Host from host.py, which imports child.py (Link gets the Gimbal the same way)
+    host = "from .child import Child\n\n\nclass Host:\n    def __init__(self):\n        self.child = Child(self)\n"
+    child = "class Child:\n    def __init__(self, host):\n        self.host = host\n"
+    files = compiled_firmware.firmware_files({"host.py": host, "child.py": child}, (), ())
+    assert "    cdef public object host\n" in files["child.pxd"] and "cimport" not in files["child.pxd"]
+    assert "    cdef public Child child\n" in files["host.pxd"]
+
+
 VIEWS = '''
 from array import array
 
