@@ -97,8 +97,10 @@ def _callgrind_instructions(tree, ticks, foc):
         out = os.path.join(tmp, "callgrind.out")
         code = "from firmware.offboard import bench_instr; bench_instr.count(%d, %s)" % (ticks, foc)
         subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=" + out, binary(), "-X", "heapsize=4M",
-                        "-c", code], cwd=tree, env=dict(os.environ, MICROPYPATH=tree), check=True,
-                       capture_output=True)
+                        "-c", code], cwd=tree, check=True, capture_output=True,
+                       # the `micropython` command starts in CPython: a fixed hash seed keeps its start-up (and
+                       # so the addresses the VM's lookup caches see) the same from run to run
+                       env=dict(os.environ, MICROPYPATH=tree, PYTHONHASHSEED="0"))
         with open(out) as f:
             for line in f:
                 if line.startswith(("totals:", "summary:")):
