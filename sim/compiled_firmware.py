@@ -52,7 +52,10 @@ what MicroPython's compiler does, and nothing else:
   typed view beside it, set where the array is stored (read through a
   typed object too: ``ptr32(axes[i].packed)``), so a call builds no view
   (on a board the cast is a pointer load); the array becomes read-only
-  from Python so nothing can replace it behind the view.
+  from Python so nothing can replace it behind the view. ``p =
+  ptr32(obj.packed)`` on an object of unknown type reads the view when
+  ``type(obj)`` is exactly a class that keeps one, else makes one of
+  ``obj.packed`` as before.
 
 So the results are bit for bit those of the interpreted firmware and of the
 MicroPython VM (tests/test_sim_compiled.py compares whole scenario runs).
@@ -81,7 +84,7 @@ from pathlib import Path
 
 from opensteady.sim.micropython_vm import FIRMWARE_DIR
 
-TRANSFORM_VERSION = "5"  # bump when the transform below changes: it is part of the cache key
+TRANSFORM_VERSION = "6"  # bump when the transform below changes: it is part of the cache key
 NOT_COMPILED = ("__init__.py", "mpcompat.py")  # the package file and the CPython shim stay Python
 PYTHON_CLASSES = ("hal.py",)  # the HAL interface boards subclass stays a Python class
 BUILD_OUTPUT_TAIL_LINES = 15  # how much of a failed build's output goes into the error message
@@ -507,6 +510,12 @@ class _PackageTypes:
             for cls, v in _bind_views(tree, foreign, factories).items():
                 if cls is not None:
                     self.views[(mod, cls)] = v
+        owners = {}
+        for key, v in self.views.items():
+            for attr, tc in v.items():
+                owners.setdefault((attr, tc), []).append(key)
+        # (attr, typecode) -> the classes with such a view: the fast paths of ptr32(obj.attr) on an untyped obj
+        self.view_owners = {k: sorted(v) for k, v in owners.items()}
         self.types = {key: {} for key in self.classes}  # (module, class) -> {attr: ("class" | "list", key)}
         params = {}
         for (mod, name), cls in self.classes.items():
@@ -644,7 +653,7 @@ class _TypedUses(ast.NodeTransformer):
         for a in node.args.args:
             counts[a.arg] = counts.get(a.arg, 0) + 2  # parameters are no aliases
         self.once = {k for k, v in counts.items() if v == 1}
-        self.env = {"self": ("class", self.key)}
+        self.env = {"self": ("class", self.key)} if self.key else {}  # key None: a module-level function
         self.env.update(self.types.params.get((self.key, node.name), {}))
         self.viper = any(_is_mp_decorator(d, "viper") for d in node.decorator_list)
         self.generic_visit(node)
@@ -658,7 +667,39 @@ class _TypedUses(ast.NodeTransformer):
         t = node.targets[0] if len(node.targets) == 1 else None
         if isinstance(t, ast.Name) and t.id in self.once and getattr(node.value, "ctype", None):
             self.env[t.id] = node.value.ctype
+        v = node.value
+        if (self.viper and isinstance(t, ast.Name) and isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+                and v.func.id in _VIEW_TYPECODES and len(v.args) == 1 and isinstance(v.args[0], ast.Attribute)
+                and not getattr(v.args[0].value, "ctype", None)):
+            return self._view_fast_path(node, t.id, v.func.id, v.args[0])
         return node
+
+    def _view_fast_path(self, node, name, cast, arg):
+        """``p = ptr32(obj.x)``, obj of unknown type: if obj's type is exactly a class that keeps a view of x,
+        that view, else a view made of obj.x as before (the same array either way)."""
+        owners = [self.types.usable(self.mod, k, self.cimports)
+                  for k in self.types.view_owners.get((arg.attr, _VIEW_TYPECODES[cast][0]), ())]
+        if not owners or None in owners:
+            return node
+        tmp = "_cy_" + name
+
+        def load(n):
+            return ast.Name(id=n, ctx=ast.Load())
+
+        def assign(value):
+            return [ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=value)]
+
+        chain = assign(ast.Attribute(value=load(tmp), attr=arg.attr, ctx=ast.Load()))
+        for cname in reversed(owners):
+            is_owner = ast.Compare(left=ast.Call(func=load("type"), args=[load(tmp)], keywords=[]), ops=[ast.Is()],
+                                   comparators=[load(cname)])
+            fast = ast.Attribute(value=ast.Call(func=_cython_attr("cast"), args=[load(cname), load(tmp)],
+                                                keywords=[]), attr=VIEW_PREFIX + arg.attr, ctx=ast.Load())
+            chain = [ast.If(test=is_owner, body=assign(fast), orelse=chain)]
+        view = ast.Subscript(value=_cython_attr(_PTR_VIEWS[cast]), slice=ast.Slice(), ctx=ast.Load())
+        out = [ast.Assign(targets=[ast.Name(id=tmp, ctx=ast.Store())], value=arg.value),
+               ast.AnnAssign(target=ast.Name(id=name, ctx=ast.Store()), annotation=view, simple=1)] + chain
+        return [ast.copy_location(n, node) for n in out]
 
     def visit_Name(self, node):
         if self.env is not None and isinstance(node.ctx, ast.Load) and node.id in self.env:
@@ -724,6 +765,8 @@ def transform_module(source, filename="<firmware>", foreign=None, types=None, mo
         for node in tree.body:
             if isinstance(node, ast.ClassDef) and (module, node.name) in types.classes:
                 _TypedUses(types, module, (module, node.name), info.cimports).visit(node)
+            elif isinstance(node, ast.FunctionDef):
+                _TypedUses(types, module, None, info.cimports).visit(node)
     t = _Transform(_module_consts(tree))
     tree = t.visit(tree)
     if foreign is not None:

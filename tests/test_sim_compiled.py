@@ -278,6 +278,17 @@ def test_list_items_and_constructor_arguments_are_typed_from_the_package():
     assert "    cpdef long total(self, object parts, object app, long k) except? -1\n" in pxd
 
 
+def test_a_cast_of_an_untyped_objects_array_reads_a_kept_view_when_its_class_keeps_one():
+    user = USER + (
+        "\n\n@micropython.viper\ndef first(items, k: int) -> int:\n"
+        "    p = ptr32(items[k].packed)\n    return p[0]\n")
+    py = compiled_firmware.firmware_files({"parts.py": PARTS, "user.py": user}, (), ())["user.py"]
+    # items is a parameter nothing types: Part's view when the object is exactly a Part, else a view of
+    # its array as before (the same array, so the same values; anything without one raises as before)
+    assert ("    _cy_p = items[k]\n    p: cython.int[:]\n    if type(_cy_p) is Part:\n"
+            "        p = cython.cast(Part, _cy_p)._cyview_packed\n    else:\n        p = _cy_p.packed\n") in py
+
+
 def test_a_type_that_would_need_a_cimport_cycle_stays_an_object():
     # child.py cannot cimport Host from host.py, which imports child.py (Link gets the Gimbal the same way)
     host = "from .child import Child\n\n\nclass Host:\n    def __init__(self):\n        self.child = Child(self)\n"
