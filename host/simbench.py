@@ -93,7 +93,7 @@ def tick_breakdown(ticks=3000, firmware="inprocess"):
             t = imu_t[0]
             for _ in range(ticks):
                 t += 0.001
-                g._sample_imus(t)
+                g.loop.sample_imus(t)
             imu_t[0] = t
 
         def motor_models():

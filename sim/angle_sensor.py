@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """Rotor-angle sensor model: the counts an AS5600 or AS5048A on each motor shaft gives the firmware.
 
 The firmware's closed-loop drive (firmware/foc.py) reads one sensor per
@@ -19,11 +20,17 @@ angle into those counts, with what a real part adds:
 
     sensor = AngleSensorModel(AngleSensorParams(kind="as5048a"), seed=3)
     counts = sensor.read(axis, joint_rad, joint_rads)     # 0 .. cpr-1
+
+Compiled with the simulator's other per-tick models in the ``compiled``
+firmware mode (sim/lockstep.py; the C types are in angle_sensor.pxd).
 """
 
 import math
 import random
 from dataclasses import dataclass
+
+import cython
+from cython.cimports.libc.math import floor
 
 KINDS = ("none", "as5600", "as5048a")
 _BITS = {"as5600": 12, "as5048a": 14}
@@ -78,13 +85,14 @@ class AngleSensorModel:
         self.cpr = 1 << p.bits if p.fitted else 0
         self._rng = random.Random(seed)
         self._noise = (_NOISE.get(p.kind, 0.0) if p.noise_counts == -1.0 else p.noise_counts)
+        self._direction = p.direction
         self._offset = [math.radians(p.mount_offset_deg + 113.0 * k) for k in range(3)]
         self._sample_s = [(p.imu_read_us + (k + 0.5) * p.read_us) * 1e-6 for k in range(3)]
 
     def read(self, axis, joint_rad, joint_rads):
         """Counts for one axis' sensor at its sample time in this tick, from the joint state at the tick's start."""
-        p = self.params
         angle = joint_rad + joint_rads * self._sample_s[axis]
-        turns = p.direction * (angle + self._offset[axis]) / _TWO_PI
+        turns = self._direction * (angle + self._offset[axis]) / _TWO_PI
         c = turns * self.cpr + (self._rng.gauss(0.0, self._noise) if self._noise else 0.0)
-        return int(math.floor(c)) % self.cpr
+        v = cython.cast(cython.long, floor(c))
+        return v % self.cpr

@@ -928,16 +928,37 @@ setup(ext_modules=cythonize(mods, language_level=3, quiet=True, compiler_directi
 
 def build(cache_root=None):
     """Build (or find in the cache) the compiled firmware; returns the package's directory."""
+    cython_version = cython_version_or_error("firmware mode 'compiled' needs Cython: pip install -e '.[dev]' (or "
+                                             "pip install cython), or use --firmware inprocess")
+    sources = _sources()
+    return build_package("compiled-firmware", "opensteady_fw_" + _key(sources, cython_version),
+                         lambda: firmware_files(sources), [name for name in sources if name not in NOT_COMPILED],
+                         cache_root, "building the compiled firmware failed (it needs a C compiler such as gcc and "
+                         "the Python headers; or use --firmware inprocess)")
+
+
+def cython_version_or_error(message):
+    """Cython's version, or CompileError(message) when it is not installed."""
     try:
         import Cython
     except ImportError:
-        raise CompileError("firmware mode 'compiled' needs Cython: pip install -e '.[dev]' (or pip install "
-                           "cython), or use --firmware inprocess") from None
-    sources = _sources()
-    key = _key(sources, Cython.__version__)
-    package = "opensteady_fw_" + key
+        raise CompileError(message) from None
+    return Cython.__version__
+
+
+def build_package(kind, package, files, compiled, cache_root=None, failed="building the extension modules failed",
+                  cflags=_CFLAGS):
+    """Build (or find in the cache) a package of Cython extension modules; returns the package's directory.
+
+    The one cached build behind the compiled firmware and the compiled simulator (sim/compiled_sim.py).
+    ``package``: its import name, ending in the key of everything that goes into it (the cache key);
+    ``files()``: {file name: text} to write into it (called only to build); ``compiled``: which of those
+    Cython compiles (a ``.pxd`` among the files types the ``.py`` of its name); ``failed``: the error's
+    first line. Builds live in ``<cache>/<kind>/<key>``; the KEEP_BUILDS newest are kept.
+    """
+    key = package.rsplit("_", 1)[-1]
     root = Path(cache_root) if cache_root else _cache_root()
-    final = root / "compiled-firmware" / key
+    final = root / kind / key
     if (final / "BUILT").exists():
         return final / package
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -945,17 +966,15 @@ def build(cache_root=None):
     try:
         pkg = tmp / package
         pkg.mkdir()
-        compiled = [package + "/" + name for name in sources if name not in NOT_COMPILED]
-        for name, text in firmware_files(sources).items():
+        for name, text in files().items():
             (pkg / name).write_text(text)
         env = dict(os.environ)
-        env["CFLAGS"] = (env.get("CFLAGS", "") + " " + _CFLAGS).strip()
-        proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + compiled, cwd=tmp, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env["CFLAGS"] = (env.get("CFLAGS", "") + " " + cflags).strip()
+        proc = subprocess.run([sys.executable, "-c", _BUILD_SCRIPT] + [package + "/" + n for n in compiled], cwd=tmp,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-BUILD_OUTPUT_TAIL_LINES:])
-            raise CompileError("building the compiled firmware failed (it needs a C compiler such as gcc and "
-                               "the Python headers; or use --firmware inprocess):\n" + tail)
+            raise CompileError(failed + ":\n" + tail)
         shutil.rmtree(tmp / "build", ignore_errors=True)
         for c in pkg.glob("*.c"):
             c.unlink()
@@ -985,7 +1004,11 @@ _loaded = {}
 
 def load_package(cache_root=None):
     """The compiled firmware package, imported once per process (its ``.app`` is the firmware's app)."""
-    pkg_dir = build(cache_root)
+    return import_package(build(cache_root), "app")
+
+
+def import_package(pkg_dir, first):
+    """Import a built package (from :func:`build_package`) once per process, and its module ``first``."""
     name = pkg_dir.name
     if name not in _loaded:
         spec = importlib.util.spec_from_file_location(name, pkg_dir / "__init__.py",
@@ -993,7 +1016,7 @@ def load_package(cache_root=None):
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        importlib.import_module(name + ".app")
+        importlib.import_module(name + "." + first)
         _loaded[name] = module
     return _loaded[name]
 

@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """IMU model: the MPU-6050 counts the firmware reads through ``HAL.imu_read``.
 
 Input is the true angular rate (rad/s) and specific force (m/s^2) in the chip
@@ -21,13 +22,18 @@ Error terms, per axis, all seeded (deterministic for a seed):
     imu = ImuModel(ImuParams(), seed=1)
     imu.update(t_s, gyro_rads, accel_mps2)    # call every physics step
     imu.read_into(raw)                        # raw: array('h', 6)
+
+Compiled with the simulator's other per-tick models in the ``compiled``
+firmware mode (sim/lockstep.py; its C types are in imu.pxd).
 """
 
 import math
 from array import array
 from dataclasses import dataclass
 
+import cython
 import numpy as np
+from cython.cimports.libc.math import floor
 
 GRAVITY_MPS2 = 9.80665
 ACCEL_LSB_PER_G = 8192.0
@@ -66,7 +72,6 @@ class ImuParams:
 # true value -> counts: accelerometer m/s^2 -> LSB, gyro rad/s -> LSB
 _ACCEL_COUNTS_PER_MPS2 = ACCEL_LSB_PER_G / GRAVITY_MPS2
 _GYRO_COUNTS_PER_RADS = GYRO_LSB_PER_DPS * 180.0 / math.pi
-_floor = math.floor
 
 
 class ImuModel:
@@ -76,7 +81,8 @@ class ImuModel:
         self._rng = np.random.default_rng(seed)
         self._bias0 = np.concatenate((self._rng.normal(0.0, p.accel_bias_g, 3),
                                       self._rng.normal(0.0, p.gyro_bias_dps, 3)))  # g, g, g, dps, dps, dps
-        self._errors = []
+        self._errors = None  # a block of samples' error terms (bias + noise + 0.5), in counts
+        self._bias_path = None
         self._error_i = _BLOCK
         self._period_s = 1.0 / p.sample_hz
         if p.dlpf_hz > 0:
@@ -87,7 +93,8 @@ class ImuModel:
             self._alpha = 1.0
         self._gyro_sigma_dps = p.gyro_noise_dps_per_rthz * math.sqrt(band_hz)
         self._accel_sigma_g = p.accel_noise_g_per_rthz * math.sqrt(band_hz)
-        self._filtered = None  # [ax, ay, az, gx, gy, gz] after the DLPF, in counts (unrounded)
+        self._filtered = array("d", [0.0] * 6)  # ax, ay, az, gx, gy, gz after the DLPF, in counts (unrounded)
+        self._started = False  # the filter starts from the first sample
         self._next_sample_s = 0.0
         self.counts = array("h", [0, 0, int(ACCEL_LSB_PER_G), 0, 0, 0])  # int16, as the chip's registers
         self.samples = 0
@@ -110,7 +117,7 @@ class ImuModel:
         return [float(v) for v in self._bias_now()[3:6] / GYRO_LSB_PER_DPS]
 
     def _bias_now(self):
-        if not self._errors:
+        if self._bias_path is None:
             return self._bias_counts
         # bias of the last sample taken: the block's bias path up to it
         return self._bias_path[max(0, self._error_i - 1)]
@@ -125,8 +132,14 @@ class ImuModel:
 
     def update(self, t_s, gyro_rads, accel_mps2):
         """Take every sample due by ``t_s`` from the current true motion."""
+        self.update_at(t_s, np.array([gyro_rads[0], gyro_rads[1], gyro_rads[2],
+                                      accel_mps2[0], accel_mps2[1], accel_mps2[2]], dtype=float), 0, 3)
+
+    def update_at(self, t_s, sens, gyro_at, accel_at):
+        """:meth:`update` from one array of sensor values: the gyro's at ``gyro_at``, the accelerometer's at
+        ``accel_at`` (the world passes MuJoCo's whole sensordata, as a list or, compiled, a typed view)."""
         while self._next_sample_s <= t_s + 1e-12:
-            self._sample(gyro_rads, accel_mps2)
+            self._sample(sens, gyro_at, accel_at)
             self._next_sample_s += self._period_s
 
     def _next_errors(self):
@@ -136,11 +149,13 @@ class ImuModel:
         path = self._bias_counts + np.cumsum(draws[:, 6:12] * self._walk_sigma, axis=0)
         self._bias_counts = path[-1].copy()
         self._bias_path = path
-        self._errors = (path + draws[:, 0:6] * self._noise_sigma + 0.5).tolist()  # + 0.5: floor rounds
+        errors = path + draws[:, 0:6] * self._noise_sigma + 0.5  # + 0.5: floor rounds
+        # compiled: a typed view of the array; interpreted: lists of floats, cheaper to index there
+        self._errors = errors if cython.compiled else errors.tolist()
         self._error_i = 0
 
-    def _sample(self, gyro_rads, accel_mps2):
-        # once per simulated millisecond per IMU: unrolled plain-float maths, no temporaries
+    def _sample(self, sens, g, a):
+        # once per simulated millisecond per IMU: unrolled float maths (C doubles when compiled)
         if self._error_i >= _BLOCK:
             self._next_errors()
         e = self._errors[self._error_i]
@@ -148,23 +163,28 @@ class ImuModel:
         ka = _ACCEL_COUNTS_PER_MPS2
         kg = _GYRO_COUNTS_PER_RADS
         f = self._filtered
-        if f is None:
-            f = self._filtered = [accel_mps2[0] * ka, accel_mps2[1] * ka, accel_mps2[2] * ka,
-                                  gyro_rads[0] * kg, gyro_rads[1] * kg, gyro_rads[2] * kg]
+        if not self._started:
+            self._started = True
+            f[0] = sens[a] * ka
+            f[1] = sens[a + 1] * ka
+            f[2] = sens[a + 2] * ka
+            f[3] = sens[g] * kg
+            f[4] = sens[g + 1] * kg
+            f[5] = sens[g + 2] * kg
         else:
-            a = self._alpha
-            f[0] += a * (accel_mps2[0] * ka - f[0])
-            f[1] += a * (accel_mps2[1] * ka - f[1])
-            f[2] += a * (accel_mps2[2] * ka - f[2])
-            f[3] += a * (gyro_rads[0] * kg - f[3])
-            f[4] += a * (gyro_rads[1] * kg - f[4])
-            f[5] += a * (gyro_rads[2] * kg - f[5])
+            al = self._alpha
+            f[0] += al * (sens[a] * ka - f[0])
+            f[1] += al * (sens[a + 1] * ka - f[1])
+            f[2] += al * (sens[a + 2] * ka - f[2])
+            f[3] += al * (sens[g] * kg - f[3])
+            f[4] += al * (sens[g + 1] * kg - f[4])
+            f[5] += al * (sens[g + 2] * kg - f[5])
         c = self.counts
-        fl = _floor
-        for k in (0, 1, 2, 3, 4, 5):
-            v = fl(f[k] + e[k])
+        for k in range(6):
+            v = cython.cast(cython.long, floor(f[k] + e[k]))
             c[k] = 32767 if v > 32767 else (-32768 if v < -32768 else v)
         self.samples += 1
 
     def read_into(self, raw):
+        """The latest counts into ``raw`` (an array('h') of 6, as the firmware's HAL.imu_read fills)."""
         raw[0:6] = self.counts

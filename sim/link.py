@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """Serial link model: one direction of a UART, byte by byte on simulated time.
 
 Each byte takes 10 bit times on the wire (8N1), so throughput is limited by
@@ -10,6 +11,9 @@ run is repeatable for a seed.
     link = SerialLink(LinkParams(baud=115200, drop_rate=1e-3), seed=7)
     link.write(frame_bytes, t_s=0.010)
     got = link.read(t_s=0.020)      # bytes that have arrived by then
+
+Compiled with the simulator's other per-tick models in the ``compiled``
+firmware mode (sim/lockstep.py; the C types are in link.pxd).
 """
 
 import random
@@ -63,6 +67,10 @@ class SerialLink:
                 self.bytes_corrupted += 1
             self._in_flight.append((t_wire_s + p.latency_s, b))
         self._line_free_s = t_wire_s
+
+    def has_in_flight(self):
+        """Whether any byte is still on its way (the world asks every tick before reading)."""
+        return len(self._in_flight) != 0
 
     def read(self, t_s):
         """All bytes that have arrived by ``t_s``, in order."""

@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """Actuator models: a gimbal BLDC motor driven by three PWM duties, and a hobby servo.
 
 Both are pure: they take the commanded output and the rotor state and return a
@@ -24,10 +25,15 @@ convention) and back-EMF damps it. The current vector's magnitude is limited
 so the copper loss ``1.5 * |i|^2 * R`` stays under ``power_limit_w`` (the
 driver's current limit), and the torque ``kt * i_q`` gets a cogging ripple
 ``cogging_nm * sin(cogging_periods * rotor_rad)``.
+
+Compiled with the simulator's other per-tick models in the ``compiled``
+firmware mode (sim/lockstep.py; the C types are in motor.pxd).
 """
 
 import math
 from dataclasses import dataclass
+
+from cython.cimports.libc.math import cos, sin, sqrt
 
 _SQRT3 = math.sqrt(3.0)
 _INV_SQRT3 = 1.0 / _SQRT3
@@ -95,7 +101,7 @@ class BldcMotor:
         # Called three times per simulated millisecond: plain floats, constants
         # precomputed, and sin(theta_field - theta_rotor) expanded so the field
         # angle itself (an atan2) is never needed.
-        cog = -self._cog_nm * math.sin(self._cog_periods * rotor_rad)
+        cog = -self._cog_nm * sin(self._cog_periods * rotor_rad)
         if not self.enabled:
             # driver disabled: phases float, no current, only cogging
             self.current_a = 0.0
@@ -106,14 +112,14 @@ class BldcMotor:
         va = (duty_a - mean) * s  # = v_amp * sin(theta_field)
         vcos = (duty_c - duty_b) * s * _INV_SQRT3  # = v_amp * cos(theta_field)
         theta_rotor = self._pole_pairs * rotor_rad
-        sr = math.sin(theta_rotor)
-        cr = math.cos(theta_rotor)
+        sr = sin(theta_rotor)
+        cr = cos(theta_rotor)
         inv_r = self._inv_r
         # current vector in the rotor (d, q) frame; back-EMF acts on q only. With
         # amplitude-invariant currents, power balance gives ke = 2/3 * kt.
         i_d = (vcos * cr + va * sr) * inv_r
         i_q = (va * cr - vcos * sr - self._ke * rotor_rads) * inv_r
-        i_mag = math.sqrt(i_d * i_d + i_q * i_q)
+        i_mag = sqrt(i_d * i_d + i_q * i_q)
         if i_mag > self._i_limit_a:
             i_q *= self._i_limit_a / i_mag
             i_mag = self._i_limit_a

@@ -1,3 +1,4 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """The gimbal's rigid-body dynamics in MuJoCo, and attitude conversions.
 
 :class:`GimbalPlant` loads ``sim/models/gimbal.xml`` and exposes what the rest
@@ -15,15 +16,22 @@ of the simulator needs, indexed by the firmware's axis order
 MuJoCo's world is x forward, y left, z up. Attitudes are reported in the
 firmware's aerospace convention (Z-Y-X yaw, pitch, roll of a
 forward-right-down frame: yaw right, pitch up, roll right positive).
+
+Compiled with the simulator's other per-tick models in the ``compiled``
+firmware mode (sim/lockstep.py; the C types are in plant.pxd): there the
+per-tick methods read and write MuJoCo's arrays through typed views.
 """
 
 import math
 import os
 
+import cython
 import mujoco
 import numpy as np
 
-MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "gimbal.xml")
+from opensteady import sim as _sim_package  # its folder, also when this module runs compiled from the cache
+
+MODEL_PATH = os.path.join(os.path.dirname(os.path.abspath(_sim_package.__file__)), "models", "gimbal.xml")
 JOINTS = ("yaw", "pitch", "roll")  # firmware axis order
 HAND_HEIGHT_M = 1.3
 
@@ -142,12 +150,13 @@ class GimbalPlant:
         """Move the hand (mocap); ``teleport`` also puts the handle there at rest (for the start)."""
         d = self.data
         pos = (pos_m[0], pos_m[1], HAND_HEIGHT_M + pos_m[2])
-        self._hand_pos[:] = pos
-        self._hand_quat[:] = quat_from_ypr_deg(ypr_deg)
+        quat = quat_from_ypr_deg(ypr_deg)
+        d.mocap_pos[self._hand_mocap] = pos
+        d.mocap_quat[self._hand_mocap] = quat
         if teleport:
             a = self._free_qadr
             d.qpos[a:a + 3] = pos
-            d.qpos[a + 3:a + 7] = self._hand_quat
+            d.qpos[a + 3:a + 7] = quat
             d.qvel[:] = 0.0
             mujoco.mj_forward(self.model, d)
 
@@ -159,7 +168,7 @@ class GimbalPlant:
 
     def set_hand_mocap(self, row):
         """Move the hand to one row (7 floats) of :meth:`hand_mocap_block` (the per-tick path)."""
-        # element by element from Python floats: cheaper than any numpy slice copy at this size
+        # element by element: cheaper than any numpy slice copy at this size, and C stores when compiled
         p = self._hand_pos
         q = self._hand_quat
         p[0] = row[0]
@@ -176,11 +185,16 @@ class GimbalPlant:
         mujoco.mj_forward(self.model, self.data)
 
     def step(self, torques_nm):
+        """One timestep with the joint torques [yaw, pitch, roll] (N*m)."""
+        self.step3(torques_nm[0], torques_nm[1], torques_nm[2])
+
+    def step3(self, tau_yaw_nm, tau_pitch_nm, tau_roll_nm):
+        """:meth:`step` with the three torques as arguments (the per-tick path)."""
         qfrc = self._qfrc
         dadr = self._dadr
-        qfrc[dadr[0]] = torques_nm[0]
-        qfrc[dadr[1]] = torques_nm[1]
-        qfrc[dadr[2]] = torques_nm[2]
+        qfrc[dadr[0]] = tau_yaw_nm
+        qfrc[dadr[1]] = tau_pitch_nm
+        qfrc[dadr[2]] = tau_roll_nm
         mujoco.mj_step(self.model, self.data)
 
     def joint_rad(self, axis):
@@ -194,8 +208,13 @@ class GimbalPlant:
         return tuple(float(v) for v in self.model.jnt_range[jid])
 
     def sensors(self):
-        """All sensor values as one list of floats (one conversion per tick); addresses in ``sensor_adr``."""
-        return self._sensordata.tolist()
+        """All sensor values as one list of floats; addresses in ``sensor_adr``."""
+        return self.data.sensordata.tolist()
+
+    def sensor_values(self):
+        """:meth:`sensors` for the per-tick models: a list interpreted (one conversion per tick), the
+        typed view of MuJoCo's array itself when compiled."""
+        return self._sensordata if cython.compiled else self._sensordata.tolist()
 
     @property
     def sensor_adr(self):
@@ -203,28 +222,41 @@ class GimbalPlant:
         return self._gyro_adr, self._accel_adr, self._handle_gyro_adr, self._handle_accel_adr
 
     def joint_state(self):
-        """([yaw, pitch, roll] rad, [yaw, pitch, roll] rad/s): one conversion each for the per-tick models."""
-        qp = self._qpos.tolist()
-        qv = self._qvel.tolist()
+        """([yaw, pitch, roll] rad, [yaw, pitch, roll] rad/s)."""
+        qp = self.data.qpos.tolist()
+        qv = self.data.qvel.tolist()
         a = self._qadr
         v = self._dadr
         return [qp[a[0]], qp[a[1]], qp[a[2]]], [qv[v[0]], qv[v[1]], qv[v[2]]]
 
+    def joint_state_into(self, angle_rad, rate_rads):
+        """:meth:`joint_state` into two arrays of 3 doubles (the per-tick path)."""
+        qp = self._qpos
+        qv = self._qvel
+        a = self._qadr
+        v = self._dadr
+        angle_rad[0] = qp[a[0]]
+        angle_rad[1] = qp[a[1]]
+        angle_rad[2] = qp[a[2]]
+        rate_rads[0] = qv[v[0]]
+        rate_rads[1] = qv[v[1]]
+        rate_rads[2] = qv[v[2]]
+
     def imu_gyro_rads(self):
         a = self._gyro_adr
-        return self._sensordata[a:a + 3].tolist()  # plain floats: cheaper in the per-tick models
+        return self.sensors()[a:a + 3]
 
     def imu_accel_mps2(self):
         a = self._accel_adr
-        return self._sensordata[a:a + 3].tolist()
+        return self.sensors()[a:a + 3]
 
     def handle_gyro_rads(self):
         a = self._handle_gyro_adr
-        return self._sensordata[a:a + 3].tolist()
+        return self.sensors()[a:a + 3]
 
     def handle_accel_mps2(self):
         a = self._handle_accel_adr
-        return self._sensordata[a:a + 3].tolist()
+        return self.sensors()[a:a + 3]
 
     def camera_pose(self):
         """(position_m, rotation FLU 3x3) of the camera site in the world."""

@@ -23,25 +23,22 @@ output enters the device->host link, the motor models turn the duties into
 torques, the hand moves, and MuJoCo steps once.
 """
 
+import importlib
 import math
+import types
 
 import numpy as np
 
-from opensteady.sim.angle_sensor import AngleSensorModel
 from opensteady.sim.board_config import board_config_bytes
 from opensteady.sim.camera import Billboard, PinholeCamera, Scene
 from opensteady.sim.disturbance import HandleDisturbance
-from opensteady.sim.firmware_runner import make_firmware
-from opensteady.sim.hal import SimHal
-from opensteady.sim.imu import ImuModel
-from opensteady.sim.link import SerialLink
-from opensteady.sim.motor import BldcMotor, ServoModel
-from opensteady.sim.plant import GimbalPlant
+from opensteady.sim.firmware_runner import FirmwareError, make_firmware
+from opensteady.sim.lockstep import POSE_BLOCK_TICKS, TRACE_EVERY_TICKS  # noqa: F401 - re-exported
+
+MODELS = ("plant", "imu", "motor", "link", "angle_sensor", "hal", "lockstep")  # sim/compiled_sim.py compiles these
 
 FACE_WIDTH_M = 0.16  # an adult face, ear to ear seen from the front
 SETTLE_S = 0.3  # the plant settles in the hand before the firmware boots
-TRACE_EVERY_TICKS = 4  # traces are kept at 250 Hz
-POSE_BLOCK_TICKS = 1000  # the hand's pose is computed a block of ticks at a time (one numpy call)
 
 
 class Traces:
@@ -53,6 +50,31 @@ class Traces:
         self.handle_ypr_deg = []
         self.joint_deg = []
         self.effort = []  # |motor torque| / peak torque, per axis
+
+
+def sim_models(firmware):
+    """The per-tick models and loop for a firmware mode, by class name (``.GimbalPlant``, ``.Lockstep``, ...).
+
+    Compiled with the firmware in ``compiled`` mode (sim/compiled_sim.py);
+    the interpreted modes (``inprocess``, ``micropython``) keep the plain
+    Python classes, so they need no C compiler. Both give the same results
+    to the bit (tests/test_sim_compiled.py).
+    """
+    package = "opensteady.sim"
+    if firmware == "compiled":
+        from opensteady.sim.compiled_firmware import CompileError
+        from opensteady.sim.compiled_sim import load_package
+
+        try:
+            package = load_package().__name__
+        except CompileError as exc:
+            raise FirmwareError(str(exc)) from None
+    mod = {name: importlib.import_module(package + "." + name) for name in MODELS}
+    return types.SimpleNamespace(
+        GimbalPlant=mod["plant"].GimbalPlant, ImuModel=mod["imu"].ImuModel, BldcMotor=mod["motor"].BldcMotor,
+        ServoModel=mod["motor"].ServoModel, SerialLink=mod["link"].SerialLink,
+        AngleSensorModel=mod["angle_sensor"].AngleSensorModel, SimHal=mod["hal"].SimHal,
+        Lockstep=mod["lockstep"].Lockstep)
 
 
 def _seeds(seed):
@@ -109,43 +131,36 @@ class SimGimbal:
         self.scenario = scenario
         self.seed = seed
         s = _seeds(seed)
-        self.plant = GimbalPlant(phone_mass_kg=scenario.phone.mass_kg)
-        self._sensor_adr = self.plant.sensor_adr
-        self.dt_s = self.plant.timestep_s
+        ls = sim_models(firmware)
+        self.plant = ls.GimbalPlant(phone_mass_kg=scenario.phone.mass_kg)
         self.handle = HandleDisturbance(scenario.handle, seed=s["handle"])
-        self.imu = ImuModel(scenario.imu, seed=s["imu"])
+        self.imu = ls.ImuModel(scenario.imu, seed=s["imu"])
         # the optional second IMU on the handle: same part, its own errors
-        self.handle_imu = ImuModel(scenario.imu, seed=s["handle_imu"]) if scenario.imu.handle_imu else None
-        self.motors = [BldcMotor(scenario.motor) for _ in range(3)]
-        self.servos = [ServoModel() for _ in range(3)]
+        self.handle_imu = ls.ImuModel(scenario.imu, seed=s["handle_imu"]) if scenario.imu.handle_imu else None
+        self.motors = [ls.BldcMotor(scenario.motor) for _ in range(3)]
+        self.servos = [ls.ServoModel() for _ in range(3)]
         self.peak_torque_nm = scenario.motor.peak_torque_nm
-        self.link_up = SerialLink(scenario.link, seed=s["link_up"])  # host -> device
-        self.link_down = SerialLink(scenario.link, seed=s["link_down"])  # device -> host
+        self.link_up = ls.SerialLink(scenario.link, seed=s["link_up"])  # host -> device
+        self.link_down = ls.SerialLink(scenario.link, seed=s["link_down"])  # device -> host
         if config_bytes is None:
             config_bytes = board_config_bytes(scenario.firmware)
         # rotor-angle sensors on the motors (the closed-loop drive): None when not fitted
-        self.angle_sensor = AngleSensorModel(scenario.sensor, seed=s["sensor"]) if scenario.sensor.fitted else None
-        self.hal = SimHal(self.imu, config_bytes=config_bytes, handle_imu=self.handle_imu)
+        self.angle_sensor = (ls.AngleSensorModel(scenario.sensor, seed=s["sensor"]) if scenario.sensor.fitted
+                             else None)
+        self.hal = ls.SimHal(self.imu, config_bytes=config_bytes, handle_imu=self.handle_imu)
+        self.loop = ls.Lockstep(self.plant, self.hal, self.handle, self.imu, self.handle_imu, self.motors,
+                                self.servos, self.link_up, self.link_down, self.angle_sensor, self.peak_torque_nm,
+                                Traces())
         self._settle()
         self.firmware = make_firmware(firmware, self.hal)
         self.period_us = self.firmware.period_us
-        if self.period_us != int(round(self.dt_s * 1e6)):
-            # the plant steps once per control tick; keep the two in step
-            self.dt_s = self.period_us / 1e6
-            self.plant.model.opt.timestep = self.dt_s
-        self.tick_count = 0
-        self._pose_block = None  # POSE_BLOCK_TICKS mocap rows of the hand, 7 floats each
-        self._pose_block_start = 0
-        self._pose_block_len = 0
-        self._fw_tick = self.firmware.tick
         # with sensors fitted the tick's reads take a real share of it: the new duties reach the
         # motors output_delay_us after the tick starts, and the old ones drive it until then
-        self._hold_frac = 0.0
+        hold_frac = 0.0
         if self.angle_sensor is not None:
-            self._hold_frac = min(1.0, scenario.sensor.output_delay_us / self.period_us)
-        self._old_duties = [[32768, 32768, 32768] for _ in range(3)]
-        self.traces = Traces()
-        self.max_effort = 0.0
+            hold_frac = min(1.0, scenario.sensor.output_delay_us / self.period_us)
+        self.loop.start(self.firmware.tick, self.period_us, hold_frac)
+        self.dt_s = self.loop.dt_s
         self.camera = PinholeCamera(scenario.camera)
         self._noise = np.random.default_rng(s["camera_noise"])  # the camera's read noise ([light] noise_dn)
         self.scene = None
@@ -156,20 +171,10 @@ class SimGimbal:
     def _settle(self):
         pos, ypr = self.handle.pose(0.0)
         self.plant.set_hand_pose(pos, ypr, teleport=True)
-        for _ in range(int(SETTLE_S / self.dt_s)):
-            self.plant.step(self._cogging_only())
+        for _ in range(int(SETTLE_S / self.plant.timestep_s)):
+            self.plant.step(self.loop.cogging_only())
         self.plant.data.time = 0.0
-        self._sample_imus(0.0)
-
-    def _sample_imus(self, t_s):
-        sens = self.plant.sensors()
-        g, a, hg, ha = self._sensor_adr
-        self.imu.update(t_s, sens[g:g + 3], sens[a:a + 3])
-        if self.handle_imu is not None:
-            self.handle_imu.update(t_s, sens[hg:hg + 3], sens[ha:ha + 3])
-
-    def _cogging_only(self):
-        return [m.torque_nm(0, 0, 0, self.plant.joint_rad(k), 0.0) for k, m in enumerate(self.motors)]
+        self.loop.sample_imus(0.0)
 
     def _build_scene(self, face_image, perception):
         boards = []
@@ -187,8 +192,22 @@ class SimGimbal:
 
     # --- the host's view ------------------------------------------------------------
     @property
+    def tick_count(self):
+        """Control ticks run so far."""
+        return self.loop.tick_count
+
+    @property
     def time_s(self):
-        return self.tick_count * self.period_us / 1e6
+        return self.loop.tick_count * self.period_us / 1e6
+
+    @property
+    def traces(self):
+        return self.loop.traces
+
+    @property
+    def max_effort(self):
+        """The largest |motor torque| / peak torque on any axis so far (traced ticks)."""
+        return self.loop.max_effort
 
     def write(self, data):
         """Send bytes host -> firmware at the current simulated time."""
@@ -249,90 +268,7 @@ class SimGimbal:
     # --- stepping ------------------------------------------------------------------
     def step_to(self, t_s):
         """Run control ticks until simulated time reaches ``t_s``."""
-        end_tick = int(math.floor(t_s * 1e6 / self.period_us + 1e-9))
-        while self.tick_count < end_tick:
-            self._tick()
-
-    def _tick(self):
-        # The lockstep tick, 1000 times per simulated second: plain floats and
-        # lists, one conversion per MuJoCo array, no per-tick objects beyond those.
-        plant = self.plant
-        hal = self.hal
-        now_us = self.tick_count * self.period_us
-        t_s = now_us / 1e6
-        up = self.link_up
-        if up._in_flight:
-            data = up.read(t_s)
-            if data:
-                hal.feed_rx(data)
-        self._sample_imus(t_s)
-        hal.now_us = now_us
-        angle, rate = plant.joint_state()
-        sensor = self.angle_sensor
-        if sensor is not None:
-            counts = hal.angle_counts
-            counts[0] = sensor.read(0, angle[0], rate[0])
-            counts[1] = sensor.read(1, angle[1], rate[1])
-            counts[2] = sensor.read(2, angle[2], rate[2])
-        self._fw_tick(now_us)
-        if hal.tx:
-            self.link_down.write(hal.take_tx(), t_s)
-        servo_us = hal.servo_us
-        duties = hal.duties
-        motors = self.motors
-        on = hal.motors_on
-        torques = [0.0, 0.0, 0.0]
-        for k in (0, 1, 2):
-            if servo_us[k]:
-                # a servo axis: the servo's own gearmotor is the actuator
-                servo = self.servos[k]
-                servo.write(servo_us[k])
-                torques[k] = servo.torque_nm(angle[k], rate[k], self.dt_s)
-            else:
-                motor = motors[k]
-                motor.enabled = on
-                d = duties[k]
-                torques[k] = motor.torque_nm(d[0], d[1], d[2], angle[k], rate[k])
-                w = self._hold_frac
-                if w:
-                    old = self._old_duties[k]
-                    torques[k] = (1.0 - w) * torques[k] + w * motor.torque_nm(old[0], old[1], old[2], angle[k],
-                                                                               rate[k])
-                    old[0], old[1], old[2] = d[0], d[1], d[2]
-        self.tick_count += 1
-        i = self.tick_count - self._pose_block_start
-        if i >= self._pose_block_len:
-            self._next_pose_block()
-            i = 0
-        plant.set_hand_mocap(self._pose_block[i])
-        plant.step(torques)
-        if self.tick_count % TRACE_EVERY_TICKS == 0:
-            self._trace(torques)
-
-    def _trace(self, torques):
-        plant = self.plant
-        effort = [0.0, 0.0, 0.0]
-        for k in (0, 1, 2):
-            if self.hal.servo_us[k]:
-                effort[k] = abs(torques[k]) / self.servos[k].params.stall_torque_nm
-            else:
-                effort[k] = abs(torques[k]) / self.peak_torque_nm
-        self.max_effort = max(self.max_effort, effort[0], effort[1], effort[2])
-        tr = self.traces
-        tr.t_s.append(self.time_s)
-        tr.camera_ypr_deg.append(plant.camera_ypr_deg())
-        tr.handle_ypr_deg.append(plant.handle_ypr_deg())
-        angle, _rate = plant.joint_state()
-        tr.joint_deg.append([math.degrees(a) for a in angle])
-        tr.effort.append(effort)
-
-    def _next_pose_block(self):
-        """Precompute the hand's mocap rows for the next POSE_BLOCK_TICKS ticks (one numpy pass)."""
-        tick = self.tick_count
-        ticks = np.arange(tick, tick + POSE_BLOCK_TICKS)
-        self._pose_block = self.plant.hand_mocap_block(self.handle.poses(ticks * (self.period_us / 1e6))).tolist()
-        self._pose_block_start = tick
-        self._pose_block_len = POSE_BLOCK_TICKS
+        self.loop.step_to_tick(int(math.floor(t_s * 1e6 / self.period_us + 1e-9)))
 
     def close(self):
         self.firmware.close()
