@@ -65,7 +65,7 @@ def build(cache_root=None):
         "pip install cython), or use --firmware inprocess")
     files = _files()
     return compiled_firmware.build_package(
-        "compiled-sim", "opensteady_sim_" + _key(files, version), files, [n + ".py" for n in MODULES], cache_root,
+        "compiled-sim", "opensteady_sim_" + _key(files, version), lambda: files, [n + ".py" for n in MODULES], cache_root,
         "building the compiled simulator failed (it needs a C compiler such as gcc and the Python headers; or "
         "use --firmware inprocess)", cflags=CFLAGS)
 
