@@ -7,6 +7,8 @@ from .link cimport SerialLink
 from .motor cimport BldcMotor
 from .plant cimport GimbalPlant
 
+cdef double RAD_TO_DEG
+
 
 @cython.final
 cdef class Lockstep:
@@ -33,6 +35,6 @@ cdef class Lockstep:
     cpdef tick(self)
     @cython.locals(tau=double, w=double, old=long[:], j=Py_ssize_t, a=long, b=long, c=long)
     cdef double axis_torque(self, int k, BldcMotor motor, object servo_us, object d, bint on)
-    @cython.locals(plant=GimbalPlant, torques=double[:], k=int)
+    @cython.locals(plant=GimbalPlant, torques=double[:], angle=double[:], k=int)
     cpdef trace(self)
     cpdef next_pose_block(self)

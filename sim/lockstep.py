@@ -36,6 +36,7 @@ from .motor import BldcMotor  # noqa: F401
 from .plant import GimbalPlant  # noqa: F401
 
 TRACE_EVERY_TICKS = 4  # traces are kept at 250 Hz
+RAD_TO_DEG = 180.0 / math.pi  # math.degrees(x) is x * this, the same double
 POSE_BLOCK_TICKS = 1000  # the hand's pose is computed a block of ticks at a time (one numpy call)
 
 
@@ -181,7 +182,9 @@ class Lockstep:
         tr.t_s.append(self.tick_count * self.period_us / 1e6)
         tr.camera_ypr_deg.append(plant.camera_ypr_deg())
         tr.handle_ypr_deg.append(plant.handle_ypr_deg())
-        tr.joint_deg.append([math.degrees(a) for a in plant.joint_state()[0]])
+        angle = self.angle  # the joints after the step (the next tick reads them afresh)
+        plant.joint_state_into(angle, self.rate)
+        tr.joint_deg.append([angle[0] * RAD_TO_DEG, angle[1] * RAD_TO_DEG, angle[2] * RAD_TO_DEG])
         tr.effort.append(effort)
 
     def next_pose_block(self):
