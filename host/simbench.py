@@ -52,10 +52,13 @@ def tick_breakdown(ticks=3000, firmware="inprocess"):
 
     The whole lockstep tick (``SimGimbal.step_to``, after 2 s: calibrated,
     motors on, walking), then each part alone, in place, as many times: the
-    firmware's tick, ``mj_step``, the two IMU models, the three motor
-    models; the rest is the world's own tick loop, the hand's pose, the
-    traces and the cache misses the parts cause each other. Each figure is
-    the best of 3 passes (the machine is shared).
+    firmware's tick, ``mj_step`` through the binding, the plant's own step
+    (``plant.step3``: the binding's ``mj_step`` interpreted; compiled, the C
+    function without MuJoCo's profiling timers), the two IMU models, the
+    three motor models; the rest is the world's own tick loop, the hand's
+    pose, the traces and the cache misses the parts cause each other
+    (``tick_us_sim_models_and_glue`` is the whole tick less the firmware and
+    the plant's step). Each figure is the best of 3 passes (the machine is shared).
     """
     import time
 
@@ -87,6 +90,12 @@ def tick_breakdown(ticks=3000, firmware="inprocess"):
             for _ in range(ticks):
                 mujoco.mj_step(plant.model, plant.data)
 
+        def plant_steps():
+            tau = [float(plant.data.qfrc_applied[plant.model.jnt_dofadr[plant.model.joint(n).id]])
+                   for n in ("yaw", "pitch", "roll")]
+            for _ in range(ticks):
+                plant.step3(tau[0], tau[1], tau[2])
+
         imu_t = [g.time_s]
 
         def imu_samples():  # one new sample per IMU and call, as in the tick
@@ -106,13 +115,15 @@ def tick_breakdown(ticks=3000, firmware="inprocess"):
 
         fw_us = best(fw_ticks)
         physics = best(mj_steps)
+        step = best(plant_steps)
         imus = best(imu_samples)
         motors = best(motor_models)
-    rest = total - fw_us - physics - imus - motors
+    rest = total - fw_us - step - imus - motors
     return {"tick_us_total": round(total, 1), "tick_us_firmware_inprocess": round(fw_us, 1),
-            "tick_us_mj_step": round(physics, 1), "tick_us_imu_models": round(imus, 1),
+            "tick_us_mj_step": round(physics, 1), "tick_us_plant_step": round(step, 1),
+            "tick_us_imu_models": round(imus, 1),
             "tick_us_motor_models": round(motors, 1), "tick_us_world_loop_and_rest": round(rest, 1),
-            "tick_us_sim_models_and_glue": round(total - fw_us - physics, 1), "firmware": firmware}
+            "tick_us_sim_models_and_glue": round(total - fw_us - step, 1), "firmware": firmware}
 
 
 def host_split(firmware="compiled", scenario="stabilize-walking", seconds=None):

@@ -29,7 +29,6 @@ import math
 import random
 from dataclasses import dataclass
 
-import cython
 from cython.cimports.libc.math import floor
 
 KINDS = ("none", "as5600", "as5048a")
@@ -94,5 +93,5 @@ class AngleSensorModel:
         angle = joint_rad + joint_rads * self._sample_s[axis]
         turns = self._direction * (angle + self._offset[axis]) / _TWO_PI
         c = turns * self.cpr + (self._rng.gauss(0.0, self._noise) if self._noise else 0.0)
-        v = cython.cast(cython.long, floor(c))
+        v = int(floor(c))  # compiled: a C cast of C floor
         return v % self.cpr

@@ -181,7 +181,7 @@ class ImuModel:
             f[5] += al * (sens[g + 2] * kg - f[5])
         c = self.counts
         for k in range(6):
-            v = cython.cast(cython.long, floor(f[k] + e[k]))
+            v = int(floor(f[k] + e[k]))  # compiled: a C cast of C floor
             c[k] = 32767 if v > 32767 else (-32768 if v < -32768 else v)
         self.samples += 1
 
