@@ -11,11 +11,12 @@ cdef class ImuModel:
     cdef double _period_s, _alpha, _gyro_sigma_dps, _accel_sigma_g, _next_sample_s
     cdef double[:] _filtered
     cdef bint _started
-    cdef public short[:] counts
+    cdef public object counts
+    cdef short[:] _counts
     cdef public long samples
 
     cpdef update_at(self, double t_s, double[:] sens, Py_ssize_t gyro_at, Py_ssize_t accel_at)
     cdef _next_errors(self)
     @cython.locals(e=double[:], f=double[:], c=short[:], k=int, v=long, ka=double, kg=double, al=double)
     cdef _sample(self, double[:] sens, Py_ssize_t g, Py_ssize_t a)
-    cpdef read_into(self, short[:] raw)
+    cpdef read_into(self, raw)

@@ -97,6 +97,7 @@ class ImuModel:
         self._started = False  # the filter starts from the first sample
         self._next_sample_s = 0.0
         self.counts = array("h", [0, 0, int(ACCEL_LSB_PER_G), 0, 0, 0])  # int16, as the chip's registers
+        self._counts = self.counts  # compiled: a typed view of it, for the per-sample stores
         self.samples = 0
         walk_s = math.sqrt(self._period_s)
         lsb = np.repeat([ACCEL_LSB_PER_G, GYRO_LSB_PER_DPS], 3)
@@ -179,7 +180,7 @@ class ImuModel:
             f[3] += al * (sens[g] * kg - f[3])
             f[4] += al * (sens[g + 1] * kg - f[4])
             f[5] += al * (sens[g + 2] * kg - f[5])
-        c = self.counts
+        c = self._counts
         for k in range(6):
             v = int(floor(f[k] + e[k]))  # compiled: a C cast of C floor
             c[k] = 32767 if v > 32767 else (-32768 if v < -32768 else v)
@@ -187,4 +188,4 @@ class ImuModel:
 
     def read_into(self, raw):
         """The latest counts into ``raw`` (an array('h') of 6, as the firmware's HAL.imu_read fills)."""
-        raw[0:6] = self.counts
+        raw[0:6] = self.counts  # one array slice copy (a typed view of raw would cost a memoryview a call)
