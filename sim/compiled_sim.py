@@ -51,7 +51,8 @@ def _files():
 
 def _key(files, cython_version):
     h = hashlib.sha256()
-    for part in (BUILD_VERSION, CFLAGS, cython_version, sys.version, sysconfig.get_platform()):
+    for part in (BUILD_VERSION, CFLAGS, compiled_firmware._BUILD_SCRIPT, cython_version, sys.version,
+                 sysconfig.get_platform()):
         h.update(part.encode() + b"\0")
     for name in sorted(files):
         h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
