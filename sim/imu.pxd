@@ -1,5 +1,10 @@
 # C types for sim/imu.py when sim/compiled_sim.py compiles it (Cython's pure-Python mode)
 cimport cython
+from libc.math cimport floor
+
+
+cdef inline long ifloor(double x) noexcept:
+    return <long>floor(x)
 
 
 @cython.final

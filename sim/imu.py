@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import cython
 import numpy as np
-from cython.cimports.libc.math import floor
+
+if not cython.compiled:
+    from math import floor as ifloor  # compiled: imu.pxd's C floor cast to a long (math.floor's int, unboxed)
 
 GRAVITY_MPS2 = 9.80665
 ACCEL_LSB_PER_G = 8192.0
@@ -93,7 +95,9 @@ class ImuModel:
             self._alpha = 1.0
         self._gyro_sigma_dps = p.gyro_noise_dps_per_rthz * math.sqrt(band_hz)
         self._accel_sigma_g = p.accel_noise_g_per_rthz * math.sqrt(band_hz)
-        self._filtered = array("d", [0.0] * 6)  # ax, ay, az, gx, gy, gz after the DLPF, in counts (unrounded)
+        # ax, ay, az, gx, gy, gz after the DLPF, in counts (unrounded); a list interpreted (cheaper to index),
+        # an array compiled (a typed view of it)
+        self._filtered = array("d", [0.0] * 6) if cython.compiled else [0.0] * 6
         self._started = False  # the filter starts from the first sample
         self._next_sample_s = 0.0
         self.counts = array("h", [0, 0, int(ACCEL_LSB_PER_G), 0, 0, 0])  # int16, as the chip's registers
@@ -182,7 +186,7 @@ class ImuModel:
             f[5] += al * (sens[g + 2] * kg - f[5])
         c = self._counts
         for k in range(6):
-            v = int(floor(f[k] + e[k]))  # compiled: a C cast of C floor
+            v = ifloor(f[k] + e[k])
             c[k] = 32767 if v > 32767 else (-32768 if v < -32768 else v)
         self.samples += 1
 
