@@ -75,10 +75,14 @@ class SimHal(fw_hal.HAL):
         d[2] = duty_c_u16
 
     def bldc_write_axes(self, mask, duties):
+        # once a tick: item by item (a slice copy makes a new array and list per axis)
         for i in range(3):
             if (mask >> i) & 1:
+                d = self.duties[i]
                 k = 3 * i
-                self.duties[i][:] = duties[k:k + 3]
+                d[0] = duties[k]
+                d[1] = duties[k + 1]
+                d[2] = duties[k + 2]
 
     def servo_write(self, axis, pulse_us):
         self.servo_us[axis] = pulse_us

@@ -36,7 +36,7 @@ def test_the_wheel_installs_only_the_opensteady_package(wheel_names):
 def test_the_wheel_carries_every_subpackage_and_the_simulator_data(wheel_names):
     for module in ("host/cli.py", "vision/types.py", "sim/world.py", "firmware/app.py", "firmware/main.py",
                    "firmware/boards/rp2.py", "firmware/offboard/simpipe.py", "sim/models/gimbal.xml",
-                   "sim/scenarios/track-crossing.toml"):
+                   "sim/scenarios/track-crossing.toml", "sim/lockstep.py", "sim/lockstep.pxd", "sim/imu.pxd"):
         assert "opensteady/" + module in wheel_names, module
     assert not [n for n in wheel_names if n.startswith("opensteady/tests/") or n.startswith("tests/")]
 
