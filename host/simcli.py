@@ -71,6 +71,8 @@ EXPLAIN = {
     "sim_seconds": ("simulated time", None),
     "wall_seconds": ("how long it took on this computer", None),
     "realtime_factor": ("simulated seconds per real second", "above 1 is faster than real time"),
+    "load_seconds": ("loading the firmware's code before the run (the compiled mode builds it the first time); "
+                     "not in the times above", None),
     "tracking_rms_frac": ("how far the face sat from the calibration point, RMS, in frame widths",
                           "lower is better; below 0.05 looks steady on screen"),
     "tracking_lost_frac": ("share of the time the person was in view but not followed",

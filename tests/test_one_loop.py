@@ -15,6 +15,7 @@ import pathlib
 import pytest
 
 from opensteady.firmware import protocol as p
+from opensteady.host.simrig import TIMING_KEYS
 from opensteady.sim.scenario import load_scenario, scenario_path
 from tests.micropython import ROOT
 from tests.test_host_track import json_lines, opensteady
@@ -39,7 +40,7 @@ def test_sim_and_track_sim_print_the_same_metrics(tmp_path):
     b = json_lines(track.stdout)[-1]["sim"]
     assert a["frames"] > 30 and a["tracking_rms_frac"] is not None
     assert abs(a["tracking_rms_frac"] - b["tracking_rms_frac"]) <= 1e-6
-    timing = ("wall_seconds", "realtime_factor", "cpu_seconds", "realtime_factor_cpu")
+    timing = TIMING_KEYS
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
 
 
@@ -52,6 +53,23 @@ def test_stabilize_run_keeps_the_firmware_fed_with_heartbeats_alone():
     assert m["faults"] == []  # no link_lost: heartbeats every 100 ms
     assert 18 <= m["heartbeats_sent"] <= 26  # 2.5 s at 10 Hz, less the mode requests that count as traffic
     assert m["telemetry_frames"] > 50
+
+
+def test_loading_the_firmware_code_is_not_timed_as_the_run(monkeypatch):
+    """A first compiled run builds the firmware (about a minute): load_seconds, never the realtime factor."""
+    from opensteady.host import simrig
+    from opensteady.sim.firmware_runner import load_code
+
+    clock = {"s": 1000.0}  # a stepped stand-in for the wall clock: only loading moves it
+    monkeypatch.setattr(simrig.time, "perf_counter", lambda: clock["s"])
+
+    def slow_load(mode):
+        load_code(mode)  # the real import, then the stand-in for a build's minute
+        clock["s"] += 60.0
+
+    monkeypatch.setattr(simrig, "load_code", slow_load)
+    m = simrig.run_scenario(load_scenario("stabilize-still", overrides={"seconds": 0.5, "warmup_s": 0.2})).metrics
+    assert m["load_seconds"] == 60.0 and m["wall_seconds"] == 0.0
 
 
 def test_the_rig_handshakes_like_a_board_on_simulated_time():
@@ -129,7 +147,7 @@ def test_waiting_on_a_rig_that_films_nothing_is_time_passing_to_the_deadline():
             assert gc.isenabled() == enabled and stream.gc_on == {False}
         finally:
             gc.enable()
-    timing = ("wall_seconds", "realtime_factor", "cpu_seconds", "realtime_factor_cpu")
+    timing = TIMING_KEYS
     a, b = ({k: v for k, v in m.items() if k not in timing} for m in runs)
     assert a == b and a["telemetry_frames"] > 20
 
