@@ -300,8 +300,8 @@ def _bind_views(tree, foreign, factories):
                 if isinstance(fn, ast.FunctionDef):
                     fn.body = _refresh_after(
                         fn.body,
-                        lambda st: (isinstance(st, ast.Assign) and len(st.targets) == 1
-                                    and _self_attr(st.targets[0]) in mine),
+                        lambda st, mine=mine: (isinstance(st, ast.Assign) and len(st.targets) == 1
+                                               and _self_attr(st.targets[0]) in mine),
                         lambda st: ast.Assign(targets=[ast.Attribute(value=ast.Name(id="self", ctx=ast.Load()),
                                                                      attr=VIEW_PREFIX + st.targets[0].attr,
                                                                      ctx=ast.Store())],
